@@ -1,0 +1,88 @@
+"""Waveform -> log-mel front end of the published checkpoints (spec `dymn.md`, section 1).
+
+A few lines of torch instead of torchaudio: the mel bank is the Kaldi construction that the authors'
+code takes from `torchaudio.compliance.kaldi.get_mel_banks`, reproduced step for step in float32 so
+that it matches theirs bit for bit on the same CPU.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+SAMPLE_RATE = 32_000
+
+
+@dataclass(frozen=True)
+class FrontEndConfig:
+    """Settings that belong to the weights: every published AudioSet checkpoint uses these."""
+
+    sample_rate: int = SAMPLE_RATE
+    n_mels: int = 128
+    n_fft: int = 1024
+    win_length: int = 800
+    hop_length: int = 320
+    f_min: float = 0.0
+    f_max: float = 15_000.0
+    preemphasis: float = 0.97
+
+    def frames(self, n_samples: int) -> int:
+        """Number of log-mel frames for a waveform of `n_samples` (pre-emphasis drops one sample)."""
+        return (n_samples - 1) // self.hop_length + 1
+
+
+def _mel(freq: float) -> float:
+    return 1127.0 * math.log(1.0 + freq / 700.0)
+
+
+def kaldi_mel_bank(config: FrontEndConfig = FrontEndConfig()) -> torch.Tensor:
+    """Triangular mel filters `[n_mels, n_fft // 2 + 1]` in float32, Kaldi-style, last FFT bin zero."""
+    num_fft_bins = config.n_fft // 2
+    bin_width = config.sample_rate / config.n_fft
+    mel_low, mel_high = _mel(config.f_min), _mel(config.f_max)
+    mel_delta = (mel_high - mel_low) / (config.n_mels + 1)
+
+    # Same operation order and dtypes as Kaldi/torchaudio: scalar end points in Python floats,
+    # everything per bin in float32 tensors.
+    index = torch.arange(config.n_mels).unsqueeze(1)
+    left = mel_low + index * mel_delta
+    center = mel_low + (index + 1.0) * mel_delta
+    right = mel_low + (index + 2.0) * mel_delta
+    bin_mels = (1127.0 * (1.0 + (bin_width * torch.arange(float(num_fft_bins))) / 700.0).log()).unsqueeze(0)
+    up_slope = (bin_mels - left) / (center - left)
+    down_slope = (right - bin_mels) / (right - center)
+    bank = torch.max(torch.zeros(1), torch.min(up_slope, down_slope))
+    return nn.functional.pad(bank, (0, 1), mode="constant", value=0.0)
+
+
+class LogMel(nn.Module):
+    """`[B, N]` waveforms at 32 kHz -> `[B, 1, n_mels, frames]` normalised log-mels."""
+
+    def __init__(self, config: FrontEndConfig = FrontEndConfig()) -> None:
+        super().__init__()
+        self.config = config
+        self.register_buffer("window", torch.hann_window(config.win_length, periodic=False), persistent=False)
+        self.register_buffer("mel_bank", kaldi_mel_bank(config), persistent=False)
+        self.register_buffer(
+            "preemphasis_kernel", torch.tensor([[[-config.preemphasis, 1.0]]]), persistent=False
+        )
+
+    def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
+        x = nn.functional.conv1d(waveforms.unsqueeze(1), self.preemphasis_kernel.to(waveforms.dtype)).squeeze(1)
+        spec = torch.stft(
+            x,
+            self.config.n_fft,
+            hop_length=self.config.hop_length,
+            win_length=self.config.win_length,
+            window=self.window.to(x.dtype),
+            center=True,
+            return_complex=True,
+        )
+        power = spec.real.square() + spec.imag.square()
+        # The mel product stays in float32 even under autocast: the models were trained that way.
+        with torch.autocast(device_type=power.device.type, enabled=False):
+            mels = torch.matmul(self.mel_bank.to(power.dtype), power)
+        return ((mels + 1e-5).log() + 4.5).div(5.0).unsqueeze(1)
