@@ -1,0 +1,107 @@
+"""Pieces shared by the DyMN and MobileNetV3 networks: channel rounding, conv+BN+activation, the MLP head.
+
+Module names and their order are those of the authors' code, because they are the checkpoint keys
+(`in_c.0`, `features.16.1`, `classifier.5` ...).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+# Every BatchNorm2d of the published checkpoints was trained with this eps.
+BN_EPS = 1e-3
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """Round a channel count to a multiple of `divisor`, never below `divisor` nor more than 10 % down.
+
+    The MobileNet rule (TensorFlow slim): the widths of both families are `make_divisible(c * width)`.
+    """
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+def md(value: float) -> int:
+    """`make_divisible(value, 8)`, the short name the specs use."""
+    return make_divisible(value, 8)
+
+
+def batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=BN_EPS)
+
+
+class ConvNormAct(nn.Sequential):
+    """Conv2d (no bias, 'same' padding) -> BatchNorm2d -> optional activation, keys `.0` conv and `.1` norm.
+
+    The same layout as torchvision's `Conv2dNormActivation`, which the authors use; without an activation
+    the Sequential simply has two entries (the activation has no parameters, so keys do not change).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        *,
+        kernel_size: int = 1,
+        stride: int = 1,
+        groups: int = 1,
+        activation: Callable[..., nn.Module] | None = nn.Hardswish,
+    ) -> None:
+        layers: list[nn.Module] = [
+            nn.Conv2d(
+                in_channels,
+                out_channels,
+                kernel_size,
+                stride=stride,
+                padding=(kernel_size - 1) // 2,
+                groups=groups,
+                bias=False,
+            ),
+            batch_norm(out_channels),
+        ]
+        if activation is not None:
+            layers.append(activation(inplace=True))
+        super().__init__(*layers)
+
+
+def classifier_head(in_features: int, hidden: int, num_classes: int, *, dropout: float = 0.2) -> nn.Sequential:
+    """The MLP head of both families: pool, flatten, Linear, hardswish, dropout, Linear (`classifier.2`/`.5`)."""
+    return nn.Sequential(
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(start_dim=1),
+        nn.Linear(in_features, hidden),
+        nn.Hardswish(inplace=True),
+        nn.Dropout(p=dropout),
+        nn.Linear(hidden, num_classes),
+    )
+
+
+class TaggingNet(nn.Module):
+    """Base of both networks: a feature extractor to a `[B, C, F', T']` map, then the MLP head.
+
+    `forward(x)` takes log-mels `[B, 1, 128, T]` and returns `(logits [B, num_classes], embedding [B, C])`,
+    the embedding being the mean of the last feature map over frequency and time.
+    """
+
+    classifier: nn.Sequential
+
+    def __init__(self, *, embedding_dim: int, num_classes: int) -> None:
+        super().__init__()
+        self.embedding_dim = embedding_dim
+        self.num_classes = num_classes
+
+    def features_forward(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        features = self.features_forward(x)
+        head = self.classifier
+        # Pool once: the head's own pooling and flattening (entries 0 and 1) would recompute `embedding`.
+        embedding = torch.flatten(head[0](features), 1)
+        logits = head[5](head[4](head[3](head[2](embedding))))
+        return logits, embedding

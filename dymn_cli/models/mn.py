@@ -1,0 +1,113 @@
+"""MobileNetV3 ("MN") of the published AudioSet checkpoints (spec `mn.md`).
+
+Every submodule name below is a checkpoint key (`features.N.block.j...`, `conc_se_layers.0.fc1`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from dymn_cli.models.common import ConvNormAct, TaggingNet, classifier_head, md
+
+# (in, kernel, expanded, out, squeeze-excitation, hardswish, stride) before width scaling, spec `mn.md`.
+BLOCK_SETTINGS: tuple[tuple[int, int, int, int, bool, bool, int], ...] = (
+    (16, 3, 16, 16, False, False, 1),
+    (16, 3, 64, 24, False, False, 2),
+    (24, 3, 72, 24, False, False, 1),
+    (24, 5, 72, 40, True, False, 2),
+    (40, 5, 120, 40, True, False, 1),
+    (40, 5, 120, 40, True, False, 1),
+    (40, 3, 240, 80, False, True, 2),
+    (80, 3, 200, 80, False, True, 1),
+    (80, 3, 184, 80, False, True, 1),
+    (80, 3, 184, 80, False, True, 1),
+    (80, 3, 480, 112, True, True, 1),
+    (112, 3, 672, 112, True, True, 1),
+    (112, 5, 672, 160, True, True, 2),
+    (160, 5, 960, 160, True, True, 1),
+    (160, 5, 960, 160, True, True, 1),
+)
+
+
+class SqueezeExcitation(nn.Module):
+    """Channel squeeze-excitation: `x * sigmoid(fc2(relu(fc1(mean over F, T))))`."""
+
+    def __init__(self, channels: int, squeeze: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(channels, squeeze)
+        self.fc2 = nn.Linear(squeeze, channels)
+
+    def forward(self, x: Tensor) -> Tensor:
+        scale = self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3)))))
+        return x * torch.sigmoid(scale)[:, :, None, None]
+
+
+class ConcurrentSE(nn.Module):
+    """Holder that reproduces the checkpoint key `conc_se_layers.0`.
+
+    The authors' block can run several squeeze-excitations (over channels, frequency, time) and merge
+    them; the published checkpoints use exactly one, over channels, so the merge is the identity.
+    """
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.conc_se_layers = nn.ModuleList([SqueezeExcitation(channels, md(channels // 4))])
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conc_se_layers[0](x)
+
+
+class InvertedResidual(nn.Module):
+    """Expand (if E != I) -> depthwise -> squeeze-excitation (optional) -> project, plus the shortcut."""
+
+    def __init__(
+        self, in_c: int, kernel: int, expanded: int, out_c: int, *, se: bool, hardswish: bool, stride: int
+    ) -> None:
+        super().__init__()
+        act = nn.Hardswish if hardswish else nn.ReLU
+        self.use_residual = stride == 1 and in_c == out_c
+        layers: list[nn.Module] = []
+        if expanded != in_c:
+            layers.append(ConvNormAct(in_c, expanded, activation=act))
+        layers.append(
+            ConvNormAct(expanded, expanded, kernel_size=kernel, stride=stride, groups=expanded, activation=act)
+        )
+        if se:
+            layers.append(ConcurrentSE(expanded))
+        layers.append(ConvNormAct(expanded, out_c, activation=None))
+        self.block = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.block(x)
+        if self.use_residual:
+            out = out + x
+        return out
+
+
+class MN(TaggingNet):
+    """MobileNetV3 at width `width` (0.1 ... 4.0 for the published mn01 ... mn40)."""
+
+    def __init__(self, *, width: float = 1.0, num_classes: int = 527) -> None:
+        last = md(160 * width)
+        super().__init__(embedding_dim=6 * last, num_classes=num_classes)
+        self.width = width
+        layers: list[nn.Module] = [ConvNormAct(1, md(16 * width), kernel_size=3, stride=2)]
+        for in_c, kernel, expanded, out_c, se, hardswish, stride in BLOCK_SETTINGS:
+            layers.append(
+                InvertedResidual(
+                    md(in_c * width),
+                    kernel,
+                    md(expanded * width),
+                    md(out_c * width),
+                    se=se,
+                    hardswish=hardswish,
+                    stride=stride,
+                )
+            )
+        layers.append(ConvNormAct(last, 6 * last))
+        self.features = nn.Sequential(*layers)
+        self.classifier = classifier_head(6 * last, md(1280 * width), num_classes)
+
+    def features_forward(self, x: Tensor) -> Tensor:
+        return self.features(x)

@@ -1,0 +1,219 @@
+"""Networks against the authors' golden vectors, key listings, and the errors for weights that do not fit."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+
+from dymn_cli.errors import WeightsError
+from dymn_cli.models import DyMN, ModelSpec, build_model, create_model, infer_spec
+
+GOLDEN = Path(__file__).parent / "golden"
+GOLDEN_MODELS = ("dymn04", "dymn10", "mn04")
+LISTINGS = {
+    "dymn04": ("dymn", 0.4),
+    "dymn10": ("dymn", 1.0),
+    "dymn20": ("dymn", 2.0),
+    "mn01": ("mn", 0.1),
+    "mn02": ("mn", 0.2),
+    "mn04": ("mn", 0.4),
+    "mn05": ("mn", 0.5),
+    "mn10": ("mn", 1.0),
+    "mn20": ("mn", 2.0),
+    "mn30": ("mn", 3.0),
+    "mn40": ("mn", 4.0),
+}
+EMBEDDING_DIMS = {"dymn04": 384, "dymn10": 960, "mn04": 384}
+
+
+def _f64_cases(name: str) -> list[str]:
+    return ["f64_T1000", "f64_T313", "f64_T64"] + (["f64_T9"] if name.startswith("dymn") else [])
+
+
+F64_PARAMS = [(name, case) for name in GOLDEN_MODELS for case in _f64_cases(name)]
+
+
+@pytest.fixture(scope="module")
+def state_dicts() -> dict[str, dict[str, torch.Tensor]]:
+    return {name: torch.load(GOLDEN / f"{name}_seed0.pt") for name in GOLDEN_MODELS}
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[str, dict[str, dict[str, torch.Tensor]]]:
+    return {name: torch.load(GOLDEN / f"{name}_cases.pt") for name in GOLDEN_MODELS}
+
+
+@pytest.fixture(scope="module")
+def models(state_dicts) -> dict[str, nn.Module]:
+    return {name: build_model(sd) for name, sd in state_dicts.items()}
+
+
+@pytest.fixture(scope="module")
+def models64(models) -> dict[str, nn.Module]:
+    return {name: copy.deepcopy(model).double() for name, model in models.items()}
+
+
+@pytest.fixture(scope="module")
+def mels() -> torch.Tensor:
+    frontend = torch.load(GOLDEN / "frontend.pt")
+    return torch.cat([frontend["mels"][k] for k in sorted(frontend["mels"])])[:, None]
+
+
+def _read_listing(name: str) -> list[tuple[str, tuple[int, ...], str]]:
+    entries = []
+    for line in (GOLDEN / f"{name}_state_dict.txt").read_text().splitlines():
+        key, shape, dtype = line.split("\t")
+        dims = tuple(int(d) for d in shape.strip("()").split(",") if d.strip())
+        entries.append((key, dims, dtype))
+    return entries
+
+
+def _listing_of(state_dict: dict[str, torch.Tensor]) -> list[tuple[str, tuple[int, ...], str]]:
+    return [(k, tuple(v.shape), str(v.dtype).removeprefix("torch.")) for k, v in state_dict.items()]
+
+
+def _meta_state_dict(entries: list[tuple[str, tuple[int, ...], str]]) -> dict[str, torch.Tensor]:
+    """A state dict with the listed names, shapes and dtypes, without allocating memory."""
+    return {k: torch.empty(shape, dtype=getattr(torch, dtype), device="meta") for k, shape, dtype in entries}
+
+
+# --- golden outputs ---------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", GOLDEN_MODELS)
+def test_float32_window_matches_authors(name, models, cases, mels):
+    with torch.inference_mode():
+        logits, embedding = models[name](mels)
+    expected = cases[name]["f32_T1000"]
+    assert logits.shape == (3, 527) and embedding.shape == (3, EMBEDDING_DIMS[name])
+    assert logits.dtype == embedding.dtype == torch.float32
+    torch.testing.assert_close(logits, expected["logits"], rtol=0, atol=1e-3)
+    torch.testing.assert_close(embedding, expected["embedding"], rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize(("name", "case"), F64_PARAMS)
+def test_float64_matches_authors(name, case, models64, cases):
+    expected = cases[name][case]
+    with torch.inference_mode():
+        logits, embedding = models64[name](expected["input"])
+    assert logits.dtype == embedding.dtype == torch.float64
+    for got, want in ((logits, expected["logits"]), (embedding, expected["embedding"])):
+        assert got.shape == want.shape
+        scale = want.abs().max().item()
+        torch.testing.assert_close(got, want, rtol=0, atol=1e-7 * scale)
+
+
+@pytest.mark.parametrize("family", ["dymn", "mn"])
+@pytest.mark.parametrize("frames", [1, 2, 9])
+def test_short_inputs_and_batch_independence(family, frames):
+    """Any T >= 1 runs; each sample's output depends on that sample only (the dynamic parts are per sample)."""
+    torch.manual_seed(0)
+    model = create_model(family=family, width=0.4).eval()
+    x = torch.randn(3, 1, 128, frames)
+    with torch.inference_mode():
+        logits, embedding = model(x)
+        single_logits, single_embedding = model(x[1:2])
+    assert logits.shape == (3, 527) and embedding.shape == (3, model.embedding_dim)
+    torch.testing.assert_close(single_logits, logits[1:2], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single_embedding, embedding[1:2], rtol=1e-5, atol=1e-6)
+
+
+# --- names, shapes, specs --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_state_dict_listing_is_reproduced(name):
+    family, width = LISTINGS[name]
+    with torch.device("meta"):
+        model = create_model(family=family, width=width, num_classes=527)
+    assert _listing_of(model.state_dict()) == _read_listing(name)
+
+
+@pytest.mark.parametrize("name", LISTINGS)
+def test_infer_spec_from_listing(name):
+    family, width = LISTINGS[name]
+    spec = infer_spec(_meta_state_dict(_read_listing(name)))
+    assert spec == ModelSpec(family=family, width=width, num_classes=527)
+    assert spec.name == name
+
+
+def test_embedding_dim_and_class_count():
+    with torch.device("meta"):
+        dims = {w: create_model(family="dymn", width=w).embedding_dim for w in (0.4, 1.0, 2.0)}
+        model = create_model(family="mn", width=1.0, num_classes=10)
+    assert dims == {0.4: 384, 1.0: 960, 2.0: 1920}
+    assert model.num_classes == 10
+    assert infer_spec(model.state_dict()) == ModelSpec(family="mn", width=1.0, num_classes=10)
+
+
+@pytest.mark.parametrize("name", GOLDEN_MODELS)
+def test_golden_checkpoint_loads_strictly(name, state_dicts, models):
+    model = models[name]
+    assert not model.training
+    assert model.embedding_dim == EMBEDDING_DIMS[name] and model.num_classes == 527
+    loaded = model.state_dict()
+    assert list(loaded) == list(state_dicts[name])
+    assert all(torch.equal(loaded[k], v) for k, v in state_dicts[name].items())
+
+
+# --- weights that do not fit -----------------------------------------------------------------------------
+
+
+def test_foreign_state_dict_is_rejected():
+    foreign = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2)).state_dict()
+    with pytest.raises(WeightsError, match="not a DyMN or MobileNetV3 state dict.*'0.weight'.*expected keys"):
+        build_model(foreign)
+    with pytest.raises(WeightsError, match="expected a state dict"):
+        infer_spec([torch.zeros(1)])
+
+
+def test_wrapped_state_dicts_get_a_hint(state_dicts):
+    prefixed = {f"module.{k}": v for k, v in state_dicts["mn04"].items()}
+    with pytest.raises(WeightsError, match="'module.'"):
+        build_model(prefixed)
+    with pytest.raises(WeightsError, match="training checkpoint"):
+        infer_spec({"epoch": 3, "model": state_dicts["mn04"]})
+
+
+def test_truncated_state_dict_is_rejected(state_dicts):
+    truncated = dict(state_dicts["dymn04"])
+    del truncated["layers.7.depth_act.init_v"]
+    with pytest.raises(WeightsError, match=r"dymn04 .*missing 1 entry \('layers.7.depth_act.init_v'\)"):
+        build_model(truncated)
+    headless = {k: v for k, v in state_dicts["dymn04"].items() if not k.startswith("classifier.5")}
+    with pytest.raises(WeightsError, match="without 'classifier.5.weight'"):
+        build_model(headless)
+
+
+def test_wrong_shapes_and_extra_keys_are_rejected(state_dicts):
+    changed = dict(state_dicts["mn04"])
+    changed["features.3.block.1.0.weight"] = torch.zeros(72, 1, 5, 5)
+    changed["features.99.weight"] = torch.zeros(1)
+    with pytest.raises(WeightsError, match=r"unexpected 1 entry \('features.99.weight'\).*wrong shape in 1 entry \(features.3.block.1.0.weight \[72, 1, 5, 5\]"):
+        build_model(changed)
+
+
+def test_unknown_width_is_rejected():
+    with torch.device("meta"):
+        state_dict = create_model(family="mn", width=0.75).state_dict()
+    with pytest.raises(WeightsError, match="unsupported width or variant.*features.0.0.weight"):
+        infer_spec(state_dict)
+
+
+def test_fully_convolutional_head_is_rejected():
+    with torch.device("meta"):
+        state_dict = {k: v for k, v in create_model(family="mn", width=1.0).state_dict().items()
+                      if not k.startswith("classifier")}
+    state_dict["classifier.0.weight"] = torch.empty(527, 960, 1, 1, device="meta")
+    with pytest.raises(WeightsError, match="not the MLP head"):
+        infer_spec(state_dict)
+
+
+def test_create_model_is_keyword_only():
+    with pytest.raises(TypeError):
+        create_model("dymn", 1.0)  # type: ignore[misc]
+    assert isinstance(create_model(family="dymn", width=0.4), DyMN)
