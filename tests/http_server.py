@@ -15,6 +15,7 @@ import functools
 import http.server
 import shutil
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -69,13 +70,20 @@ class _Handler(http.server.SimpleHTTPRequestHandler):
                 self.connection.shutdown(socket.SHUT_RDWR)
 
 
+class _Server(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # clients that gave up (timeouts, failed tests)
+            super().handle_error(request, client_address)
+
+
 @contextlib.contextmanager
 def serve_directory(path: str | Path) -> Iterator[LoopbackServer]:
     """Serve the files of `path` at `server.url` (ends in '/') on an ephemeral loopback port."""
     state = LoopbackServer()
     handler = type("Handler", (_Handler,), {"state": state})
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(handler, directory=str(path)))
-    httpd.daemon_threads = True
+    httpd = _Server(("127.0.0.1", 0), functools.partial(handler, directory=str(path)))
     state.url = f"http://127.0.0.1:{httpd.server_address[1]}/"
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
     thread.start()

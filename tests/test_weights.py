@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import math
 import os
 import shutil
 import subprocess
 import sys
+import time
 from collections import OrderedDict
 from pathlib import Path
 
@@ -207,27 +209,50 @@ def test_unreachable_server_is_a_download_error(monkeypatch, tmp_path):
         download(NAME, progress=False, cache=tmp_path / "cache")
 
 
+def test_stalled_server_times_out(release, monkeypatch):
+    monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT_S", 0.2)
+    release.chunk_delay = 1.0
+    with pytest.raises(DownloadError, match="timed out after 0.2 s"):
+        download(NAME, progress=False)
+    assert leftovers(release.cache) == set()
+
+
+def test_no_progress_output_when_stderr_is_not_a_terminal(release, capfd):
+    download(NAME, progress=True)
+    assert capfd.readouterr() == ("", "")
+
+
 _CHILD = """
 import sys
 from dymn_cli.weights import download
-sys.stdout.write(str(download("dymn04_as", progress=False)))
+print("ready", flush=True)
+print(download("dymn04_as", progress=False), flush=True)
 """
 
 
 def test_two_processes_downloading_at_once_both_succeed(release, source_sha256):
-    release.chunk_delay = 0.005  # ~0.6 s per download, so that the two overlap
+    release.chunk_delay = 0.003  # ~0.4 s per download
     env = {**os.environ, "DYMN_RELEASE_URL": release.url, "DYMN_CACHE_DIR": str(release.cache)}
-    children = [
-        subprocess.Popen([sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-        for _ in range(2)
-    ]
-    results = [child.communicate(timeout=60) for child in children]
-    for child, (out, err) in zip(children, results):
+    lock = os.open(release.cache / (FILENAME + ".lock"), os.O_RDWR | os.O_CREAT)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # hold both children at the door, so that they contend for real
+        children = [
+            subprocess.Popen([sys.executable, "-c", _CHILD], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        for child in children:
+            assert child.stdout.readline() == b"ready\n", child.stderr.read().decode()
+        time.sleep(0.2)
+        assert release.request_count() == 0
+    finally:
+        os.close(lock)
+    for child in children:
+        out, err = child.communicate(timeout=60)
         assert child.returncode == 0, err.decode()
-        assert out.decode() == str(release.cache / FILENAME)
+        assert out.decode().strip() == str(release.cache / FILENAME)
     assert hashlib.sha256((release.cache / FILENAME).read_bytes()).hexdigest() == source_sha256
     assert leftovers(release.cache) == {FILENAME, FILENAME + ".sha256"}
-    assert release.request_count() == 1  # the second waited for the lock, then found the verified file
+    assert release.request_count() == 1  # one downloaded and verified; the other waited, then found it
 
 
 def test_file_placed_in_the_cache_by_hand_is_adopted(monkeypatch, tmp_path, source_sha256):
