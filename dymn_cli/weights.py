@@ -207,10 +207,14 @@ def _sidecar(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
+def _exclusive_lock(path: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive `flock` on `path`, taken on entering. The file is created now, so that OSError is raised
+    here, and never deleted (deleting a lock file that another process has open would race)."""
+    return _flocked(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+
+
 @contextlib.contextmanager
-def _exclusive_lock(path: Path) -> Iterator[None]:
-    """Hold an exclusive `flock` on `path` (created if needed; never deleted, which would race)."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+def _flocked(fd: int) -> Iterator[None]:
     try:
         if fcntl is not None:
             fcntl.flock(fd, fcntl.LOCK_EX)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from http_server import serve_directory
+from tests.http_server import serve_directory
 
 from dymn_cli import weights
 from dymn_cli.errors import DownloadError, UsageError, WeightsError
