@@ -24,10 +24,12 @@ Streaming (`stream_audio`) decodes block by block and resamples with ``soxr.Resa
 concatenated blocks are bit-identical to `load_audio` (libsoxr's output does not depend on how the
 input is chunked; the tests check this for every supported rate).
 
-Truncated or damaged inputs: whatever the decoder delivers before it reports an error is kept and a
-`TruncatedAudioWarning` is issued (users prefer the labels of the intact part); if nothing at all
-can be decoded, `AudioError` is raised. Some truncations are invisible to the decoders (a WAV whose
-header promises more frames than the file holds is read up to the end of the data, silently).
+Truncated or damaged inputs: users prefer the labels of the intact part, so whatever decodes is
+used and an `AudioDecodeWarning` says what was lost. libsndfile stops at its first decoding error
+(everything before it is kept); with PyAV a packet that fails to decode is skipped and decoding
+goes on, as the ffmpeg command does. If nothing at all decodes, `AudioError` is raised. Some
+truncations are invisible to the decoders and pass silently (a WAV whose header promises more
+frames than the file holds is read up to the end of its data; an MP3 simply ends early).
 
 Every problem with an input raises `dymn_cli.errors.AudioError` with a one-line message that starts
 with the file name (``<stdin>``, ``<bytes>`` or ``<array>`` for in-memory inputs).
@@ -55,7 +57,7 @@ __all__ = [
     "SAMPLE_RATE",
     "AudioInfo",
     "AudioSource",
-    "TruncatedAudioWarning",
+    "AudioDecodeWarning",
     "audio_info",
     "is_audio_path",
     "load_audio",
@@ -90,8 +92,8 @@ on purpose (TypeScript sources far outnumber MPEG transport streams); such files
 named explicitly."""
 
 
-class TruncatedAudioWarning(UserWarning):
-    """The decoder stopped with an error part way; the audio decoded up to that point is used."""
+class AudioDecodeWarning(UserWarning):
+    """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
 
 
 @dataclass(frozen=True)
@@ -123,15 +125,17 @@ def is_audio_path(path: str | os.PathLike[str]) -> bool:
 # --------------------------------------------------------------------------- public functions
 
 
-def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
+def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str | None = None) -> np.ndarray:
     """Decode `source` whole to a 1-D float32 mono waveform at `sample_rate`.
 
     `source` is a path, the bytes of a file, or a binary file object; a non-seekable one (a pipe,
-    ``sys.stdin.buffer``) is read into memory first. Raises `AudioError` for anything wrong with the
-    input (see the module docstring); warns `TruncatedAudioWarning` when only a leading part decodes.
+    ``sys.stdin.buffer``) is read into memory first, a file object is read from its current
+    position. `name` replaces the source's own name in messages (e.g. ``"<stdin>"`` for bytes read
+    from standard input). Raises `AudioError` for anything wrong with the input (see the module
+    docstring); warns `AudioDecodeWarning` when only part of it decodes.
     """
     sample_rate = _check_rate(sample_rate, "sample_rate")
-    inp = _resolve(source)
+    inp = _resolve(source, name)
     try:
         decoder = _open_decoder(inp)
         try:
@@ -151,6 +155,7 @@ def stream_audio(
     *,
     sample_rate: int = SAMPLE_RATE,
     block_seconds: float = 30.0,
+    name: str | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode `source` in bounded memory: yield consecutive 1-D float32 mono blocks at `sample_rate`.
 
@@ -165,7 +170,7 @@ def stream_audio(
     if not (isinstance(block_seconds, (int, float)) and math.isfinite(block_seconds) and block_seconds > 0):
         raise UsageError(f"block_seconds must be a positive number of seconds, got {block_seconds!r}")
     block_out = max(int(round(block_seconds * sample_rate)), 1)
-    inp = _resolve(source)
+    inp = _resolve(source, name)
     try:
         decoder = _open_decoder(inp)
     except BaseException:
@@ -174,10 +179,10 @@ def stream_audio(
     return _stream_blocks(inp, decoder, sample_rate, block_seconds, block_out)
 
 
-def audio_info(source: AudioSource) -> AudioInfo:
+def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
     """Duration, rate, channels, frame count and format of `source`, from the container's header
     where it has one (decoding only where the container does not state a length)."""
-    inp = _resolve(source)
+    inp = _resolve(source, name)
     try:
         decoder = _open_decoder(inp)
         try:
@@ -256,7 +261,10 @@ def _clean(message: object) -> str:
 
 def _av_reason(exc: BaseException) -> str:
     """FFmpeg's own words ("Invalid data found when processing input"), without errno and call site."""
-    return _clean(getattr(exc, "strerror", None) or exc)
+    reason = _clean(getattr(exc, "strerror", None) or exc)
+    if reason.startswith("Error number"):  # a decoder-private code FFmpeg has no text for
+        return "the decoder rejected the data"
+    return reason
 
 
 def _stream_name(obj: Any) -> str:
@@ -266,48 +274,52 @@ def _stream_name(obj: Any) -> str:
     return "<stream>"
 
 
-def _resolve(source: AudioSource) -> _Input:
+def _resolve(source: AudioSource, name: str | None = None) -> _Input:
     if isinstance(source, (bytes, bytearray, memoryview)):
+        name = name or "<bytes>"
         data = bytes(source)
         if not data:
-            raise AudioError("<bytes>: empty input (0 bytes)")
-        return _Input("<bytes>", fileobj=io.BytesIO(data), owned=True)
+            raise AudioError(f"{name}: empty input (0 bytes)")
+        return _Input(name, fileobj=io.BytesIO(data), owned=True)
     if isinstance(source, (str, os.PathLike)):
-        return _resolve_path(os.fspath(source))
+        return _resolve_path(os.fspath(source), name)
     if isinstance(source, io.TextIOBase):
-        raise AudioError(f"{_stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
+        raise AudioError(
+            f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)"
+        )
     if hasattr(source, "read"):
-        return _resolve_fileobj(source)
-    raise AudioError(f"{source!r}: not a path, bytes or binary file object")
+        return _resolve_fileobj(source, name or _stream_name(source))
+    raise AudioError(f"{name or type(source).__name__}: not a path, bytes or binary file object")
 
 
-def _resolve_path(path: str | bytes) -> _Input:
+def _resolve_path(path: str | bytes, name: str | None = None) -> _Input:
     if isinstance(path, bytes):
         path = os.fsdecode(path)
+    shown = name or path
     try:
         st = os.stat(path)
     except (FileNotFoundError, NotADirectoryError):
-        raise AudioError(f"{path}: file not found") from None
+        raise AudioError(f"{shown}: file not found") from None
     except PermissionError:
-        raise AudioError(f"{path}: permission denied") from None
+        raise AudioError(f"{shown}: permission denied") from None
     except OSError as exc:
-        raise AudioError(f"{path}: cannot access the file ({_clean(exc.strerror or exc)})") from None
+        raise AudioError(f"{shown}: cannot access the file ({_clean(exc.strerror or exc)})") from None
     if stat.S_ISDIR(st.st_mode):
-        raise AudioError(f"{path}: is a directory, not an audio file")
+        raise AudioError(f"{shown}: is a directory, not an audio file")
     try:
         fh = open(path, "rb")  # noqa: SIM115 - closed by _Input.close (or right here)
     except PermissionError:
-        raise AudioError(f"{path}: permission denied") from None
+        raise AudioError(f"{shown}: permission denied") from None
     except OSError as exc:
-        raise AudioError(f"{path}: cannot open the file ({_clean(exc.strerror or exc)})") from None
+        raise AudioError(f"{shown}: cannot open the file ({_clean(exc.strerror or exc)})") from None
     if not stat.S_ISREG(st.st_mode):
         # a named pipe, /dev/stdin, a process substitution: read it like a non-seekable stream
         with fh:
-            return _buffer_stream(fh, path)
+            return _buffer_stream(fh, shown)
     fh.close()
     if st.st_size == 0:
-        raise AudioError(f"{path}: empty file (0 bytes)")
-    return _Input(path, path=path)
+        raise AudioError(f"{shown}: empty file (0 bytes)")
+    return _Input(shown, path=path)
 
 
 def _buffer_stream(fh: Any, name: str) -> _Input:
@@ -328,8 +340,7 @@ def _buffer_stream(fh: Any, name: str) -> _Input:
     return _Input(name, fileobj=io.BytesIO(data), owned=True)
 
 
-def _resolve_fileobj(fh: Any) -> _Input:
-    name = _stream_name(fh)
+def _resolve_fileobj(fh: Any, name: str) -> _Input:
     try:
         seekable = bool(fh.seekable()) and fh.tell() == 0
     except (AttributeError, OSError, ValueError):
@@ -350,7 +361,7 @@ def _resolve_fileobj(fh: Any) -> _Input:
 
 
 class _DecodeStopped(Exception):
-    """A decoder error in the middle of the data (after a successful open)."""
+    """A decoder error after a successful open that ends decoding."""
 
 
 try:  # libsndfile's read function itself, see _SoundfileDecoder.blocks
@@ -362,6 +373,8 @@ except ImportError:  # pragma: no cover - a future soundfile without these inter
 
 class _SoundfileDecoder:
     backend = "soundfile"
+    skipped = 0
+    skip_reason = ""
 
     def __init__(self, inp: _Input):
         self._file = sf.SoundFile(inp.soundfile_target())
@@ -448,6 +461,9 @@ def _frame_to_array(frame: Any) -> np.ndarray:
 
 class _PyAVDecoder:
     backend = "pyav"
+    skipped = 0
+    """Packets that failed to decode and were skipped."""
+    skip_reason = ""
 
     def __init__(self, inp: _Input):
         av = self._av = _import_av()
@@ -463,8 +479,8 @@ class _PyAVDecoder:
         streams = self._container.streams.audio
         if not streams:
             self.close()
-            kind = "a video without sound" if self._container.streams.video else "no sound in it"
-            raise AudioError(f"{inp.name}: no audio stream ({kind})")
+            what = " (a video without sound)" if self._container.streams.video else ""
+            raise AudioError(f"{inp.name}: no audio stream{what}")
         self._stream = streams[0]
         ctx = self._stream.codec_context
         self.sample_rate: int = ctx.sample_rate
@@ -489,11 +505,16 @@ class _PyAVDecoder:
         while True:
             try:
                 packet = next(demux)
-                decoded = packet.decode()
             except StopIteration:
                 return
-            except (av.error.FFmpegError, OSError) as exc:
+            except (av.error.FFmpegError, OSError) as exc:  # the container itself is unreadable from here
                 raise _DecodeStopped(_av_reason(exc)) from None
+            try:
+                decoded = packet.decode()
+            except (av.error.FFmpegError, OSError) as exc:  # one damaged packet: skip it, like ffmpeg
+                self.skipped += 1
+                self.skip_reason = _av_reason(exc)
+                continue
             for frame in decoded:
                 if rate is None:
                     rate = frame.sample_rate
@@ -552,6 +573,8 @@ def _open_decoder(inp: _Input) -> _Decoder:
         return _SoundfileDecoder(inp)
     except (sf.LibsndfileError, RuntimeError) as exc:
         sf_reason = _clean(exc)
+    except TypeError as exc:  # soundfile takes a ".raw" name for header-less PCM and wants a rate
+        sf_reason = _clean(exc)
     except OSError as exc:  # e.g. the file vanished between the checks and the open
         raise AudioError(f"{inp.name}: cannot read the file ({_clean(exc.strerror or exc)})") from None
     inp.rewind()
@@ -576,7 +599,10 @@ def _describe_failure(sf_reason: str, av_reason: str) -> str:
 
 
 def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.ndarray]:
-    """Decoded `[frames, channels]` float32 blocks; handles errors mid-way and empty results."""
+    """Decoded `[frames, channels]` float32 blocks; handles decoding errors and empty results.
+
+    Warnings use stacklevel 3: this generator, then `load_audio` or `_stream_blocks`, then the caller.
+    """
     total = 0
     try:
         for block in decoder.blocks(frames):
@@ -588,12 +614,21 @@ def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.
         warnings.warn(
             f"{inp.name}: decoding stopped after {total / decoder.sample_rate:.2f} s ({exc}); "
             "using the audio before that point",
-            TruncatedAudioWarning,
+            AudioDecodeWarning,
             stacklevel=3,
         )
         return
     if total == 0:
+        if decoder.skipped:
+            raise AudioError(f"{inp.name}: cannot decode the audio ({decoder.skip_reason})")
         raise AudioError(f"{inp.name}: contains no audio samples")
+    if decoder.skipped:
+        warnings.warn(
+            f"{inp.name}: {decoder.skipped} damaged packet(s) could not be decoded and were skipped "
+            f"({decoder.skip_reason})",
+            AudioDecodeWarning,
+            stacklevel=3,
+        )
 
 
 # --------------------------------------------------------------------------- samples

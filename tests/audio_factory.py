@@ -5,7 +5,7 @@ Files are written with soundfile (libsndfile) where it can encode the format (wa
 ogg/opus, mp3, aiff, au, caf, w64, ...) and with PyAV (FFmpeg) for the rest (m4a/aac, opus in ogg or
 webm, mka, wma, ac3, wv, mp4/mov/mkv video with an audio track, and a video without audio).
 
-    from audio_factory import make_audio_file, sine   # pytest puts tests/ on sys.path
+    from tests.audio_factory import make_audio_file, sine
     path = make_audio_file(tmp_path / "a.m4a", seconds=0.5, sample_rate=44_100, channels=2)
 
 Keep files short (a second or less): the tests that use them should stay fast.
