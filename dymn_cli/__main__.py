@@ -1,0 +1,3 @@
+from dymn_cli.cli import main
+
+main()

@@ -1,0 +1,312 @@
+"""Output writers, one small class per format, looked up by name or by a file's extension.
+
+Files are never left half-written: CSV and JSON go to a temporary file beside the target and are
+renamed into place when the run ends (also when it is interrupted: finished results are kept);
+JSONL is appended and flushed one input at a time, so that a killed run keeps every finished line.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, TextIO
+
+import numpy as np
+
+from .errors import UsageError
+from .labels import audioset_classes
+from .tagger import TagFailure, TagResult, rank_classes
+
+SCORE_DECIMALS = 8
+
+
+@dataclass(frozen=True)
+class OutputOptions:
+    """Which labels an output keeps."""
+
+    top: int | None = 10  # None: all classes
+    threshold: float | None = None
+    timeline: bool = False
+    classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
+
+    def select(self, scores: np.ndarray) -> list[int]:
+        """Class indices to report for one score vector, best first."""
+        return rank_classes(scores, top=self.top, threshold=self.threshold, classes=self.classes)
+
+
+def score(value: float) -> float:
+    return round(float(value), SCORE_DECIMALS)
+
+
+def label_entries(scores: np.ndarray, options: OutputOptions) -> list[dict[str, Any]]:
+    classes = audioset_classes()
+    return [
+        {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
+        for i in options.select(scores)
+    ]
+
+
+def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict[str, Any]:
+    """The JSON/JSONL record of one input."""
+    if isinstance(outcome, TagFailure):
+        return {"path": outcome.source, "error": outcome.reason}
+    record: dict[str, Any] = {
+        "path": outcome.source,
+        "duration": round(outcome.duration, 6),
+        "n_windows": len(outcome.starts),
+        "labels": label_entries(outcome.scores, options),
+    }
+    if options.timeline:
+        record["windows"] = [
+            {"start": round(float(s), 6), "end": round(float(e), 6), "labels": label_entries(w, options)}
+            for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
+        ]
+    return record
+
+
+class Writer:
+    """Base of the output writers. `target` None means standard output."""
+
+    name: ClassVar[str]
+    extension: ClassVar[str]
+    resumable: ClassVar[bool] = True
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        self.target = target
+        self.options = options
+        self.header = header
+
+    @classmethod
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        """Inputs already recorded in an earlier output: path -> what was written for it."""
+        raise NotImplementedError
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        raise NotImplementedError
+
+    def write_existing(self, path: str, payload: Any) -> None:
+        """Carry over what an earlier run recorded for `path` (for `--resume`)."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Finish the output; called at the end of every run, interrupted or not."""
+
+
+class _AtomicTextFile:
+    """A text file written to a temporary name and renamed into place on `commit`."""
+
+    def __init__(self, target: Path) -> None:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        handle, self.temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        self.stream: TextIO = os.fdopen(handle, "w", encoding="utf-8", newline="")
+        self.target = target
+
+    def commit(self) -> None:
+        self.stream.flush()
+        os.fsync(self.stream.fileno())
+        self.stream.close()
+        os.replace(self.temp_name, self.target)
+
+
+class CsvWriter(Writer):
+    """Long form: one row per (input, label); with a timeline, one row per (input, window, label)."""
+
+    name = "csv"
+    extension = ".csv"
+    CLIP_COLUMNS = ["path", "rank", "label", "mid", "index", "score"]
+    TIMELINE_COLUMNS = ["path", "start", "end", "label", "mid", "index", "score"]
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        super().__init__(target, options=options, header=header)
+        self._file = _AtomicTextFile(target) if target is not None else None
+        stream = self._file.stream if self._file is not None else sys.stdout
+        self._csv = csv.writer(stream, lineterminator="\n")
+        self._csv.writerow(self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+
+    @classmethod
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        rows: dict[str, list[list[str]]] = {}
+        with open(target, encoding="utf-8", newline="") as stream:
+            reader = csv.reader(stream)
+            next(reader, None)
+            for row in reader:
+                if row:
+                    rows.setdefault(row[0], []).append(row)
+        return rows
+
+    def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
+        if isinstance(outcome, TagFailure):
+            return []
+        classes = audioset_classes()
+        if self.options.timeline:
+            return [
+                [outcome.source, round(float(s), 6), round(float(e), 6), classes[i].name, classes[i].mid, i, score(w[i])]
+                for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
+                for i in self.options.select(w)
+            ]
+        return [
+            [outcome.source, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
+            for rank, i in enumerate(self.options.select(outcome.scores), start=1)
+        ]
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        self._csv.writerows(self.rows(outcome))
+
+    def write_existing(self, path: str, payload: Any) -> None:
+        self._csv.writerows(payload)
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.commit()
+        else:
+            sys.stdout.flush()
+
+
+class JsonWriter(Writer):
+    """One document: the model, the settings and a list of files."""
+
+    name = "json"
+    extension = ".json"
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        super().__init__(target, options=options, header=header)
+        self._files: list[dict[str, Any]] = []
+
+    @classmethod
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        with open(target, encoding="utf-8") as stream:
+            document = json.load(stream)
+        return {record["path"]: record for record in document.get("files", [])}
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        self._files.append(file_record(outcome, self.options))
+
+    def write_existing(self, path: str, payload: Any) -> None:
+        self._files.append(payload)
+
+    def close(self) -> None:
+        document = {**self.header, "files": self._files}
+        if self.target is None:
+            json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
+            sys.stdout.write("\n")
+            sys.stdout.flush()
+            return
+        atomic = _AtomicTextFile(self.target)
+        json.dump(document, atomic.stream, indent=2, ensure_ascii=False)
+        atomic.stream.write("\n")
+        atomic.commit()
+
+
+class JsonlWriter(Writer):
+    """One JSON object per input, written and flushed as soon as that input is done."""
+
+    name = "jsonl"
+    extension = ".jsonl"
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        super().__init__(target, options=options, header=header)
+        if target is None:
+            self._stream: TextIO = sys.stdout
+        else:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            _drop_partial_last_line(target)
+            self._stream = open(target, "a", encoding="utf-8")
+
+    @classmethod
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        records: dict[str, Any] = {}
+        with open(target, encoding="utf-8") as stream:
+            for line in stream:
+                if line.endswith("\n") and line.strip():
+                    record = json.loads(line)
+                    records[record["path"]] = record
+        return records
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        self._emit(file_record(outcome, self.options))
+
+    def write_existing(self, path: str, payload: Any) -> None:
+        pass  # already in the file we append to
+
+    def _emit(self, record: dict[str, Any]) -> None:
+        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stream.flush()
+
+    def close(self) -> None:
+        if self._stream is not sys.stdout:
+            self._stream.close()
+
+
+class TableWriter(Writer):
+    """Rich tables for people: one block per input, best labels first."""
+
+    name = "table"
+    extension = ".txt"
+    resumable = False
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        super().__init__(target, options=options, header=header)
+        from rich.console import Console
+
+        self._buffer = io.StringIO() if target is not None else None
+        self._console = Console(file=self._buffer, width=100) if self._buffer is not None else Console()
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        from rich.table import Table
+
+        if isinstance(outcome, TagFailure):
+            return  # reported on stderr
+        table = Table(title=f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})", title_justify="left")
+        table.add_column("rank", justify="right")
+        table.add_column("label")
+        table.add_column("score", justify="right")
+        classes = audioset_classes()
+        for rank, i in enumerate(self.options.select(outcome.scores), start=1):
+            table.add_row(str(rank), classes[i].name, f"{outcome.scores[i]:.4f}")
+        self._console.print(table)
+
+    def close(self) -> None:
+        if self._buffer is not None and self.target is not None:
+            atomic = _AtomicTextFile(self.target)
+            atomic.stream.write(self._buffer.getvalue())
+            atomic.commit()
+
+
+def _plural(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
+
+
+def _drop_partial_last_line(target: Path) -> None:
+    """A run killed mid-write may leave half a line at the end of a JSONL file: cut it off."""
+    try:
+        with open(target, "rb+") as stream:
+            data = stream.read()
+            if data and not data.endswith(b"\n"):
+                stream.truncate(data.rfind(b"\n") + 1)
+    except FileNotFoundError:
+        pass
+
+
+WRITERS: dict[str, type[Writer]] = {w.name: w for w in (TableWriter, CsvWriter, JsonWriter, JsonlWriter)}
+
+
+def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal: bool) -> type[Writer]:
+    """Explicit format first, then the output file's extension, then table (terminal) or JSONL (pipe)."""
+    if format is not None:
+        if format not in WRITERS:
+            raise UsageError(f"unknown format {format!r}: use one of {', '.join(WRITERS)}")
+        return WRITERS[format]
+    if target is not None:
+        by_extension = {w.extension: w for w in WRITERS.values() if w is not TableWriter}
+        suffix = target.suffix.lower()
+        if suffix not in by_extension:
+            raise UsageError(f"{target}: cannot tell the format from the extension {suffix or '(none)'}: add --format")
+        return by_extension[suffix]
+    return TableWriter if stdout_is_terminal else JsonlWriter

@@ -1,0 +1,228 @@
+"""A labelling run: inputs -> tagger -> writers, with per-input isolation, resume and clean stops.
+
+This is the library function behind `dymn-tag INPUTS...`; the CLI only parses options into it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from .errors import DymnError, UsageError
+from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
+from .outputs import OutputOptions, Writer, writer_class
+from .tagger import TagFailure, Tagger, TagResult
+
+log = logging.getLogger("dymn_cli")
+
+
+class ResultSink(Protocol):
+    """Anything that consumes outcomes as they come: output writers, embedding and event exports."""
+
+    def write(self, outcome: TagResult | TagFailure) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Interrupted(DymnError):
+    """The run was stopped by a signal; finished results were kept."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.exit_code = 128 + signum
+
+
+@dataclass
+class RunSummary:
+    tagged: int = 0
+    failed: int = 0
+    skipped: int = 0
+    audio_seconds: float = 0.0
+    elapsed: float = 0.0
+    failures: list[TagFailure] = field(default_factory=list)
+    problems: list[InputProblem] = field(default_factory=list)
+    interrupted: Interrupted | None = None
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted is not None:
+            return self.interrupted.exit_code
+        if self.problems:
+            return UsageError.exit_code
+        return 1 if self.failures else 0
+
+    def line(self) -> str:
+        stopped = f", {self.interrupted}" if self.interrupted else ""
+        return (
+            f"{self.tagged} tagged, {self.failed} failed, {self.skipped} skipped, "
+            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{stopped}"
+        )
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    window: float = 10.0
+    hop: float = 10.0
+    aggregate: str = "mean"
+    workers: int | None = None  # None: from the CPU count (none for a single input)
+    recursive: bool = True
+
+
+def collect_inputs(
+    paths: Sequence[str], *, files_from: str | None, recursive: bool, problems: list[InputProblem]
+) -> list[Input]:
+    """Inputs named on the command line and in a file list, each once, in the order given."""
+    if files_from == STDIN and STDIN in paths:
+        raise UsageError("standard input cannot carry both audio (-) and a file list (--files-from -)")
+    named = list(paths)
+    inputs = list(expand_inputs(named, recursive=recursive, problems=problems))
+    if files_from is not None:
+        listed = expand_inputs(read_file_list(files_from), recursive=recursive, problems=None)
+        seen = {i.path for i in inputs}
+        inputs += [i for i in listed if i.path not in seen]
+    if not named and files_from is None:
+        raise UsageError("no input: name files or folders, - for standard input, or --files-from")
+    return inputs
+
+
+def label_inputs(
+    paths: Sequence[str],
+    *,
+    tagger: Tagger | Callable[[], Tagger],
+    output: Path | None = None,
+    format: str | None = None,
+    options: OutputOptions = OutputOptions(),
+    settings: RunSettings = RunSettings(),
+    files_from: str | None = None,
+    resume: bool = False,
+    extra_sinks: Sequence[ResultSink] = (),
+    stdout_is_terminal: bool = False,
+    on_outcome: Callable[[TagResult | TagFailure], None] | None = None,
+    on_start: Callable[[list[Input]], None] | None = None,
+) -> RunSummary:
+    """Tag every input and write the outcomes; a bad input is reported and the others go on.
+
+    With `resume`, inputs already recorded in `output` are carried over instead of tagged again, and
+    the final output equals that of an uninterrupted run. `tagger` may be a factory: it is called only
+    once the inputs and options have been checked, so that a usage error never waits for a model.
+    """
+    started = time.monotonic()
+    summary = RunSummary()
+    writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
+    inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
+    if not inputs and summary.problems and files_from is None:
+        raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in summary.problems))
+    previous = _previous_records(writer_type, output) if resume else {}
+    if not isinstance(tagger, Tagger):
+        tagger = tagger()
+    header = {
+        "model": tagger.name,
+        "settings": {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate,
+                     "top": options.top, "threshold": options.threshold, "sample_rate": tagger.sample_rate},
+    }
+    writer = writer_type(output, options=options, header=header)
+    sinks: list[ResultSink] = [writer, *extra_sinks]
+    todo = [i for i in inputs if i.path not in previous]
+    summary.skipped = len(inputs) - len(todo)
+    if on_start is not None:
+        on_start(todo)
+    carried = deque(i for i in inputs if i.path in previous)
+    position = {i.path: n for n, i in enumerate(inputs)}
+    try:
+        with _signals_as_exceptions():
+            outcomes = tagger.tag_many(
+                (_read_source(i) for i in todo),
+                window=settings.window,
+                hop=settings.hop,
+                aggregate=settings.aggregate,
+                workers=_worker_count(settings.workers, len(todo)),
+            )
+            for item, outcome in zip(todo, outcomes):
+                # Keep the input order: records carried over from the previous run that come first.
+                while carried and position[carried[0].path] < position[item.path]:
+                    done = carried.popleft()
+                    writer.write_existing(done.path, previous[done.path])
+                outcome.source = item.path
+                _count(summary, outcome)
+                for sink in sinks:
+                    sink.write(outcome)
+                if on_outcome is not None:
+                    on_outcome(outcome)
+            while carried:
+                done = carried.popleft()
+                writer.write_existing(done.path, previous[done.path])
+    except Interrupted as stop:
+        summary.interrupted = stop
+    except KeyboardInterrupt:
+        summary.interrupted = Interrupted(signal.SIGINT)
+    finally:
+        for sink in sinks:
+            sink.close()
+        summary.elapsed = time.monotonic() - started
+    return summary
+
+
+def _previous_records(writer_type: type[Writer], output: Path | None) -> dict[str, Any]:
+    if output is None:
+        raise UsageError("--resume needs an output file (-o)")
+    if not writer_type.resumable:
+        raise UsageError(f"--resume does not work with the {writer_type.name} format")
+    if not output.exists():
+        return {}
+    try:
+        return writer_type.read_existing(output)
+    except (OSError, ValueError, KeyError, StopIteration) as error:
+        raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+
+
+def _worker_count(requested: int | None, n_inputs: int) -> int:
+    """Decoding processes: one core is left to the network; a single input is decoded in process."""
+    if requested is not None:
+        return requested
+    if n_inputs <= 1:
+        return 0
+    return max(1, min((os.cpu_count() or 2) - 1, 8, n_inputs))
+
+
+def _read_source(item: Input) -> Any:
+    """What the tagger takes for an input: the path, or the bytes of standard input."""
+    return sys.stdin.buffer.read() if item.is_stdin else item.path
+
+
+def _count(summary: RunSummary, outcome: TagResult | TagFailure) -> None:
+    if isinstance(outcome, TagFailure):
+        summary.failed += 1
+        summary.failures.append(outcome)
+    else:
+        summary.tagged += 1
+        summary.audio_seconds += outcome.duration
+
+
+@contextmanager
+def _signals_as_exceptions() -> Iterator[None]:
+    """SIGTERM stops a run like Ctrl-C does: cleanly, keeping every finished result."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
