@@ -455,6 +455,21 @@ def test_stream_equals_load(tmp_path, ext, rate, channels, block_seconds):
     assert np.array_equal(np.concatenate(blocks), ref)
 
 
+@pytest.mark.parametrize("ext,seconds", [(".wav", 60.0), (".flac", 60.0), (".mp3", 30.0), (".m4a", 20.0)])
+def test_stream_memory_is_bounded(tmp_path, ext, seconds):
+    import tracemalloc  # numpy reports its buffers to tracemalloc
+
+    path = make_audio_file(tmp_path / f"long{ext}", seconds=seconds, sample_rate=48_000, channels=2, kind="noise")
+    tracemalloc.start()
+    try:
+        total = sum(len(block) for block in stream_audio(path, block_seconds=1.0))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert abs(total - seconds * SR) <= 0.03 * SR
+    assert peak < 4e6, peak  # ~1 s of decoded stereo input plus ~1 s of output; the whole file is 8-30 MB
+
+
 def test_stream_to_other_rates(tmp_path):
     path = write_audio(tmp_path / "s.wav", noise(0.5, 44_100, 2, seed=4), 44_100)
     for rate in (16_000, 44_100, 48_000):
