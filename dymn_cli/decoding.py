@@ -32,19 +32,20 @@ WINDOW, DONE, ERROR = "window", "done", "error"
 class DecodeJob:
     index: int
     source: AudioSource  # a path, or the encoded bytes of a stream such as stdin
+    name: str | None = None  # how messages name an in-memory source (e.g. <stdin>)
 
 
 def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[tuple]:
     """Decode one job into window messages, ending with a `done` or an `error` message."""
     cutter = WindowCutter(grid)
     try:
-        for block in _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds):
+        for block in _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name):
             if not np.isfinite(block).all():
-                raise AudioError(f"{describe(job.source)}: contains NaN or infinite samples")
+                raise AudioError(f"{job.name or describe(job.source)}: contains NaN or infinite samples")
             for window_index, samples in cutter.feed(block):
                 yield (WINDOW, job.index, window_index, samples)
         if cutter.n_samples == 0:
-            raise AudioError(f"{describe(job.source)}: no audio samples")
+            raise AudioError(f"{job.name or describe(job.source)}: no audio samples")
         for window_index, samples in cutter.finish():
             yield (WINDOW, job.index, window_index, samples)
         yield (DONE, job.index, grid.count(cutter.n_samples), cutter.n_samples)
@@ -52,13 +53,13 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
         yield (ERROR, job.index, str(error))
     except (OSError, ValueError, RuntimeError, MemoryError) as error:
         # A decoder failure that audio.py did not anticipate: report it for this input only.
-        yield (ERROR, job.index, f"{describe(job.source)}: {type(error).__name__}: {error}")
+        yield (ERROR, job.index, f"{job.name or describe(job.source)}: {type(error).__name__}: {error}")
 
 
-def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float) -> Iterator[np.ndarray]:
+def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None) -> Iterator[np.ndarray]:
     if isinstance(source, np.ndarray):  # already decoded and resampled by the caller
         return iter([source])
-    return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds)
+    return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds, name=name)
 
 
 def describe(source: AudioSource) -> str:

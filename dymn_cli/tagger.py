@@ -146,7 +146,7 @@ class Tagger:
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
                 names.append(_describe(source))
-                yield DecodeJob(index, self._decodable(source, sample_rate))
+                yield DecodeJob(index, self._decodable(source, sample_rate), name=names[-1])
 
         settings = PipelineSettings(grid=grid, batch_size=self.batch_size, workers=workers, sample_rate=self.sample_rate)
         for outcome in run_pipeline(jobs(), engine=self.engine, settings=settings):
@@ -172,8 +172,8 @@ class Tagger:
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        window_scores = 1.0 / (1.0 + np.exp(-outputs.logits.astype(np.float64)))
-        window_scores = window_scores.astype(np.float32)
+        # sigmoid, written so that large logits of either sign never overflow
+        window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
         starts = grid.starts(outputs.n_samples) / self.sample_rate
         scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
         return TagResult(
