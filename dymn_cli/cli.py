@@ -19,7 +19,7 @@ from .errors import DymnError, UsageError
 
 log = logging.getLogger("dymn_cli")
 
-SUBCOMMANDS = ("models", "download")
+SUBCOMMANDS = ("models", "download", "labels")
 
 EPILOG = """\
 Examples:
@@ -33,6 +33,13 @@ Examples:
   curl -s https://example.org/clip.mp3 | dymn-tag - --format json
 
   dymn-tag models                               the published models and what is cached
+
+  dymn-tag walk.wav --window 2 --hop 0.5 --events --threshold 0.4 --format audacity
+                                                sound events as an Audacity label track
+
+  dymn-tag park.wav --labels Animal --exclude Insect --timeline --plot park.png
+
+  dymn-tag labels dog                           classes matching 'dog' (and below the node Dog)
 """
 
 tag_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -61,7 +68,7 @@ def _parse_top(value: str) -> Optional[int]:
 def tag(
     paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files, folders (walked), or - for audio on stdin.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to this file (format from its extension).")] = None,
-    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json or jsonl (default: from -o, else table on a terminal, jsonl in a pipe).")] = None,
+    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json or jsonl (default: from -o, else table on a terminal, jsonl in a pipe); audacity or raven: a sound-event file per input.")] = None,
     top: Annotated[str, typer.Option("--top", "-k", help="How many labels per input, or 'all'.")] = "10",
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep only labels scoring at least this.", min=0.0, max=1.0)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Published model name, or several joined by commas for an ensemble.")] = "dymn10_as",
@@ -78,18 +85,29 @@ def tag(
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top/--threshold.")] = False,
+    events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.")] = False,
+    min_duration: Annotated[float, typer.Option("--min-duration", help="Drop sound events shorter than this many seconds.", min=0.0)] = 0.0,
+    labels: Annotated[Optional[str], typer.Option("--labels", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @file.")] = None,
+    exclude: Annotated[Optional[str], typer.Option("--exclude", help="Leave out these classes (same forms as --labels).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Folder for the per-input files of --format audacity|raven, mirroring the inputs' paths (default: beside each input).")] = None,
+    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
-    from .outputs import OutputOptions
+    from .extras import build_output_options, build_sinks, writer_target
     from .progress import RunProgress
     from .run import RunSettings, label_inputs
     from .tagger import Tagger
 
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
-    options = OutputOptions(top=_parse_top(top), threshold=threshold)
+    options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
+                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude)
+    target = writer_target(format=format, output=output, output_dir=output_dir)
+    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
     make_tagger = lambda: Tagger(  # noqa: E731 - built only after the inputs and options are checked
         None if weights else model,
         weights=[str(w) for w in weights] if weights else None,
@@ -104,9 +122,10 @@ def tag(
         summary = label_inputs(
             inputs,
             tagger=make_tagger,
-            output=output,
+            output=target,
             format=format,
             options=options,
+            extra_sinks=sinks,
             settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive),
             files_from=files_from,
             resume=resume,
@@ -159,6 +178,31 @@ def download_command(
     for record in records:
         path = download(record, sha256=sha256, progress=sys.stderr.isatty() and not quiet)
         typer.echo(str(path))
+
+
+@commands_app.command("labels")
+def labels_command(
+    query: Annotated[Optional[list[str]], typer.Argument(help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
+) -> None:
+    """List the AudioSet classes (index, mid, name, place in the ontology) matching a query.
+
+    A table on a terminal, tab-separated lines with a header in a pipe."""
+    from .ontology import find_classes
+
+    found = find_classes(" ".join(query) if query else None)
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.table import Table
+
+        table = Table(title=f"{len(found)} AudioSet classes", title_justify="left")
+        for column in ("index", "mid", "name", "path"):
+            table.add_column(column, justify="right" if column == "index" else "left")
+        for c in found:
+            table.add_row(str(c.index), c.mid, c.name, c.parent_path)
+        Console().print(table)
+    else:
+        lines = ["index\tmid\tname\tpath", *(f"{c.index}\t{c.mid}\t{c.name}\t{c.parent_path}" for c in found)]
+        typer.echo("\n".join(lines))
 
 
 def _one_line(text: str) -> str:

@@ -20,7 +20,9 @@ from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
+from .atomic import new_file_mode
 from .errors import UsageError
+from .events import EventSettings, detect_events
 from .labels import audioset_classes
 from .tagger import TagFailure, TagResult, rank_classes
 
@@ -35,10 +37,28 @@ class OutputOptions:
     threshold: float | None = None
     timeline: bool = False
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
+    events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
         return rank_classes(scores, top=self.top, threshold=self.threshold, classes=self.classes)
+
+    def sound_events(self, result: TagResult) -> list[dict[str, Any]]:
+        """The `events` entries of one result (all selected classes; `top` does not apply)."""
+        settings = self.events or EventSettings()
+        found = detect_events(result, threshold=settings.threshold, min_duration=settings.min_duration, classes=self.classes)
+        return [e.as_dict(decimals=SCORE_DECIMALS) for e in found]
+
+    def settings(self) -> dict[str, Any]:
+        """What the options were, for the header of an output."""
+        described: dict[str, Any] = {"top": self.top, "threshold": self.threshold}
+        if self.timeline:
+            described["timeline"] = True
+        if self.classes is not None:
+            described["n_classes"] = len(self.classes)
+        if self.events is not None:
+            described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
+        return described
 
 
 def score(value: float) -> float:
@@ -65,9 +85,11 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
     }
     if options.timeline:
         record["windows"] = [
-            {"start": round(float(s), 6), "end": round(float(e), 6), "labels": label_entries(w, options)}
+            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options)}
             for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
         ]
+    if options.events is not None:
+        record["events"] = options.sound_events(outcome)
     return record
 
 
@@ -77,11 +99,16 @@ class Writer:
     name: ClassVar[str]
     extension: ClassVar[str]
     resumable: ClassVar[bool] = True
+    per_input: ClassVar[bool] = False  # one file per input; `target` is then a folder (None: beside each input)
 
     def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
         self.target = target
         self.options = options
         self.header = header
+
+    @classmethod
+    def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
+        """Raise `UsageError` for options or inputs this format cannot write, before any model loads."""
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
@@ -105,6 +132,7 @@ class _AtomicTextFile:
     def __init__(self, target: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         handle, self.temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
+        os.chmod(self.temp_name, new_file_mode())  # mkstemp's 0o600 would hide the output from other users
         self.stream: TextIO = os.fdopen(handle, "w", encoding="utf-8", newline="")
         self.target = target
 
@@ -116,19 +144,30 @@ class _AtomicTextFile:
 
 
 class CsvWriter(Writer):
-    """Long form: one row per (input, label); with a timeline, one row per (input, window, label)."""
+    """Long form: one row per (input, label); with a timeline, one row per (input, window, label);
+    with events, one row per sound event. One table per file, so not a timeline and events at once."""
 
     name = "csv"
     extension = ".csv"
     CLIP_COLUMNS = ["path", "rank", "label", "mid", "index", "score"]
     TIMELINE_COLUMNS = ["path", "start", "end", "label", "mid", "index", "score"]
+    EVENT_COLUMNS = ["path", "start", "end", "label", "mid", "index", "peak", "mean"]
 
     def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
         super().__init__(target, options=options, header=header)
+        self.validate(options=options, target=target, inputs=())
         self._file = _AtomicTextFile(target) if target is not None else None
         stream = self._file.stream if self._file is not None else sys.stdout
         self._csv = csv.writer(stream, lineterminator="\n")
-        self._csv.writerow(self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+        if options.events is not None:
+            self._csv.writerow(self.EVENT_COLUMNS)
+        else:
+            self._csv.writerow(self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+
+    @classmethod
+    def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
+        if options.timeline and options.events is not None:
+            raise UsageError("a CSV holds one table: ask for --timeline or --events, or write JSON/JSONL for both")
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
@@ -145,9 +184,15 @@ class CsvWriter(Writer):
         if isinstance(outcome, TagFailure):
             return []
         classes = audioset_classes()
-        if self.options.timeline:
+        if self.options.events is not None:
             return [
-                [outcome.source, round(float(s), 6), round(float(e), 6), classes[i].name, classes[i].mid, i, score(w[i])]
+                [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
+                for e in self.options.sound_events(outcome)
+            ]
+        if self.options.timeline:
+            end_of = outcome.duration
+            return [
+                [outcome.source, round(float(s), 6), round(min(float(e), end_of), 6), classes[i].name, classes[i].mid, i, score(w[i])]
                 for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
                 for i in self.options.select(w)
             ]
@@ -271,6 +316,21 @@ class TableWriter(Writer):
         for rank, i in enumerate(self.options.select(outcome.scores), start=1):
             table.add_row(str(rank), classes[i].name, f"{outcome.scores[i]:.4f}")
         self._console.print(table)
+        if self.options.timeline:
+            windows = Table(title="windows", title_justify="left")
+            for column in ("start", "end", "labels"):
+                windows.add_column(column, justify="left" if column == "labels" else "right")
+            for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores):
+                picked = ", ".join(f"{classes[i].name} {w[i]:.2f}" for i in self.options.select(w))
+                windows.add_row(f"{s:.2f}", f"{min(float(e), outcome.duration):.2f}", picked or "-")
+            self._console.print(windows)
+        if self.options.events is not None:
+            events = Table(title="events", title_justify="left")
+            for column in ("start", "end", "label", "peak", "mean"):
+                events.add_column(column, justify="left" if column == "label" else "right")
+            for e in self.options.sound_events(outcome):
+                events.add_row(f"{e['start']:.2f}", f"{e['end']:.2f}", e["label"], f"{e['peak']:.4f}", f"{e['mean']:.4f}")
+            self._console.print(events)
 
     def close(self) -> None:
         if self._buffer is not None and self.target is not None:
@@ -304,9 +364,13 @@ def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal:
             raise UsageError(f"unknown format {format!r}: use one of {', '.join(WRITERS)}")
         return WRITERS[format]
     if target is not None:
-        by_extension = {w.extension: w for w in WRITERS.values() if w is not TableWriter}
+        by_extension = {w.extension: w for w in WRITERS.values() if w is not TableWriter and not w.per_input}
         suffix = target.suffix.lower()
         if suffix not in by_extension:
             raise UsageError(f"{target}: cannot tell the format from the extension {suffix or '(none)'}: add --format")
         return by_extension[suffix]
     return TableWriter if stdout_is_terminal else JsonlWriter
+
+
+# The per-input event exports (audacity, raven) build on Writer and register themselves in WRITERS.
+from . import exports as _exports  # noqa: E402,F401

@@ -121,13 +121,14 @@ def label_inputs(
     inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
     if not inputs and summary.problems and files_from is None:
         raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in summary.problems))
+    writer_type.validate(options=options, target=output, inputs=inputs)
     previous = _previous_records(writer_type, output) if resume else {}
     if not isinstance(tagger, Tagger):
         tagger = tagger()
     header = {
         "model": tagger.name,
         "settings": {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate,
-                     "top": options.top, "threshold": options.threshold, "sample_rate": tagger.sample_rate},
+                     **options.settings(), "sample_rate": tagger.sample_rate},
     }
     writer = writer_type(output, options=options, header=header)
     sinks: list[ResultSink] = [writer, *extra_sinks]
