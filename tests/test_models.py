@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 from pathlib import Path
 
 import pytest
@@ -35,6 +36,17 @@ def _f64_cases(name: str) -> list[str]:
 
 
 F64_PARAMS = [(name, case) for name in GOLDEN_MODELS for case in _f64_cases(name)]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def share_cores_between_workers():
+    """Under pytest-xdist, give each worker its share of the cores: oversubscribed OpenMP threads spin at
+    every barrier, and the float64 convolutions have thousands of small parallel regions."""
+    threads = torch.get_num_threads()
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    torch.set_num_threads(max(1, threads // workers))
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -64,16 +64,15 @@ class ModelSpec:
 
 
 def create_model(*, family: str, width: float, num_classes: int = 527) -> TaggingNet:
-    """A randomly initialised network of the given family and width (train mode, as torch modules start)."""
+    """A randomly initialised network of the given family and width, in eval mode (inference only)."""
     if family not in _WIDTHS:
         raise UsageError(f"unknown model family {family!r}; expected one of {sorted(_WIDTHS)}")
     if not width > 0:
         raise UsageError(f"width must be positive, got {width!r}")
     if num_classes < 1:
         raise UsageError(f"num_classes must be at least 1, got {num_classes!r}")
-    if family == "dymn":
-        return DyMN(width=width, num_classes=num_classes)
-    return MN(width=width, num_classes=num_classes)
+    model = DyMN(width=width, num_classes=num_classes) if family == "dymn" else MN(width=width, num_classes=num_classes)
+    return model.eval()
 
 
 def _expected_signature(family: str, width: float) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:

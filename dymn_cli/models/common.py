@@ -35,6 +35,13 @@ def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS)
 
 
+def bn_scale_shift(norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """Eval-mode BatchNorm as a per-channel affine map `x * scale + shift`, to fold into the layer before it."""
+    assert norm.running_mean is not None and norm.running_var is not None
+    scale = norm.weight * torch.rsqrt(norm.running_var + norm.eps)
+    return scale, norm.bias - norm.running_mean * scale
+
+
 class ConvNormAct(nn.Sequential):
     """Conv2d (no bias, 'same' padding) -> BatchNorm2d -> optional activation, keys `.0` conv and `.1` norm.
 
@@ -94,12 +101,23 @@ class TaggingNet(nn.Module):
         super().__init__()
         self.embedding_dim = embedding_dim
         self.num_classes = num_classes
+        # Layout of the feature maps. Channels-last lets oneDNN run the depthwise and 1x1 convolutions
+        # without reordering and makes the 1x1 convolutions plain matrix products; on CPU it is the
+        # fastest for both families (benchmarks/model_speed.py). Outputs are the same either way.
+        self.memory_format = torch.channels_last
 
     def features_forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        features = self.features_forward(x)
+        if self.memory_format == torch.channels_last:
+            # With one input channel NCHW and NHWC are the same bytes, and `.contiguous(channels_last)`
+            # then keeps the NCHW strides, so the first convolution (and all after it) would stay NCHW.
+            # Spelling out the NHWC strides of the same memory makes it, and the layers after it, NHWC.
+            b, c, f, t = x.shape
+            x = x.contiguous().as_strided((b, c, f, t), (c * f * t, 1, t * c, c)) if c == 1 else x
+            x = x.contiguous(memory_format=torch.channels_last)
+        features = self.features_forward(x.contiguous(memory_format=self.memory_format))
         head = self.classifier
         # Pool once: the head's own pooling and flattening (entries 0 and 1) would recompute `embedding`.
         embedding = torch.flatten(head[0](features), 1)

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dymn_cli.models.common import ConvNormAct, TaggingNet, batch_norm, classifier_head, md
+from dymn_cli.models.common import ConvNormAct, TaggingNet, batch_norm, bn_scale_shift, classifier_head, md
 
 # (in, kernel, expanded, out, hardswish, stride) before width scaling, spec section 2.
 BLOCK_SETTINGS: tuple[tuple[int, int, int, int, bool, int], ...] = (
@@ -61,6 +61,7 @@ class DynamicConv(nn.Module):
 
     `weight` keeps the checkpoint layout `[1, 1, 4, O * I/groups * k * k]`; `residuals.0` maps the
     context vector to the 4 mixing logits (temperature 1, as the AudioSet checkpoints are used).
+    The block applies the mixed kernels itself, one sample at a time (see `DyBlock.forward`).
     """
 
     def __init__(
@@ -89,17 +90,21 @@ class DynamicConv(nn.Module):
         """Per-sample mixing weights `[B, 4]` from the context vector `h` `[B, H]`."""
         return torch.softmax(self.residuals(h), dim=-1)
 
-    def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        b, _, f, t = x.shape
-        kernels = self.weight.view(NUM_KERNELS, -1)
-        mixed = (self.attention(h) @ kernels).view(
-            b * self.out_channels, self.in_channels // self.groups, self.kernel_size, self.kernel_size
-        )
-        # One kernel per sample: fold the batch into the channel axis and the groups.
-        out = F.conv2d(
-            x.reshape(1, -1, f, t), mixed, stride=self.stride, padding=self.padding, groups=self.groups * b
-        )
-        return out.view(b, self.out_channels, out.shape[-2], out.shape[-1])
+    def mixed_kernels(self, h: Tensor, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+        """Each sample's kernel `[B, O, I/groups, k, k]` with the following BatchNorm folded in, and the bias `[O]`.
+
+        Folding `norm` (eval mode) into the kernel costs a pass over the kernels instead of one over the
+        feature map, and oneDNN adds the bias inside the convolution.
+        """
+        scale, shift = bn_scale_shift(norm)
+        mixed = self.attention(h) @ self.weight.view(NUM_KERNELS, -1)
+        k = self.kernel_size
+        kernels = mixed.view(h.shape[0], self.out_channels, self.in_channels // self.groups, k, k)
+        return kernels.mul_(scale[:, None, None, None]), shift
+
+    def conv(self, x: Tensor, kernel: Tensor, bias: Tensor) -> Tensor:
+        """An ordinary convolution of `x` (one sample, `[1, I, F, T]`) with one of the mixed kernels."""
+        return F.conv2d(x, kernel, bias, stride=self.stride, padding=self.padding, groups=self.groups)
 
 
 class DyReLU(nn.Module):
@@ -114,47 +119,67 @@ class DyReLU(nn.Module):
         self.coef_net = nn.Sequential(nn.Linear(context, 2 * DYRELU_M * channels))
 
     def coefficients(self, h: Tensor) -> Tensor:
-        """`[B, C, 4]`: slopes a1, a2 then offsets b1, b2 per channel."""
+        """`[4, B, C, 1, 1]`: slopes a1, a2 then offsets b1, b2 for each sample and channel.
+
+        Contiguous over channels: strided operands slow the elementwise kernels down.
+        """
         theta = 2.0 * torch.sigmoid(self.coef_net(h)) - 1.0
-        return theta.view(-1, self.channels, 2 * DYRELU_M) * self.lambdas + self.init_v
+        coefs = theta.view(-1, self.channels, 2 * DYRELU_M) * self.lambdas + self.init_v
+        return coefs.permute(2, 0, 1).contiguous()[..., None, None]
+
+    @staticmethod
+    def activate(x: Tensor, coefs: Tensor) -> Tensor:
+        """`max(x * a1 + b1, x * a2 + b2)` with `coefs` `[4, B, C, 1, 1]` from `coefficients`."""
+        a1, a2, b1, b2 = coefs
+        return torch.maximum(torch.addcmul(b1, x, a1), torch.addcmul(b2, x, a2))
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        c = self.coefficients(h)[:, :, None, None, :]
-        return torch.maximum(x * c[..., 0] + c[..., 2], x * c[..., 1] + c[..., 3])
+        return self.activate(x, self.coefficients(h))
 
 
 class ContextGen(nn.Module):
-    """Context generator (spec 2.2): context vector `h` `[B, H]` and the coordinate attention gates."""
+    """Context generator (spec 2.2): context vector `h` `[B, H]` and the coordinate attention gates.
+
+    It works on short sequences (F + T positions), where the cost is per call, not per element: its 1x1
+    convolutions run as `F.linear` on `[B, positions, channels]` (the modules only hold the checkpoint's
+    parameters), with `joint_norm` folded into `joint_conv`.
+    """
 
     def __init__(self, in_channels: int, expanded: int, *, context: int, stride: int) -> None:
         super().__init__()
         self.joint_conv = nn.Conv2d(in_channels, context, 1, bias=False)
         self.joint_norm = batch_norm(context)
-        self.joint_act = nn.Hardswish(inplace=True)
         self.conv_f = nn.Conv2d(context, expanded, 1)
         self.conv_t = nn.Conv2d(context, expanded, 1)
-        if stride > 1:
-            # Follow the depthwise conv's downsampling; zero padding counts in the average.
-            self.pool_f: nn.Module = nn.AvgPool2d((3, 1), stride=(stride, 1), padding=(1, 0))
-            self.pool_t: nn.Module = nn.AvgPool2d((1, 3), stride=(1, stride), padding=(0, 1))
-        else:
-            self.pool_f = nn.Identity()
-            self.pool_t = nn.Identity()
+        # Follow the depthwise conv's downsampling; zero padding counts in the average.
+        self.pool: nn.Module = nn.AvgPool1d(3, stride=stride, padding=1) if stride > 1 else nn.Identity()
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """`h` `[B, H]`, and the sigmoid gates over frequency `[B, E, F', 1]` and over time `[B, E, 1, T']`."""
         f = x.shape[2]
-        freq = x.mean(dim=3, keepdim=True)  # [B, I, F, 1]
-        time = x.mean(dim=2, keepdim=True).transpose(2, 3)  # [B, I, T, 1]
-        # One shared 1x1 transform over the frequency and time sequences stacked along one axis.
-        z = self.joint_act(self.joint_norm(self.joint_conv(torch.cat([freq, time], dim=2))))
-        h = z.mean(dim=(2, 3))
-        gate_f = self.conv_f(self.pool_f(z[:, :, :f]))  # [B, E, F', 1]
-        gate_t = self.conv_t(self.pool_t(z[:, :, f:].transpose(2, 3)))  # [B, E, 1, T']
-        return h, gate_f, gate_t
+        # The frequency profile (mean over T) and the time profile (mean over F) as one sequence.
+        seq = torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2).transpose(1, 2)  # [B, F + T, I]
+        scale, shift = bn_scale_shift(self.joint_norm)
+        z = F.hardswish(F.linear(seq, self.joint_conv.weight.flatten(1) * scale[:, None], shift))
+        h = z.mean(dim=1)
+        freq = self.pool(z[:, :f].transpose(1, 2)).transpose(1, 2)  # [B, F', H]
+        time = self.pool(z[:, f:].transpose(1, 2)).transpose(1, 2)  # [B, T', H]
+        gate_f = torch.sigmoid(F.linear(freq, self.conv_f.weight.flatten(1), self.conv_f.bias))
+        gate_t = torch.sigmoid(F.linear(time, self.conv_t.weight.flatten(1), self.conv_t.bias))
+        return h, gate_f.transpose(1, 2)[:, :, :, None], gate_t.transpose(1, 2)[:, :, None, :]
 
 
 class DyBlock(nn.Module):
-    """Dynamic inverted residual block (spec 2.1)."""
+    """Dynamic inverted residual block (spec 2.1).
+
+    Everything that depends on the context (the mixed kernels, the Dy-ReLU coefficients, the attention
+    gates) is computed for the whole batch; then each sample runs through expansion, depthwise conv,
+    Dy-ReLU, coordinate attention and projection on its own. The authors fold the batch into convolution
+    groups instead, which slows down per sample as the batch grows: grouped convolutions are slow, and
+    the batch's expanded feature maps outgrow the CPU caches, so that each elementwise step goes to memory.
+    One sample at a time keeps its maps in cache from step to step, and every convolution is an ordinary
+    oneDNN one (bias added inside). Same arithmetic, up to rounding.
+    """
 
     def __init__(self, cfg: BlockConfig) -> None:
         super().__init__()
@@ -175,15 +200,25 @@ class DyBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         h, gate_f, gate_t = self.context_gen(x)
-        out = x
         if self.expand:
-            out = self.exp_act(self.exp_norm(self.exp_conv(out, h)))
-        out = self.depth_act(self.depth_norm(self.depth_conv(out, h)), h)
-        out = out * torch.sigmoid(gate_f) * torch.sigmoid(gate_t)  # coordinate attention
-        out = self.proj_norm(self.proj_conv(out, h))
-        if self.use_residual:
-            out = out + x
-        return out
+            exp_kernels, exp_bias = self.exp_conv.mixed_kernels(h, self.exp_norm)
+        depth_kernels, depth_bias = self.depth_conv.mixed_kernels(h, self.depth_norm)
+        proj_kernels, proj_bias = self.proj_conv.mixed_kernels(h, self.proj_norm)
+        relu_coefs = self.depth_act.coefficients(h)
+
+        outs = []
+        for i in range(x.shape[0]):
+            # Slices, not `x[i][None]`: that view's batch stride hides the channels-last layout from oneDNN.
+            sample = x[i : i + 1]
+            out = sample
+            if self.expand:
+                out = self.exp_act(self.exp_conv.conv(out, exp_kernels[i], exp_bias))
+            out = self.depth_conv.conv(out, depth_kernels[i], depth_bias)
+            out = self.depth_act.activate(out, relu_coefs[:, i : i + 1])
+            out = out.mul_(gate_f[i : i + 1]).mul_(gate_t[i : i + 1])  # coordinate attention
+            out = self.proj_conv.conv(out, proj_kernels[i], proj_bias)
+            outs.append(out.add_(sample) if self.use_residual else out)
+        return outs[0] if len(outs) == 1 else torch.cat(outs)
 
 
 class DyMN(TaggingNet):
