@@ -6,11 +6,12 @@ exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/1
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -19,7 +20,7 @@ from .errors import DymnError, UsageError
 
 log = logging.getLogger("dymn_cli")
 
-SUBCOMMANDS = ("models", "download", "labels")
+SUBCOMMANDS = ("models", "download", "labels", "merge")
 
 EPILOG = """\
 Examples:
@@ -68,7 +69,7 @@ def _parse_top(value: str) -> Optional[int]:
 def tag(
     paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files, folders (walked), or - for audio on stdin.", show_default=False)] = None,
     output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to this file (format from its extension).")] = None,
-    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json or jsonl (default: from -o, else table on a terminal, jsonl in a pipe); audacity or raven: a sound-event file per input.")] = None,
+    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json, jsonl or parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity or raven: a sound-event file per input.")] = None,
     top: Annotated[str, typer.Option("--top", "-k", help="How many labels per input, or 'all'.")] = "10",
     threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep only labels scoring at least this.", min=0.0, max=1.0)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Published model name, or several joined by commas for an ensemble.")] = "dymn10_as",
@@ -90,25 +91,38 @@ def tag(
     min_duration: Annotated[float, typer.Option("--min-duration", help="Drop sound events shorter than this many seconds.", min=0.0)] = 0.0,
     labels: Annotated[Optional[str], typer.Option("--labels", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @file.")] = None,
     exclude: Annotated[Optional[str], typer.Option("--exclude", help="Leave out these classes (same forms as --labels).")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Folder for the per-input files of --format audacity|raven, mirroring the inputs' paths (default: beside each input).")] = None,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Folder for the per-input files of --format audacity|raven, mirroring the inputs' paths (default: beside each input); for csv, json, jsonl (default) or parquet: numbered part files, each finished at --part-size inputs.")] = None,
+    part_size: Annotated[int, typer.Option("--part-size", help="Inputs per part file with --output-dir.", min=1)] = 1000,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with `dymn-tag merge`.")] = None,
+    ray_target: Annotated[Optional[str], typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in, e.g. under `ray job submit`) or a cluster address. Needs pip install 'dymn-cli[ray]'.")] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
-    from .extras import build_output_options, build_sinks, writer_target
+    from .extras import build_output_options, build_sinks, per_input_format, writer_target
     from .progress import RunProgress
     from .run import RunSettings, label_inputs
+    from .shards import parse_shard
     from .tagger import Tagger
 
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
                                    events=events, min_duration=min_duration, labels=labels, exclude=exclude)
-    target = writer_target(format=format, output=output, output_dir=output_dir)
+    parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
+    target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
     sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
-    make_tagger = lambda: Tagger(  # noqa: E731 - built only after the inputs and options are checked
+    tagger_class: Any = Tagger
+    if ray_target is not None:
+        from .distributed import RayOptions, RayTagger
+
+        tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
+    elif actors is not None:
+        raise UsageError("--actors goes with --ray")
+    make_tagger = lambda: tagger_class(  # noqa: E731 - built only after the inputs and options are checked
         None if weights else model,
         weights=[str(w) for w in weights] if weights else None,
         device=device,
@@ -132,6 +146,9 @@ def tag(
             stdout_is_terminal=sys.stdout.isatty(),
             on_start=progress.start,
             on_outcome=progress.advance,
+            parts_dir=parts_dir,
+            part_size=part_size,
+            shard=parse_shard(shard) if shard is not None else None,
         )
     for problem in summary.problems:
         log.error("%s: %s", _one_line(problem.path), problem.reason)
@@ -178,6 +195,20 @@ def download_command(
     for record in records:
         path = download(record, sha256=sha256, progress=sys.stderr.isatty() and not quiet)
         typer.echo(str(path))
+
+
+@commands_app.command("merge")
+def merge_command(
+    outputs: Annotated[list[Path], typer.Argument(help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl or .parquet.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
+) -> None:
+    """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
+    from .shards import merge_outputs
+
+    summary = merge_outputs(outputs, output)
+    if not quiet:
+        log.info(summary.line(output))
 
 
 @commands_app.command("labels")

@@ -17,6 +17,7 @@ import numpy as np
 
 from .audio import stream_audio
 from .errors import AudioError, DymnError
+from .remote import is_uri, read_uri
 from .windows import WindowCutter, WindowGrid
 
 AudioSource = Union[str, Path, bytes, np.ndarray]
@@ -59,6 +60,8 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
 def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None) -> Iterator[np.ndarray]:
     if isinstance(source, np.ndarray):  # already decoded and resampled by the caller
         return iter([source])
+    if is_uri(source):  # s3://... and the like: fetched whole, then decoded from memory
+        return stream_audio(read_uri(source), sample_rate=sample_rate, block_seconds=block_seconds, name=name or source)
     return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds, name=name)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import UsageError
+from .remote import expand_uri, is_uri
 
 STDIN = "-"
 
@@ -77,6 +78,8 @@ def expand_inputs(
     for path in paths:
         if path == STDIN:
             candidates: Iterable[str] = [STDIN]
+        elif is_uri(path):  # s3://bucket/audio and the like, listed through pyarrow (see remote.py)
+            candidates = expand_uri(path, recursive=recursive, problems=problems)
         elif os.path.isdir(path):
             candidates = walk_audio_files(path, recursive=recursive)
         elif os.path.lexists(path) or problems is None:
@@ -85,7 +88,7 @@ def expand_inputs(
             problems.append(InputProblem(path, "no such file or folder"))
             continue
         for candidate in candidates:
-            key = candidate if candidate == STDIN else os.path.abspath(candidate)
+            key = candidate if candidate == STDIN or is_uri(candidate) else os.path.abspath(candidate)
             if key in seen:
                 continue
             seen.add(key)

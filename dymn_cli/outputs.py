@@ -1,6 +1,6 @@
 """Output writers, one small class per format, looked up by name or by a file's extension.
 
-Files are never left half-written: CSV and JSON go to a temporary file beside the target and are
+Files are never left half-written: CSV, JSON and Parquet go to a temporary file beside the target and are
 renamed into place when the run ends (also when it is interrupted: finished results are kept);
 JSONL is appended and flushed one input at a time, so that a killed run keeps every finished line.
 """
@@ -289,6 +289,65 @@ class JsonlWriter(Writer):
             self._stream.close()
 
 
+class ParquetWriter(CsvWriter):
+    """The CSV's long-form rows as one Parquet table (needs pyarrow), written whole when the run ends;
+    the run's model and settings go in the file's metadata (key `dymn`)."""
+
+    name = "parquet"
+    extension = ".parquet"
+    STRINGS, INTEGERS = ("path", "label", "mid"), ("rank", "index")
+
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
+        Writer.__init__(self, target, options=options, header=header)
+        self.validate(options=options, target=target, inputs=())
+        _pyarrow()
+        self._rows: list[list[Any]] = []
+        self._columns = self.EVENT_COLUMNS if options.events is not None else (
+            self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+
+    @classmethod
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        rows: dict[str, list[list[Any]]] = {}
+        for row in zip(*_pyarrow().parquet.read_table(target).to_pydict().values()):
+            rows.setdefault(row[0], []).append(list(row))
+        return rows
+
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        self._rows += self.rows(outcome)
+
+    def write_existing(self, path: str, payload: Any) -> None:
+        self._rows += payload
+
+    def close(self) -> None:
+        self.write_table(self.target, columns=self._columns, rows=self._rows, header=self.header)
+
+    @classmethod
+    def write_table(cls, target: Path | None, *, columns: Sequence[str], rows: list[list[Any]], header: dict[str, Any]) -> None:
+        pa = _pyarrow()
+        types = {c: pa.string() if c in cls.STRINGS else pa.int32() if c in cls.INTEGERS else pa.float64() for c in columns}
+        schema = pa.schema([(c, types[c]) for c in columns], metadata={"dymn": json.dumps(header, ensure_ascii=False)})
+        table = pa.Table.from_arrays([pa.array([row[n] for row in rows], type=types[c]) for n, c in enumerate(columns)], schema=schema)
+        if target is None:
+            sink = pa.BufferOutputStream()
+            pa.parquet.write_table(table, sink)
+            sys.stdout.buffer.write(sink.getvalue().to_pybytes())
+            sys.stdout.buffer.flush()
+            return
+        from .atomic import atomic_binary_file
+
+        with atomic_binary_file(target) as stream:
+            pa.parquet.write_table(table, stream)
+
+
+def _pyarrow() -> Any:
+    try:
+        import pyarrow
+        import pyarrow.parquet  # noqa: F401 - makes pyarrow.parquet reachable
+    except ImportError as error:
+        raise UsageError("the parquet format needs pyarrow: pip install pyarrow (or 'dymn-cli[ray]')") from error
+    return pyarrow
+
+
 class TableWriter(Writer):
     """Rich tables for people: one block per input, best labels first."""
 
@@ -354,7 +413,7 @@ def _drop_partial_last_line(target: Path) -> None:
         pass
 
 
-WRITERS: dict[str, type[Writer]] = {w.name: w for w in (TableWriter, CsvWriter, JsonWriter, JsonlWriter)}
+WRITERS: dict[str, type[Writer]] = {w.name: w for w in (TableWriter, CsvWriter, JsonWriter, JsonlWriter, ParquetWriter)}
 
 
 def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal: bool) -> type[Writer]:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 from .errors import DymnError, UsageError
 from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from .outputs import OutputOptions, Writer, writer_class
+from .shards import Shard, part_writer, select_shard
 from .tagger import TagFailure, Tagger, TagResult
 
 log = logging.getLogger("dymn_cli")
@@ -108,19 +109,32 @@ def label_inputs(
     stdout_is_terminal: bool = False,
     on_outcome: Callable[[TagResult | TagFailure], None] | None = None,
     on_start: Callable[[list[Input]], None] | None = None,
+    parts_dir: Path | None = None,
+    part_size: int = 1000,
+    shard: Shard | None = None,
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
 
     With `resume`, inputs already recorded in `output` are carried over instead of tagged again, and
     the final output equals that of an uninterrupted run. `tagger` may be a factory: it is called only
     once the inputs and options have been checked, so that a usage error never waits for a model.
+    `parts_dir` writes part files of `part_size` inputs into a folder instead of `output`, and `shard`
+    tags only that shard of the inputs (see `dymn_cli.shards`).
     """
     started = time.monotonic()
     summary = RunSummary()
-    writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
+    if parts_dir is not None:
+        if output is not None:
+            raise UsageError("write either a file (-o) or part files in a folder (--output-dir), not both")
+        writer_type: Any = part_writer(format, parts_dir, part_size=part_size, shard=shard, resume=resume)
+        output = parts_dir
+    else:
+        writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
     inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
     if not inputs and summary.problems and files_from is None:
         raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in summary.problems))
+    if shard is not None:
+        inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
     previous = _previous_records(writer_type, output) if resume else {}
     if not isinstance(tagger, Tagger):

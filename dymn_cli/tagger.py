@@ -172,20 +172,27 @@ class Tagger:
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        # sigmoid, written so that large logits of either sign never overflow
-        window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
-        starts = grid.starts(outputs.n_samples) / self.sample_rate
-        scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
-        return TagResult(
-            source=name,
-            duration=outputs.n_samples / self.sample_rate,
-            scores=scores,
-            starts=starts,
-            ends=starts + grid.window / self.sample_rate,
-            window_scores=window_scores,
-            embeddings=outputs.embeddings,
-            classes=self.classes,
-        )
+        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+
+
+def build_result(
+    name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
+) -> TagResult:
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
+    # sigmoid, written so that large logits of either sign never overflow
+    window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
+    starts = grid.starts(outputs.n_samples) / sample_rate
+    scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
+    return TagResult(
+        source=name,
+        duration=outputs.n_samples / sample_rate,
+        scores=scores,
+        starts=starts,
+        ends=starts + grid.window / sample_rate,
+        window_scores=window_scores,
+        embeddings=outputs.embeddings,
+        classes=classes,
+    )
 
 
 class _InMemoryAudio(np.ndarray):
