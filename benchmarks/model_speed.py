@@ -1,17 +1,20 @@
 """Model-only speed: milliseconds per 10 s window (input `[B, 1, 128, 1000]` float32) on CPU.
 
     python benchmarks/model_speed.py                       # default models and batch sizes
-    python benchmarks/model_speed.py --models dymn10 --batches 1 4 8 --repeats 10
+    python benchmarks/model_speed.py --models dymn10 --batches 1 4 8 --rounds 10
 
-For each model and batch size: warm-up calls, then `--repeats` timed calls under `torch.inference_mode`;
-the table shows the best call divided by the batch size (best-of, because on a shared machine the other
-processes only ever add time). Random weights: speed does not depend on their values.
+Every cell (model, variant, batch size) is warmed up, then timed once per round, round after round, and
+the table shows each cell's fastest call divided by the batch size. Interleaving the cells spreads the
+load of other processes over all of them, and the fastest call is the one they disturbed least. Random
+weights: speed does not depend on their values. All of torch's threads (`torch.get_num_threads()`).
 
-It also times, in the same run, dymn10 with the authors' formulation of the dynamic convolution (the batch
-folded into convolution groups, one mixed kernel per sample, BatchNorm applied afterwards, contiguous
-layout), so that the speedup of the default path is measured on the same machine under the same load,
-and the default path of dymn10 with the alternatives that it was chosen over (contiguous layout instead of
-channels-last, `torch.no_grad` instead of `torch.inference_mode`).
+Besides the default path of each model, dymn10 runs with the alternatives it was chosen over, in the same
+rounds, so that the ratios are measured under the same conditions:
+- "batch in conv groups": the authors' formulation of the dynamic convolutions, the batch folded into the
+  convolution groups with one mixed kernel per sample, contiguous layout (`DyMN.per_sample = False`);
+  it shares everything else with the default (BatchNorm folding, context generator);
+- "contiguous layout": the default per-sample path in NCHW instead of channels-last;
+- "torch.no_grad": the default path under `torch.no_grad` instead of `torch.inference_mode`.
 """
 
 from __future__ import annotations
@@ -19,14 +22,13 @@ from __future__ import annotations
 import argparse
 import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from dymn_cli.models import create_model
-from dymn_cli.models.dymn import NUM_KERNELS, DyBlock, DynamicConv
 
 FAMILY_WIDTH = {
     "dymn04": ("dymn", 0.4),
@@ -38,102 +40,80 @@ FAMILY_WIDTH = {
 }
 FRAMES = 1000  # one 10 s window at hop 320, 32 kHz
 
-
-def grouped_dynamic_conv(conv: DynamicConv, x: Tensor, h: Tensor) -> Tensor:
-    """The authors' dynamic convolution: the batch folded into the groups, one mixed kernel per sample."""
-    b, _, f, t = x.shape
-    mixed = conv.attention(h) @ conv.weight.view(NUM_KERNELS, -1)
-    kernels = mixed.view(b * conv.out_channels, conv.in_channels // conv.groups, conv.kernel_size, conv.kernel_size)
-    out = F.conv2d(x.reshape(1, -1, f, t), kernels, stride=conv.stride, padding=conv.padding, groups=conv.groups * b)
-    return out.view(b, conv.out_channels, out.shape[-2], out.shape[-1])
-
-
-def per_sample_kernel_block_forward(self: DyBlock, x: Tensor) -> Tensor:
-    """`DyBlock.forward` as the authors wrote it: whole-batch steps, BatchNorm modules after the convolutions."""
-    h, gate_f, gate_t = self.context_gen(x)
-    out = x
-    if self.expand:
-        out = self.exp_act(self.exp_norm(grouped_dynamic_conv(self.exp_conv, out, h)))
-    out = self.depth_act(self.depth_norm(grouped_dynamic_conv(self.depth_conv, out, h)), h)
-    out = out * gate_f * gate_t
-    out = self.proj_norm(grouped_dynamic_conv(self.proj_conv, out, h))
-    return out + x if self.use_residual else out
+# dymn10 alternatives: label -> (model attributes, grad mode)
+ALTERNATIVES: dict[str, tuple[dict[str, object], Callable[[], contextlib.AbstractContextManager]]] = {
+    "dymn10 batch in conv groups (ref.)": ({"per_sample": False, "memory_format": torch.contiguous_format}, torch.inference_mode),
+    "dymn10 contiguous layout": ({"memory_format": torch.contiguous_format}, torch.inference_mode),
+    "dymn10 torch.no_grad": ({}, torch.no_grad),
+}
+DEFAULTS = {"per_sample": None, "memory_format": None}
 
 
-@contextlib.contextmanager
-def per_sample_kernels(model: nn.Module) -> Iterator[None]:
-    """Run `model` (a DyMN) with the reference blocks, in the contiguous layout they were written for."""
-    saved = DyBlock.forward, model.memory_format
-    DyBlock.forward = per_sample_kernel_block_forward  # type: ignore[method-assign]
-    model.memory_format = torch.contiguous_format
-    try:
-        yield
-    finally:
-        DyBlock.forward, model.memory_format = saved  # type: ignore[method-assign]
+@dataclass
+class Row:
+    label: str
+    model: nn.Module
+    attributes: dict[str, object] = field(default_factory=dict)
+    grad_mode: Callable[[], contextlib.AbstractContextManager] = torch.inference_mode
+    best: dict[int, float] = field(default_factory=dict)  # batch size -> fastest call, seconds
 
-
-def ms_per_window(
-    model: nn.Module,
-    batch: int,
-    *,
-    repeats: int,
-    warmup: int,
-    grad_mode: Callable[[], contextlib.AbstractContextManager] = torch.inference_mode,
-) -> float:
-    x = torch.randn(batch, 1, 128, FRAMES)
-    with grad_mode():
-        for _ in range(warmup):
-            model(x)
-        best = float("inf")
-        for _ in range(repeats):
+    def call(self, x: Tensor) -> float:
+        for name, value in {**DEFAULTS, **self.attributes}.items():
+            if hasattr(self.model, name):
+                setattr(self.model, name, value)
+        with self.grad_mode():
             start = time.perf_counter()
-            model(x)
-            best = min(best, time.perf_counter() - start)
-    return 1000.0 * best / batch
+            self.model(x)
+            return time.perf_counter() - start
 
+    def ms(self, batch: int) -> float:
+        return 1000.0 * self.best[batch] / batch
 
-def row(label: str, times: dict[int, float]) -> str:
-    best = min(times, key=times.__getitem__)
-    cells = "".join(f"{times[b]:>9.1f}" for b in times)
-    return f"{label:<34}{cells}   {times[best]:>6.1f} @ {best}"
+    def line(self) -> str:
+        batches = sorted(self.best)
+        fastest = min(batches, key=self.ms)
+        cells = "".join(f"{self.ms(b):>9.1f}" for b in batches)
+        return f"{self.label:<36}{cells}   {self.ms(fastest):>6.1f} @ {fastest}"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=list(FAMILY_WIDTH), choices=list(FAMILY_WIDTH))
-    parser.add_argument("--batches", nargs="+", type=int, default=[1, 4, 8, 16, 32])
-    parser.add_argument("--repeats", type=int, default=5, help="timed calls per cell (best is reported)")
-    parser.add_argument("--warmup", type=int, default=2)
-    parser.add_argument("--no-reference", action="store_true", help="skip the dymn10 reference and alternatives")
+    parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 16, 32])
+    parser.add_argument("--rounds", type=int, default=5, help="timed calls per cell (the fastest counts)")
+    parser.add_argument("--no-alternatives", action="store_true", help="only the default path of each model")
     args = parser.parse_args()
 
     torch.manual_seed(0)
-    kw = {"repeats": args.repeats, "warmup": args.warmup}
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per 10 s window, best of {args.repeats}")
-    print(f"{'model':<34}" + "".join(f"{'B=' + str(b):>9}" for b in args.batches) + "   best @ B")
-    results: dict[str, dict[int, float]] = {}
+    rows = []
     for name in args.models:
         family, width = FAMILY_WIDTH[name]
-        model = create_model(family=family, width=width)
-        results[name] = {b: ms_per_window(model, b, **kw) for b in args.batches}
-        print(row(name, results[name]), flush=True)
-    if args.no_reference:
-        return
+        rows.append(Row(name, create_model(family=family, width=width)))
+    if not args.no_alternatives:
+        dymn10 = next((r.model for r in rows if r.label == "dymn10"), None) or create_model(family="dymn", width=1.0)
+        rows += [Row(label, dymn10, attrs, mode) for label, (attrs, mode) in ALTERNATIVES.items()]
 
-    model = create_model(family="dymn", width=1.0)
-    default = results.get("dymn10") or {b: ms_per_window(model, b, **kw) for b in args.batches}
-    with per_sample_kernels(model):
-        reference = {b: ms_per_window(model, b, **kw) for b in args.batches}
-    print(row("dymn10 per-sample kernels (ref.)", reference), flush=True)
-    model.memory_format = torch.contiguous_format
-    contiguous = {b: ms_per_window(model, b, **kw) for b in args.batches}
-    model.memory_format = torch.channels_last
-    print(row("dymn10 contiguous layout", contiguous), flush=True)
-    no_grad = {b: ms_per_window(model, b, grad_mode=torch.no_grad, **kw) for b in args.batches}
-    print(row("dymn10 torch.no_grad", no_grad), flush=True)
-    ratio = min(reference.values()) / min(default.values())
-    print(f"dymn10 speedup over the reference, best batch against best batch: {ratio:.2f}x")
-    print("per batch: " + ", ".join(f"B={b} {reference[b] / default[b]:.2f}x" for b in args.batches))
+    inputs = {b: torch.randn(b, 1, 128, FRAMES) for b in args.batches}
+    for row in rows:  # warm-up: first calls allocate and create oneDNN primitives
+        for b, x in inputs.items():
+            row.call(x)
+            row.best[b] = float("inf")
+    for _ in range(args.rounds):
+        for row in rows:
+            for b, x in inputs.items():
+                row.best[b] = min(row.best[b], row.call(x))
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; ms per 10 s window, fastest of {args.rounds}")
+    print(f"{'':<36}" + "".join(f"{'B=' + str(b):>9}" for b in args.batches) + "   best @ B")
+    for row in rows:
+        print(row.line())
+    by_label = {row.label: row for row in rows}
+    if "dymn10" in by_label and not args.no_alternatives:
+        default, reference = by_label["dymn10"], by_label["dymn10 batch in conv groups (ref.)"]
+        best_default = min(default.ms(b) for b in args.batches)
+        best_reference = min(reference.ms(b) for b in args.batches)
+        print(f"dymn10 speedup over the reference, best batch against best batch: {best_reference / best_default:.2f}x")
+        print("per batch: " + ", ".join(f"B={b} {reference.ms(b) / default.ms(b):.2f}x" for b in args.batches))
 
 
 if __name__ == "__main__":

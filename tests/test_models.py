@@ -96,10 +96,27 @@ def _meta_state_dict(entries: list[tuple[str, tuple[int, ...], str]]) -> dict[st
 # --- golden outputs ---------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", GOLDEN_MODELS)
-def test_float32_window_matches_authors(name, models, cases, mels):
+# The default path, and the alternatives the default was chosen over (see benchmarks/model_speed.py):
+# DyMN blocks with the batch folded into convolution groups, and the contiguous (NCHW) layout.
+VARIANTS = {"default": {}, "nchw": {"memory_format": torch.contiguous_format}}
+DYMN_VARIANTS = {**VARIANTS, "batched": {"per_sample": False}, "batched-nchw": {"per_sample": False, **VARIANTS["nchw"]}}
+
+
+def _variants(name: str) -> list[str]:
+    return list(DYMN_VARIANTS if name.startswith("dymn") else VARIANTS)
+
+
+def _configured(model: nn.Module, variant: str) -> nn.Module:
+    model = copy.copy(model)  # shares the parameters; only the attributes below change
+    for attribute, value in DYMN_VARIANTS[variant].items():
+        setattr(model, attribute, value)
+    return model
+
+
+@pytest.mark.parametrize(("name", "variant"), [(n, v) for n in GOLDEN_MODELS for v in _variants(n)])
+def test_float32_window_matches_authors(name, variant, models, cases, mels):
     with torch.inference_mode():
-        logits, embedding = models[name](mels)
+        logits, embedding = _configured(models[name], variant)(mels)
     expected = cases[name]["f32_T1000"]
     assert logits.shape == (3, 527) and embedding.shape == (3, EMBEDDING_DIMS[name])
     assert logits.dtype == embedding.dtype == torch.float32
@@ -107,11 +124,11 @@ def test_float32_window_matches_authors(name, models, cases, mels):
     torch.testing.assert_close(embedding, expected["embedding"], rtol=0, atol=1e-3)
 
 
-@pytest.mark.parametrize(("name", "case"), F64_PARAMS)
-def test_float64_matches_authors(name, case, models64, cases):
+@pytest.mark.parametrize(("name", "case", "variant"), [(n, c, v) for n, c in F64_PARAMS for v in _variants(n)])
+def test_float64_matches_authors(name, case, variant, models64, cases):
     expected = cases[name][case]
     with torch.inference_mode():
-        logits, embedding = models64[name](expected["input"])
+        logits, embedding = _configured(models64[name], variant)(expected["input"])
     assert logits.dtype == embedding.dtype == torch.float64
     for got, want in ((logits, expected["logits"]), (embedding, expected["embedding"])):
         assert got.shape == want.shape

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 # Every BatchNorm2d of the published checkpoints was trained with this eps.
@@ -47,6 +48,8 @@ class ConvNormAct(nn.Sequential):
 
     The same layout as torchvision's `Conv2dNormActivation`, which the authors use; without an activation
     the Sequential simply has two entries (the activation has no parameters, so keys do not change).
+    Inference only: the BatchNorm (running statistics) is folded into the convolution's weight and bias,
+    which saves a pass over the feature map.
     """
 
     def __init__(
@@ -75,6 +78,12 @@ class ConvNormAct(nn.Sequential):
             layers.append(activation(inplace=True))
         super().__init__(*layers)
 
+    def forward(self, x: Tensor) -> Tensor:
+        conv, norm = self[0], self[1]
+        scale, shift = bn_scale_shift(norm)
+        x = F.conv2d(x, conv.weight * scale[:, None, None, None], shift, conv.stride, conv.padding, groups=conv.groups)
+        return self[2](x) if len(self) > 2 else x
+
 
 def classifier_head(in_features: int, hidden: int, num_classes: int, *, dropout: float = 0.2) -> nn.Sequential:
     """The MLP head of both families: pool, flatten, Linear, hardswish, dropout, Linear (`classifier.2`/`.5`)."""
@@ -101,23 +110,28 @@ class TaggingNet(nn.Module):
         super().__init__()
         self.embedding_dim = embedding_dim
         self.num_classes = num_classes
-        # Layout of the feature maps. Channels-last lets oneDNN run the depthwise and 1x1 convolutions
-        # without reordering and makes the 1x1 convolutions plain matrix products; on CPU it is the
-        # fastest for both families (benchmarks/model_speed.py). Outputs are the same either way.
-        self.memory_format = torch.channels_last
+        # Layout of the feature maps; None: channels-last on CPU, where it lets oneDNN run the depthwise
+        # and 1x1 convolutions without reordering (fastest for both families, benchmarks/model_speed.py),
+        # and contiguous elsewhere. Outputs are the same either way.
+        self.memory_format: torch.memory_format | None = None
+
+    def layout_for(self, x: Tensor) -> torch.memory_format:
+        if self.memory_format is not None:
+            return self.memory_format
+        return torch.channels_last if x.device.type == "cpu" else torch.contiguous_format
 
     def features_forward(self, x: Tensor) -> Tensor:
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if self.memory_format == torch.channels_last:
-            # With one input channel NCHW and NHWC are the same bytes, and `.contiguous(channels_last)`
-            # then keeps the NCHW strides, so the first convolution (and all after it) would stay NCHW.
-            # Spelling out the NHWC strides of the same memory makes it, and the layers after it, NHWC.
-            b, c, f, t = x.shape
-            x = x.contiguous().as_strided((b, c, f, t), (c * f * t, 1, t * c, c)) if c == 1 else x
-            x = x.contiguous(memory_format=torch.channels_last)
-        features = self.features_forward(x.contiguous(memory_format=self.memory_format))
+        layout = self.layout_for(x)
+        x = x.contiguous(memory_format=layout)
+        if layout == torch.channels_last and x.shape[1] == 1:
+            # With one channel NCHW and NHWC are the same bytes, and torch keeps the NCHW strides, so the
+            # first convolution (and every layer after it) would stay NCHW. Spell out the NHWC strides.
+            b, _, f, t = x.shape
+            x = x.as_strided((b, 1, f, t), (f * t, 1, t, 1))
+        features = self.features_forward(x)
         head = self.classifier
         # Pool once: the head's own pooling and flattening (entries 0 and 1) would recompute `embedding`.
         embedding = torch.flatten(head[0](features), 1)

@@ -102,9 +102,23 @@ class DynamicConv(nn.Module):
         kernels = mixed.view(h.shape[0], self.out_channels, self.in_channels // self.groups, k, k)
         return kernels.mul_(scale[:, None, None, None]), shift
 
-    def conv(self, x: Tensor, kernel: Tensor, bias: Tensor) -> Tensor:
-        """An ordinary convolution of `x` (one sample, `[1, I, F, T]`) with one of the mixed kernels."""
-        return F.conv2d(x, kernel, bias, stride=self.stride, padding=self.padding, groups=self.groups)
+    def conv(self, x: Tensor, kernels: Tensor, bias: Tensor) -> Tensor:
+        """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`.
+
+        Several samples are folded into the channels and the groups, as in the authors' code; one sample
+        is left as it is: even a no-op reshape of a channels-last sample gives it a batch stride that
+        makes oneDNN fall back to a slow NCHW convolution.
+        """
+        n, _, f, t = x.shape
+        out = F.conv2d(
+            x if n == 1 else x.reshape(1, -1, f, t),
+            kernels.reshape(-1, *kernels.shape[2:]),
+            bias if n == 1 else bias.repeat(n),
+            stride=self.stride,
+            padding=self.padding,
+            groups=self.groups * n,
+        )
+        return out.view(n, self.out_channels, out.shape[-2], out.shape[-1])
 
 
 class DyReLU(nn.Module):
@@ -169,16 +183,50 @@ class ContextGen(nn.Module):
         return h, gate_f.transpose(1, 2)[:, :, :, None], gate_t.transpose(1, 2)[:, :, None, :]
 
 
+@dataclass(frozen=True)
+class BlockDynamics:
+    """What the context decides in a block, for a batch of samples: BatchNorm-folded kernels of the three
+    dynamic convolutions (`None` when the block does not expand), Dy-ReLU coefficients `[4, B, E, 1, 1]`,
+    coordinate attention gates `[B, E, F', 1]` and `[B, E, 1, T']`. The biases do not depend on the sample."""
+
+    exp_kernels: Tensor | None
+    exp_bias: Tensor | None
+    depth_kernels: Tensor
+    depth_bias: Tensor
+    proj_kernels: Tensor
+    proj_bias: Tensor
+    relu_coefs: Tensor
+    gate_f: Tensor
+    gate_t: Tensor
+
+    def sample(self, i: int) -> BlockDynamics:
+        """The same for sample `i` alone (batch size 1)."""
+        one = slice(i, i + 1)
+        return BlockDynamics(
+            None if self.exp_kernels is None else self.exp_kernels[one],
+            self.exp_bias,
+            self.depth_kernels[one],
+            self.depth_bias,
+            self.proj_kernels[one],
+            self.proj_bias,
+            self.relu_coefs[:, one],
+            self.gate_f[one],
+            self.gate_t[one],
+        )
+
+
 class DyBlock(nn.Module):
     """Dynamic inverted residual block (spec 2.1).
 
-    Everything that depends on the context (the mixed kernels, the Dy-ReLU coefficients, the attention
-    gates) is computed for the whole batch; then each sample runs through expansion, depthwise conv,
-    Dy-ReLU, coordinate attention and projection on its own. The authors fold the batch into convolution
-    groups instead, which slows down per sample as the batch grows: grouped convolutions are slow, and
-    the batch's expanded feature maps outgrow the CPU caches, so that each elementwise step goes to memory.
-    One sample at a time keeps its maps in cache from step to step, and every convolution is an ordinary
-    oneDNN one (bias added inside). Same arithmetic, up to rounding.
+    Everything that depends on the context (`BlockDynamics`) is computed for the whole batch at once.
+    The feature maps then go through expansion, depthwise conv, Dy-ReLU, coordinate attention and
+    projection either one sample at a time (`per_sample=True`) or all together, with the batch folded
+    into convolution groups (the authors' formulation).
+
+    On CPU one sample at a time is much faster, and does not slow down per sample as the batch grows:
+    grouped convolutions are slow there, and a batch's expanded maps outgrow the caches, so that every
+    elementwise step goes to memory, whereas one sample's maps stay in cache from step to step and each
+    convolution is an ordinary oneDNN one. The arithmetic is the same, up to rounding.
     """
 
     def __init__(self, cfg: BlockConfig) -> None:
@@ -198,27 +246,39 @@ class DyBlock(nn.Module):
         self.proj_norm = batch_norm(cfg.out_channels)
         self.context_gen = ContextGen(cfg.in_channels, e, context=h, stride=cfg.stride)
 
-    def forward(self, x: Tensor) -> Tensor:
+    def dynamics(self, x: Tensor) -> BlockDynamics:
         h, gate_f, gate_t = self.context_gen(x)
-        if self.expand:
-            exp_kernels, exp_bias = self.exp_conv.mixed_kernels(h, self.exp_norm)
-        depth_kernels, depth_bias = self.depth_conv.mixed_kernels(h, self.depth_norm)
-        proj_kernels, proj_bias = self.proj_conv.mixed_kernels(h, self.proj_norm)
-        relu_coefs = self.depth_act.coefficients(h)
+        exp = self.exp_conv.mixed_kernels(h, self.exp_norm) if self.expand else (None, None)
+        return BlockDynamics(
+            *exp,
+            *self.depth_conv.mixed_kernels(h, self.depth_norm),
+            *self.proj_conv.mixed_kernels(h, self.proj_norm),
+            self.depth_act.coefficients(h),
+            gate_f,
+            gate_t,
+        )
 
-        outs = []
-        for i in range(x.shape[0]):
-            # Slices, not `x[i][None]`: that view's batch stride hides the channels-last layout from oneDNN.
-            sample = x[i : i + 1]
-            out = sample
-            if self.expand:
-                out = self.exp_act(self.exp_conv.conv(out, exp_kernels[i], exp_bias))
-            out = self.depth_conv.conv(out, depth_kernels[i], depth_bias)
-            out = self.depth_act.activate(out, relu_coefs[:, i : i + 1])
-            out = out.mul_(gate_f[i : i + 1]).mul_(gate_t[i : i + 1])  # coordinate attention
-            out = self.proj_conv.conv(out, proj_kernels[i], proj_bias)
-            outs.append(out.add_(sample) if self.use_residual else out)
+    def forward(self, x: Tensor, *, per_sample: bool = True) -> Tensor:
+        dyn = self.dynamics(x)
+        if not per_sample:
+            return self.transform(x, dyn)
+        # Slices (`x[i : i + 1]`), not `x[i][None]`: that view's batch stride hides the channels-last
+        # layout from oneDNN.
+        outs = [self.transform(x[i : i + 1], dyn.sample(i)) for i in range(x.shape[0])]
         return outs[0] if len(outs) == 1 else torch.cat(outs)
+
+    def transform(self, x: Tensor, dyn: BlockDynamics) -> Tensor:
+        """The block's feature-map path for the samples of `x`, given what their context decided."""
+        out = x
+        if dyn.exp_kernels is not None and dyn.exp_bias is not None:
+            out = self.exp_act(self.exp_conv.conv(out, dyn.exp_kernels, dyn.exp_bias))
+        out = self.depth_conv.conv(out, dyn.depth_kernels, dyn.depth_bias)
+        # Dy-ReLU, then coordinate attention: `max(x a1 + b1, x a2 + b2) * gate_f * gate_t`. The gates are
+        # positive, so `gate_f` (small: [n, E, F', 1]) goes into the coefficients, one pass fewer.
+        out = self.depth_act.activate(out, dyn.relu_coefs * dyn.gate_f)
+        out = out.mul_(dyn.gate_t)
+        out = self.proj_conv.conv(out, dyn.proj_kernels, dyn.proj_bias)
+        return out.add_(x) if self.use_residual else out
 
 
 class DyMN(TaggingNet):
@@ -229,13 +289,18 @@ class DyMN(TaggingNet):
         last = configs[-1].out_channels
         super().__init__(embedding_dim=6 * last, num_classes=num_classes)
         self.width = width
+        # How the blocks batch their feature maps (see `DyBlock`); None: one sample at a time on CPU,
+        # the batch folded into convolution groups elsewhere (untested on GPUs, where it avoids many
+        # small kernel launches).
+        self.per_sample: bool | None = None
         self.layers = nn.ModuleList(DyBlock(cfg) for cfg in configs)
         self.in_c = ConvNormAct(1, configs[0].in_channels, kernel_size=3, stride=2)
         self.out_c = ConvNormAct(last, 6 * last)
         self.classifier = classifier_head(6 * last, md(1280 * width), num_classes)
 
     def features_forward(self, x: Tensor) -> Tensor:
+        per_sample = x.device.type == "cpu" if self.per_sample is None else self.per_sample
         x = self.in_c(x)
         for layer in self.layers:
-            x = layer(x)
+            x = layer(x, per_sample=per_sample)
         return self.out_c(x)
