@@ -61,7 +61,7 @@ class DynamicConv(nn.Module):
 
     `weight` keeps the checkpoint layout `[1, 1, 4, O * I/groups * k * k]`; `residuals.0` maps the
     context vector to the 4 mixing logits (temperature 1, as the AudioSet checkpoints are used).
-    The block applies the mixed kernels itself, one sample at a time (see `DyBlock.forward`).
+    `mixed_kernels` gives each sample's kernel, `conv` applies them (see `DyBlock`).
     """
 
     def __init__(
@@ -103,17 +103,17 @@ class DynamicConv(nn.Module):
         return kernels.mul_(scale[:, None, None, None]), shift
 
     def conv(self, x: Tensor, kernels: Tensor, bias: Tensor) -> Tensor:
-        """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`.
-
-        Several samples are folded into the channels and the groups, as in the authors' code; one sample
-        is left as it is: even a no-op reshape of a channels-last sample gives it a batch stride that
-        makes oneDNN fall back to a slow NCHW convolution.
-        """
+        """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`."""
         n, _, f, t = x.shape
+        if n == 1:
+            # Not through the reshapes below: even a no-op view of a channels-last sample gives it a batch
+            # stride under which oneDNN no longer sees channels-last and falls back to slow NCHW kernels.
+            return F.conv2d(x, kernels[0], bias, stride=self.stride, padding=self.padding, groups=self.groups)
+        # Several samples: folded into the channels and the groups, as in the authors' code.
         out = F.conv2d(
-            x if n == 1 else x.reshape(1, -1, f, t),
+            x.reshape(1, -1, f, t),
             kernels.reshape(-1, *kernels.shape[2:]),
-            bias if n == 1 else bias.repeat(n),
+            bias.repeat(n),
             stride=self.stride,
             padding=self.padding,
             groups=self.groups * n,
@@ -143,7 +143,8 @@ class DyReLU(nn.Module):
 
     @staticmethod
     def activate(x: Tensor, coefs: Tensor) -> Tensor:
-        """`max(x * a1 + b1, x * a2 + b2)` with `coefs` `[4, B, C, 1, 1]` from `coefficients`."""
+        """`max(x * a1 + b1, x * a2 + b2)` with `coefs` `[4, B, C, 1, 1]` from `coefficients`
+        (or anything that broadcasts against `x` after the first axis)."""
         a1, a2, b1, b2 = coefs
         return torch.maximum(torch.addcmul(b1, x, a1), torch.addcmul(b2, x, a2))
 
@@ -168,11 +169,12 @@ class ContextGen(nn.Module):
         # Follow the depthwise conv's downsampling; zero padding counts in the average.
         self.pool: nn.Module = nn.AvgPool1d(3, stride=stride, padding=1) if stride > 1 else nn.Identity()
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """`h` `[B, H]`, and the sigmoid gates over frequency `[B, E, F', 1]` and over time `[B, E, 1, T']`."""
-        f = x.shape[2]
+    def forward(self, chunks: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
+        """`h` `[B, H]`, and the sigmoid gates over frequency `[B, E, F', 1]` and over time `[B, E, 1, T']`,
+        for the batch that `chunks` (consecutive groups of samples) make up."""
+        f = chunks[0].shape[2]
         # The frequency profile (mean over T) and the time profile (mean over F) as one sequence.
-        seq = torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2).transpose(1, 2)  # [B, F + T, I]
+        seq = torch.cat([torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2) for x in chunks]).transpose(1, 2)
         scale, shift = bn_scale_shift(self.joint_norm)
         z = F.hardswish(F.linear(seq, self.joint_conv.weight.flatten(1) * scale[:, None], shift))
         h = z.mean(dim=1)
@@ -185,9 +187,10 @@ class ContextGen(nn.Module):
 
 @dataclass(frozen=True)
 class BlockDynamics:
-    """What the context decides in a block, for a batch of samples: BatchNorm-folded kernels of the three
-    dynamic convolutions (`None` when the block does not expand), Dy-ReLU coefficients `[4, B, E, 1, 1]`,
-    coordinate attention gates `[B, E, F', 1]` and `[B, E, 1, T']`. The biases do not depend on the sample."""
+    """What the context decides in a block, for a batch: the BatchNorm-folded kernels of the three
+    dynamic convolutions `[B, O, I/groups, k, k]` (`None` when the block does not expand) with their biases
+    (the same for every sample), the Dy-ReLU coefficients with the frequency gate folded in
+    `[4, B, E, F', 1]`, and the time gate `[B, E, 1, T']`."""
 
     exp_kernels: Tensor | None
     exp_bias: Tensor | None
@@ -196,37 +199,36 @@ class BlockDynamics:
     proj_kernels: Tensor
     proj_bias: Tensor
     relu_coefs: Tensor
-    gate_f: Tensor
     gate_t: Tensor
 
-    def sample(self, i: int) -> BlockDynamics:
-        """The same for sample `i` alone (batch size 1)."""
-        one = slice(i, i + 1)
+    def select(self, start: int, stop: int) -> BlockDynamics:
+        """The same for samples `start` to `stop` - 1."""
+        part = slice(start, stop)
         return BlockDynamics(
-            None if self.exp_kernels is None else self.exp_kernels[one],
+            None if self.exp_kernels is None else self.exp_kernels[part],
             self.exp_bias,
-            self.depth_kernels[one],
+            self.depth_kernels[part],
             self.depth_bias,
-            self.proj_kernels[one],
+            self.proj_kernels[part],
             self.proj_bias,
-            self.relu_coefs[:, one],
-            self.gate_f[one],
-            self.gate_t[one],
+            self.relu_coefs[:, part],
+            self.gate_t[part],
         )
 
 
 class DyBlock(nn.Module):
-    """Dynamic inverted residual block (spec 2.1).
+    """Dynamic inverted residual block (spec 2.1), on a batch given as a list of chunks of samples.
 
-    Everything that depends on the context (`BlockDynamics`) is computed for the whole batch at once.
-    The feature maps then go through expansion, depthwise conv, Dy-ReLU, coordinate attention and
-    projection either one sample at a time (`per_sample=True`) or all together, with the batch folded
-    into convolution groups (the authors' formulation).
+    Everything that depends on the context (`BlockDynamics`) is computed for the whole batch at once; the
+    feature maps then go through expansion, depthwise conv, Dy-ReLU, coordinate attention and projection
+    chunk by chunk, the samples of a chunk folded into convolution groups as in the authors' code. The
+    network chooses the chunks (`DyMN.per_sample`): one chunk of the whole batch, or one chunk per sample.
 
     On CPU one sample at a time is much faster, and does not slow down per sample as the batch grows:
     grouped convolutions are slow there, and a batch's expanded maps outgrow the caches, so that every
     elementwise step goes to memory, whereas one sample's maps stay in cache from step to step and each
-    convolution is an ordinary oneDNN one. The arithmetic is the same, up to rounding.
+    convolution is an ordinary oneDNN one. Keeping the samples apart from block to block also saves
+    gathering them into one tensor after every block. The arithmetic is the same, up to rounding.
     """
 
     def __init__(self, cfg: BlockConfig) -> None:
@@ -246,26 +248,26 @@ class DyBlock(nn.Module):
         self.proj_norm = batch_norm(cfg.out_channels)
         self.context_gen = ContextGen(cfg.in_channels, e, context=h, stride=cfg.stride)
 
-    def dynamics(self, x: Tensor) -> BlockDynamics:
-        h, gate_f, gate_t = self.context_gen(x)
+    def dynamics(self, chunks: list[Tensor]) -> BlockDynamics:
+        h, gate_f, gate_t = self.context_gen(chunks)
         exp = self.exp_conv.mixed_kernels(h, self.exp_norm) if self.expand else (None, None)
         return BlockDynamics(
             *exp,
             *self.depth_conv.mixed_kernels(h, self.depth_norm),
             *self.proj_conv.mixed_kernels(h, self.proj_norm),
-            self.depth_act.coefficients(h),
-            gate_f,
+            # Coordinate attention multiplies the Dy-ReLU output by gate_f * gate_t > 0; gate_f (small:
+            # [B, E, F', 1]) goes into the coefficients, which saves a pass over the feature map.
+            self.depth_act.coefficients(h) * gate_f,
             gate_t,
         )
 
-    def forward(self, x: Tensor, *, per_sample: bool = True) -> Tensor:
-        dyn = self.dynamics(x)
-        if not per_sample:
-            return self.transform(x, dyn)
-        # Slices (`x[i : i + 1]`), not `x[i][None]`: that view's batch stride hides the channels-last
-        # layout from oneDNN.
-        outs = [self.transform(x[i : i + 1], dyn.sample(i)) for i in range(x.shape[0])]
-        return outs[0] if len(outs) == 1 else torch.cat(outs)
+    def forward(self, chunks: list[Tensor]) -> list[Tensor]:
+        dyn = self.dynamics(chunks)
+        outs, start = [], 0
+        for x in chunks:
+            outs.append(self.transform(x, dyn.select(start, start + x.shape[0])))
+            start += x.shape[0]
+        return outs
 
     def transform(self, x: Tensor, dyn: BlockDynamics) -> Tensor:
         """The block's feature-map path for the samples of `x`, given what their context decided."""
@@ -273,10 +275,7 @@ class DyBlock(nn.Module):
         if dyn.exp_kernels is not None and dyn.exp_bias is not None:
             out = self.exp_act(self.exp_conv.conv(out, dyn.exp_kernels, dyn.exp_bias))
         out = self.depth_conv.conv(out, dyn.depth_kernels, dyn.depth_bias)
-        # Dy-ReLU, then coordinate attention: `max(x a1 + b1, x a2 + b2) * gate_f * gate_t`. The gates are
-        # positive, so `gate_f` (small: [n, E, F', 1]) goes into the coefficients, one pass fewer.
-        out = self.depth_act.activate(out, dyn.relu_coefs * dyn.gate_f)
-        out = out.mul_(dyn.gate_t)
+        out = self.depth_act.activate(out, dyn.relu_coefs).mul_(dyn.gate_t)  # Dy-ReLU, coordinate attention
         out = self.proj_conv.conv(out, dyn.proj_kernels, dyn.proj_bias)
         return out.add_(x) if self.use_residual else out
 
@@ -290,8 +289,8 @@ class DyMN(TaggingNet):
         super().__init__(embedding_dim=6 * last, num_classes=num_classes)
         self.width = width
         # How the blocks batch their feature maps (see `DyBlock`); None: one sample at a time on CPU,
-        # the batch folded into convolution groups elsewhere (untested on GPUs, where it avoids many
-        # small kernel launches).
+        # the whole batch folded into convolution groups elsewhere (on GPUs that avoids many small
+        # kernel launches; not measured).
         self.per_sample: bool | None = None
         self.layers = nn.ModuleList(DyBlock(cfg) for cfg in configs)
         self.in_c = ConvNormAct(1, configs[0].in_channels, kernel_size=3, stride=2)
@@ -301,6 +300,9 @@ class DyMN(TaggingNet):
     def features_forward(self, x: Tensor) -> Tensor:
         per_sample = x.device.type == "cpu" if self.per_sample is None else self.per_sample
         x = self.in_c(x)
+        # Slices (`split`), not `x[i][None]`: that view's batch stride hides the channels-last layout
+        # from oneDNN, which then falls back to slow NCHW convolutions.
+        chunks = list(x.split(1)) if per_sample else [x]
         for layer in self.layers:
-            x = layer(x, per_sample=per_sample)
-        return self.out_c(x)
+            chunks = layer(chunks)
+        return self.out_c(torch.cat(chunks))
