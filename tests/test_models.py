@@ -151,6 +151,26 @@ def test_short_inputs_and_batch_independence(family, frames):
     torch.testing.assert_close(single_embedding, embedding[1:2], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("family", ["dymn", "mn"])
+def test_default_cpu_path_feeds_convolutions_channels_last(family, monkeypatch):
+    """A speed property: oneDNN falls back to slow NCHW kernels for an input whose strides do not read as
+    channels-last, and a stray view of a one-sample tensor is enough (it rewrites the batch stride)."""
+    seen = []
+    conv2d = torch.nn.functional.conv2d
+
+    def spy(x, weight, *args, **kwargs):
+        seen.append((tuple(x.shape), x.stride()))
+        return conv2d(x, weight, *args, **kwargs)
+
+    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    model = create_model(family=family, width=0.4)
+    with torch.inference_mode():
+        model(torch.randn(2, 1, 128, 40))
+    assert len(seen) > 40
+    for (b, c, f, t), stride in seen:
+        assert stride == (c * f * t, 1, t * c, c), f"input {[b, c, f, t]} with strides {stride}"
+
+
 # --- names, shapes, specs --------------------------------------------------------------------------------
 
 
