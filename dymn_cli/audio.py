@@ -71,6 +71,11 @@ SAMPLE_RATE = 32_000
 MAX_CHANNELS = 64
 """`prepare_waveform` refuses 2-D arrays whose smaller side is larger (most likely a batch, not channels)."""
 
+MAX_READ_SAMPLES = 1 << 23
+"""`stream_audio` reads at most this many samples (all channels) at a time, 32 MiB of float32, whatever
+sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
+16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
+
 AudioSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 """A path, the bytes of a file, or a binary file object (e.g. ``sys.stdin.buffer``)."""
 
@@ -668,7 +673,7 @@ def _stream_blocks(
     inp: _Input, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
 ) -> Iterator[np.ndarray]:
     try:
-        read_frames = max(int(math.ceil(block_seconds * decoder.sample_rate)), 1)
+        read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
         resampler = None
         n_in = n_out = 0
         pending: list[np.ndarray] = []

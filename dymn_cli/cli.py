@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import signal
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -16,7 +17,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import __version__
-from .errors import DymnError, UsageError
+from .errors import DymnError, Interrupted, SignalReceived, UsageError
 
 log = logging.getLogger("dymn_cli")
 
@@ -172,10 +173,10 @@ def models_command() -> None:
         table.add_row(
             record.name,
             "DyMN" if record.family == "dymn" else "MobileNetV3",
-            f"{record.width:g}",
+            f"{record.width:.1f}",
             f"{record.num_params / 1e6:.1f} M",
             f"{record.map:.3f}" if record.map is not None else "-",
-            "yes" if cached_path(record).exists() else "no",
+            _cached_size(cached_path(record)),
         )
     Console().print(table)
 
@@ -236,9 +237,17 @@ def labels_command(
         typer.echo("\n".join(lines))
 
 
+def _cached_size(path: Path) -> str:
+    return f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "no"
+
+
 def _one_line(text: str) -> str:
     """Paths may hold newlines; a report stays one line per problem."""
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise SignalReceived(signum)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,6 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="dymn-tag: %(message)s", stream=sys.stderr)
     app = commands_app if args and args[0] in SUBCOMMANDS else tag_app
     command = typer.main.get_command(app)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # e.g. while a model loads: 130 / 143 and one line
+        if signal.getsignal(signum) is not signal.SIG_IGN:  # (a background job may be meant to ignore Ctrl-C)
+            signal.signal(signum, _interrupt)
     try:
         # Typer reports its own usage errors (exit 2) and turns typer.Exit into the exit code.
         command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
@@ -254,6 +266,10 @@ def main(argv: list[str] | None = None) -> int:
     except DymnError as error:
         log.error("error: %s", _one_line(str(error)))
         code = error.exit_code
+    except SignalReceived as received:
+        stopped = Interrupted(received.signum)
+        log.error("%s", stopped)
+        code = stopped.exit_code
     except KeyboardInterrupt:
         code = 130
     sys.exit(code)

@@ -1,21 +1,28 @@
 """The decode stage: audio sources -> resampled, windowed waveforms, in worker processes.
 
-Kept free of torch so that worker processes start fast. Each worker takes jobs from a queue,
+Kept free of torch so that worker processes start fast. Each worker takes jobs from its own pipe,
 streams its file in blocks (flat memory whatever the file's length), cuts windows as the
-stream goes and sends them to the inference stage through a bounded queue.
+stream goes and sends them to the inference stage through its own pipe, a bounded number ahead.
+A worker writes the job it is decoding to a shared slot, so that if it dies (a decoder crash) the
+inference stage knows which input to blame and which ones to hand to a new worker.
 """
 
 from __future__ import annotations
 
+import os
+import queue
 import signal
-from collections.abc import Iterator
+import sys
+import threading
+import warnings
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
-from .audio import stream_audio
+from .audio import AudioDecodeWarning, stream_audio
 from .errors import AudioError, DymnError
 from .remote import is_uri, read_uri
 from .windows import WindowCutter, WindowGrid
@@ -26,7 +33,8 @@ AudioSource = Union[str, Path, bytes, np.ndarray]
 #   ("window", job_index, window_index, samples[float32, window])
 #   ("done", job_index, n_windows, n_samples)
 #   ("error", job_index, reason)
-WINDOW, DONE, ERROR = "window", "done", "error"
+#   ("warning", job_index, text)  part of a damaged input was lost (the text does not repeat its name)
+WINDOW, DONE, ERROR, WARNING = "window", "done", "error", "warning"
 
 
 @dataclass(frozen=True)
@@ -37,10 +45,19 @@ class DecodeJob:
 
 
 def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[tuple]:
-    """Decode one job into window messages, ending with a `done` or an `error` message."""
+    """Decode one job into window messages, ending with a `done` or an `error` message.
+
+    An `AudioDecodeWarning` (part of a damaged input could not be decoded) becomes a `warning`
+    message instead of a Python warning printed by whichever process decodes.
+    """
     cutter = WindowCutter(grid)
+    name = job.name or describe(job.source)
     try:
-        for block in _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name):
+        blocks = _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name)
+        for block in _capturing_decode_warnings(blocks):
+            if isinstance(block, str):
+                yield (WARNING, job.index, _without_name(block, name))
+                continue
             if not np.isfinite(block).all():
                 raise AudioError(f"{job.name or describe(job.source)}: contains NaN or infinite samples")
             for window_index, samples in cutter.feed(block):
@@ -65,14 +82,93 @@ def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float, name
     return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds, name=name)
 
 
+def _capturing_decode_warnings(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | str]:
+    """`blocks`, with the text of each `AudioDecodeWarning` raised while making them put in between.
+
+    The capture spans each `next()` only, never a `yield`: the consumer's own warnings are untouched.
+    Other warnings are passed on as they were.
+    """
+    iterator = iter(blocks)
+    while True:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            block = next(iterator, None)
+        for warning in caught:
+            if issubclass(warning.category, AudioDecodeWarning):
+                yield str(warning.message)
+            else:
+                warnings.warn_explicit(warning.message, warning.category, warning.filename, warning.lineno)
+        if block is None:
+            return
+        yield block
+
+
+def _without_name(text: str, name: str) -> str:
+    """audio.py starts its messages with the input's name; a `warning` message is about one input anyway."""
+    return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
+
+
 def describe(source: AudioSource) -> str:
     return "<stdin>" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
-def decode_worker(jobs, windows, grid: WindowGrid, sample_rate: int, block_seconds: float) -> None:
-    """Worker process body: decode jobs until a `None` job arrives."""
-    # The parent handles Ctrl-C and stops the workers; a worker must not die mid-message on its own.
+IDLE = -1
+"""A worker's slot while it decodes no job."""
+
+
+def decode_worker(
+    jobs, results, current, slot: int, grid: WindowGrid, sample_rate: int, block_seconds: float, ahead: int
+) -> None:
+    """Worker process body: decode the jobs that arrive on `jobs` until `None` comes (or the parent goes).
+
+    `jobs` and `results` are this worker's own pipe ends, so that a worker that dies mid-message
+    garbles nothing but its own pipe. Two threads keep both moving whatever the decoder does: one
+    takes jobs as soon as they are sent (the parent never waits on a busy worker), one sends
+    messages, at most `ahead` of them waiting. `current[slot]` is the index of the job being
+    decoded, `IDLE` between jobs.
+    """
+    # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    for job in iter(jobs.get, None):
+    _quiet_native_stderr()
+    inbox: queue.SimpleQueue = queue.SimpleQueue()
+    outbox: queue.Queue = queue.Queue(maxsize=max(ahead, 1))
+
+    def receive() -> None:
+        try:
+            while (job := jobs.recv()) is not None:
+                inbox.put(job)
+        except (EOFError, OSError):
+            pass  # the parent is gone
+        inbox.put(None)
+
+    def send() -> None:
+        try:
+            for message in iter(outbox.get, None):
+                results.send(message)
+        except OSError:  # the parent is gone: nobody waits for these results
+            os._exit(0)
+
+    threading.Thread(target=receive, daemon=True).start()
+    sender = threading.Thread(target=send, daemon=True)
+    sender.start()
+    for job in iter(inbox.get, None):
+        current[slot] = job.index
         for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds):
-            windows.put(message)
+            outbox.put(message)
+        current[slot] = IDLE
+    outbox.put(None)
+    sender.join()
+
+
+def _quiet_native_stderr() -> None:
+    """Send what C libraries print on stderr (mpg123's "Note: Illegal Audio-MPEG-Header", ...) to
+    /dev/null; Python's `sys.stderr` keeps the real one. A decoding problem reaches the user as one
+    clean line, through the messages; the libraries' chatter would only interleave with those lines."""
+    try:
+        kept = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    except OSError:
+        pass

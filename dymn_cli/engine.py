@@ -4,16 +4,19 @@ that feeds it from decode workers and reassembles results per input, in input or
 from __future__ import annotations
 
 import multiprocessing
-import queue
+import pickle
+import signal
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from multiprocessing import connection
 
 import numpy as np
 import torch
 from torch import nn
 
-from .decoding import DONE, ERROR, WINDOW, DecodeJob, decode_job, decode_worker
-from .errors import UsageError
+from .decoding import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker, describe
+from .errors import DymnError, UsageError
 from .frontend import FrontEndConfig, LogMel
 from .windows import WindowGrid
 
@@ -81,6 +84,7 @@ class WindowOutputs:
     n_samples: int
     logits: np.ndarray  # [n_windows, K]
     embeddings: np.ndarray  # [n_windows, C]
+    warnings: list[str] = field(default_factory=list)  # what was lost decoding a damaged input
 
 
 @dataclass
@@ -95,6 +99,7 @@ class _Pending:
     expected: int | None = None
     n_samples: int = 0
     failure: str | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def complete(self) -> bool:
         return self.failure is not None or (self.expected is not None and len(self.windows) == self.expected)
@@ -129,7 +134,7 @@ def run_pipeline(
                 if batch:
                     _infer(engine, batch, pending)
                     batch = []
-            else:
+            elif message[1] >= next_to_emit:  # (an input already given out hears nothing more)
                 kind, index = message[0], message[1]
                 state = pending.setdefault(index, _Pending())
                 if kind == WINDOW:
@@ -139,7 +144,9 @@ def run_pipeline(
                         batch = []
                 elif kind == DONE:
                     state.expected, state.n_samples = message[2], message[3]
-                else:
+                elif kind == WARNING:
+                    state.warnings.append(message[2])
+                elif state.failure is None:
                     state.failure = message[2]
             if source.finished() and batch:
                 _infer(engine, batch, pending)
@@ -152,7 +159,9 @@ def run_pipeline(
 def _infer(engine: InferenceEngine, batch: list[tuple[int, int, np.ndarray]], pending: dict[int, _Pending]) -> None:
     logits, embeddings = engine(np.stack([samples for _, _, samples in batch]))
     for row, (index, window_index, _) in enumerate(batch):
-        pending[index].windows[window_index] = (logits[row], embeddings[row])
+        state = pending.get(index)
+        if state is not None:  # else the input failed (and was given out) after these windows were cut
+            state.windows[window_index] = (logits[row], embeddings[row])
 
 
 def _outcome(index: int, state: _Pending) -> WindowOutputs | Failure:
@@ -164,6 +173,7 @@ def _outcome(index: int, state: _Pending) -> WindowOutputs | Failure:
         n_samples=state.n_samples,
         logits=np.stack([state.windows[k][0] for k in order]),
         embeddings=np.stack([state.windows[k][1] for k in order]),
+        warnings=state.warnings,
     )
 
 
@@ -191,75 +201,221 @@ class _InlineDecoder:
         yield None
 
 
+@dataclass(eq=False)
+class _Worker:
+    slot: int
+    process: multiprocessing.process.BaseProcess
+    jobs: connection.Connection  # this end sends DecodeJob (or None: stop)
+    results: connection.Connection  # this end receives the worker's messages
+    held: deque[int] = field(default_factory=deque)  # jobs sent to it and not finished, oldest first
+    heard_from: bool = False
+
+
+class DecoderCrashLoop(DymnError):
+    """The decode worker processes die as soon as they start: decoding cannot go on at all."""
+
+
 class _WorkerPool:
-    """Decode worker processes feeding a bounded queue of windows."""
+    """Decode worker processes, each with its own job and result pipes.
+
+    Each job goes to the least busy worker, at most `JOBS_PER_WORKER` waiting on one. A worker that
+    dies (a decoder crash, a kill) is replaced, and the run goes on: the job it was decoding (its
+    shared slot says which) fails with "decoder crashed"; the jobs it held but had not started go to
+    a new worker (a job that kills two workers between jobs, as they receive it, fails too).
+    A worker killed by SIGTERM or SIGINT was stopped, not crashed: its jobs are all handed on.
+    """
+
+    JOBS_PER_WORKER = 4  # the one being decoded and a few more: a worker never waits for work, even for short files
+    FRUITLESS_DEATHS = 3  # per worker (5 at least): deaths in a row of workers that never sent anything
 
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
         # spawn: workers never inherit the parent's threads, locks or CUDA context.
-        context = multiprocessing.get_context("spawn")
-        self._jobs = context.Queue()
-        self._windows = context.Queue(maxsize=max(2 * settings.batch_size, 4 * settings.workers))
-        self._processes = [
-            context.Process(
-                target=decode_worker,
-                args=(self._jobs, self._windows, settings.grid, settings.sample_rate, settings.block_seconds),
-                daemon=True,
-            )
-            for _ in range(settings.workers)
-        ]
+        self._context = multiprocessing.get_context("spawn")
+        self._current = self._context.RawArray("q", settings.workers)  # the job each worker decodes
+        self._ahead = max(4, -(-2 * settings.batch_size // settings.workers))  # messages a worker may send ahead
+        self._workers: list[_Worker] = []
+        self._jobs: dict[int, tuple[DecodeJob, int]] = {}  # unfinished jobs sent out -> (job, deaths seen)
+        self._retry: deque[int] = deque()
+        self._inbox: deque[tuple] = deque()
+        self._exhausted = False
         self._done = False
+        self._fruitless_deaths = 0
 
     def __enter__(self) -> _WorkerPool:
-        for process in self._processes:
-            process.start()
+        try:
+            for slot in range(self.settings.workers):
+                self._workers.append(self._start(slot))
+        except BaseException:
+            self._stop()
+            raise
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for process in self._processes:
-            if process.is_alive():
-                process.terminate()
-        for process in self._processes:
-            process.join(timeout=5)
-        self._jobs.cancel_join_thread()
-        self._windows.cancel_join_thread()
+        self._stop()
 
     def finished(self) -> bool:
         return self._done
 
     def messages(self, jobs: Iterable[DecodeJob]) -> Iterator[tuple | None]:
         job_iter = iter(jobs)
-        in_flight = 0
-        exhausted = False
-        max_in_flight = 4 * len(self._processes)
         while True:
-            while not exhausted and in_flight < max_in_flight:
-                job = next(job_iter, None)
-                if job is None:
-                    exhausted = True
-                    for _ in self._processes:
-                        self._jobs.put(None)
-                else:
-                    self._jobs.put(job)
-                    in_flight += 1
-            if exhausted and in_flight == 0:
+            self._dispatch(job_iter)
+            if self._inbox:
+                yield self._inbox.popleft()
+                continue
+            if self._exhausted and not self._jobs:
                 self._done = True
                 yield None
                 return
-            try:
-                message = self._windows.get_nowait()
-            except queue.Empty:
+            if not self._receive(timeout=0):
                 yield None  # let the consumer run a partial batch while it waits
-                try:
-                    message = self._windows.get(timeout=1.0)
-                except queue.Empty:
-                    self._check_alive()
-                    continue
-            if message[0] in (DONE, ERROR):
-                in_flight -= 1
-            yield message
+                self._receive(timeout=1.0)
 
-    def _check_alive(self) -> None:
-        dead = [p for p in self._processes if not p.is_alive()]
-        if dead and len(dead) == len(self._processes):
-            raise RuntimeError("every decode worker process has exited")
+    # ----------------------------------------------------------------------------------- internals
+
+    def _start(self, slot: int) -> _Worker:
+        s = self.settings
+        self._current[slot] = IDLE
+        jobs_in, jobs_out = self._context.Pipe(duplex=False)
+        results_in, results_out = self._context.Pipe(duplex=False)
+        process = self._context.Process(
+            target=decode_worker,
+            args=(jobs_in, results_out, self._current, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
+            daemon=True,
+        )
+        try:
+            process.start()
+        except BaseException:
+            jobs_out.close()
+            results_in.close()
+            raise
+        finally:
+            # The worker's ends live in the worker: when it dies, this side sees EOF or a broken pipe.
+            jobs_in.close()
+            results_out.close()
+        return _Worker(slot, process, jobs_out, results_in)
+
+    def _stop(self) -> None:
+        # Workers hold nothing worth a clean exit (their interpreter's teardown would cost a run 0.4 s).
+        for worker in self._workers:
+            if worker.process.is_alive():
+                worker.process.kill()
+        for worker in self._workers:
+            worker.process.join()
+            worker.jobs.close()
+            worker.results.close()
+
+    def _dispatch(self, job_iter: Iterator[DecodeJob]) -> None:
+        """Hand jobs (retries first) to the least busy workers, as long as one has room."""
+        while True:
+            worker = min(self._workers, key=lambda w: len(w.held))
+            if len(worker.held) >= self.JOBS_PER_WORKER:
+                return
+            if self._retry:
+                index = self._retry.popleft()
+                job = self._jobs[index][0]
+            elif self._exhausted:
+                return
+            else:
+                job = next(job_iter, None)
+                if job is None:
+                    self._exhausted = True
+                    return
+                index = job.index
+                self._jobs[index] = (job, 0)
+            worker.held.append(index)
+            try:
+                worker.jobs.send(job)
+            except OSError:  # it died: its jobs, this one included, are dealt with like any dead worker's
+                self._bury(worker)
+            except (pickle.PicklingError, TypeError, AttributeError) as error:  # only this input fails
+                worker.held.remove(index)
+                del self._jobs[index]
+                reason = f"cannot hand this input to a decode process ({type(error).__name__}: {error})"
+                self._inbox.append((ERROR, index, f"{_job_name(job)}: {reason}"))
+
+    def _receive(self, timeout: float) -> bool:
+        """Take one message from each worker that has one (none starves); bury the dead. Whether
+        anything came."""
+        before = len(self._inbox)
+        handles: dict[object, _Worker] = {}
+        for worker in self._workers:
+            handles[worker.results] = worker
+            handles[worker.process.sentinel] = worker
+        for handle in connection.wait(list(handles), timeout):
+            worker = handles[handle]
+            if self._workers[worker.slot] is not worker:  # buried earlier in this round
+                continue
+            if handle is not worker.results:
+                self._bury(worker)
+                continue
+            try:
+                message = worker.results.recv()
+            except (EOFError, OSError):
+                self._bury(worker)
+            else:
+                self._accept(worker, message)
+        return len(self._inbox) > before
+
+    def _accept(self, worker: _Worker, message: tuple) -> None:
+        worker.heard_from = True
+        self._fruitless_deaths = 0
+        index = message[1]
+        if message[0] in (DONE, ERROR):
+            self._jobs.pop(index, None)
+            if index in worker.held:
+                worker.held.remove(index)
+        self._inbox.append(message)
+
+    def _bury(self, worker: _Worker) -> None:
+        """A worker died: keep what it sent, fail the job it was decoding, pass on the others, replace it."""
+        process = worker.process
+        process.join(timeout=5)
+        if process.is_alive():  # its pipe broke but it lives on: it is no use any more
+            process.kill()
+            process.join()
+        while True:  # what it sent before it died is still in its pipe
+            try:
+                if not worker.results.poll():
+                    break
+                message = worker.results.recv()
+            except (EOFError, OSError):
+                break
+            self._accept(worker, message)
+        decoding = self._current[worker.slot]
+        how = _exit_description(process.exitcode)
+        stopped = process.exitcode in (-signal.SIGTERM, -signal.SIGINT)  # stopped from outside, not a crash
+        for position, index in enumerate(worker.held):
+            job, deaths = self._jobs[index]
+            # The job it was decoding is the culprit; dead between jobs, the one it was receiving may be.
+            suspect = not stopped and (index == decoding if decoding != IDLE else position == 0)
+            if suspect and (index == decoding or deaths >= 1):
+                del self._jobs[index]
+                self._inbox.append((ERROR, index, f"{_job_name(job)}: decoder crashed ({how})"))
+            else:
+                self._jobs[index] = (job, deaths + suspect)
+                self._retry.append(index)
+        worker.held.clear()
+        worker.jobs.close()
+        worker.results.close()
+        if not worker.heard_from:  # a worker that cannot even start would be restarted for ever
+            self._fruitless_deaths += 1
+            if self._fruitless_deaths >= max(5, self.FRUITLESS_DEATHS * len(self._workers)):
+                raise DecoderCrashLoop(f"the decode processes keep dying before they send anything ({how})")
+        self._workers[worker.slot] = self._start(worker.slot)
+
+
+def _job_name(job: DecodeJob) -> str:
+    return job.name or describe(job.source)
+
+
+def _exit_description(exitcode: int | None) -> str:
+    if exitcode is None:
+        return "it stopped responding"
+    if exitcode < 0:
+        try:
+            return f"killed by {signal.Signals(-exitcode).name}"
+        except ValueError:
+            return f"killed by signal {-exitcode}"
+    return f"exit code {exitcode}"

@@ -25,3 +25,23 @@ class DownloadError(WeightsError):
 
 class AudioError(DymnError):
     """An input that cannot be read or decoded as audio."""
+
+
+class Interrupted(DymnError):
+    """Stopped by a signal (SIGINT, SIGTERM); a run keeps every finished result. Exit code 128 + signal."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(f"stopped by {signal.Signals(signum).name}")
+        self.signum = signum
+        self.exit_code = 128 + signum
+
+
+class SignalReceived(BaseException):
+    """What a SIGINT / SIGTERM handler raises. Not an `Exception`, like KeyboardInterrupt, so that no
+    `except Exception` on the way (logging's own, a decoder's) can swallow it; reported as `Interrupted`."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signum)
+        self.signum = signum

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Iterable, Iterator
@@ -47,14 +48,17 @@ def walk_audio_files(folder: str, *, recursive: bool = True) -> Iterator[str]:
         seen.add(key)
         try:
             entries = sorted(os.scandir(directory), key=lambda e: e.name)
-        except OSError:
+        except OSError as error:  # not lost without a word: one line on stderr
+            logging.getLogger("dymn_cli").warning(
+                "%s: cannot list this folder (%s); its files are left out", directory, error.strerror or error
+            )
             return
         subfolders = []
         for entry in entries:
             try:
                 is_dir = entry.is_dir()
-            except OSError:
-                continue
+            except OSError:  # e.g. a link loop: taken as a file, which then fails with the reason
+                is_dir = False
             if is_dir:
                 subfolders.append(entry.path)
             elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:

@@ -90,6 +90,8 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
         ]
     if options.events is not None:
         record["events"] = options.sound_events(outcome)
+    if outcome.warnings:  # a damaged input: what could not be decoded (the labels are of the rest)
+        record["warnings"] = list(outcome.warnings)
     return record
 
 
@@ -367,7 +369,11 @@ class TableWriter(Writer):
 
         if isinstance(outcome, TagFailure):
             return  # reported on stderr
-        table = Table(title=f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})", title_justify="left")
+        self._console.print(
+            f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
+            markup=False, highlight=False, soft_wrap=True,
+        )
+        table = Table()
         table.add_column("rank", justify="right")
         table.add_column("label")
         table.add_column("score", justify="right")

@@ -58,5 +58,11 @@ class RunProgress:
                 log.error("%s", line)
         else:
             self.audio_seconds += outcome.duration
+            if outcome.warnings:  # a damaged input, tagged from what could be decoded: one line for it
+                line = f"{outcome.source}: warning: {'; '.join(outcome.warnings)}".replace("\n", "\\n")
+                if self._progress is not None:
+                    self._progress.console.print(f"dymn-tag: {line}", markup=False, highlight=False)
+                else:
+                    log.warning("%s", line)
         if self._progress is not None and self._task is not None:
             self._progress.update(self._task, advance=1, hours=self.audio_seconds / 3600)

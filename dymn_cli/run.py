@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from .errors import DymnError, UsageError
+from .errors import Interrupted, SignalReceived, UsageError
 from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from .outputs import OutputOptions, Writer, writer_class
 from .shards import Shard, part_writer, select_shard
@@ -32,14 +32,6 @@ class ResultSink(Protocol):
     def write(self, outcome: TagResult | TagFailure) -> None: ...
 
     def close(self) -> None: ...
-
-
-class Interrupted(DymnError):
-    """The run was stopped by a signal; finished results were kept."""
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(f"stopped by {signal.Signals(signum).name}")
-        self.exit_code = 128 + signum
 
 
 @dataclass
@@ -152,8 +144,9 @@ def label_inputs(
         on_start(todo)
     carried = deque(i for i in inputs if i.path in previous)
     position = {i.path: n for n, i in enumerate(inputs)}
-    try:
-        with _signals_as_exceptions():
+    outcomes: Any = iter(())
+    with _signals_as_exceptions() as stop:
+        try:
             outcomes = tagger.tag_many(
                 (_read_source(i) for i in todo),
                 window=settings.window,
@@ -172,17 +165,23 @@ def label_inputs(
                     sink.write(outcome)
                 if on_outcome is not None:
                     on_outcome(outcome)
+                if stop.received is not None:  # (in case something on the way swallowed the first raise)
+                    raise SignalReceived(stop.received)
             while carried:
                 done = carried.popleft()
                 writer.write_existing(done.path, previous[done.path])
-    except Interrupted as stop:
-        summary.interrupted = stop
-    except KeyboardInterrupt:
-        summary.interrupted = Interrupted(signal.SIGINT)
-    finally:
-        for sink in sinks:
-            sink.close()
-        summary.elapsed = time.monotonic() - started
+        except SignalReceived as stopped:
+            summary.interrupted = Interrupted(stopped.signum)
+        except KeyboardInterrupt:
+            summary.interrupted = Interrupted(signal.SIGINT)
+        finally:
+            stop.disarm()  # a signal from here on is only noted: the outputs are never left half-written
+            getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
+            for sink in sinks:
+                sink.close()
+            summary.elapsed = time.monotonic() - started
+        if summary.interrupted is None and stop.received is not None:
+            summary.interrupted = Interrupted(stop.received)
     return summary
 
 
@@ -209,8 +208,8 @@ def _worker_count(requested: int | None, n_inputs: int) -> int:
 
 
 def _read_source(item: Input) -> Any:
-    """What the tagger takes for an input: the path, or the bytes of standard input."""
-    return sys.stdin.buffer.read() if item.is_stdin else item.path
+    """What the tagger takes for an input: the path, or the standard input stream (named <stdin>)."""
+    return sys.stdin.buffer if item.is_stdin else item.path
 
 
 def _count(summary: RunSummary, outcome: TagResult | TagFailure) -> None:
@@ -222,19 +221,36 @@ def _count(summary: RunSummary, outcome: TagResult | TagFailure) -> None:
         summary.audio_seconds += outcome.duration
 
 
+class _StopSignals:
+    """SIGINT and SIGTERM stop a run cleanly: the first one raises `SignalReceived` where the run is;
+    after that, or once disarmed (the outputs are being finished), a signal is only noted."""
+
+    def __init__(self) -> None:
+        self.armed = True
+        self.received: int | None = None
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.received is None:
+            self.received = signum
+        if self.armed:
+            self.armed = False
+            raise SignalReceived(signum)
+
+    def disarm(self) -> None:
+        self.armed = False
+
+
 @contextmanager
-def _signals_as_exceptions() -> Iterator[None]:
+def _signals_as_exceptions() -> Iterator[_StopSignals]:
     """SIGTERM stops a run like Ctrl-C does: cleanly, keeping every finished result."""
-
-    def stop(signum: int, frame: object) -> None:
-        raise Interrupted(signum)
-
-    previous = signal.signal(signal.SIGTERM, stop) if _main_thread() else None
+    stop = _StopSignals()
+    handled = [s for s in (signal.SIGINT, signal.SIGTERM) if signal.getsignal(s) is not signal.SIG_IGN] if _main_thread() else []
+    previous = {signum: signal.signal(signum, stop) for signum in handled}
     try:
-        yield
+        yield stop
     finally:
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
 
 
 def _main_thread() -> bool:

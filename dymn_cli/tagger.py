@@ -36,6 +36,7 @@ class TagResult:
     window_scores: np.ndarray  # [n_windows, K] sigmoid probabilities
     embeddings: np.ndarray  # [n_windows, C]
     classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
+    warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
 
     @property
     def embedding(self) -> np.ndarray:
@@ -192,6 +193,7 @@ def build_result(
         window_scores=window_scores,
         embeddings=outputs.embeddings,
         classes=classes,
+        warnings=list(outputs.warnings),
     )
 
 

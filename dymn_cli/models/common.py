@@ -102,6 +102,9 @@ class TaggingNet(nn.Module):
 
     `forward(x)` takes log-mels `[B, 1, 128, T]` and returns `(logits [B, num_classes], embedding [B, C])`,
     the embedding being the mean of the last feature map over frequency and time.
+
+    Inference only: every BatchNorm is folded into the convolution before it, with its running statistics,
+    whether or not the module is in training mode (only the head's dropout follows `train()`).
     """
 
     classifier: nn.Sequential

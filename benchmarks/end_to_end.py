@@ -1,0 +1,176 @@
+"""End to end: `dymn-tag` on a folder against the authors' way of tagging it, measured in one run.
+
+    python benchmarks/end_to_end.py                      # corpus in /tmp/dymn-bench-corpus (made once)
+    python benchmarks/end_to_end.py --long-hours 3       # also: one 3-hour file, peak RSS
+
+Corpus: 40 files of 20 s to 5 min, wav/flac/mp3/ogg at 16, 44.1 and 48 kHz, mono and stereo
+(synthetic tones and noise; tagging speed does not depend on what the audio is).
+
+(a) baseline, as the authors' windowed example does it: whole file loaded and resampled
+    (soundfile + soxr HQ, i.e. librosa.load), then one 10 s window at a time at batch 1 through the
+    model with the per-sample-kernel dynamic convolution, under torch.no_grad;
+(b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included).
+Both use the dymn10 architecture with the golden random weights (the speed does not depend on the
+values; the release weights are not needed). Prints audio seconds per wall second for both and
+their ratio, per-stage times and peak RSS, and checks that both give the same scores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import soundfile
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from model_speed import per_sample_kernels  # noqa: E402  (the authors' dynamic convolution)
+
+from dymn_cli.audio import load_audio, stream_audio  # noqa: E402
+from dymn_cli.frontend import LogMel  # noqa: E402
+from dymn_cli.models import build_model  # noqa: E402
+from dymn_cli.weights import load_checkpoint  # noqa: E402
+from dymn_cli.windows import WindowGrid  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+WEIGHTS = ROOT / "tests" / "golden" / "dymn10_seed0.pt"
+FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("mp3", "MPEG_LAYER_III"), ("ogg", "VORBIS")]
+RATES = [16_000, 44_100, 48_000]
+
+
+def synth(seconds: float, rate: int, channels: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * rate)) / rate
+    freqs = rng.uniform(100, 4000, size=3)
+    x = sum(0.2 * np.sin(2 * np.pi * f * t) * (1 + np.sin(2 * np.pi * t / rng.uniform(2, 9))) / 2 for f in freqs)
+    x = x + 0.05 * rng.standard_normal(len(t))
+    stereo = np.stack([x, np.roll(x, 37)], axis=1)
+    return (stereo if channels == 2 else x[:, None]).astype(np.float32)
+
+
+def make_corpus(folder: Path, n_files: int = 40) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    durations = np.geomspace(20, 300, n_files)
+    paths = []
+    for i, seconds in enumerate(durations):
+        extension, subtype = FORMATS[i % len(FORMATS)]
+        rate, channels = RATES[i % len(RATES)], 1 + (i // 2) % 2
+        path = folder / f"{i:02d}_{int(seconds)}s_{rate // 1000}k_{channels}ch.{extension}"
+        if not path.exists():
+            tmp = path.with_suffix(".part." + extension)
+            audio = synth(seconds, rate, channels, seed=i)
+            # Block-wise: libsndfile's Vorbis encoder can crash on one very large write.
+            with soundfile.SoundFile(tmp, "w", rate, channels, subtype, format=extension.upper()) as out:
+                for start in range(0, len(audio), 1 << 15):
+                    out.write(audio[start : start + (1 << 15)])
+            tmp.rename(path)
+        paths.append(path)
+    return paths
+
+
+def baseline(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """The authors' windowed loop: load + resample whole file, then one window at a time at batch 1."""
+    torch.set_num_threads(os.cpu_count() or 1)
+    model = build_model(load_checkpoint(WEIGHTS))
+    frontend = LogMel()
+    grid = WindowGrid.from_seconds(window=10.0, hop=10.0, sample_rate=32_000)
+    scores, decode_s, model_s = {}, 0.0, 0.0
+    with per_sample_kernels(model), torch.no_grad():
+        for path in paths:
+            t0 = time.perf_counter()
+            waveform = load_audio(path)
+            t1 = time.perf_counter()
+            probs = []
+            for window in grid.cut(waveform):
+                logits, _ = model(frontend(torch.from_numpy(window)[None]))
+                probs.append(torch.sigmoid(logits)[0].numpy())
+            model_s += time.perf_counter() - t1
+            decode_s += t1 - t0
+            scores[str(path)] = np.mean(probs, axis=0)
+    return scores, {"decode+resample": decode_s, "front end+model": model_s}
+
+
+def run_dymn_tag(folder: Path, output: Path, extra: list[str]) -> tuple[float, float]:
+    """Wall seconds and peak RSS (MiB, largest process) of one `dymn-tag` run."""
+    exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    start = time.perf_counter()
+    subprocess.run([exe, str(folder), "-o", str(output), "--weights", str(WEIGHTS), "-q", *extra], check=True)
+    wall = time.perf_counter() - start
+    peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
+    return wall, peak
+
+
+def decode_only(paths: list[Path]) -> float:
+    start = time.perf_counter()
+    for path in paths:
+        for _ in stream_audio(path, block_seconds=60.0):
+            pass
+    return time.perf_counter() - start
+
+
+def long_file(folder: Path, hours: float) -> None:
+    path = folder / f"long_{hours:g}h.flac"
+    if not path.exists():
+        rate, block = 16_000, 600
+        with soundfile.SoundFile(path.with_suffix(".part.flac"), "w", rate, 1, "PCM_16", format="FLAC") as out:
+            for i in range(int(hours * 3600 / block)):
+                out.write(synth(block, rate, 1, seed=1000 + i))
+        path.with_suffix(".part.flac").rename(path)
+    seconds = soundfile.info(path).duration
+    wall, peak = run_dymn_tag(path, folder / "long.jsonl", [])
+    raw_mib = seconds * 32_000 * 4 / 2**20
+    print(f"\nlong file: {seconds / 3600:.2f} h ({path.stat().st_size / 2**20:.0f} MiB flac; "
+          f"{raw_mib:.0f} MiB as a 32 kHz float32 waveform)")
+    print(f"  dymn-tag: {wall:.1f} s, {seconds / wall:.0f}x realtime, peak RSS {peak:.0f} MiB")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpus", type=Path, default=Path("/tmp/dymn-bench-corpus"))
+    parser.add_argument("--files", type=int, default=40)
+    parser.add_argument("--long-hours", type=float, default=0.0)
+    parser.add_argument("--dymn-tag-args", default="", help="extra options for dymn-tag, e.g. '--workers 2'")
+    args = parser.parse_args()
+
+    paths = make_corpus(args.corpus, args.files)
+    audio_s = sum(soundfile.info(p).duration for p in paths)
+    print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {os.cpu_count()} CPU cores, torch {torch.__version__}")
+
+    output = args.corpus.parent / "dymn-bench-out.jsonl"
+    output.unlink(missing_ok=True)
+    wall_tag, peak_tag = run_dymn_tag(args.corpus, output, args.dymn_tag_args.split())
+
+    start = time.perf_counter()
+    base_scores, base_stages = baseline(paths)
+    wall_base = time.perf_counter() - start
+    decode_s = decode_only(paths)
+
+    records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines())}
+    diff = max(
+        abs(label["score"] - float(base_scores[path][label["index"]]))
+        for path, record in records.items()
+        for label in record["labels"]
+    )
+    print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
+    print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
+    print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
+    print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
+    print("\nbaseline stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in base_stages.items()))
+    print(f"decode + resample alone, streamed, one process: {decode_s:.1f} s ({audio_s / decode_s:.0f}x realtime)")
+    print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB")
+    print(f"largest score difference dymn-tag vs baseline over {len(records)} files: {diff:.2e}")
+    if args.long_hours:
+        long_file(args.corpus.parent / "dymn-bench-long", args.long_hours)
+
+
+if __name__ == "__main__":
+    main()
