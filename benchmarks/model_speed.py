@@ -82,7 +82,9 @@ def main() -> None:
     parser.add_argument("--batches", nargs="+", type=int, default=[1, 8, 16, 32])
     parser.add_argument("--rounds", type=int, default=5, help="timed calls per cell (the fastest counts)")
     parser.add_argument("--no-alternatives", action="store_true", help="only the default path of each model")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="default: all (%(default)s)")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
     rows = []
