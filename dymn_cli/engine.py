@@ -226,7 +226,7 @@ class _WorkerPool:
     """
 
     JOBS_PER_WORKER = 4  # the one being decoded and a few more: a worker never waits for work, even for short files
-    FRUITLESS_DEATHS = 3  # per worker (5 at least): deaths in a row of workers that never sent anything
+    FRUITLESS_DEATHS = 3  # per worker (5 at least; workers + 2 if none ever worked): deaths in a row of silent workers
 
     def __init__(self, settings: PipelineSettings) -> None:
         self.settings = settings
@@ -241,6 +241,7 @@ class _WorkerPool:
         self._exhausted = False
         self._done = False
         self._fruitless_deaths = 0
+        self._heard_any = False
 
     def __enter__(self) -> _WorkerPool:
         try:
@@ -359,7 +360,7 @@ class _WorkerPool:
         return len(self._inbox) > before
 
     def _accept(self, worker: _Worker, message: tuple) -> None:
-        worker.heard_from = True
+        worker.heard_from = self._heard_any = True
         self._fruitless_deaths = 0
         index = message[1]
         if message[0] in (DONE, ERROR):
@@ -401,8 +402,13 @@ class _WorkerPool:
         worker.results.close()
         if not worker.heard_from:  # a worker that cannot even start would be restarted for ever
             self._fruitless_deaths += 1
-            if self._fruitless_deaths >= max(5, self.FRUITLESS_DEATHS * len(self._workers)):
-                raise DecoderCrashLoop(f"the decode processes keep dying before they send anything ({how})")
+            # none ever worked: give up soon (every input would fail with "decoder crashed")
+            limit = len(self._workers) + 2 if not self._heard_any else max(5, self.FRUITLESS_DEATHS * len(self._workers))
+            if self._fruitless_deaths >= limit:
+                raise DecoderCrashLoop(
+                    f"the decode processes keep dying before they send anything ({how}); "
+                    "--workers 0 decodes in this process instead"
+                )
         self._workers[worker.slot] = self._start(worker.slot)
 
 

@@ -32,3 +32,8 @@ class ExitOnArrival:
 
     def __reduce__(self):
         return (os._exit, (3,))
+
+
+def die_at_start(*args) -> None:
+    """A decode worker body that cannot even start (as where the interpreter may not be run)."""
+    os._exit(255)

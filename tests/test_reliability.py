@@ -41,14 +41,14 @@ from hypothesis import strategies as st
 from dymn_cli import Tagger
 from dymn_cli.audio import AudioDecodeWarning
 from dymn_cli.decoding import DecodeJob
-from dymn_cli.engine import Failure, PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.engine import DecoderCrashLoop, Failure, PipelineSettings, WindowOutputs, run_pipeline
 from dymn_cli.errors import AudioError
 from dymn_cli.outputs import OutputOptions
 from dymn_cli.run import RunSettings, label_inputs
 from dymn_cli.tagger import TagFailure, TagResult
 from dymn_cli.windows import WindowGrid
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
-from tests.crash_sources import ExitOnArrival, SegfaultOnOpen
+from tests.crash_sources import ExitOnArrival, SegfaultOnOpen, die_at_start
 
 WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
@@ -169,6 +169,18 @@ def write_all(fd: int, data: bytes) -> None:
 
 def wav_bytes(tmp: Path, **kwargs) -> bytes:
     return make_audio_file(tmp / "scratch.wav", **kwargs).read_bytes()
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread(monkeypatch):
+    """One torch thread per process, here and in the `dymn-tag` runs: these tests run several processes
+    at once on few cores, where OpenMP threads spin-waiting for each other cost ten times over (the
+    200-file run: 3 s with one thread each, 40 to 60 s with two on a loaded 2-core machine)."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
@@ -400,11 +412,20 @@ def _children(pid: int) -> list[int]:
 def _in_thread(fn, timeout: float = 120):
     """Run `fn` with a time limit, so that a hang fails the test instead of stopping the suite."""
     result: list = []
-    thread = threading.Thread(target=lambda: result.append(fn()), daemon=True)
+    raised: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as error:  # noqa: BLE001 - raised again below, in the test's thread
+            raised.append(error)
+
+    thread = threading.Thread(target=target, daemon=True)
     thread.start()
     thread.join(timeout)
     assert not thread.is_alive(), f"still running after {timeout} s"
-    assert result, "raised (see the thread's traceback above)"
+    if raised:
+        raise raised[0]
     return result[0]
 
 
@@ -437,6 +458,18 @@ def test_a_job_that_kills_workers_as_they_receive_it_fails_on_the_second_death(t
     pooled = _pipeline(tagger, [ExitOnArrival(), *good], workers=1)
     assert isinstance(pooled[0], Failure) and pooled[0].reason == "arrival: decoder crashed (exit code 3)"
     _assert_same_windows(_pipeline(tagger, good, workers=0), pooled[1:])
+
+
+def test_workers_that_cannot_start_stop_the_run_with_one_clear_error(tagger, tmp_path, monkeypatch):
+    """Not an endless round of restarts, each input failing with "decoder crashed"."""
+    import dymn_cli.engine
+
+    monkeypatch.setattr(dymn_cli.engine, "decode_worker", die_at_start)
+    good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5, seed=i)) for i in range(6)]
+    started = time.monotonic()
+    with pytest.raises(DecoderCrashLoop, match=r"keep dying before they send anything \(exit code 255\); --workers 0"):
+        _pipeline(tagger, good, workers=2)
+    assert time.monotonic() - started < 60
 
 
 def test_a_decode_error_after_windows_were_batched_fails_only_that_input(tagger, tmp_path):
