@@ -66,12 +66,11 @@ class LogMel(nn.Module):
         self.config = config
         self.register_buffer("window", torch.hann_window(config.win_length, periodic=False), persistent=False)
         self.register_buffer("mel_bank", kaldi_mel_bank(config), persistent=False)
-        self.register_buffer(
-            "preemphasis_kernel", torch.tensor([[[-config.preemphasis, 1.0]]]), persistent=False
-        )
 
     def forward(self, waveforms: torch.Tensor) -> torch.Tensor:
-        x = nn.functional.conv1d(waveforms.unsqueeze(1), self.preemphasis_kernel.to(waveforms.dtype)).squeeze(1)
+        # The authors' valid conv1d with [-0.97, 1], as a difference: the same two roundings, and a
+        # 2-tap conv1d is ~20x slower on CPU than this.
+        x = waveforms[:, 1:] - self.config.preemphasis * waveforms[:, :-1]
         spec = torch.stft(
             x,
             self.config.n_fft,
