@@ -80,7 +80,10 @@ class LogMel(nn.Module):
             center=True,
             return_complex=True,
         )
-        power = spec.real.square() + spec.imag.square()
+        # re^2 + im^2 exactly as the authors' `(x ** 2).sum(-1)`; squaring the real view in one pass
+        # is faster than squaring the strided .real and .imag views separately.
+        squares = torch.view_as_real(spec).square()
+        power = squares[..., 0] + squares[..., 1]
         # The mel product stays in float32 even under autocast: the models were trained that way.
         with torch.autocast(device_type=power.device.type, enabled=False):
             mels = torch.matmul(self.mel_bank.to(power.dtype), power)
