@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import os
 from pathlib import Path
 
@@ -97,18 +98,27 @@ def _meta_state_dict(entries: list[tuple[str, tuple[int, ...], str]]) -> dict[st
 
 
 # The default path, and the alternatives the default was chosen over (see benchmarks/model_speed.py):
-# DyMN blocks with the batch folded into convolution groups, and the contiguous (NCHW) layout.
-VARIANTS = {"default": {}, "nchw": {"memory_format": torch.contiguous_format}}
-DYMN_VARIANTS = {**VARIANTS, "batched": {"per_sample": False}, "batched-nchw": {"per_sample": False, **VARIANTS["nchw"]}}
+# the contiguous (NCHW) layout; DyMN blocks with the batch folded into convolution groups; MN layers
+# all batched, all one sample at a time, or split where the batch's maps exceed 1 MiB (here: some are).
+NCHW = {"memory_format": torch.contiguous_format}
+DYMN_VARIANTS = {"default": {}, "nchw": NCHW, "batched": {"per_sample": False}, "batched-nchw": {"per_sample": False, **NCHW}}
+MN_VARIANTS = {
+    "default": {},
+    "nchw": NCHW,
+    "batched": {"max_batch_map_bytes": math.inf},
+    "per-sample": {"max_batch_map_bytes": 0},
+    "split-above-1MiB": {"max_batch_map_bytes": 2**20, **NCHW},
+}
 
 
-def _variants(name: str) -> list[str]:
-    return list(DYMN_VARIANTS if name.startswith("dymn") else VARIANTS)
+def _variants(name: str) -> dict[str, dict[str, object]]:
+    return DYMN_VARIANTS if name.startswith("dymn") else MN_VARIANTS
 
 
-def _configured(model: nn.Module, variant: str) -> nn.Module:
+def _configured(model: nn.Module, name: str, variant: str) -> nn.Module:
     model = copy.copy(model)  # shares the parameters; only the attributes below change
-    for attribute, value in DYMN_VARIANTS[variant].items():
+    for attribute, value in _variants(name)[variant].items():
+        assert hasattr(model, attribute)
         setattr(model, attribute, value)
     return model
 
@@ -116,7 +126,7 @@ def _configured(model: nn.Module, variant: str) -> nn.Module:
 @pytest.mark.parametrize(("name", "variant"), [(n, v) for n in GOLDEN_MODELS for v in _variants(n)])
 def test_float32_window_matches_authors(name, variant, models, cases, mels):
     with torch.inference_mode():
-        logits, embedding = _configured(models[name], variant)(mels)
+        logits, embedding = _configured(models[name], name, variant)(mels)
     expected = cases[name]["f32_T1000"]
     assert logits.shape == (3, 527) and embedding.shape == (3, EMBEDDING_DIMS[name])
     assert logits.dtype == embedding.dtype == torch.float32
@@ -128,7 +138,7 @@ def test_float32_window_matches_authors(name, variant, models, cases, mels):
 def test_float64_matches_authors(name, case, variant, models64, cases):
     expected = cases[name][case]
     with torch.inference_mode():
-        logits, embedding = _configured(models64[name], variant)(expected["input"])
+        logits, embedding = _configured(models64[name], name, variant)(expected["input"])
     assert logits.dtype == embedding.dtype == torch.float64
     for got, want in ((logits, expected["logits"]), (embedding, expected["embedding"])):
         assert got.shape == want.shape

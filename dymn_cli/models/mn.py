@@ -5,6 +5,8 @@ Every submodule name below is a checkpoint key (`features.N.block.j...`, `conc_s
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor, nn
 
@@ -67,6 +69,7 @@ class InvertedResidual(nn.Module):
         super().__init__()
         act = nn.Hardswish if hardswish else nn.ReLU
         self.use_residual = stride == 1 and in_c == out_c
+        self.widest = max(in_c, expanded, out_c)  # channels of the largest map inside, at input resolution
         layers: list[nn.Module] = []
         if expanded != in_c:
             layers.append(ConvNormAct(in_c, expanded, activation=act))
@@ -80,13 +83,21 @@ class InvertedResidual(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         out = self.block(x)
-        if self.use_residual:
-            out = out + x
-        return out
+        return out.add_(x) if self.use_residual else out
+
+
+# On CPU, a layer whose feature maps for the whole batch would exceed this runs one sample at a time.
+CPU_BATCH_MAP_BYTES = 32 * 2**20
 
 
 class MN(TaggingNet):
-    """MobileNetV3 at width `width` (0.1 ... 4.0 for the published mn01 ... mn40)."""
+    """MobileNetV3 at width `width` (0.1 ... 4.0 for the published mn01 ... mn40).
+
+    On CPU the high-resolution layers run one sample at a time, and the batch is put together for the
+    layers where its maps are small (`max_batch_map_bytes`): a batch's large maps outgrow the caches (and
+    glibc hands allocations above 32 MiB out as fresh pages, zeroed and faulted in on every call), while
+    the small late maps gain from batching. Same arithmetic; at batch 16, mn10 runs about twice as fast.
+    """
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 527) -> None:
         last = md(160 * width)
@@ -108,6 +119,23 @@ class MN(TaggingNet):
         layers.append(ConvNormAct(last, 6 * last))
         self.features = nn.Sequential(*layers)
         self.classifier = classifier_head(6 * last, md(1280 * width), num_classes)
+        # Largest batch feature map (bytes) that a layer takes in one go; None: CPU_BATCH_MAP_BYTES on
+        # CPU, no limit elsewhere.
+        self.max_batch_map_bytes: float | None = None
 
     def features_forward(self, x: Tensor) -> Tensor:
-        return self.features(x)
+        limit = self.max_batch_map_bytes
+        if limit is None:
+            limit = CPU_BATCH_MAP_BYTES if x.device.type == "cpu" else math.inf
+        # Slices (`split`), not `x[i][None]`: that view's batch stride hides the channels-last layout
+        # from oneDNN, which then falls back to slow NCHW convolutions.
+        chunks = [x]
+        for layer in self.features:
+            widest = layer.widest if isinstance(layer, InvertedResidual) else layer[0].out_channels
+            batch_map_bytes = x.shape[0] * widest * chunks[0].shape[2] * chunks[0].shape[3] * x.element_size()
+            if batch_map_bytes > limit and len(chunks) == 1:
+                chunks = list(chunks[0].split(1))
+            elif batch_map_bytes <= limit and len(chunks) > 1:
+                chunks = [torch.cat(chunks)]
+            chunks = [layer(chunk) for chunk in chunks]
+        return chunks[0] if len(chunks) == 1 else torch.cat(chunks)
