@@ -8,19 +8,22 @@ the table shows each cell's fastest call divided by the batch size. Interleaving
 load of other processes over all of them, and the fastest call is the one they disturbed least. Random
 weights: speed does not depend on their values. All of torch's threads (`torch.get_num_threads()`).
 
-Besides the default path of each model, dymn10 runs with the alternatives it was chosen over, in the same
-rounds, so that the ratios are measured under the same conditions:
+Besides the default path of each model, dymn10 and mn10 run with the alternatives their defaults were
+chosen over, in the same rounds, so that the ratios are measured under the same conditions (dymn10):
 - "batch in conv groups": the authors' formulation of the dynamic convolutions, the batch folded into the
   convolution groups with one mixed kernel per sample, contiguous layout (`DyMN.per_sample = False`);
   it shares everything else with the default (BatchNorm folding, context generator);
 - "contiguous layout": the default per-sample path in NCHW instead of channels-last;
-- "torch.no_grad": the default path under `torch.no_grad` instead of `torch.inference_mode`.
+- "torch.no_grad": the default path under `torch.no_grad` instead of `torch.inference_mode`;
+and mn10 with every layer on the whole batch (`MN.max_batch_map_bytes = inf`) instead of running the
+layers with large maps one sample at a time.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -40,13 +43,18 @@ FAMILY_WIDTH = {
 }
 FRAMES = 1000  # one 10 s window at hop 320, 32 kHz
 
-# dymn10 alternatives: label -> (model attributes, grad mode)
-ALTERNATIVES: dict[str, tuple[dict[str, object], Callable[[], contextlib.AbstractContextManager]]] = {
-    "dymn10 batch in conv groups (ref.)": ({"per_sample": False, "memory_format": torch.contiguous_format}, torch.inference_mode),
-    "dymn10 contiguous layout": ({"memory_format": torch.contiguous_format}, torch.inference_mode),
-    "dymn10 torch.no_grad": ({}, torch.no_grad),
+# Alternatives to the default paths: label -> (model, model attributes, grad mode)
+ALTERNATIVES: dict[str, tuple[str, dict[str, object], Callable[[], contextlib.AbstractContextManager]]] = {
+    "dymn10 batch in conv groups (ref.)": (
+        "dymn10",
+        {"per_sample": False, "memory_format": torch.contiguous_format},
+        torch.inference_mode,
+    ),
+    "dymn10 contiguous layout": ("dymn10", {"memory_format": torch.contiguous_format}, torch.inference_mode),
+    "dymn10 torch.no_grad": ("dymn10", {}, torch.no_grad),
+    "mn10 whole batch in every layer": ("mn10", {"max_batch_map_bytes": math.inf}, torch.inference_mode),
 }
-DEFAULTS = {"per_sample": None, "memory_format": None}
+DEFAULTS = {"per_sample": None, "memory_format": None, "max_batch_map_bytes": None}
 
 
 @dataclass
@@ -87,13 +95,17 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     torch.manual_seed(0)
-    rows = []
-    for name in args.models:
-        family, width = FAMILY_WIDTH[name]
-        rows.append(Row(name, create_model(family=family, width=width)))
+    models: dict[str, nn.Module] = {}
+
+    def model(name: str) -> nn.Module:
+        if name not in models:
+            family, width = FAMILY_WIDTH[name]
+            models[name] = create_model(family=family, width=width)
+        return models[name]
+
+    rows = [Row(name, model(name)) for name in args.models]
     if not args.no_alternatives:
-        dymn10 = next((r.model for r in rows if r.label == "dymn10"), None) or create_model(family="dymn", width=1.0)
-        rows += [Row(label, dymn10, attrs, mode) for label, (attrs, mode) in ALTERNATIVES.items()]
+        rows += [Row(label, model(name), attrs, mode) for label, (name, attrs, mode) in ALTERNATIVES.items()]
 
     inputs = {b: torch.randn(b, 1, 128, FRAMES) for b in args.batches}
     for row in rows:  # warm-up: first calls allocate and create oneDNN primitives
