@@ -101,7 +101,12 @@ def _meta_state_dict(entries: list[tuple[str, tuple[int, ...], str]]) -> dict[st
 # the contiguous (NCHW) layout; DyMN blocks with the batch folded into convolution groups; MN layers
 # all batched, all one sample at a time, or split where the batch's maps exceed 1 MiB (here: some are).
 NCHW = {"memory_format": torch.contiguous_format}
-DYMN_VARIANTS = {"default": {}, "nchw": NCHW, "batched": {"per_sample": False}, "batched-nchw": {"per_sample": False, **NCHW}}
+DYMN_VARIANTS = {
+    "default": {},
+    "nchw": NCHW,
+    "batched": {"per_sample": False},
+    "batched-nchw": {"per_sample": False, **NCHW},
+}
 MN_VARIANTS = {
     "default": {},
     "nchw": NCHW,
@@ -252,7 +257,11 @@ def test_wrong_shapes_and_extra_keys_are_rejected(state_dicts):
     changed = dict(state_dicts["mn04"])
     changed["features.3.block.1.0.weight"] = torch.zeros(72, 1, 5, 5)
     changed["features.99.weight"] = torch.zeros(1)
-    with pytest.raises(WeightsError, match=r"unexpected 1 entry \('features.99.weight'\).*wrong shape in 1 entry \(features.3.block.1.0.weight \[72, 1, 5, 5\]"):
+    expected = (
+        r"unexpected 1 entry \('features.99.weight'\)"
+        r".*wrong shape in 1 entry \(features.3.block.1.0.weight \[72, 1, 5, 5\] \(expected \[32, 1, 3, 3\]\)"
+    )
+    with pytest.raises(WeightsError, match=expected):
         build_model(changed)
 
 

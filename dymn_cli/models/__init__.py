@@ -75,7 +75,8 @@ def create_model(*, family: str, width: float, num_classes: int = 527) -> Taggin
     return model.eval()
 
 
-def _expected_signature(family: str, width: float) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+def _expected_signature(width: float) -> tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Shapes of the first conv, last conv and head hidden layer weights (the same for both families)."""
     first, last, hidden = md(16 * width), md(160 * width), md(1280 * width)
     return (first, 1, 3, 3), (6 * last, last, 1, 1), (hidden, 6 * last)
 
@@ -129,16 +130,16 @@ def infer_spec(state_dict: Mapping[str, Any]) -> ModelSpec:
     if missing:
         hint = ""
         if "classifier.0.weight" in state_dict or "classifier.1.weight" in state_dict:
-            hint = " (its classifier is not the MLP head of the supported checkpoints, e.g. a fully-convolutional head)"
+            hint = " (its classifier is not the MLP head of the supported checkpoints; a fully-convolutional head?)"
         raise WeightsError(f"{name} state dict without {_describe_keys(missing)}{hint}; cannot tell its width")
     tensors = [state_dict[k] for k in signature_keys]
     if not all(isinstance(t, torch.Tensor) for t in tensors):
-        raise WeightsError(f"{name} state dict whose entries {_describe_keys(list(signature_keys))} are not all tensors")
+        raise WeightsError(f"{name} state dict whose entries {_describe_keys(list(signature_keys))} are not tensors")
     first, last, hidden, output = (tuple(t.shape) for t in tensors)
     found = (first, last, hidden)
 
     for width in _WIDTHS[family]:
-        if _expected_signature(family, width) == found:
+        if _expected_signature(width) == found:
             if len(output) != 2 or output[1] != hidden[0]:
                 raise WeightsError(
                     f"{name} state dict: classifier.5.weight has shape {list(output)}, "
@@ -147,10 +148,11 @@ def infer_spec(state_dict: Mapping[str, Any]) -> ModelSpec:
             return ModelSpec(family=family, width=width, num_classes=output[0])
 
     known = ", ".join(f"{w:g}" for w in _WIDTHS[family])
+    width_1 = ", ".join(str(list(shape)) for shape in _expected_signature(1.0))
     raise WeightsError(
         f"{name} state dict of an unsupported width or variant: {signature_keys[0]} {list(first)}, "
         f"{signature_keys[1]} {list(last)}, {signature_keys[2]} {list(hidden)}; none of the published widths "
-        f"({known}) has these shapes (width 1 expects {', '.join(str(list(s)) for s in _expected_signature(family, 1.0))})"
+        f"({known}) has these shapes (width 1 expects {width_1})"
     )
 
 
