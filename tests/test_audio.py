@@ -41,6 +41,7 @@ from tests.audio_factory import (
     truncate_file,
     write_audio,
 )
+from tests.permissions import mode_respecting_prefix
 
 SR = 32_000
 
@@ -527,14 +528,29 @@ def test_directory(tmp_path):
     assert_audio_error(tmp_path / "folder.wav", "folder.wav", "is a directory")
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_permission_denied(tmp_path):
+    """In a subprocess, so that file modes can be made to count for root as well."""
+    prefix = mode_respecting_prefix()
+    if prefix is None:
+        pytest.skip("cannot run a process here for which file modes count")
     path = make_audio_file(tmp_path / "secret.wav", seconds=0.1)
     path.chmod(0)
+    check = (
+        "import sys\n"
+        "from dymn_cli.audio import audio_info, load_audio, stream_audio\n"
+        "from dymn_cli.errors import AudioError\n"
+        "for read in (load_audio, lambda p: list(stream_audio(p)), audio_info):\n"
+        "    try:\n"
+        "        read(sys.argv[1])\n"
+        "    except AudioError as err:\n"
+        "        print(err)\n"
+    )
     try:
-        assert_audio_error(path, "secret.wav", "permission denied")
+        done = subprocess.run([*prefix, sys.executable, "-c", check, str(path)], capture_output=True, text=True)
     finally:
         path.chmod(0o644)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines() == [f"{path}: permission denied"] * 3
 
 
 def test_empty_inputs(tmp_path):

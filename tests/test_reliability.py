@@ -2,9 +2,9 @@
 
 Most cases run the real `dymn-tag` as a subprocess with the golden DyMN-0.4 checkpoint, short
 audio and 1-second windows: one run over a folder of awkward and broken inputs, an unreadable file
-(under an unprivileged user), a file deleted mid-run, a decode worker killed mid-file, SIGINT /
-SIGTERM / SIGKILL in the middle of a run and `--resume` after each, code-running weights, and 200
-files of which a quarter are bad. In process: dying workers in the pipeline, decode warnings, a
+and folder (file modes enforced even for root), a file deleted mid-run, a decode worker killed
+mid-file, SIGINT / SIGTERM / SIGKILL in the middle of a run and `--resume` after each, code-running
+weights, and 200 files of which a quarter are bad. In process: dying workers in the pipeline, decode warnings, a
 decode error after some windows were batched, and a property-based fuzz of the decode-and-tag path.
 
 A FIFO named like an audio file is how these tests hold a run at a known point: the process that
@@ -23,7 +23,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import warnings
@@ -48,6 +47,7 @@ from dymn_cli.tagger import TagFailure, TagResult
 from dymn_cli.windows import WindowGrid
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
 from tests.crash_sources import ExitOnArrival, SegfaultOnOpen, die_at_start
+from tests.permissions import mode_respecting_prefix
 
 WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
@@ -289,50 +289,36 @@ def test_a_folder_of_awkward_inputs_gives_one_clear_outcome_each(tmp_path):
 
 
 def test_an_unreadable_file_and_folder(tmp_path):
-    """Mode 000: the tests run as root, who reads anything, so the run drops to `nobody`."""
-    prefix: list[str] = []
-    base = tmp_path
-    if os.geteuid() == 0:
-        setpriv = shutil.which("setpriv")
-        if setpriv is None:
-            pytest.skip("root reads files whatever their mode, and setpriv is not here to drop privileges")
-        prefix = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
-        if subprocess.run([*prefix, "true"], capture_output=True).returncode != 0:
-            pytest.skip("cannot drop privileges to nobody here")
-        base = Path(tempfile.mkdtemp(prefix="dymn-unreadable-"))  # pytest's tmp_path is root's alone
-        os.chmod(base, 0o755)
+    """Mode 000 on a file and on a folder; as root the run loses the capabilities that ignore modes."""
+    prefix = mode_respecting_prefix()
+    if prefix is None:
+        pytest.skip("cannot run a process here for which file modes count")
+    data = tmp_path / "audio"
+    data.mkdir()
+    make_audio_file(data / "good.wav", seconds=0.5)
+    make_audio_file(data / "locked.wav", seconds=0.5).chmod(0)
+    (data / "locked_dir").mkdir()
+    make_audio_file(data / "locked_dir" / "inside.wav", seconds=0.5)
+    (data / "locked_dir").chmod(0)
+    target = tmp_path / "labels.jsonl"
     try:
-        data = base / "audio"
-        data.mkdir(mode=0o755)
-        make_audio_file(data / "good.wav", seconds=0.5)
-        os.chmod(make_audio_file(data / "locked.wav", seconds=0.5), 0)
-        (data / "locked_dir").mkdir()
-        make_audio_file(data / "locked_dir" / "inside.wav", seconds=0.5)
-        os.chmod(data / "good.wav", 0o644)
-        os.chmod(data / "locked_dir", 0)
-        out = base / "out"
-        out.mkdir()
-        os.chmod(out, 0o777)
-        env = {**os.environ, "HOME": str(out), "DYMN_CACHE_DIR": str(out / "cache")}
-        # --workers 0: here an unprivileged process may not start the interpreter, which lives under /root
-        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "--workers", "0", "-o", str(out / "labels.jsonl")],
-                              capture_output=True, timeout=180, env=env)
-        stderr = done.stderr.decode()
-        assert done.returncode == 1, stderr
-        records = {r["path"]: r for r in jsonl(out / "labels.jsonl")}
-        assert sorted(records) == [str(data / "good.wav"), str(data / "locked.wav")]
-        assert records[str(data / "good.wav")]["labels"]
-        assert records[str(data / "locked.wav")]["error"] == f"{data / 'locked.wav'}: permission denied"
-        lines, counts = stderr_report(stderr)
-        assert counts == (1, 1, 0)
-        assert lines == [
-            f"dymn-tag: {data / 'locked_dir'}: cannot list this folder (Permission denied); its files are left out",
-            f"dymn-tag: {data / 'locked.wav'}: permission denied",
-        ]
+        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "-o", str(target)],
+                              capture_output=True, timeout=180)
     finally:
-        if base is not tmp_path:
-            os.chmod(base / "audio" / "locked_dir", 0o755)
-            shutil.rmtree(base)
+        (data / "locked_dir").chmod(0o755)
+        (data / "locked.wav").chmod(0o644)
+    stderr = done.stderr.decode()
+    assert done.returncode == 1, stderr
+    records = {r["path"]: r for r in jsonl(target)}
+    assert sorted(records) == [str(data / "good.wav"), str(data / "locked.wav")]
+    assert records[str(data / "good.wav")]["labels"]
+    assert records[str(data / "locked.wav")]["error"] == f"{data / 'locked.wav'}: permission denied"
+    lines, counts = stderr_report(stderr)
+    assert counts == (1, 1, 0)
+    assert lines == [
+        f"dymn-tag: {data / 'locked_dir'}: cannot list this folder (Permission denied); its files are left out",
+        f"dymn-tag: {data / 'locked.wav'}: permission denied",
+    ]
 
 
 def test_a_file_deleted_while_the_run_goes_on(tmp_path):
