@@ -7,9 +7,10 @@ Corpus: 40 files of 20 s to 5 min, wav/flac/mp3/ogg at 16, 44.1 and 48 kHz, mono
 (synthetic tones and noise; tagging speed does not depend on what the audio is).
 
 (a) baseline, as the authors' windowed example does it: whole file loaded and resampled
-    (soundfile + soxr HQ, i.e. librosa.load), then one 10 s window at a time at batch 1 through the
-    model with the per-sample-kernel dynamic convolution (`DyMN.per_sample = False`: the batch
-    folded into conv groups, contiguous layout), under torch.no_grad;
+    (soundfile + soxr HQ, i.e. librosa.load), then one 10 s window at a time at batch 1 through their
+    front end and their network (re-implemented in `authors_reference.py`, which reproduces the golden
+    outputs: BatchNorm as separate passes, per-sample mixed kernels folded into conv groups), under
+    torch.no_grad;
 (b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included).
 Both use the dymn10 architecture with the golden random weights (the speed does not depend on the
 values; the release weights are not needed). Prints audio seconds per wall second for both and
@@ -32,11 +33,11 @@ import numpy as np
 import soundfile
 import torch
 
-from dymn_cli.audio import load_audio, stream_audio  # noqa: E402
-from dymn_cli.frontend import LogMel  # noqa: E402
-from dymn_cli.models import build_model  # noqa: E402
-from dymn_cli.weights import load_checkpoint  # noqa: E402
-from dymn_cli.windows import WindowGrid  # noqa: E402
+from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
+from dymn_cli.audio import load_audio, stream_audio
+from dymn_cli.models import build_model
+from dymn_cli.weights import load_checkpoint
+from dymn_cli.windows import WindowGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "tests" / "golden" / "dymn10_seed0.pt"
@@ -77,10 +78,8 @@ def make_corpus(folder: Path, n_files: int = 40) -> list[Path]:
 def baseline(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The authors' windowed loop: load + resample whole file, then one window at a time at batch 1."""
     torch.set_num_threads(os.cpu_count() or 1)
-    model = build_model(load_checkpoint(WEIGHTS))
-    # The authors' dynamic convolution: the batch folded into conv groups, contiguous layout.
-    model.per_sample, model.memory_format = False, torch.contiguous_format
-    frontend = LogMel()
+    model = build_model(load_checkpoint(WEIGHTS)).eval()
+    frontend = AuthorsLogMel()
     grid = WindowGrid.from_seconds(window=10.0, hop=10.0, sample_rate=32_000)
     scores, decode_s, model_s = {}, 0.0, 0.0
     with torch.no_grad():
@@ -90,7 +89,7 @@ def baseline(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, float]
             t1 = time.perf_counter()
             probs = []
             for window in grid.cut(waveform):
-                logits, _ = model(frontend(torch.from_numpy(window)[None]))
+                logits, _ = authors_dymn_forward(model, frontend(torch.from_numpy(window)[None]).unsqueeze(1))
                 probs.append(torch.sigmoid(logits)[0].numpy())
             model_s += time.perf_counter() - t1
             decode_s += t1 - t0

@@ -8,11 +8,13 @@ the table shows each cell's fastest call divided by the batch size. Interleaving
 load of other processes over all of them, and the fastest call is the one they disturbed least. Random
 weights: speed does not depend on their values. All of torch's threads (`torch.get_num_threads()`).
 
-Besides the default path of each model, dymn10 and mn10 run with the alternatives their defaults were
-chosen over, in the same rounds, so that the ratios are measured under the same conditions (dymn10):
-- "batch in conv groups": the authors' formulation of the dynamic convolutions, the batch folded into the
-  convolution groups with one mixed kernel per sample, contiguous layout (`DyMN.per_sample = False`);
-  it shares everything else with the default (BatchNorm folding, context generator);
+Besides the default path of each model, the same rounds time the baseline and the alternatives the
+defaults were chosen over, so that the ratios are measured under the same conditions (dymn10):
+- "authors' code": the baseline, the network computed as the authors' code computes it
+  (`benchmarks/authors_reference.py`: separate BatchNorm passes, the batch folded into conv groups with
+  one mixed kernel per sample, 5-D Dy-ReLU), under `torch.no_grad` as their example runs it;
+- "batch in conv groups": this project's network with the authors' batching of the dynamic
+  convolutions (`DyMN.per_sample = False`) and contiguous layout; everything else as the default;
 - "contiguous layout": the default per-sample path in NCHW instead of channels-last;
 - "torch.no_grad": the default path under `torch.no_grad` instead of `torch.inference_mode`;
 and mn10 with every layer on the whole batch (`MN.max_batch_map_bytes = inf`) instead of running the
@@ -31,6 +33,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
+from dymn_cli.frontend import LogMel
 from dymn_cli.models import create_model
 
 FAMILY_WIDTH = {
@@ -42,10 +46,12 @@ FAMILY_WIDTH = {
     "mn40": ("mn", 4.0),
 }
 FRAMES = 1000  # one 10 s window at hop 320, 32 kHz
+SAMPLES = 320_000  # one 10 s window at 32 kHz
 
+BASELINE = "dymn10 authors' code (baseline)"
 # Alternatives to the default paths: label -> (model, model attributes, grad mode)
 ALTERNATIVES: dict[str, tuple[str, dict[str, object], Callable[[], contextlib.AbstractContextManager]]] = {
-    "dymn10 batch in conv groups (ref.)": (
+    "dymn10 batch in conv groups": (
         "dymn10",
         {"per_sample": False, "memory_format": torch.contiguous_format},
         torch.inference_mode,
@@ -63,6 +69,7 @@ class Row:
     model: nn.Module
     attributes: dict[str, object] = field(default_factory=dict)
     grad_mode: Callable[[], contextlib.AbstractContextManager] = torch.inference_mode
+    forward: Callable[[nn.Module, Tensor], object] = nn.Module.__call__
     best: dict[int, float] = field(default_factory=dict)  # batch size -> fastest call, seconds
 
     def call(self, x: Tensor) -> float:
@@ -71,7 +78,7 @@ class Row:
                 setattr(self.model, name, value)
         with self.grad_mode():
             start = time.perf_counter()
-            self.model(x)
+            self.forward(self.model, x)
             return time.perf_counter() - start
 
     def ms(self, batch: int) -> float:
@@ -105,6 +112,7 @@ def main() -> None:
 
     rows = [Row(name, model(name)) for name in args.models]
     if not args.no_alternatives:
+        rows.append(Row(BASELINE, model("dymn10"), grad_mode=torch.no_grad, forward=authors_dymn_forward))
         rows += [Row(label, model(name), attrs, mode) for label, (name, attrs, mode) in ALTERNATIVES.items()]
 
     inputs = {b: torch.randn(b, 1, 128, FRAMES) for b in args.batches}
@@ -123,11 +131,34 @@ def main() -> None:
         print(row.line())
     by_label = {row.label: row for row in rows}
     if "dymn10" in by_label and not args.no_alternatives:
-        default, reference = by_label["dymn10"], by_label["dymn10 batch in conv groups (ref.)"]
+        default, reference = by_label["dymn10"], by_label[BASELINE]
         best_default = min(default.ms(b) for b in args.batches)
         best_reference = min(reference.ms(b) for b in args.batches)
-        print(f"dymn10 speedup over the reference, best batch against best batch: {best_reference / best_default:.2f}x")
+        print(f"dymn10 speedup over the authors' code, best batch against best batch: {best_reference / best_default:.2f}x")
         print("per batch: " + ", ".join(f"B={b} {reference.ms(b) / default.ms(b):.2f}x" for b in args.batches))
+    print_front_ends(args.rounds)
+
+
+def print_front_ends(rounds: int) -> None:
+    """The log-mel front end, ms per 10 s window: one window per call (what the CPU engine does) against a
+    batch of 16 per call, and the authors' front end (2-tap conv1d pre-emphasis, mel bank rebuilt per call)."""
+    waves = torch.randn(16, SAMPLES) * 0.1
+    ours, authors = LogMel(), AuthorsLogMel()
+    cells = {
+        "front end, 1 window per call": lambda: [ours(w) for w in waves.split(1)],
+        "front end, 16 windows per call": lambda: ours(waves),
+        "authors' front end, 1 window per call": lambda: [authors(w) for w in waves.split(1)],
+    }
+    best = dict.fromkeys(cells, float("inf"))
+    with torch.inference_mode():
+        for _ in range(rounds + 1):  # (the first round warms up)
+            for label, fn in cells.items():
+                start = time.perf_counter()
+                fn()
+                best[label] = min(best[label], time.perf_counter() - start)
+    print("\nfront end, ms per 10 s window (16 windows, fastest of the rounds):")
+    for label, seconds in best.items():
+        print(f"{label:<40}{1000 * seconds / len(waves):>7.2f}")
 
 
 if __name__ == "__main__":

@@ -68,7 +68,13 @@ class InferenceEngine:
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
-        mels = self.frontend(batch.float())
+        batch = batch.float()
+        if self.device.type == "cpu":
+            # One window at a time: a window's STFT and power (4 MB each) stay in cache, a batch's do
+            # not, which makes the batched front end ~3x slower per window (benchmarks/model_speed.py).
+            mels = torch.cat([self.frontend(window) for window in batch.split(1)])
+        else:
+            mels = self.frontend(batch)
         autocast = self.precision != "float32"
         dtype = torch.float16 if self.precision == "float16" else torch.bfloat16
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=autocast):

@@ -186,6 +186,34 @@ def test_default_cpu_path_feeds_convolutions_channels_last(family, monkeypatch):
         assert stride == (c * f * t, 1, t * c, c), f"input {[b, c, f, t]} with strides {stride}"
 
 
+@pytest.mark.parametrize("name", ["dymn04", "mn04"])
+def test_folded_constants_follow_the_parameters(name, state_dicts, cases, mels):
+    """BatchNorm folding and the merged heads are computed once; every way of changing the parameters
+    afterwards (a load, a load with assign=True, a dtype change, an in-place edit) is seen."""
+    expected = cases[name]["f32_T1000"]["logits"]
+    torch.manual_seed(1)
+    model = create_model(family=name[:-2], width=0.4)
+    with torch.inference_mode():
+        random_logits, _ = model(mels)  # derives the constants of the random weights
+        model.load_state_dict(state_dicts[name])
+        torch.testing.assert_close(model(mels)[0], expected, rtol=0, atol=1e-3)
+        other = create_model(family=name[:-2], width=0.4)
+        other.load_state_dict(model.state_dict(), assign=True)
+        other(mels)
+        other.load_state_dict({k: v.clone() for k, v in create_model(family=name[:-2], width=0.4).state_dict().items()}, assign=True)
+        assert not torch.allclose(other(mels)[0], expected, atol=1e-3)
+        model64 = copy.deepcopy(model).double()
+        assert model64(mels.double())[0].dtype == torch.float64
+        torch.testing.assert_close(model64(mels.double())[0].float(), expected, rtol=0, atol=1e-3)
+    norm = next(m for m in model.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.no_grad():
+        norm.running_var.mul_(4.0)  # an in-place edit of a buffer
+    with torch.inference_mode():
+        changed, _ = model(mels)
+    assert not torch.allclose(changed, expected, atol=1e-3)
+    assert not torch.allclose(random_logits, expected, atol=1e-3)
+
+
 # --- names, shapes, specs --------------------------------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ Module names and their order are those of the authors' code, because they are th
 
 from __future__ import annotations
 
+import threading
 from typing import Callable
 
 import torch
@@ -48,8 +49,8 @@ class ConvNormAct(nn.Sequential):
 
     The same layout as torchvision's `Conv2dNormActivation`, which the authors use; without an activation
     the Sequential simply has two entries (the activation has no parameters, so keys do not change).
-    Inference only: the BatchNorm (running statistics) is folded into the convolution's weight and bias,
-    which saves a pass over the feature map.
+    Inference only: the BatchNorm (running statistics) is folded into the convolution's weight and bias
+    (`derive`, see `TaggingNet.refresh`), which saves a pass over the feature map.
     """
 
     def __init__(
@@ -78,10 +79,13 @@ class ConvNormAct(nn.Sequential):
             layers.append(activation(inplace=True))
         super().__init__(*layers)
 
+    def derive(self) -> None:
+        scale, shift = bn_scale_shift(self[1])
+        self.folded = (self[0].weight * scale[:, None, None, None], shift)
+
     def forward(self, x: Tensor) -> Tensor:
-        conv, norm = self[0], self[1]
-        scale, shift = bn_scale_shift(norm)
-        x = F.conv2d(x, conv.weight * scale[:, None, None, None], shift, conv.stride, conv.padding, groups=conv.groups)
+        conv = self[0]
+        x = F.conv2d(x, *self.folded, conv.stride, conv.padding, groups=conv.groups)
         return self[2](x) if len(self) > 2 else x
 
 
@@ -105,6 +109,10 @@ class TaggingNet(nn.Module):
 
     Inference only: every BatchNorm is folded into the convolution before it, with its running statistics,
     whether or not the module is in training mode (only the head's dropout follows `train()`).
+
+    Such inference constants (folded kernels, concatenated heads) are computed from the parameters by
+    the `derive()` method of the submodules that have one: on the first forward, and again whenever a
+    parameter or buffer has changed since (`refresh`).
     """
 
     classifier: nn.Sequential
@@ -117,6 +125,53 @@ class TaggingNet(nn.Module):
         # and 1x1 convolutions without reordering (fastest for both families, benchmarks/model_speed.py),
         # and contiguous elsewhere. Outputs are the same either way.
         self.memory_format: torch.memory_format | None = None
+        self._sources: list[Tensor] | None = None  # the parameters and buffers, in order
+        self._derived_key: list[tuple[int, int]] = []
+        self._derived_from: list[Tensor] = []
+        self._derive_lock = threading.Lock()
+        # Loading with assign=True swaps in new parameter objects: collect them again.
+        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_sources", None))
+
+    def refresh(self) -> None:
+        """Recompute the inference constants if a parameter or buffer changed since they were derived.
+
+        A change is new storage (`.to()`, `.double()`) or a new version (an in-place write such as
+        `load_state_dict`'s); loading with `assign=True` is seen too. (A parameter object replaced by
+        hand, outside `load_state_dict`, is not: call `invalidate()` after doing that.) The constants keep
+        the storages they came from alive, so that no new tensor can take over one of their addresses.
+        """
+        if self._sources is None:
+            self._sources = [*self.parameters(), *self.buffers()]
+        tensors = self._sources
+        if self._key(tensors) == self._derived_key:
+            return
+        with self._derive_lock, torch.no_grad():
+            key = self._key(tensors)
+            if key == self._derived_key:  # another thread derived them meanwhile
+                return
+            for module in self.modules():
+                if hasattr(module, "derive"):
+                    module.derive()
+            self._derived_key, self._derived_from = key, [t.detach() for t in tensors]
+
+    def invalidate(self) -> None:
+        """Derive the inference constants again on the next forward."""
+        self._sources, self._derived_key, self._derived_from = None, [], []
+
+    @staticmethod
+    def _key(tensors: list[Tensor]) -> list[tuple[int, int]]:
+        # (Tensors made under inference_mode have no version counter: only a new storage shows there.)
+        return [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors]
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        # A lock neither pickles nor deep-copies; the copy derives its own constants on first use.
+        state.update(_derive_lock=None, _sources=None, _derived_key=[], _derived_from=[])
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._derive_lock = threading.Lock()
 
     def layout_for(self, x: Tensor) -> torch.memory_format:
         if self.memory_format is not None:
@@ -127,6 +182,8 @@ class TaggingNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        if not torch.compiler.is_compiling():  # (a compiled model is refreshed before it is compiled)
+            self.refresh()
         layout = self.layout_for(x)
         x = x.contiguous(memory_format=layout)
         if layout == torch.channels_last and x.shape[1] == 1:

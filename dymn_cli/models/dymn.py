@@ -60,8 +60,9 @@ class DynamicConv(nn.Module):
     """Convolution whose kernel is a per-sample softmax mix of 4 kernels (spec 2.3), no bias.
 
     `weight` keeps the checkpoint layout `[1, 1, 4, O * I/groups * k * k]`; `residuals.0` maps the
-    context vector to the 4 mixing logits (temperature 1, as the AudioSet checkpoints are used).
-    `mixed_kernels` gives each sample's kernel, `conv` applies them (see `DyBlock`).
+    context vector to the 4 mixing logits (temperature 1, as the AudioSet checkpoints are used; the
+    block evaluates it together with its other heads). `mixed_kernels` gives each sample's kernel,
+    `conv` applies them (see `DyBlock`).
     """
 
     def __init__(
@@ -86,21 +87,22 @@ class DynamicConv(nn.Module):
         weight = torch.randn(1, 1, NUM_KERNELS, out_channels * (in_channels // groups) * kernel_size**2)
         self.weight = nn.Parameter(weight * (2.0 / fan_out) ** 0.5)
 
-    def attention(self, h: Tensor) -> Tensor:
-        """Per-sample mixing weights `[B, 4]` from the context vector `h` `[B, H]`."""
-        return torch.softmax(self.residuals(h), dim=-1)
+    def folded_bank(self, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+        """The 4 kernels `[4, O * I/groups * k * k]` with the following BatchNorm (eval mode) folded in,
+        and the bias `[O]` that it leaves.
 
-    def mixed_kernels(self, h: Tensor, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-        """Each sample's kernel `[B, O, I/groups, k, k]` with the following BatchNorm folded in, and the bias `[O]`.
-
-        Folding `norm` (eval mode) into the kernel costs a pass over the kernels instead of one over the
-        feature map, and oneDNN adds the bias inside the convolution.
+        Mixing is linear, so scaling the bank once equals scaling every sample's mixed kernel; it costs
+        nothing per call, and oneDNN adds the bias inside the convolution.
         """
         scale, shift = bn_scale_shift(norm)
-        mixed = self.attention(h) @ self.weight.view(NUM_KERNELS, -1)
+        bank = self.weight.view(NUM_KERNELS, self.out_channels, -1) * scale[:, None]
+        return bank.view(NUM_KERNELS, -1), shift
+
+    def mixed_kernels(self, attention: Tensor, bank: Tensor) -> Tensor:
+        """Each sample's kernel `[B, O, I/groups, k, k]` from its mixing weights `attention` `[B, 4]`
+        (the softmax of `residuals(h)`) and a bank from `folded_bank`."""
         k = self.kernel_size
-        kernels = mixed.view(h.shape[0], self.out_channels, self.in_channels // self.groups, k, k)
-        return kernels.mul_(scale[:, None, None, None]), shift
+        return (attention @ bank).view(attention.shape[0], self.out_channels, self.in_channels // self.groups, k, k)
 
     def conv(self, x: Tensor, kernels: Tensor, bias: Tensor) -> Tensor:
         """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`."""
@@ -132,12 +134,13 @@ class DyReLU(nn.Module):
         self.register_buffer("init_v", torch.tensor([1.0] + [0.0] * (2 * DYRELU_M - 1)))
         self.coef_net = nn.Sequential(nn.Linear(context, 2 * DYRELU_M * channels))
 
-    def coefficients(self, h: Tensor) -> Tensor:
-        """`[4, B, C, 1, 1]`: slopes a1, a2 then offsets b1, b2 for each sample and channel.
+    def coefficients(self, theta: Tensor) -> Tensor:
+        """`[4, B, C, 1, 1]`: slopes a1, a2 then offsets b1, b2 for each sample and channel, from the
+        output of `coef_net` `[B, 4C]`.
 
         Contiguous over channels: strided operands slow the elementwise kernels down.
         """
-        theta = 2.0 * torch.sigmoid(self.coef_net(h)) - 1.0
+        theta = 2.0 * torch.sigmoid(theta) - 1.0
         coefs = theta.view(-1, self.channels, 2 * DYRELU_M) * self.lambdas + self.init_v
         return coefs.permute(2, 0, 1).contiguous()[..., None, None]
 
@@ -149,7 +152,7 @@ class DyReLU(nn.Module):
         return torch.maximum(torch.addcmul(b1, x, a1), torch.addcmul(b2, x, a2))
 
     def forward(self, x: Tensor, h: Tensor) -> Tensor:
-        return self.activate(x, self.coefficients(h))
+        return self.activate(x, self.coefficients(self.coef_net(h)))
 
 
 class ContextGen(nn.Module):
@@ -157,7 +160,7 @@ class ContextGen(nn.Module):
 
     It works on short sequences (F + T positions), where the cost is per call, not per element: its 1x1
     convolutions run as `F.linear` on `[B, positions, channels]` (the modules only hold the checkpoint's
-    parameters), with `joint_norm` folded into `joint_conv`.
+    parameters), with `joint_norm` folded into `joint_conv` (`derive`).
     """
 
     def __init__(self, in_channels: int, expanded: int, *, context: int, stride: int) -> None:
@@ -169,20 +172,35 @@ class ContextGen(nn.Module):
         # Follow the depthwise conv's downsampling; zero padding counts in the average.
         self.pool: nn.Module = nn.AvgPool1d(3, stride=stride, padding=1) if stride > 1 else nn.Identity()
 
+    def derive(self) -> None:
+        scale, shift = bn_scale_shift(self.joint_norm)
+        self.joint = (self.joint_conv.weight.flatten(1) * scale[:, None], shift)
+        self.to_f = (self.conv_f.weight.flatten(1), self.conv_f.bias)
+        self.to_t = (self.conv_t.weight.flatten(1), self.conv_t.bias)
+
     def forward(self, chunks: list[Tensor]) -> tuple[Tensor, Tensor, Tensor]:
         """`h` `[B, H]`, and the sigmoid gates over frequency `[B, E, F', 1]` and over time `[B, E, 1, T']`,
         for the batch that `chunks` (consecutive groups of samples) make up."""
         f = chunks[0].shape[2]
-        # The frequency profile (mean over T) and the time profile (mean over F) as one sequence.
-        seq = torch.cat([torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2) for x in chunks]).transpose(1, 2)
-        scale, shift = bn_scale_shift(self.joint_norm)
-        z = F.hardswish(F.linear(seq, self.joint_conv.weight.flatten(1) * scale[:, None], shift))
+        seq = torch.cat([_profiles(x) for x in chunks])
+        z = F.hardswish(F.linear(seq, *self.joint))
         h = z.mean(dim=1)
         freq = self.pool(z[:, :f].transpose(1, 2)).transpose(1, 2)  # [B, F', H]
         time = self.pool(z[:, f:].transpose(1, 2)).transpose(1, 2)  # [B, T', H]
-        gate_f = torch.sigmoid(F.linear(freq, self.conv_f.weight.flatten(1), self.conv_f.bias))
-        gate_t = torch.sigmoid(F.linear(time, self.conv_t.weight.flatten(1), self.conv_t.bias))
+        gate_f = torch.sigmoid(F.linear(freq, *self.to_f))
+        gate_t = torch.sigmoid(F.linear(time, *self.to_t))
         return h, gate_f.transpose(1, 2)[:, :, :, None], gate_t.transpose(1, 2)[:, :, None, :]
+
+
+def _profiles(x: Tensor) -> Tensor:
+    """`[n, F + T, C]` for `x` `[n, C, F, T]`: the frequency profile (mean over T at each F), then the
+    time profile (mean over F at each T)."""
+    if x.is_contiguous(memory_format=torch.channels_last):
+        # Reduce the [n, F, T, C] view, channels innermost: torch's mean over a channels-last
+        # tensor's F or T axis is ~10x slower than this (benchmarked at one thread).
+        v = x.permute(0, 2, 3, 1)
+        return torch.cat([v.mean(dim=2), v.mean(dim=1)], dim=1)
+    return torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2).transpose(1, 2)
 
 
 @dataclass(frozen=True)
@@ -248,16 +266,35 @@ class DyBlock(nn.Module):
         self.proj_norm = batch_norm(cfg.out_channels)
         self.context_gen = ContextGen(cfg.in_channels, e, context=h, stride=cfg.stride)
 
+    def _convs(self) -> list[tuple[DynamicConv, nn.BatchNorm2d]]:
+        convs = [(self.exp_conv, self.exp_norm)] if self.expand else []
+        return convs + [(self.depth_conv, self.depth_norm), (self.proj_conv, self.proj_norm)]
+
+    def derive(self) -> None:
+        convs = self._convs()
+        # Every linear map of the context vector h in one: the mixing logits of each dynamic
+        # convolution, then the Dy-ReLU coefficients. One call instead of four.
+        heads = [conv.residuals[0] for conv, _ in convs] + [self.depth_act.coef_net[0]]
+        self.heads = (torch.cat([head.weight for head in heads]), torch.cat([head.bias for head in heads]))
+        self.banks = [conv.folded_bank(norm) for conv, norm in convs]
+
     def dynamics(self, chunks: list[Tensor]) -> BlockDynamics:
         h, gate_f, gate_t = self.context_gen(chunks)
-        exp = self.exp_conv.mixed_kernels(h, self.exp_norm) if self.expand else (None, None)
+        heads = F.linear(h, *self.heads)
+        n = len(self.banks)
+        attention = torch.softmax(heads[:, : n * NUM_KERNELS].view(-1, n, NUM_KERNELS), dim=-1)
+        kernels = [conv.mixed_kernels(attention[:, i], bank) for i, ((conv, _), (bank, _)) in enumerate(zip(self._convs(), self.banks))]
+        biases = [bias for _, bias in self.banks]
+        expansion = (kernels[0], biases[0]) if self.expand else (None, None)
         return BlockDynamics(
-            *exp,
-            *self.depth_conv.mixed_kernels(h, self.depth_norm),
-            *self.proj_conv.mixed_kernels(h, self.proj_norm),
+            *expansion,
+            kernels[-2],
+            biases[-2],
+            kernels[-1],
+            biases[-1],
             # Coordinate attention multiplies the Dy-ReLU output by gate_f * gate_t > 0; gate_f (small:
             # [B, E, F', 1]) goes into the coefficients, which saves a pass over the feature map.
-            self.depth_act.coefficients(h) * gate_f,
+            self.depth_act.coefficients(heads[:, n * NUM_KERNELS :]) * gate_f,
             gate_t,
         )
 
