@@ -6,8 +6,10 @@ from __future__ import annotations
 import multiprocessing
 import pickle
 import signal
+import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing import connection
 
@@ -37,6 +39,13 @@ def resolve_device(device: str | torch.device) -> torch.device:
 class InferenceEngine:
     """Front end + network on one device: `[B, N]` waveforms -> (logits `[B, K]`, embeddings `[B, C]`).
 
+    On the CPU a batch is shared out between `lanes` threads (default: `torch.get_num_threads()`, so
+    `OMP_NUM_THREADS` and `torch.set_num_threads` set it), each running its windows on one core with
+    single-threaded torch. That beats one multi-threaded call: this network is a long chain of small
+    operations, where threads mostly wait for each other at every one, and a core taken by a decode
+    worker stalls all the others. Within a lane the front end runs one window at a time, whose STFT
+    stays in cache.
+
     On CUDA the front end runs on the GPU, host batches go through pinned memory with non-blocking
     copies, and the network runs under float16 autocast unless `precision="float32"`.
     """
@@ -49,37 +58,73 @@ class InferenceEngine:
         device: str | torch.device = "auto",
         precision: str = "auto",
         compile: bool = False,
+        lanes: int | None = None,
     ) -> None:
         self.device = resolve_device(device)
         if precision == "auto":
             precision = "float16" if self.device.type == "cuda" else "float32"
         if precision not in ("float32", "float16", "bfloat16"):
             raise UsageError(f"unknown precision {precision!r}: use auto, float32, float16 or bfloat16")
+        if lanes is not None and lanes < 1:
+            raise UsageError(f"lanes must be at least 1, got {lanes}")
         self.precision = precision
         self.frontend_config = frontend
         self.frontend = LogMel(frontend).to(self.device)
         self.model = model.to(self.device).eval()
+        if hasattr(self.model, "refresh"):
+            self.model.refresh()  # derive the inference constants now, not in a compiled or concurrent call
         self._forward = torch.compile(self.model) if compile else self.model
+        self.lanes = 1 if self.device.type != "cpu" else lanes or torch.get_num_threads()
+        self._pool = _single_threaded_pool(self.lanes) if self.lanes > 1 else None
 
-    @torch.inference_mode()
     def __call__(self, waveforms: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         batch = torch.as_tensor(waveforms)
+        parts = batch.tensor_split(min(self.lanes, len(batch))) if len(batch) > 1 else (batch,)
+        if self._pool is None or len(parts) == 1:
+            outputs = [self._run(batch)]
+        else:
+            outputs = list(self._pool.map(self._run, parts))
+        logits = torch.cat([logits for logits, _ in outputs])
+        embeddings = torch.cat([embeddings for _, embeddings in outputs])
+        return logits.float().cpu().numpy(), embeddings.float().cpu().numpy()
+
+    @torch.inference_mode()
+    def _run(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.device.type == "cuda":
             batch = batch.pin_memory().to(self.device, non_blocking=True)
         else:
             batch = batch.to(self.device)
         batch = batch.float()
         if self.device.type == "cpu":
-            # One window at a time: a window's STFT and power (4 MB each) stay in cache, a batch's do
-            # not, which makes the batched front end ~3x slower per window (benchmarks/model_speed.py).
-            mels = torch.cat([self.frontend(window) for window in batch.split(1)])
+            mels = torch.cat([self.frontend(window) for window in batch.split(1)])  # (batched: ~3x slower)
         else:
             mels = self.frontend(batch)
         autocast = self.precision != "float32"
         dtype = torch.float16 if self.precision == "float16" else torch.bfloat16
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=autocast):
-            logits, embeddings = self._forward(mels)
-        return logits.float().cpu().numpy(), embeddings.float().cpu().numpy()
+            return self._forward(mels)
+
+
+def _single_threaded_pool(lanes: int) -> ThreadPoolExecutor:
+    """`lanes` threads whose torch calls run on one thread each, started now.
+
+    torch's thread count is per thread once set (OpenMP's ICV), but `set_num_threads` also changes the
+    count that threads started later begin with: the caller's is put back once every lane has set its own.
+    """
+    previous = torch.get_num_threads()
+    started = threading.Barrier(lanes + 1)
+
+    def single_threaded() -> None:
+        torch.get_num_threads()  # (torch's lazy per-thread setup first, or it would undo the next line)
+        torch.set_num_threads(1)
+        started.wait()
+
+    pool = ThreadPoolExecutor(lanes, thread_name_prefix="dymn-lane", initializer=single_threaded)
+    for _ in range(lanes):
+        pool.submit(lambda: None)
+    started.wait()
+    torch.set_num_threads(previous)
+    return pool
 
 
 @dataclass
@@ -239,6 +284,7 @@ class _WorkerPool:
         # spawn: workers never inherit the parent's threads, locks or CUDA context.
         self._context = multiprocessing.get_context("spawn")
         self._current = self._context.RawArray("q", settings.workers)  # the job each worker decodes
+        self._counts = self._context.RawArray("q", 2 * settings.workers)  # messages each worker queued, sent
         self._ahead = max(4, -(-2 * settings.batch_size // settings.workers))  # messages a worker may send ahead
         self._workers: list[_Worker] = []
         self._jobs: dict[int, tuple[DecodeJob, int]] = {}  # unfinished jobs sent out -> (job, deaths seen)
@@ -276,19 +322,27 @@ class _WorkerPool:
                 yield None
                 return
             if not self._receive(timeout=0):
-                yield None  # let the consumer run a partial batch while it waits
+                if not self._sending():
+                    yield None  # let the consumer run a partial batch while the workers decode
                 self._receive(timeout=1.0)
 
     # ----------------------------------------------------------------------------------- internals
 
+    def _sending(self) -> bool:
+        """Whether a worker has a message queued or in the pipe: then it comes soon, whatever the
+        scheduler did with the worker's sending thread."""
+        counts = self._counts
+        return any(counts[2 * w.slot] > counts[2 * w.slot + 1] for w in self._workers)
+
     def _start(self, slot: int) -> _Worker:
         s = self.settings
         self._current[slot] = IDLE
+        self._counts[2 * slot] = self._counts[2 * slot + 1] = 0
         jobs_in, jobs_out = self._context.Pipe(duplex=False)
         results_in, results_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=decode_worker,
-            args=(jobs_in, results_out, self._current, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
+            args=(jobs_in, results_out, self._current, self._counts, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
             daemon=True,
         )
         try:
