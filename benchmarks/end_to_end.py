@@ -75,12 +75,12 @@ def make_corpus(folder: Path, n_files: int = 40) -> list[Path]:
     return paths
 
 
-def baseline(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+def baseline(paths: list[Path], hop: float) -> tuple[dict[str, np.ndarray], dict[str, float]]:
     """The authors' windowed loop: load + resample whole file, then one window at a time at batch 1."""
     torch.set_num_threads(os.cpu_count() or 1)
     model = build_model(load_checkpoint(WEIGHTS)).eval()
     frontend = AuthorsLogMel()
-    grid = WindowGrid.from_seconds(window=10.0, hop=10.0, sample_rate=32_000)
+    grid = WindowGrid.from_seconds(window=10.0, hop=hop, sample_rate=32_000)
     scores, decode_s, model_s = {}, 0.0, 0.0
     with torch.no_grad():
         for path in paths:
@@ -97,15 +97,16 @@ def baseline(paths: list[Path]) -> tuple[dict[str, np.ndarray], dict[str, float]
     return scores, {"decode+resample": decode_s, "front end+model": model_s}
 
 
-def run_dymn_tag(folder: Path, output: Path, extra: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB, largest process) of one `dymn-tag` run."""
+def run_dymn_tag(folder: Path, output: Path, extra: list[str]) -> tuple[float, float, str]:
+    """Wall seconds, peak RSS (MiB, largest process) and the summary line of one `dymn-tag` run."""
     exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([exe, str(folder), "-o", str(output), "--weights", str(WEIGHTS), "-q", *extra], check=True)
+    done = subprocess.run([exe, str(folder), "-o", str(output), "--weights", str(WEIGHTS), *extra],
+                          check=True, stderr=subprocess.PIPE, text=True)
     wall = time.perf_counter() - start
     peak = max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss) / 1024
-    return wall, peak
+    return wall, peak, done.stderr.strip().splitlines()[-1]
 
 
 def decode_only(paths: list[Path]) -> float:
@@ -125,7 +126,7 @@ def long_file(folder: Path, hours: float) -> None:
                 out.write(synth(block, rate, 1, seed=1000 + i))
         path.with_suffix(".part.flac").rename(path)
     seconds = soundfile.info(path).duration
-    wall, peak = run_dymn_tag(path, folder / "long.jsonl", [])
+    wall, peak, _ = run_dymn_tag(path, folder / "long.jsonl", [])
     raw_mib = seconds * 32_000 * 4 / 2**20
     print(f"\nlong file: {seconds / 3600:.2f} h ({path.stat().st_size / 2**20:.0f} MiB flac; "
           f"{raw_mib:.0f} MiB as a 32 kHz float32 waveform)")
@@ -137,19 +138,22 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/tmp/dymn-bench-corpus"))
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--long-hours", type=float, default=0.0)
+    parser.add_argument("--hop", type=float, default=10.0,
+                        help="seconds between 10 s windows, for both (the authors' example defaults to 2.5)")
     parser.add_argument("--dymn-tag-args", default="", help="extra options for dymn-tag, e.g. '--workers 2'")
     args = parser.parse_args()
 
     paths = make_corpus(args.corpus, args.files)
     audio_s = sum(soundfile.info(p).duration for p in paths)
-    print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {os.cpu_count()} CPU cores, torch {torch.__version__}")
+    print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {os.cpu_count()} CPU cores, "
+          f"torch {torch.__version__}; 10 s windows every {args.hop:g} s")
 
     output = args.corpus.parent / "dymn-bench-out.jsonl"
     output.unlink(missing_ok=True)
-    wall_tag, peak_tag = run_dymn_tag(args.corpus, output, args.dymn_tag_args.split())
+    wall_tag, peak_tag, summary = run_dymn_tag(args.corpus, output, ["--hop", str(args.hop), *args.dymn_tag_args.split()])
 
     start = time.perf_counter()
-    base_scores, base_stages = baseline(paths)
+    base_scores, base_stages = baseline(paths, args.hop)
     wall_base = time.perf_counter() - start
     decode_s = decode_only(paths)
 
@@ -164,6 +168,7 @@ def main() -> None:
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
     print("\nbaseline stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in base_stages.items()))
+    print(f"dymn-tag's own summary (time from its start, imports excluded): {summary.removeprefix('dymn-tag: ')}")
     print(f"decode + resample alone, streamed, one process: {decode_s:.1f} s ({audio_s / decode_s:.0f}x realtime)")
     print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB")
     print(f"largest score difference dymn-tag vs baseline over {len(records)} files: {diff:.2e}")

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .decoding import DONE, ERROR, WINDOW, DecodeJob, decode_job
-from .engine import Failure, _outcome, _Pending
+from .engine import Failure, PipelineStats, _outcome, _Pending
 from .ensemble import load_members
 from .errors import UsageError
 from .labels import audioset_classes
@@ -148,11 +148,13 @@ class RayTagger:
         hop: float = 10.0,
         aggregate: str = "mean",
         workers: int = 0,
+        stats: PipelineStats | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag paths, URIs or encoded bytes; one outcome per input, in input order, as they finish.
 
-        `sample_rate` and `workers` are accepted for `Tagger` compatibility: arrays are not taken
-        (decode on the cluster), and Ray decides how many decode tasks run."""
+        `sample_rate`, `workers` and `stats` are accepted for `Tagger` compatibility: arrays are not
+        taken (decode on the cluster), Ray decides how many decode tasks run, and the time spent on
+        the cluster's nodes is not measured here (`stats` stays as it was)."""
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
         grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)

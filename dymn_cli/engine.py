@@ -7,6 +7,7 @@ import multiprocessing
 import pickle
 import signal
 import threading
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -156,6 +157,18 @@ class _Pending:
         return self.failure is not None or (self.expected is not None and len(self.windows) == self.expected)
 
 
+@dataclass
+class PipelineStats:
+    """Where a pipeline's time went, in seconds of the thread that runs it: batches through the front
+    end and network (`inference`), and waiting for decoded windows, or decoding them when there are no
+    workers (`decoding`)."""
+
+    inference: float = 0.0
+    decoding: float = 0.0
+    batches: int = 0
+    windows: int = 0
+
+
 @dataclass(frozen=True)
 class PipelineSettings:
     grid: WindowGrid
@@ -166,33 +179,51 @@ class PipelineSettings:
 
 
 def run_pipeline(
-    jobs: Iterable[DecodeJob], *, engine: InferenceEngine, settings: PipelineSettings
+    jobs: Iterable[DecodeJob],
+    *,
+    engine: InferenceEngine,
+    settings: PipelineSettings,
+    stats: PipelineStats | None = None,
 ) -> Iterator[WindowOutputs | Failure]:
     """Decode, window, batch and infer every job; yield one outcome per job, in job order.
 
     Batches cross file boundaries; the network runs whenever a full batch is ready, and on a partial
-    batch only when no decoded window is waiting.
+    batch only when no decoded window is waiting. `stats`, if given, is added to as the run goes.
     """
     if settings.batch_size < 1:
         raise UsageError(f"batch size must be at least 1, got {settings.batch_size}")
+    stats = stats if stats is not None else PipelineStats()
     source = _WorkerPool(settings) if settings.workers > 0 else _InlineDecoder(settings)
     pending: dict[int, _Pending] = {}
     batch: list[tuple[int, int, np.ndarray]] = []
     next_to_emit = 0
+
+    def infer() -> None:
+        start = time.perf_counter()
+        _infer(engine, batch, pending)
+        stats.inference += time.perf_counter() - start
+        stats.batches += 1
+        stats.windows += len(batch)
+        batch.clear()
+
     with source:
-        for message in source.messages(jobs):
+        messages = source.messages(jobs)
+        while True:
+            start = time.perf_counter()
+            message = next(messages, _END)
+            stats.decoding += time.perf_counter() - start
+            if message is _END:
+                break
             if message is None:  # the decoders have nothing ready right now
                 if batch:
-                    _infer(engine, batch, pending)
-                    batch = []
+                    infer()
             elif message[1] >= next_to_emit:  # (an input already given out hears nothing more)
                 kind, index = message[0], message[1]
                 state = pending.setdefault(index, _Pending())
                 if kind == WINDOW:
                     batch.append((index, message[2], message[3]))
                     if len(batch) >= settings.batch_size:
-                        _infer(engine, batch, pending)
-                        batch = []
+                        infer()
                 elif kind == DONE:
                     state.expected, state.n_samples = message[2], message[3]
                 elif kind == WARNING:
@@ -200,11 +231,13 @@ def run_pipeline(
                 elif state.failure is None:
                     state.failure = message[2]
             if source.finished() and batch:
-                _infer(engine, batch, pending)
-                batch = []
+                infer()
             while next_to_emit in pending and pending[next_to_emit].complete():
                 yield _outcome(next_to_emit, pending.pop(next_to_emit))
                 next_to_emit += 1
+
+
+_END = object()
 
 
 def _infer(engine: InferenceEngine, batch: list[tuple[int, int, np.ndarray]], pending: dict[int, _Pending]) -> None:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from .engine import PipelineStats
 from .errors import Interrupted, SignalReceived, UsageError
 from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from .outputs import OutputOptions, Writer, writer_class
@@ -44,6 +45,8 @@ class RunSummary:
     failures: list[TagFailure] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     interrupted: Interrupted | None = None
+    load_seconds: float = 0.0  # loading the model
+    pipeline: PipelineStats = field(default_factory=PipelineStats)
 
     @property
     def exit_code(self) -> int:
@@ -57,7 +60,19 @@ class RunSummary:
         stopped = f", {self.interrupted}" if self.interrupted else ""
         return (
             f"{self.tagged} tagged, {self.failed} failed, {self.skipped} skipped, "
-            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{stopped}"
+            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{stopped}{self.timings()}"
+        )
+
+    def timings(self) -> str:
+        """Where the time went, when the run tagged anything on this machine: whether the network or
+        the decoding limited the speed."""
+        stats = self.pipeline
+        if not stats.windows or self.elapsed <= 0:
+            return ""
+        return (
+            f" ({self.audio_seconds / self.elapsed:.0f}x realtime; model load {self.load_seconds:.1f} s, "
+            f"{stats.windows} windows through the network {stats.inference:.1f} s, "
+            f"waiting for decoded audio {stats.decoding:.1f} s)"
         )
 
 
@@ -130,7 +145,9 @@ def label_inputs(
     writer_type.validate(options=options, target=output, inputs=inputs)
     previous = _previous_records(writer_type, output) if resume else {}
     if not isinstance(tagger, Tagger):
+        loading = time.monotonic()
         tagger = tagger()
+        summary.load_seconds = time.monotonic() - loading
     header = {
         "model": tagger.name,
         "settings": {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate,
@@ -153,6 +170,7 @@ def label_inputs(
                 hop=settings.hop,
                 aggregate=settings.aggregate,
                 workers=_worker_count(settings.workers, len(todo)),
+                stats=summary.pipeline,
             )
             for item, outcome in zip(todo, outcomes):
                 # Keep the input order: records carried over from the previous run that come first.

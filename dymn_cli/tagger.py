@@ -13,7 +13,7 @@ import torch
 
 from .audio import prepare_waveform
 from .decoding import DecodeJob
-from .engine import Failure, InferenceEngine, PipelineSettings, WindowOutputs, run_pipeline
+from .engine import Failure, InferenceEngine, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
 from .ensemble import load_members
 from .errors import AudioError, UsageError
 from .frontend import SAMPLE_RATE
@@ -133,11 +133,12 @@ class Tagger:
         hop: float = 10.0,
         aggregate: str = "mean",
         workers: int = 0,
+        stats: PipelineStats | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag many inputs through one batched pipeline; yields one outcome per input, in input order.
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
-        processes while the network runs.
+        processes while the network runs. `stats` collects where the time went.
         """
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
@@ -150,7 +151,7 @@ class Tagger:
                 yield DecodeJob(index, self._decodable(source, sample_rate), name=names[-1])
 
         settings = PipelineSettings(grid=grid, batch_size=self.batch_size, workers=workers, sample_rate=self.sample_rate)
-        for outcome in run_pipeline(jobs(), engine=self.engine, settings=settings):
+        for outcome in run_pipeline(jobs(), engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
             if isinstance(outcome, Failure):
                 yield TagFailure(name, outcome.reason)

@@ -111,7 +111,11 @@ def test_piped_stdout_defaults_to_jsonl_and_threshold(corpus, weights):
     assert len(records) == 3
     for record in records:
         assert all(label["score"] >= 0.5 for label in record["labels"])
-    assert "3 tagged, 0 failed" in done.stderr.decode()
+    summary = done.stderr.decode().splitlines()[-1]
+    assert "3 tagged, 0 failed" in summary
+    # Where the time went: 1 + 2 + 1 windows of 10 s, every 10 s, went through the network.
+    timings = r"\(\d+x realtime; model load [\d.]+ s, 4 windows through the network [\d.]+ s, waiting for decoded audio [\d.]+ s\)$"
+    assert re.search(timings, summary), summary
 
 
 def test_audio_on_stdin(corpus, weights, api):
