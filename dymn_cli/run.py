@@ -60,7 +60,7 @@ class RunSummary:
         stopped = f", {self.interrupted}" if self.interrupted else ""
         return (
             f"{self.tagged} tagged, {self.failed} failed, {self.skipped} skipped, "
-            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{stopped}{self.timings()}"
+            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{self.timings()}{stopped}"
         )
 
     def timings(self) -> str:
