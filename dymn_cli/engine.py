@@ -75,7 +75,8 @@ class InferenceEngine:
         if hasattr(self.model, "refresh"):
             self.model.refresh()  # derive the inference constants now, not in a compiled or concurrent call
         self._forward = torch.compile(self.model) if compile else self.model
-        self.lanes = 1 if self.device.type != "cpu" else lanes or torch.get_num_threads()
+        # (A compiled model runs in one lane: torch.compile's caches are not meant for concurrent first calls.)
+        self.lanes = 1 if self.device.type != "cpu" or compile else lanes or torch.get_num_threads()
         self._pool = _single_threaded_pool(self.lanes) if self.lanes > 1 else None
 
     def __call__(self, waveforms: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
