@@ -117,7 +117,7 @@ IDLE = -1
 
 
 def decode_worker(
-    jobs, results, current, counts, slot: int, grid: WindowGrid, sample_rate: int, block_seconds: float, ahead: int
+    jobs, results, current, queued, slot: int, grid: WindowGrid, sample_rate: int, block_seconds: float, ahead: int
 ) -> None:
     """Worker process body: decode the jobs that arrive on `jobs` until `None` comes (or the parent goes).
 
@@ -125,9 +125,9 @@ def decode_worker(
     garbles nothing but its own pipe. Two threads keep both moving whatever the decoder does: one
     takes jobs as soon as they are sent (the parent never waits on a busy worker), one sends
     messages, at most `ahead` of them waiting. `current[slot]` is the index of the job being
-    decoded, `IDLE` between jobs. `counts[2 * slot]` counts the messages queued for sending and
-    `counts[2 * slot + 1]` those sent (each written by one thread only), so that the parent can tell
-    a message on its way from a worker that is still decoding.
+    decoded, `IDLE` between jobs. `queued[slot]` counts the messages queued for sending (written by
+    the decoding thread only): the parent, which counts those it received, can tell a message on its
+    way from a worker that is still decoding.
     """
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -147,7 +147,6 @@ def decode_worker(
         try:
             for message in iter(outbox.get, None):
                 results.send(message)
-                counts[2 * slot + 1] += 1
         except OSError:  # the parent is gone: nobody waits for these results
             os._exit(0)
 
@@ -157,7 +156,7 @@ def decode_worker(
     for job in iter(inbox.get, None):
         current[slot] = job.index
         for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds):
-            counts[2 * slot] += 1
+            queued[slot] += 1
             outbox.put(message)
         current[slot] = IDLE
     outbox.put(None)

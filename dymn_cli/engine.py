@@ -21,6 +21,7 @@ from torch import nn
 from .decoding import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker, describe
 from .errors import DymnError, UsageError
 from .frontend import FrontEndConfig, LogMel
+from .models.common import refresh_all
 from .windows import WindowGrid
 
 
@@ -41,11 +42,12 @@ class InferenceEngine:
     """Front end + network on one device: `[B, N]` waveforms -> (logits `[B, K]`, embeddings `[B, C]`).
 
     On the CPU a batch is shared out between `lanes` threads (default: `torch.get_num_threads()`, so
-    `OMP_NUM_THREADS` and `torch.set_num_threads` set it), each running its windows on one core with
+    `OMP_NUM_THREADS` and `torch.set_num_threads` set it), each running its share of the windows with
     single-threaded torch. That beats one multi-threaded call: this network is a long chain of small
     operations, where threads mostly wait for each other at every one, and a core taken by a decode
     worker stalls all the others. Within a lane the front end runs one window at a time, whose STFT
-    stays in cache.
+    stays in cache. (One lane on CUDA, for a compiled model, and where torch's threads are not
+    OpenMP's, whose thread count is per thread.)
 
     On CUDA the front end runs on the GPU, host batches go through pinned memory with non-blocking
     copies, and the network runs under float16 autocast unless `precision="float32"`.
@@ -72,14 +74,15 @@ class InferenceEngine:
         self.frontend_config = frontend
         self.frontend = LogMel(frontend).to(self.device)
         self.model = model.to(self.device).eval()
-        if hasattr(self.model, "refresh"):
-            self.model.refresh()  # derive the inference constants now, not in a compiled or concurrent call
+        refresh_all(self.model)  # derive the inference constants now, not in the lanes' first calls
         self._forward = torch.compile(self.model) if compile else self.model
         # (A compiled model runs in one lane: torch.compile's caches are not meant for concurrent first calls.)
-        self.lanes = 1 if self.device.type != "cpu" or compile else lanes or torch.get_num_threads()
+        one_lane = self.device.type != "cpu" or compile or not _per_thread_thread_counts()
+        self.lanes = 1 if one_lane else lanes or torch.get_num_threads()
         self._pool = _single_threaded_pool(self.lanes) if self.lanes > 1 else None
 
     def __call__(self, waveforms: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        refresh_all(self.model)  # (here, because a compiled forward cannot notice new weights itself)
         batch = torch.as_tensor(waveforms)
         parts = batch.tensor_split(min(self.lanes, len(batch))) if len(batch) > 1 else (batch,)
         if self._pool is None or len(parts) == 1:
@@ -105,6 +108,11 @@ class InferenceEngine:
         dtype = torch.float16 if self.precision == "float16" else torch.bfloat16
         with torch.autocast(device_type=self.device.type, dtype=dtype, enabled=autocast):
             return self._forward(mels)
+
+
+def _per_thread_thread_counts() -> bool:
+    """Whether torch's intra-op threads are OpenMP's, where `set_num_threads` holds per thread."""
+    return "parallel backend: OpenMP" in torch.__config__.parallel_info()
 
 
 def _single_threaded_pool(lanes: int) -> ThreadPoolExecutor:
@@ -160,9 +168,9 @@ class _Pending:
 
 @dataclass
 class PipelineStats:
-    """Where a pipeline's time went, in seconds of the thread that runs it: batches through the front
-    end and network (`inference`), and waiting for decoded windows, or decoding them when there are no
-    workers (`decoding`)."""
+    """Where a pipeline's time went, in wall-clock seconds of the thread that runs it: batches through
+    the front end and network (`inference`), and waiting for decoded windows from the workers, or
+    decoding them itself when there are none (`decoding`)."""
 
     inference: float = 0.0
     decoding: float = 0.0
@@ -294,6 +302,7 @@ class _Worker:
     results: connection.Connection  # this end receives the worker's messages
     held: deque[int] = field(default_factory=deque)  # jobs sent to it and not finished, oldest first
     heard_from: bool = False
+    received: int = 0  # messages received from it
 
 
 class DecoderCrashLoop(DymnError):
@@ -318,7 +327,7 @@ class _WorkerPool:
         # spawn: workers never inherit the parent's threads, locks or CUDA context.
         self._context = multiprocessing.get_context("spawn")
         self._current = self._context.RawArray("q", settings.workers)  # the job each worker decodes
-        self._counts = self._context.RawArray("q", 2 * settings.workers)  # messages each worker queued, sent
+        self._queued = self._context.RawArray("q", settings.workers)  # messages each worker queued to send
         self._ahead = max(4, -(-2 * settings.batch_size // settings.workers))  # messages a worker may send ahead
         self._workers: list[_Worker] = []
         self._jobs: dict[int, tuple[DecodeJob, int]] = {}  # unfinished jobs sent out -> (job, deaths seen)
@@ -363,20 +372,19 @@ class _WorkerPool:
     # ----------------------------------------------------------------------------------- internals
 
     def _sending(self) -> bool:
-        """Whether a worker has a message queued or in the pipe: then it comes soon, whatever the
-        scheduler did with the worker's sending thread."""
-        counts = self._counts
-        return any(counts[2 * w.slot] > counts[2 * w.slot + 1] for w in self._workers)
+        """Whether a worker has a message queued or in the pipe that has not arrived: then it comes
+        soon, whenever the scheduler next runs the worker's sending thread."""
+        return any(self._queued[w.slot] > w.received for w in self._workers)
 
     def _start(self, slot: int) -> _Worker:
         s = self.settings
         self._current[slot] = IDLE
-        self._counts[2 * slot] = self._counts[2 * slot + 1] = 0
+        self._queued[slot] = 0
         jobs_in, jobs_out = self._context.Pipe(duplex=False)
         results_in, results_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=decode_worker,
-            args=(jobs_in, results_out, self._current, self._counts, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
+            args=(jobs_in, results_out, self._current, self._queued, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
             daemon=True,
         )
         try:
@@ -450,6 +458,7 @@ class _WorkerPool:
             except (EOFError, OSError):
                 self._bury(worker)
             else:
+                worker.received += 1
                 self._accept(worker, message)
         return len(self._inbox) > before
 

@@ -63,7 +63,7 @@ def mel_bands(bank: torch.Tensor, groups: int = 8) -> list[tuple[int, int, int, 
     the FFT bins outside a run's range have zero weight in all of its filters."""
     nonzero = bank != 0
     bands = []
-    for rows in torch.arange(bank.shape[0]).tensor_split(groups):
+    for rows in torch.arange(bank.shape[0]).tensor_split(min(groups, bank.shape[0])):
         r0, r1 = int(rows[0]), int(rows[-1]) + 1
         bins = nonzero[r0:r1].any(dim=0).nonzero()
         b0, b1 = (int(bins[0]), int(bins[-1]) + 1) if len(bins) else (0, 0)

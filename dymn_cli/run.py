@@ -45,7 +45,7 @@ class RunSummary:
     failures: list[TagFailure] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     interrupted: Interrupted | None = None
-    load_seconds: float = 0.0  # loading the model
+    load_seconds: float = 0.0  # loading the model (0: a tagger was passed in ready)
     pipeline: PipelineStats = field(default_factory=PipelineStats)
 
     @property
@@ -69,8 +69,9 @@ class RunSummary:
         stats = self.pipeline
         if not stats.windows or self.elapsed <= 0:
             return ""
+        load = f"model load {self.load_seconds:.1f} s, " if self.load_seconds else ""
         return (
-            f" ({self.audio_seconds / self.elapsed:.0f}x realtime; model load {self.load_seconds:.1f} s, "
+            f" ({self.audio_seconds / self.elapsed:.0f}x realtime; {load}"
             f"{stats.windows} windows through the network {stats.inference:.1f} s, "
             f"waiting for decoded audio {stats.decoding:.1f} s)"
         )

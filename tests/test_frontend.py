@@ -49,3 +49,4 @@ def test_banded_mel_product_equals_the_dense_one():
     power = torch.rand(2, 513, 300) * 10.0
     torch.testing.assert_close(frontend.mel(power), bank @ power, rtol=1e-5, atol=1e-6)
     assert mel_bands(torch.zeros(4, 10), groups=2) == [(0, 2, 0, 0), (2, 4, 0, 0)]
+    assert mel_bands(torch.eye(3), groups=8) == [(0, 1, 0, 1), (1, 2, 1, 2), (2, 3, 2, 3)]  # fewer filters than groups

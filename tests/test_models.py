@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import math
 import os
+import pickle
 from pathlib import Path
 
 import pytest
@@ -212,6 +213,26 @@ def test_folded_constants_follow_the_parameters(name, state_dicts, cases, mels):
         changed, _ = model(mels)
     assert not torch.allclose(changed, expected, atol=1e-3)
     assert not torch.allclose(random_logits, expected, atol=1e-3)
+    # .double() puts new buffer objects in place: an in-place edit after it is still seen.
+    with torch.no_grad():
+        norm.running_var.div_(4.0)
+    model64 = model.double()
+    norm64 = next(m for m in model64.modules() if isinstance(m, nn.BatchNorm2d))
+    with torch.inference_mode():
+        torch.testing.assert_close(model64(mels.double())[0].float(), expected, rtol=0, atol=1e-3)
+    with torch.no_grad():
+        norm64.running_var.mul_(4.0)
+    with torch.inference_mode():
+        assert not torch.allclose(model64(mels.double())[0].float(), expected, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["dymn04", "mn04"])
+def test_a_network_pickles_and_its_copy_derives_its_own_constants(name, models, cases, mels):
+    with torch.inference_mode():
+        models[name](mels)  # constants derived
+    copy_ = pickle.loads(pickle.dumps(models[name]))
+    with torch.inference_mode():
+        torch.testing.assert_close(copy_(mels)[0], cases[name]["f32_T1000"]["logits"], rtol=0, atol=1e-3)
 
 
 # --- names, shapes, specs --------------------------------------------------------------------------------

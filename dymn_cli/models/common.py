@@ -16,6 +16,9 @@ from torch import Tensor, nn
 # Every BatchNorm2d of the published checkpoints was trained with this eps.
 BN_EPS = 1e-3
 
+# torch.compiler.is_compiling is torch >= 2.3; torch._dynamo's own is the same question before that.
+_is_compiling: Callable[[], bool] = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling
+
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """Round a channel count to a multiple of `divisor`, never below `divisor` nor more than 10 % down.
@@ -89,6 +92,18 @@ class ConvNormAct(nn.Sequential):
         return self[2](x) if len(self) > 2 else x
 
 
+def _forget_sources(module: TaggingNet, _: object) -> None:
+    """After a load (with assign=True the parameter objects are new ones), collect the tensors again."""
+    module._sources = None
+
+
+def refresh_all(model: nn.Module) -> None:
+    """`refresh` every network in `model` (one network, or an ensemble of them)."""
+    for module in model.modules():
+        if isinstance(module, TaggingNet):
+            module.refresh()
+
+
 def classifier_head(in_features: int, hidden: int, num_classes: int, *, dropout: float = 0.2) -> nn.Sequential:
     """The MLP head of both families: pool, flatten, Linear, hardswish, dropout, Linear (`classifier.2`/`.5`)."""
     return nn.Sequential(
@@ -112,7 +127,8 @@ class TaggingNet(nn.Module):
 
     Such inference constants (folded kernels, concatenated heads) are computed from the parameters by
     the `derive()` method of the submodules that have one: on the first forward, and again whenever a
-    parameter or buffer has changed since (`refresh`).
+    parameter or buffer has changed since (`refresh`). They are computed without autograd: these
+    networks are for inference, and no gradient reaches the parameters through them.
     """
 
     classifier: nn.Sequential
@@ -129,16 +145,16 @@ class TaggingNet(nn.Module):
         self._derived_key: list[tuple[int, int]] = []
         self._derived_from: list[Tensor] = []
         self._derive_lock = threading.Lock()
-        # Loading with assign=True swaps in new parameter objects: collect them again.
-        self.register_load_state_dict_post_hook(lambda module, _: setattr(module, "_sources", None))
+        self.register_load_state_dict_post_hook(_forget_sources)
 
     def refresh(self) -> None:
         """Recompute the inference constants if a parameter or buffer changed since they were derived.
 
         A change is new storage (`.to()`, `.double()`) or a new version (an in-place write such as
-        `load_state_dict`'s); loading with `assign=True` is seen too. (A parameter object replaced by
-        hand, outside `load_state_dict`, is not: call `invalidate()` after doing that.) The constants keep
-        the storages they came from alive, so that no new tensor can take over one of their addresses.
+        `load_state_dict`'s); loading into this network with `assign=True` is seen too. Not seen: a
+        parameter or buffer object replaced by hand, and in-place writes through `.data` (which has a
+        version counter of its own): call `invalidate()` after those. The constants keep the storages
+        they came from alive, so that no new tensor can take over one of their addresses.
         """
         if self._sources is None:
             self._sources = [*self.parameters(), *self.buffers()]
@@ -163,6 +179,11 @@ class TaggingNet(nn.Module):
         # (Tensors made under inference_mode have no version counter: only a new storage shows there.)
         return [(t.data_ptr(), -1 if t.is_inference() else t._version) for t in tensors]
 
+    def _apply(self, fn: Callable, recurse: bool = True) -> TaggingNet:
+        # .to(), .double(), .cuda() may put new buffer (and parameter) objects in place: collect them again.
+        self._sources = None
+        return super()._apply(fn, recurse)
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
         # A lock neither pickles nor deep-copies; the copy derives its own constants on first use.
@@ -182,7 +203,7 @@ class TaggingNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not torch.compiler.is_compiling():  # (a compiled model is refreshed before it is compiled)
+        if not _is_compiling():  # (the engine refreshes a compiled model before each call)
             self.refresh()
         layout = self.layout_for(x)
         x = x.contiguous(memory_format=layout)
