@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from dymn_cli.errors import WeightsError
-from dymn_cli.models import DyMN, ModelSpec, build_model, create_model, infer_spec
+from dymn_cli.models import DyMN, ModelSpec, build_model, common, create_model, dymn, infer_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_MODELS = ("dymn04", "dymn10", "mn04")
@@ -172,13 +172,14 @@ def test_default_cpu_path_feeds_convolutions_channels_last(family, monkeypatch):
     """A speed property: oneDNN falls back to slow NCHW kernels for an input whose strides do not read as
     channels-last, and a stray view of a one-sample tensor is enough (it rewrites the batch stride)."""
     seen = []
-    conv2d = torch.nn.functional.conv2d
+    conv2d = common.conv2d
 
     def spy(x, weight, *args, **kwargs):
         seen.append((tuple(x.shape), x.stride()))
         return conv2d(x, weight, *args, **kwargs)
 
-    monkeypatch.setattr(torch.nn.functional, "conv2d", spy)
+    for module in (common, dymn):  # every convolution of both families goes through common.conv2d
+        monkeypatch.setattr(module, "conv2d", spy)
     model = create_model(family=family, width=0.4)
     with torch.inference_mode():
         model(torch.randn(2, 1, 128, 40))
@@ -233,6 +234,28 @@ def test_a_network_pickles_and_its_copy_derives_its_own_constants(name, models, 
     copy_ = pickle.loads(pickle.dumps(models[name]))
     with torch.inference_mode():
         torch.testing.assert_close(copy_(mels)[0], cases[name]["f32_T1000"]["logits"], rtol=0, atol=1e-3)
+
+
+@pytest.mark.parametrize(
+    ("in_channels", "out_channels", "kernel", "stride", "groups"),
+    [(16, 64, 1, 1, 1), (24, 24, 3, 2, 24), (40, 40, 5, 1, 40), (1, 16, 3, 2, 1), (8, 12, 1, 1, 4)],
+)
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_conv2d_equals_torchs(in_channels, out_channels, kernel, stride, groups, layout):
+    """common.conv2d takes oneDNN's path for float32 on the CPU (faster for 1x1 on one thread): same
+    result and layout as F.conv2d, whose path float64 and autocast keep."""
+    torch.manual_seed(0)
+    x = torch.randn(2, in_channels, 20, 30).contiguous(memory_format=layout)
+    weight, bias = torch.randn(out_channels, in_channels // groups, kernel, kernel), torch.randn(out_channels)
+    args = {"stride": stride, "padding": (kernel - 1) // 2, "groups": groups}
+    with torch.inference_mode():
+        ours, theirs = common.conv2d(x, weight, bias, **args), torch.nn.functional.conv2d(x, weight, bias, **args)
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)
+        assert ours.stride() == theirs.stride()
+        torch.testing.assert_close(common.conv2d(x.double(), weight.double(), None, **args),
+                                   torch.nn.functional.conv2d(x.double(), weight.double(), None, **args))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert common.conv2d(x, weight, bias, **args).dtype == torch.bfloat16
 
 
 # --- names, shapes, specs --------------------------------------------------------------------------------

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dymn_cli.models.common import ConvNormAct, TaggingNet, batch_norm, bn_scale_shift, classifier_head, md
+from dymn_cli.models.common import ConvNormAct, TaggingNet, batch_norm, bn_scale_shift, classifier_head, conv2d, md
 
 # (in, kernel, expanded, out, hardswish, stride) before width scaling, spec section 2.
 BLOCK_SETTINGS: tuple[tuple[int, int, int, int, bool, int], ...] = (
@@ -110,9 +110,9 @@ class DynamicConv(nn.Module):
         if n == 1:
             # Not through the reshapes below: even a no-op view of a channels-last sample gives it a batch
             # stride under which oneDNN no longer sees channels-last and falls back to slow NCHW kernels.
-            return F.conv2d(x, kernels[0], bias, stride=self.stride, padding=self.padding, groups=self.groups)
+            return conv2d(x, kernels[0], bias, stride=self.stride, padding=self.padding, groups=self.groups)
         # Several samples: folded into the channels and the groups, as in the authors' code.
-        out = F.conv2d(
+        out = conv2d(
             x.reshape(1, -1, f, t),
             kernels.reshape(-1, *kernels.shape[2:]),
             bias.repeat(n),
