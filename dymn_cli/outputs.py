@@ -117,6 +117,10 @@ class Writer:
         """Inputs already recorded in an earlier output: path -> what was written for it."""
         raise NotImplementedError
 
+    @classmethod
+    def check_resumable(cls, target: Path, *, options: OutputOptions) -> None:
+        """Raise `ValueError` if an earlier output cannot be continued with `options`."""
+
     def write(self, outcome: TagResult | TagFailure) -> None:
         raise NotImplementedError
 
@@ -161,10 +165,21 @@ class CsvWriter(Writer):
         self._file = _AtomicTextFile(target) if target is not None else None
         stream = self._file.stream if self._file is not None else sys.stdout
         self._csv = csv.writer(stream, lineterminator="\n")
+        self._csv.writerow(self.columns(options))
+
+    @classmethod
+    def columns(cls, options: OutputOptions) -> list[str]:
         if options.events is not None:
-            self._csv.writerow(self.EVENT_COLUMNS)
-        else:
-            self._csv.writerow(self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+            return cls.EVENT_COLUMNS
+        return cls.TIMELINE_COLUMNS if options.timeline else cls.CLIP_COLUMNS
+
+    @classmethod
+    def check_resumable(cls, target: Path, *, options: OutputOptions) -> None:
+        with open(target, encoding="utf-8", newline="") as stream:
+            found = next(csv.reader(stream), [])
+        expected = cls.columns(options)
+        if found != expected:
+            raise ValueError(f"its columns are {','.join(found) or 'missing'}, this run writes {','.join(expected)}")
 
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:

@@ -144,7 +144,7 @@ def label_inputs(
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
-    previous = _previous_records(writer_type, output) if resume else {}
+    previous = _previous_records(writer_type, output, options) if resume else {}
     if not isinstance(tagger, Tagger):
         loading = time.monotonic()
         tagger = tagger()
@@ -204,7 +204,7 @@ def label_inputs(
     return summary
 
 
-def _previous_records(writer_type: type[Writer], output: Path | None) -> dict[str, Any]:
+def _previous_records(writer_type: type[Writer], output: Path | None, options: OutputOptions) -> dict[str, Any]:
     if output is None:
         raise UsageError("--resume needs an output file (-o)")
     if not writer_type.resumable:
@@ -212,6 +212,7 @@ def _previous_records(writer_type: type[Writer], output: Path | None) -> dict[st
     if not output.exists():
         return {}
     try:
+        writer_type.check_resumable(output, options=options)
         return writer_type.read_existing(output)
     except (OSError, ValueError, KeyError, StopIteration) as error:
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error

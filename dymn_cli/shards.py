@@ -124,6 +124,11 @@ class PartWriter:
             validate(options=options, target=None, inputs=inputs)
 
     @classmethod
+    def check_resumable(cls, target: Path, *, options: Any) -> None:
+        for part in part_files(Path(target), extension=cls.extension):
+            cls.base.check_resumable(part, options=options)
+
+    @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
         records: dict[str, Any] = {}
         for part in part_files(Path(target), extension=cls.extension):

@@ -622,6 +622,26 @@ def test_resume_on_the_command_line(tmp_path, tagger):
     _assert_same_output("jsonl", jsonl(target), jsonl(reference))
 
 
+def test_resume_refuses_a_csv_with_other_columns(tmp_path):
+    """A CSV of clip scores cannot be continued as a timeline (or from any other table): one usage
+    error naming the file, and the file is left as it was."""
+    audio = make_audio_file(tmp_path / "a.wav", seconds=0.5)
+    target = tmp_path / "labels.csv"
+    first = dymn_tag([str(audio), *FAST, "-o", str(target)])
+    assert first.returncode == 0, first.stderr
+    before = target.read_bytes()
+    done = dymn_tag([str(audio), *FAST, "--timeline", "--resume", "-o", str(target)])
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert stderr.splitlines() == [
+        f"dymn-tag: error: {target}: cannot resume from this file: its columns are "
+        "path,rank,label,mid,index,score, this run writes path,start,end,label,mid,index,score"
+    ]
+    assert target.read_bytes() == before
+    again = dymn_tag([str(audio), *FAST, "--resume", "-o", str(target)])  # the same table: resumes
+    assert again.returncode == 0 and target.read_bytes() == before, again.stderr
+
+
 # --------------------------------------------------------------------------- weights that would run code
 
 
