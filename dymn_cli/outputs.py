@@ -61,6 +61,20 @@ class OutputOptions:
         return described
 
 
+def _check_columns(found: Sequence[str], expected: Sequence[str]) -> None:
+    if list(found) != list(expected):
+        raise ValueError(f"its columns are {','.join(found) or 'missing'}, this run writes {','.join(expected)}")
+
+
+def _check_settings(earlier: dict[str, Any], settings: dict[str, Any]) -> None:
+    """An earlier output continued by this run must have been written with the same settings (its
+    sample rate is the model's, known only once the model loads, and is not compared)."""
+    differing = [key for key in {**earlier, **settings} if key != "sample_rate" and earlier.get(key) != settings.get(key)]
+    if differing:
+        described = ", ".join(f"{key} {earlier.get(key)} (this run: {settings.get(key)})" for key in differing)
+        raise ValueError(f"it was written with other settings: {described}")
+
+
 def score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
@@ -118,8 +132,9 @@ class Writer:
         raise NotImplementedError
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: OutputOptions) -> None:
-        """Raise `ValueError` if an earlier output cannot be continued with `options`."""
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
+        """Raise `ValueError` if an earlier output cannot be continued by a run with these `options` and
+        `settings` (the header's settings that are known before the model loads)."""
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         raise NotImplementedError
@@ -174,12 +189,9 @@ class CsvWriter(Writer):
         return cls.TIMELINE_COLUMNS if options.timeline else cls.CLIP_COLUMNS
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: OutputOptions) -> None:
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
         with open(target, encoding="utf-8", newline="") as stream:
-            found = next(csv.reader(stream), [])
-        expected = cls.columns(options)
-        if found != expected:
-            raise ValueError(f"its columns are {','.join(found) or 'missing'}, this run writes {','.join(expected)}")
+            _check_columns(next(csv.reader(stream), []), cls.columns(options))
 
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
@@ -246,6 +258,11 @@ class JsonWriter(Writer):
         with open(target, encoding="utf-8") as stream:
             document = json.load(stream)
         return {record["path"]: record for record in document.get("files", [])}
+
+    @classmethod
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
+        with open(target, encoding="utf-8") as stream:
+            _check_settings(json.load(stream).get("settings", {}), settings)
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         self._files.append(file_record(outcome, self.options))
@@ -319,8 +336,13 @@ class ParquetWriter(CsvWriter):
         self.validate(options=options, target=target, inputs=())
         _pyarrow()
         self._rows: list[list[Any]] = []
-        self._columns = self.EVENT_COLUMNS if options.events is not None else (
-            self.TIMELINE_COLUMNS if options.timeline else self.CLIP_COLUMNS)
+        self._columns = self.columns(options)
+
+    @classmethod
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
+        schema = _pyarrow().parquet.read_schema(target)
+        _check_columns(schema.names, cls.columns(options))
+        _check_settings(json.loads((schema.metadata or {}).get(b"dymn", b"{}")).get("settings", {}), settings)
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:

@@ -144,15 +144,15 @@ def label_inputs(
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
-    previous = _previous_records(writer_type, output, options) if resume else {}
+    run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
+    previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
     if not isinstance(tagger, Tagger):
         loading = time.monotonic()
         tagger = tagger()
         summary.load_seconds = time.monotonic() - loading
     header = {
         "model": tagger.name,
-        "settings": {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate,
-                     **options.settings(), "sample_rate": tagger.sample_rate},
+        "settings": {**run_settings, "sample_rate": tagger.sample_rate},
     }
     writer = writer_type(output, options=options, header=header)
     sinks: list[ResultSink] = [writer, *extra_sinks]
@@ -204,7 +204,9 @@ def label_inputs(
     return summary
 
 
-def _previous_records(writer_type: type[Writer], output: Path | None, options: OutputOptions) -> dict[str, Any]:
+def _previous_records(
+    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any]
+) -> dict[str, Any]:
     if output is None:
         raise UsageError("--resume needs an output file (-o)")
     if not writer_type.resumable:
@@ -212,7 +214,7 @@ def _previous_records(writer_type: type[Writer], output: Path | None, options: O
     if not output.exists():
         return {}
     try:
-        writer_type.check_resumable(output, options=options)
+        writer_type.check_resumable(output, options=options, settings=settings)
         return writer_type.read_existing(output)
     except (OSError, ValueError, KeyError, StopIteration) as error:
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error

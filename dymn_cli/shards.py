@@ -124,9 +124,9 @@ class PartWriter:
             validate(options=options, target=None, inputs=inputs)
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: Any) -> None:
+    def check_resumable(cls, target: Path, *, options: Any, settings: dict[str, Any]) -> None:
         for part in part_files(Path(target), extension=cls.extension):
-            cls.base.check_resumable(part, options=options)
+            cls.base.check_resumable(part, options=options, settings=settings)
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:

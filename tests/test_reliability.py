@@ -642,6 +642,32 @@ def test_resume_refuses_a_csv_with_other_columns(tmp_path):
     assert again.returncode == 0 and target.read_bytes() == before, again.stderr
 
 
+def test_resume_refuses_json_written_with_other_settings(tmp_path):
+    audio = make_audio_file(tmp_path / "a.wav", seconds=0.5)
+    target = tmp_path / "labels.json"
+    assert dymn_tag([str(audio), *FAST, "-o", str(target)]).returncode == 0
+    before = target.read_bytes()
+    done = dymn_tag([str(audio), *FAST, "--hop", "0.5", "--resume", "-o", str(target)])
+    stderr = done.stderr.decode()
+    assert done.returncode == 2, stderr
+    assert stderr.splitlines() == [
+        f"dymn-tag: error: {target}: cannot resume from this file: it was written with other settings: hop 1.0 (this run: 0.5)"
+    ]
+    assert target.read_bytes() == before
+
+
+def test_resume_checks_parquet_columns_and_settings(tmp_path):
+    pytest.importorskip("pyarrow")
+    audio = make_audio_file(tmp_path / "a.wav", seconds=0.5)
+    target = tmp_path / "labels.parquet"
+    assert dymn_tag([str(audio), *FAST, "-o", str(target)]).returncode == 0
+    again = dymn_tag([str(audio), *FAST, "--resume", "-o", str(target)])
+    assert again.returncode == 0, again.stderr
+    assert "0 tagged, 0 failed, 1 skipped" in again.stderr.decode()
+    done = dymn_tag([str(audio), *FAST, "--timeline", "--resume", "-o", str(target)])
+    assert done.returncode == 2 and "its columns are path,rank,label,mid,index,score" in done.stderr.decode()
+
+
 # --------------------------------------------------------------------------- weights that would run code
 
 
