@@ -43,6 +43,11 @@ class DecodeJob:
     source: AudioSource  # a path, or the encoded bytes of a stream such as stdin
     name: str | None = None  # how messages name an in-memory source (e.g. <stdin>)
 
+    @property
+    def label(self) -> str:
+        """How messages about this job name it."""
+        return self.name or describe(self.source)
+
 
 def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[tuple]:
     """Decode one job into window messages, ending with a `done` or an `error` message.
@@ -51,19 +56,18 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
     message instead of a Python warning printed by whichever process decodes.
     """
     cutter = WindowCutter(grid)
-    name = job.name or describe(job.source)
     try:
         blocks = _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name)
         for block in _capturing_decode_warnings(blocks):
             if isinstance(block, str):
-                yield (WARNING, job.index, _without_name(block, name))
+                yield (WARNING, job.index, _without_name(block, job.label))
                 continue
             if not np.isfinite(block).all():
-                raise AudioError(f"{job.name or describe(job.source)}: contains NaN or infinite samples")
+                raise AudioError(f"{job.label}: contains NaN or infinite samples")
             for window_index, samples in cutter.feed(block):
                 yield (WINDOW, job.index, window_index, samples)
         if cutter.n_samples == 0:
-            raise AudioError(f"{job.name or describe(job.source)}: no audio samples")
+            raise AudioError(f"{job.label}: no audio samples")
         for window_index, samples in cutter.finish():
             yield (WINDOW, job.index, window_index, samples)
         yield (DONE, job.index, grid.count(cutter.n_samples), cutter.n_samples)
@@ -71,7 +75,7 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
         yield (ERROR, job.index, str(error))
     except (OSError, ValueError, RuntimeError, MemoryError) as error:
         # A decoder failure that audio.py did not anticipate: report it for this input only.
-        yield (ERROR, job.index, f"{job.name or describe(job.source)}: {type(error).__name__}: {error}")
+        yield (ERROR, job.index, f"{job.label}: {type(error).__name__}: {error}")
 
 
 def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None) -> Iterator[np.ndarray]:
