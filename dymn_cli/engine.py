@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .decoding import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker, describe
+from .decoding import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker
 from .errors import DymnError, UsageError
 from .frontend import FrontEndConfig, LogMel
 from .models.common import refresh_all
@@ -75,6 +75,7 @@ class InferenceEngine:
         self.frontend = LogMel(frontend).to(self.device)
         self.model = model.to(self.device).eval()
         refresh_all(self.model)  # derive the inference constants now, not in the lanes' first calls
+        self.compiled = compile
         self._forward = torch.compile(self.model) if compile else self.model
         # (A compiled model runs in one lane: torch.compile's caches are not meant for concurrent first calls.)
         one_lane = self.device.type != "cpu" or compile or not _per_thread_thread_counts()
@@ -82,7 +83,8 @@ class InferenceEngine:
         self._pool = _single_threaded_pool(self.lanes) if self.lanes > 1 else None
 
     def __call__(self, waveforms: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-        refresh_all(self.model)  # (here, because a compiled forward cannot notice new weights itself)
+        if self.compiled:  # (an eager forward refreshes itself; a compiled one skips that, so it is done here)
+            refresh_all(self.model)
         batch = torch.as_tensor(waveforms)
         parts = batch.tensor_split(min(self.lanes, len(batch))) if len(batch) > 1 else (batch,)
         if self._pool is None or len(parts) == 1:
@@ -436,7 +438,7 @@ class _WorkerPool:
                 worker.held.remove(index)
                 del self._jobs[index]
                 reason = f"cannot hand this input to a decode process ({type(error).__name__}: {error})"
-                self._inbox.append((ERROR, index, f"{_job_name(job)}: {reason}"))
+                self._inbox.append((ERROR, index, f"{job.label}: {reason}"))
 
     def _receive(self, timeout: float) -> bool:
         """Take one message from each worker that has one (none starves); bury the dead. Whether
@@ -496,7 +498,7 @@ class _WorkerPool:
             suspect = not stopped and (index == decoding if decoding != IDLE else position == 0)
             if suspect and (index == decoding or deaths >= 1):
                 del self._jobs[index]
-                self._inbox.append((ERROR, index, f"{_job_name(job)}: decoder crashed ({how})"))
+                self._inbox.append((ERROR, index, f"{job.label}: decoder crashed ({how})"))
             else:
                 self._jobs[index] = (job, deaths + suspect)
                 self._retry.append(index)
@@ -513,10 +515,6 @@ class _WorkerPool:
                     "--workers 0 decodes in this process instead"
                 )
         self._workers[worker.slot] = self._start(worker.slot)
-
-
-def _job_name(job: DecodeJob) -> str:
-    return job.name or describe(job.source)
 
 
 def _exit_description(exitcode: int | None) -> str:

@@ -225,7 +225,7 @@ class TaggingNet(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        if not _is_compiling():  # (the engine refreshes a compiled model before each call)
+        if not _is_compiling():  # (InferenceEngine refreshes a compiled model before each call)
             self.refresh()
         layout = self.layout_for(x)
         x = x.contiguous(memory_format=layout)
