@@ -88,21 +88,22 @@ class DynamicConv(nn.Module):
         self.weight = nn.Parameter(weight * (2.0 / fan_out) ** 0.5)
 
     def folded_bank(self, norm: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
-        """The 4 kernels `[4, O * I/groups * k * k]` with the following BatchNorm (eval mode) folded in,
+        """The 4 kernels `[4, O, I/groups, k, k]` with the following BatchNorm (eval mode) folded in,
         and the bias `[O]` that it leaves.
 
         Mixing is linear, so scaling the bank once equals scaling every sample's mixed kernel; it costs
         nothing per call, and oneDNN adds the bias inside the convolution.
         """
         scale, shift = bn_scale_shift(norm)
-        bank = self.weight.view(NUM_KERNELS, self.out_channels, -1) * scale[:, None]
-        return bank.view(NUM_KERNELS, -1), shift
+        k = self.kernel_size
+        bank = self.weight.view(NUM_KERNELS, self.out_channels, self.in_channels // self.groups, k, k)
+        return bank * scale[:, None, None, None], shift
 
-    def mixed_kernels(self, attention: Tensor, bank: Tensor) -> Tensor:
+    @staticmethod
+    def mixed_kernels(attention: Tensor, bank: Tensor) -> Tensor:
         """Each sample's kernel `[B, O, I/groups, k, k]` from its mixing weights `attention` `[B, 4]`
         (the softmax of `residuals(h)`) and a bank from `folded_bank`."""
-        k = self.kernel_size
-        return (attention @ bank).view(attention.shape[0], self.out_channels, self.in_channels // self.groups, k, k)
+        return (attention @ bank.flatten(1)).view(-1, *bank.shape[1:])
 
     def conv(self, x: Tensor, kernels: Tensor, bias: Tensor) -> Tensor:
         """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`."""
@@ -266,12 +267,9 @@ class DyBlock(nn.Module):
         self.proj_norm = batch_norm(cfg.out_channels)
         self.context_gen = ContextGen(cfg.in_channels, e, context=h, stride=cfg.stride)
 
-    def _convs(self) -> list[tuple[DynamicConv, nn.BatchNorm2d]]:
-        convs = [(self.exp_conv, self.exp_norm)] if self.expand else []
-        return convs + [(self.depth_conv, self.depth_norm), (self.proj_conv, self.proj_norm)]
-
     def derive(self) -> None:
-        convs = self._convs()
+        convs = [(self.exp_conv, self.exp_norm)] if self.expand else []
+        convs += [(self.depth_conv, self.depth_norm), (self.proj_conv, self.proj_norm)]
         # Every linear map of the context vector h in one: the mixing logits of each dynamic
         # convolution, then the Dy-ReLU coefficients. One call instead of four.
         heads = [conv.residuals[0] for conv, _ in convs] + [self.depth_act.coef_net[0]]
@@ -283,7 +281,7 @@ class DyBlock(nn.Module):
         heads = F.linear(h, *self.heads)
         n = len(self.banks)
         attention = torch.softmax(heads[:, : n * NUM_KERNELS].view(-1, n, NUM_KERNELS), dim=-1)
-        kernels = [conv.mixed_kernels(attention[:, i], bank) for i, ((conv, _), (bank, _)) in enumerate(zip(self._convs(), self.banks))]
+        kernels = [DynamicConv.mixed_kernels(attention[:, i], bank) for i, (bank, _) in enumerate(self.banks)]
         biases = [bias for _, bias in self.banks]
         expansion = (kernels[0], biases[0]) if self.expand else (None, None)
         return BlockDynamics(
