@@ -103,7 +103,7 @@ class InferenceEngine:
             batch = batch.to(self.device)
         batch = batch.float()
         if self.device.type == "cpu":
-            mels = torch.cat([self.frontend(window) for window in batch.split(1)])  # (batched: ~3x slower)
+            mels = torch.cat([self.frontend(window) for window in batch.split(1)])  # (batched: ~4x slower)
         else:
             mels = self.frontend(batch)
         autocast = self.precision != "float32"

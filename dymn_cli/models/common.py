@@ -50,8 +50,8 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, stride: int = 1, p
     """`F.conv2d`, but float32 on the CPU always through oneDNN where torch has it.
 
     torch's own choice sends a 1x1 convolution of a batch under 16 on one thread to its im2col + GEMM
-    path, which is about 1.9x slower than oneDNN on this project's CPU (AVX-512) and adds the bias in a
-    pass of its own: exactly the case of each sample's convolutions in a single-threaded lane.
+    path, which is about 1.7x slower than oneDNN on this project's CPU (AVX-512; benchmarks/cpu_paths.py)
+    and adds the bias in a pass of its own: exactly the case of each sample's convolutions in a lane.
     """
     if _ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu" and not _autocast_on_cpu():
         return torch.ops.aten.mkldnn_convolution(x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], groups)

@@ -198,7 +198,7 @@ def _profiles(x: Tensor) -> Tensor:
     time profile (mean over F at each T)."""
     if x.is_contiguous(memory_format=torch.channels_last):
         # Reduce the [n, F, T, C] view, channels innermost: torch's mean over a channels-last
-        # tensor's F or T axis is ~10x slower than this (benchmarked at one thread).
+        # tensor's F or T axis is ~7x slower than this (benchmarks/cpu_paths.py, one thread).
         v = x.permute(0, 2, 3, 1)
         return torch.cat([v.mean(dim=2), v.mean(dim=1)], dim=1)
     return torch.cat([x.mean(dim=3), x.mean(dim=2)], dim=2).transpose(1, 2)
