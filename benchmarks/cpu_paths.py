@@ -11,12 +11,15 @@
 4. The engine (front end + network) on a batch of 16: lanes (one per torch thread) against one lane
    running torch's threads.
 5. Autocast on the CPU: float32 against bfloat16 and float16, dymn10 at batch 16.
+6. What sharing one process costs the lanes: the engine's lanes (threads, 8 windows each) against as
+   many single-threaded processes running 8 windows each at the same time; CPU ms per window in a lane.
 Random weights (speed does not depend on their values); fastest call of the rounds, after a warm-up.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import time
 from collections.abc import Callable
 
@@ -53,6 +56,30 @@ def one_thread(fn: Callable[[], object], rounds: int) -> float:
         return fastest(fn, rounds)
     finally:
         torch.set_num_threads(threads)
+
+
+def lane_process(rounds: int, start: multiprocessing.synchronize.Barrier, results: multiprocessing.Queue) -> None:
+    """Item 6: one single-threaded lane in a process of its own; reports its fastest call of 8 windows."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    engine = InferenceEngine(create_model(family="dymn", width=1.0), device="cpu", lanes=1)
+    waves = (np.random.default_rng(0).standard_normal((8, 320_000)) * 0.1).astype(np.float32)
+    engine(waves)  # warm-up
+    start.wait()
+    results.put(fastest(lambda: engine(waves), rounds))
+
+
+def lanes_as_processes(n: int, rounds: int) -> float:
+    """Item 6: CPU ms per window of `n` concurrent single-lane processes (the mean of their fastest calls)."""
+    context = multiprocessing.get_context("spawn")
+    start, results = context.Barrier(n), context.Queue()
+    processes = [context.Process(target=lane_process, args=(rounds, start, results)) for _ in range(n)]
+    for process in processes:
+        process.start()
+    seconds = [results.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return 1e3 * sum(seconds) / len(seconds) / 8
 
 
 def main() -> None:
@@ -93,6 +120,9 @@ def main() -> None:
     best = {engine.lanes: 1e3 * fastest(lambda: engine(waves), rounds) / len(waves) for engine in (lanes, one_lane)}
     print(f"4. engine, batch of 16, ms per window (front end included): {lanes.lanes} lanes {best[lanes.lanes]:.1f}, "
           f"1 lane on {torch.get_num_threads()} threads {best[1]:.1f}")
+    shared = np.repeat(waves[:8], lanes.lanes, axis=0)  # 8 windows a lane
+    threads = 1e3 * fastest(lambda: lanes(shared), rounds) / 8  # a call's wall time is each lane's CPU time
+    processes = lanes_as_processes(lanes.lanes, rounds)
 
     x = torch.randn(16, 1, 128, 1000)
     with torch.inference_mode():
@@ -103,6 +133,8 @@ def main() -> None:
                     model(x)
             speeds[name] = fastest(autocast_call, max(1, rounds // 2))
     print("5. dymn10 at batch 16, ms per window: " + ", ".join(f"{k} {1e3 * v / 16:.1f}" for k, v in speeds.items()))
+    print(f"6. {lanes.lanes} lanes at once, 8 windows each, CPU ms per window in a lane (front end included): "
+          f"as threads of one process {threads:.1f}, as {lanes.lanes} processes {processes:.1f} ({threads / processes:.2f}x)")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,10 @@ Corpus: 40 files of 20 s to 5 min, wav/flac/mp3/ogg at 16, 44.1 and 48 kHz, mono
 (b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included).
 Both use the dymn10 architecture with the golden random weights (the speed does not depend on the
 values; the release weights are not needed). Prints audio seconds per wall second for both and
-their ratio, per-stage times and peak RSS, and checks that both give the same scores.
+their ratio, per-stage times and peak RSS, and how far apart their scores are. (Far, for a few files:
+with random weights the logits reach 1e7, and float32 rounding, which differs between any two ways of
+computing the network, can flip a sigmoid. The two formulations agree to 1e-7 in float64:
+tests/test_benchmark_baseline.py.)
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -172,20 +176,24 @@ def main() -> None:
     decode_s = decode_only(paths)
 
     records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines())}
-    diff = max(
-        abs(label["score"] - float(base_scores[path][label["index"]]))
+    diffs = np.array([
+        max(abs(label["score"] - float(base_scores[path][label["index"]])) for label in record["labels"])
         for path, record in records.items()
-        for label in record["labels"]
-    )
+    ])
+    run_s = float(re.search(r" in ([0-9.]+) s", summary).group(1))  # dymn-tag's own run, model load included
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
+    print(f"  without dymn-tag's process start, imports and exit ({wall_tag - run_s:.1f} s; the baseline's "
+          f"are not timed either): {wall_base / run_s:.2f}x")
     print("\nbaseline stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in base_stages.items()))
     print(f"dymn-tag's own summary (time from its start, imports excluded): {summary.removeprefix('dymn-tag: ')}")
     print(f"decode + resample alone, streamed, one process: {decode_s:.1f} s ({audio_s / decode_s:.0f}x realtime)")
     print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB")
-    print(f"largest score difference dymn-tag vs baseline over {len(records)} files: {diff:.2e}")
+    print(f"scores, dymn-tag against the baseline, largest difference per file over {len(diffs)} files: "
+          f"median {np.median(diffs):.1e}, {np.sum(diffs > 1e-3)} files above 1e-3, largest {diffs.max():.1e} "
+          "(float32 rounding that the random weights amplify; see above)")
     if args.long_hours:
         long_files(args.corpus.parent / "dymn-bench-long", args.long_hours)
 

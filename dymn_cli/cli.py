@@ -79,7 +79,7 @@ def tag(
     device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
-    batch_size: Annotated[int, typer.Option("--batch-size", "-b", help="Windows per network call.", min=1)] = 16,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
     hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",

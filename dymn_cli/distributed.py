@@ -38,6 +38,7 @@ from .windows import WindowGrid
 log = logging.getLogger("dymn_cli")
 
 PRECISIONS = ("auto", "float32", "float16", "bfloat16")
+RAY_BATCH_SIZE = 16  # windows per actor call (an actor's lanes are not known on the driver)
 MAX_INPUT_BLOCKS = 2000  # decode tasks: one per input up to this many inputs, then inputs share tasks
 
 
@@ -97,13 +98,14 @@ class RayTagger:
         *,
         weights: str | Path | Sequence[str | Path] | None = None,
         device: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         precision: str = "auto",
         compile: bool = False,
         sha256: str | None = None,
         progress: bool = False,
         ray: RayOptions = RayOptions(),
     ) -> None:
+        batch_size = RAY_BATCH_SIZE if batch_size is None else batch_size
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:

@@ -38,6 +38,12 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return resolved
 
 
+WINDOWS_PER_LANE = 8
+"""The default share of a CPU lane: on one thread a call of fewer windows costs more per window, and
+8 is where dymn10 stops gaining (`benchmarks/cpu_paths.py`, item 3)."""
+CUDA_BATCH_SIZE = 16  # (not yet measured on a GPU)
+
+
 class InferenceEngine:
     """Front end + network on one device: `[B, N]` waveforms -> (logits `[B, K]`, embeddings `[B, C]`).
 
@@ -81,6 +87,11 @@ class InferenceEngine:
         one_lane = self.device.type != "cpu" or compile or not _per_thread_thread_counts()
         self.lanes = 1 if one_lane else lanes or torch.get_num_threads()
         self._pool = _single_threaded_pool(self.lanes) if self.lanes > 1 else None
+
+    @property
+    def preferred_batch_size(self) -> int:
+        """Windows per call that keep every lane efficient: `WINDOWS_PER_LANE` each on the CPU."""
+        return WINDOWS_PER_LANE * self.lanes if self.device.type == "cpu" else CUDA_BATCH_SIZE
 
     def __call__(self, waveforms: np.ndarray | torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         if self.compiled:  # (an eager forward refreshes itself; a compiled one skips that, so it is done here)

@@ -84,7 +84,7 @@ class Tagger:
         *,
         weights: str | Path | Sequence[str | Path] | None = None,
         device: str = "auto",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         precision: str = "auto",
         compile: bool = False,
         sha256: str | None = None,
@@ -95,10 +95,11 @@ class Tagger:
         self.records = members.records
         self.network = members.network
         self.frontend_config = members.frontend
-        self.batch_size = batch_size
         self.engine = InferenceEngine(
             self.network, frontend=self.frontend_config, device=device, precision=precision, compile=compile
         )
+        # (None: as many windows as keep the engine's lanes efficient, 16 with two lanes)
+        self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
         self.classes = audioset_classes()
 
     @property

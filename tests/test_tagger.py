@@ -111,3 +111,15 @@ def test_errors(tagger):
         tagger.tag(np.zeros(100, dtype=np.float32), sample_rate=32_000, aggregate="median")
     with pytest.raises(AudioError):
         tagger.tag(b"\x00\x01garbage")
+
+
+def test_default_batch_gives_every_cpu_lane_eight_windows(golden_dir):
+    threads = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        default = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu")
+        explicit = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu", batch_size=5)
+    finally:
+        torch.set_num_threads(threads)
+    assert default.engine.lanes == 3 and default.batch_size == 24
+    assert explicit.batch_size == 5
