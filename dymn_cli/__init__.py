@@ -8,13 +8,18 @@ __version__ = "0.1.0"
 __all__ = ["Tagger", "TagResult", "TagFailure", "__version__"]
 
 if TYPE_CHECKING:
-    from .tagger import TagFailure, Tagger, TagResult
+    from .results import TagFailure, TagResult
+    from .tagger import Tagger
 
 
 def __getattr__(name: str) -> Any:
     # Lazy: `import dymn_cli` stays light (decode workers and `--help` never import torch).
-    if name in ("Tagger", "TagResult", "TagFailure"):
-        from . import tagger
+    if name == "Tagger":
+        from .tagger import Tagger
 
-        return getattr(tagger, name)
+        return Tagger
+    if name in ("TagResult", "TagFailure"):
+        from . import results
+
+        return getattr(results, name)
     raise AttributeError(f"module 'dymn_cli' has no attribute {name!r}")

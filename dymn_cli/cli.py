@@ -107,7 +107,6 @@ def tag(
     from .progress import RunProgress
     from .run import RunSettings, label_inputs
     from .shards import parse_shard
-    from .tagger import Tagger
 
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
@@ -116,23 +115,32 @@ def tag(
     parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
     target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
     sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
-    tagger_class: Any = Tagger
-    if ray_target is not None:
-        from .distributed import RayOptions, RayTagger
-
-        tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
-    elif actors is not None:
+    if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
-    make_tagger = lambda: tagger_class(  # noqa: E731 - built only after the inputs and options are checked
-        None if weights else model,
-        weights=[str(w) for w in weights] if weights else None,
-        device=device,
-        batch_size=batch_size,
-        precision=precision,
-        compile=compile,
-        sha256=sha256,
-        progress=interactive,
-    )
+
+    def make_tagger() -> Any:
+        """Built only after the inputs and options are checked, and after the decode workers started:
+        this is where torch is imported."""
+        tagger_class: Any
+        if ray_target is not None:
+            from .distributed import RayOptions, RayTagger
+
+            tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
+        else:
+            from .tagger import Tagger
+
+            tagger_class = Tagger
+        return tagger_class(
+            None if weights else model,
+            weights=[str(w) for w in weights] if weights else None,
+            device=device,
+            batch_size=batch_size,
+            precision=precision,
+            compile=compile,
+            sha256=sha256,
+            progress=interactive,
+        )
+
     with RunProgress(enabled=interactive) as progress:
         summary = label_inputs(
             inputs,
@@ -141,7 +149,8 @@ def tag(
             format=format,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive),
+            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
+                                 decode_first=ray_target is None),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout.isatty(),

@@ -5,7 +5,7 @@
                                                                each build the model once (a GPU each)
            -> iter_batches on the driver                       windows regrouped per input (as
                                                                engine.run_pipeline does), results
-                                                               built by tagger.build_result
+                                                               built by results.build_result
 
 `RayTagger` has the `tag_many` of `Tagger`, so `run.label_inputs` drives it like the local tagger:
 the same writers, `--resume`, progress, summary and exit codes, and a bad input is one failure
@@ -27,12 +27,13 @@ from typing import Any
 import numpy as np
 
 from .decoding import DONE, ERROR, WINDOW, DecodeJob, decode_job
-from .engine import Failure, PipelineStats, _outcome, _Pending
+from .pipeline import Failure, PipelineStats, _outcome, _Pending
 from .ensemble import load_members
 from .errors import UsageError
 from .labels import audioset_classes
 from .remote import is_uri
-from .tagger import AGGREGATES, TagFailure, TagResult, _describe, build_result
+from .results import AGGREGATES, TagFailure, TagResult, build_result
+from .tagger import _describe
 from .windows import WindowGrid
 
 log = logging.getLogger("dymn_cli")

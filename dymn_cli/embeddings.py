@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_binary_file
-from .tagger import TagFailure, TagResult
+from .results import TagFailure, TagResult
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "save_embeddings"]
 

@@ -18,7 +18,7 @@ from .errors import UsageError
 from .events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events
 from .inputs import STDIN
 from .outputs import OutputOptions, Writer, _AtomicTextFile
-from .tagger import TagFailure, TagResult
+from .results import TagFailure, TagResult
 
 __all__ = ["AudacityWriter", "EventFileWriter", "RavenWriter", "per_input_target", "event_settings"]
 

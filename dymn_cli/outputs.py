@@ -24,7 +24,7 @@ from .atomic import new_file_mode
 from .errors import UsageError
 from .events import EventSettings, detect_events
 from .labels import audioset_classes
-from .tagger import TagFailure, TagResult, rank_classes
+from .results import TagFailure, TagResult, rank_classes
 
 SCORE_DECIMALS = 8
 

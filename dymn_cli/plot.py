@@ -24,7 +24,7 @@ import numpy as np
 from .atomic import atomic_binary_file
 from .errors import AudioError, UsageError
 from .events import SoundEvent, slot_scores
-from .tagger import TagFailure, TagResult, rank_classes
+from .results import TagFailure, TagResult, rank_classes
 
 __all__ = ["MAX_LABELS", "PlotWriter", "loudness", "loudness_of_waveform", "plot_timeline", "require_matplotlib"]
 

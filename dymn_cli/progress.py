@@ -9,7 +9,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from .inputs import Input
-from .tagger import TagFailure, TagResult
+from .results import TagFailure, TagResult
 
 log = logging.getLogger("dymn_cli")
 

@@ -15,14 +15,20 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from .engine import PipelineStats
+from .audio import SAMPLE_RATE
+from .decoding import DecodeJob
 from .errors import Interrupted, SignalReceived, UsageError
 from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from .outputs import OutputOptions, Writer, writer_class
+from .pipeline import Decoding, PipelineSettings, PipelineStats, start_decoding
+from .results import TagFailure, TagResult
 from .shards import Shard, part_writer, select_shard
-from .tagger import TagFailure, Tagger, TagResult
+from .windows import WindowGrid
+
+if TYPE_CHECKING:
+    from .tagger import Tagger
 
 log = logging.getLogger("dymn_cli")
 
@@ -84,6 +90,8 @@ class RunSettings:
     aggregate: str = "mean"
     workers: int | None = None  # None: from the CPU count (none for a single input)
     recursive: bool = True
+    # Start the decode workers before the tagger (and torch) loads: its `tag_many` takes `decoding=`.
+    decode_first: bool = False
 
 
 def collect_inputs(
@@ -146,18 +154,25 @@ def label_inputs(
     writer_type.validate(options=options, target=output, inputs=inputs)
     run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
     previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
-    if not isinstance(tagger, Tagger):
-        loading = time.monotonic()
-        tagger = tagger()
-        summary.load_seconds = time.monotonic() - loading
-    header = {
-        "model": tagger.name,
-        "settings": {**run_settings, "sample_rate": tagger.sample_rate},
-    }
-    writer = writer_type(output, options=options, header=header)
-    sinks: list[ResultSink] = [writer, *extra_sinks]
     todo = [i for i in inputs if i.path not in previous]
     summary.skipped = len(inputs) - len(todo)
+    workers = _worker_count(settings.workers, len(todo))
+    early = _decode_first(todo, settings, workers) if settings.decode_first else None
+    try:
+        if not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
+            loading = time.monotonic()
+            tagger = tagger()
+            summary.load_seconds = time.monotonic() - loading
+        header = {
+            "model": tagger.name,
+            "settings": {**run_settings, "sample_rate": tagger.sample_rate},
+        }
+        writer = writer_type(output, options=options, header=header)
+    except BaseException:
+        if early is not None:
+            early.close()
+        raise
+    sinks: list[ResultSink] = [writer, *extra_sinks]
     if on_start is not None:
         on_start(todo)
     carried = deque(i for i in inputs if i.path in previous)
@@ -170,8 +185,9 @@ def label_inputs(
                 window=settings.window,
                 hop=settings.hop,
                 aggregate=settings.aggregate,
-                workers=_worker_count(settings.workers, len(todo)),
+                workers=workers,
                 stats=summary.pipeline,
+                **({"decoding": early} if early is not None else {}),
             )
             for item, outcome in zip(todo, outcomes):
                 # Keep the input order: records carried over from the previous run that come first.
@@ -196,6 +212,8 @@ def label_inputs(
         finally:
             stop.disarm()  # a signal from here on is only noted: the outputs are never left half-written
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
+            if early is not None:
+                early.close()  # (if the pipeline never started, it still holds them)
             for sink in sinks:
                 sink.close()
             summary.elapsed = time.monotonic() - started
@@ -218,6 +236,20 @@ def _previous_records(
         return writer_type.read_existing(output)
     except (OSError, ValueError, KeyError, StopIteration) as error:
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+
+
+def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Decoding | None:
+    """Start the decode workers on `todo` at the front end's sample rate, before the model loads
+    (about a second with torch's import, while the workers would otherwise wait). Not for decoding
+    in this process or standard input (read once, by whichever decoding comes last)."""
+    if workers == 0 or any(item.is_stdin for item in todo):
+        return None
+    grid = WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)
+    # How far the workers decode ahead follows the batch size, not known before the model loads:
+    # the default, 8 windows for each of (up to) one lane per core.
+    batch_hint = 8 * (os.cpu_count() or 1)
+    pipeline = PipelineSettings(grid=grid, batch_size=batch_hint, workers=workers, sample_rate=SAMPLE_RATE)
+    return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
 
 
 def _worker_count(requested: int | None, n_inputs: int) -> int:

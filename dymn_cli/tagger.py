@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Union
 
@@ -13,62 +12,17 @@ import torch
 
 from .audio import prepare_waveform
 from .decoding import DecodeJob
-from .engine import Failure, InferenceEngine, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
+from .engine import InferenceEngine
 from .ensemble import load_members
 from .errors import AudioError, UsageError
-from .frontend import SAMPLE_RATE
-from .labels import AudioSetClass, audioset_classes
+from .labels import audioset_classes
+from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
+from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
 from .windows import WindowGrid
 
+__all__ = ["AGGREGATES", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+
 Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
-AGGREGATES = ("mean", "max")
-
-
-@dataclass
-class TagResult:
-    """Scores of one input: per clip and per window, with the windows' embeddings."""
-
-    source: str
-    duration: float  # seconds of audio
-    scores: np.ndarray  # [K] clip scores, aggregated over windows
-    starts: np.ndarray  # [n_windows] seconds
-    ends: np.ndarray  # [n_windows] seconds (the last window may reach past the end: it is zero-padded)
-    window_scores: np.ndarray  # [n_windows, K] sigmoid probabilities
-    embeddings: np.ndarray  # [n_windows, C]
-    classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
-    warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
-
-    @property
-    def embedding(self) -> np.ndarray:
-        """Clip embedding: the mean of the windows' embeddings."""
-        return self.embeddings.mean(axis=0)
-
-    def top(self, k: int | None = 10, *, threshold: float | None = None) -> list[tuple[str, float]]:
-        """`[(label, score), ...]`, best first."""
-        return [(self.classes[i].name, float(self.scores[i])) for i in self.top_indices(k, threshold=threshold)]
-
-    def top_indices(self, k: int | None = 10, *, threshold: float | None = None) -> list[int]:
-        """Class indices, best first (ties by index), at most `k`, each scoring at least `threshold`."""
-        return rank_classes(self.scores, top=k, threshold=threshold)
-
-
-def rank_classes(
-    scores: np.ndarray, *, top: int | None, threshold: float | None = None, classes: Sequence[int] | None = None
-) -> list[int]:
-    """Indices of the best classes of `scores` (among `classes` if given), best first, ties by index."""
-    candidates = np.arange(len(scores)) if classes is None else np.asarray(classes, dtype=np.int64)
-    order = candidates[np.lexsort((candidates, -scores[candidates]))] if len(candidates) else candidates
-    if threshold is not None:
-        order = order[scores[order] >= threshold]
-    return [int(i) for i in (order if top is None else order[:top])]
-
-
-@dataclass
-class TagFailure:
-    """An input that could not be tagged, and why (one line)."""
-
-    source: str
-    reason: str
 
 
 class Tagger:
@@ -135,11 +89,14 @@ class Tagger:
         aggregate: str = "mean",
         workers: int = 0,
         stats: PipelineStats | None = None,
+        decoding: Decoding | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag many inputs through one batched pipeline; yields one outcome per input, in input order.
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
-        processes while the network runs. `stats` collects where the time went.
+        processes while the network runs. `stats` collects where the time went. `decoding` is the
+        decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
+        used if it cuts the windows this model needs, else stopped and the sources decoded anew.
         """
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
@@ -152,7 +109,13 @@ class Tagger:
                 yield DecodeJob(index, self._decodable(source, sample_rate), name=names[-1])
 
         settings = PipelineSettings(grid=grid, batch_size=self.batch_size, workers=workers, sample_rate=self.sample_rate)
-        for outcome in run_pipeline(jobs(), engine=self.engine, settings=settings, stats=stats):
+        if decoding is not None and not decoding.decodes_for(settings):
+            decoding.close()
+            decoding = None
+        if decoding is not None:
+            names.extend(map(_describe, sources))
+        started = decoding if decoding is not None else jobs()
+        for outcome in run_pipeline(started, engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
             if isinstance(outcome, Failure):
                 yield TagFailure(name, outcome.reason)
@@ -176,27 +139,6 @@ class Tagger:
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
         return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
-
-
-def build_result(
-    name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
-) -> TagResult:
-    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
-    # sigmoid, written so that large logits of either sign never overflow
-    window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
-    starts = grid.starts(outputs.n_samples) / sample_rate
-    scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
-    return TagResult(
-        source=name,
-        duration=outputs.n_samples / sample_rate,
-        scores=scores,
-        starts=starts,
-        ends=starts + grid.window / sample_rate,
-        window_scores=window_scores,
-        embeddings=outputs.embeddings,
-        classes=classes,
-        warnings=list(outputs.warnings),
-    )
 
 
 class _InMemoryAudio(np.ndarray):

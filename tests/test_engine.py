@@ -11,7 +11,8 @@ import soundfile
 import torch
 
 from dymn_cli.decoding import DecodeJob
-from dymn_cli.engine import InferenceEngine, PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.engine import InferenceEngine
+from dymn_cli.pipeline import PipelineSettings, WindowOutputs, run_pipeline
 from dymn_cli.errors import UsageError
 from dymn_cli.models import build_model
 from dymn_cli.windows import WindowGrid

@@ -1,0 +1,85 @@
+"""What a run says about each input: `TagResult` (clip and window scores, embeddings) or `TagFailure`.
+
+Free of torch: writers, exports and the run itself handle results without importing it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .labels import AudioSetClass, audioset_classes
+from .pipeline import WindowOutputs
+from .windows import WindowGrid
+
+AGGREGATES = ("mean", "max")
+
+
+@dataclass
+class TagResult:
+    """Scores of one input: per clip and per window, with the windows' embeddings."""
+
+    source: str
+    duration: float  # seconds of audio
+    scores: np.ndarray  # [K] clip scores, aggregated over windows
+    starts: np.ndarray  # [n_windows] seconds
+    ends: np.ndarray  # [n_windows] seconds (the last window may reach past the end: it is zero-padded)
+    window_scores: np.ndarray  # [n_windows, K] sigmoid probabilities
+    embeddings: np.ndarray  # [n_windows, C]
+    classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
+    warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
+
+    @property
+    def embedding(self) -> np.ndarray:
+        """Clip embedding: the mean of the windows' embeddings."""
+        return self.embeddings.mean(axis=0)
+
+    def top(self, k: int | None = 10, *, threshold: float | None = None) -> list[tuple[str, float]]:
+        """`[(label, score), ...]`, best first."""
+        return [(self.classes[i].name, float(self.scores[i])) for i in self.top_indices(k, threshold=threshold)]
+
+    def top_indices(self, k: int | None = 10, *, threshold: float | None = None) -> list[int]:
+        """Class indices, best first (ties by index), at most `k`, each scoring at least `threshold`."""
+        return rank_classes(self.scores, top=k, threshold=threshold)
+
+
+def rank_classes(
+    scores: np.ndarray, *, top: int | None, threshold: float | None = None, classes: Sequence[int] | None = None
+) -> list[int]:
+    """Indices of the best classes of `scores` (among `classes` if given), best first, ties by index."""
+    candidates = np.arange(len(scores)) if classes is None else np.asarray(classes, dtype=np.int64)
+    order = candidates[np.lexsort((candidates, -scores[candidates]))] if len(candidates) else candidates
+    if threshold is not None:
+        order = order[scores[order] >= threshold]
+    return [int(i) for i in (order if top is None else order[:top])]
+
+
+@dataclass
+class TagFailure:
+    """An input that could not be tagged, and why (one line)."""
+
+    source: str
+    reason: str
+
+
+def build_result(
+    name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
+) -> TagResult:
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
+    # sigmoid, written so that large logits of either sign never overflow
+    window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
+    starts = grid.starts(outputs.n_samples) / sample_rate
+    scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
+    return TagResult(
+        source=name,
+        duration=outputs.n_samples / sample_rate,
+        scores=scores,
+        starts=starts,
+        ends=starts + grid.window / sample_rate,
+        window_scores=window_scores,
+        embeddings=outputs.embeddings,
+        classes=classes,
+        warnings=list(outputs.warnings),
+    )
