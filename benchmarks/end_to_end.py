@@ -141,7 +141,7 @@ def long_file(folder: Path, hours: float) -> Path:
 
 def long_files(folder: Path, hours: float) -> None:
     """Memory is flat: the peak RSS of a half-hour file and of a `hours` one."""
-    print(f"\none long file at a time (16 kHz flac, decoded in the dymn-tag process: one input):")
+    print("\none long file at a time (16 kHz flac; one decode worker):")
     for length in (0.5, hours):
         path = long_file(folder, length)
         seconds = soundfile.info(path).duration

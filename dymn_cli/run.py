@@ -88,7 +88,7 @@ class RunSettings:
     window: float = 10.0
     hop: float = 10.0
     aggregate: str = "mean"
-    workers: int | None = None  # None: from the CPU count (none for a single input)
+    workers: int | None = None  # None: from the CPU count (none for standard input alone)
     recursive: bool = True
     # Start the decode workers before the tagger (and torch) loads: its `tag_many` takes `decoding=`.
     decode_first: bool = False
@@ -156,7 +156,7 @@ def label_inputs(
     previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
     todo = [i for i in inputs if i.path not in previous]
     summary.skipped = len(inputs) - len(todo)
-    workers = _worker_count(settings.workers, len(todo))
+    workers = _worker_count(settings.workers, todo)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
         if not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
@@ -252,13 +252,15 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
 
 
-def _worker_count(requested: int | None, n_inputs: int) -> int:
-    """Decoding processes: one core is left to the network; a single input is decoded in process."""
+def _worker_count(requested: int | None, todo: list[Input]) -> int:
+    """Decoding processes: one core is left to the network. Even a single file gets one: started
+    before torch's import, it has decoded the first windows by the time the model is ready. Standard
+    input alone is decoded in process (it is read in this process anyway)."""
     if requested is not None:
         return requested
-    if n_inputs <= 1:
+    if not todo or (len(todo) == 1 and todo[0].is_stdin):
         return 0
-    return max(1, min((os.cpu_count() or 2) - 1, 8, n_inputs))
+    return max(1, min((os.cpu_count() or 2) - 1, 8, len(todo)))
 
 
 def _read_source(item: Input) -> Any:

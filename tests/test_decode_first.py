@@ -83,3 +83,17 @@ def test_a_decoding_started_for_other_windows_is_stopped_and_the_inputs_decoded_
 
 def _labels(path: Path) -> list[float]:
     return [label["score"] for line in path.read_text().splitlines() for label in json.loads(line)["labels"]]
+
+
+def test_a_single_file_gets_a_decode_worker_too(files, tmp_path):
+    workers_at_load = []
+
+    def load_tagger():
+        from dymn_cli.tagger import Tagger
+
+        workers_at_load.append(len(multiprocessing.active_children()))
+        return Tagger(weights=WEIGHTS, device="cpu")
+
+    summary = label_inputs(files[:1], tagger=load_tagger, output=tmp_path / "one.jsonl",
+                           settings=RunSettings(window=1.0, hop=1.0, decode_first=True))
+    assert summary.tagged == 1 and workers_at_load == [1]
