@@ -12,7 +12,8 @@ Corpus: 40 files of 20 s to 5 min, wav/flac/mp3/ogg at 16, 44.1 and 48 kHz, mono
     front end and their network (re-implemented in `authors_reference.py`, which reproduces the golden
     outputs: BatchNorm as separate passes, per-sample mixed kernels folded into conv groups), under
     torch.no_grad;
-(b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included).
+(b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included), and once
+    more leaving malloc at glibc's defaults (GLIBC_TUNABLES set: see dymn_cli/allocator.py).
 Both use the dymn10 architecture with the golden random weights (the speed does not depend on the
 values; the release weights are not needed). Prints audio seconds per wall second for both and
 their ratio, per-stage times and peak RSS, and how far apart their scores are. (Far, for a few files:
@@ -102,13 +103,18 @@ def baseline(paths: list[Path], hop: float) -> tuple[dict[str, np.ndarray], dict
     return scores, {"decode+resample": decode_s, "front end+model": model_s}
 
 
-def run_dymn_tag(inputs: Path, output: Path, extra: list[str]) -> tuple[float, float, str]:
+# A tunable at its default value: dymn-tag then leaves all of malloc's settings alone.
+GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
+
+
+def run_dymn_tag(inputs: Path, output: Path, extra: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB: the largest of the dymn-tag process and its decode workers) and the
     summary line of one `dymn-tag` run."""
     exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
     start = time.perf_counter()
     with tempfile.TemporaryFile("w+") as stderr:
-        process = subprocess.Popen([exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra], stderr=stderr)
+        command = [exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra]
+        process = subprocess.Popen(command, stderr=stderr, env={**os.environ, **(env or {})})
         _, status, usage = os.wait4(process.pid, 0)  # this run's own resource usage
         process.returncode = os.waitstatus_to_exitcode(status)
         wall = time.perf_counter() - start
@@ -146,9 +152,11 @@ def long_files(folder: Path, hours: float) -> None:
         path = long_file(folder, length)
         seconds = soundfile.info(path).duration
         wall, peak, _ = run_dymn_tag(path, folder / "long.jsonl", [])
+        wall_plain, peak_plain, _ = run_dymn_tag(path, folder / "long.jsonl", [], GLIBC_DEFAULTS)
         raw_mib = seconds * 32_000 * 4 / 2**20
         print(f"  {seconds / 3600:.2f} h ({raw_mib:.0f} MiB as a 32 kHz float32 waveform): {wall:.1f} s, "
-              f"{seconds / wall:.0f}x realtime, peak RSS {peak:.0f} MiB")
+              f"{seconds / wall:.0f}x realtime, peak RSS {peak:.0f} MiB "
+              f"(glibc malloc defaults: {wall_plain:.1f} s, {peak_plain:.0f} MiB)")
 
 
 def main() -> None:
@@ -168,7 +176,9 @@ def main() -> None:
 
     output = args.corpus.parent / "dymn-bench-out.jsonl"
     output.unlink(missing_ok=True)
-    wall_tag, peak_tag, summary = run_dymn_tag(args.corpus, output, ["--hop", str(args.hop), *args.dymn_tag_args.split()])
+    tag_args = ["--hop", str(args.hop), *args.dymn_tag_args.split()]
+    wall_tag, peak_tag, summary = run_dymn_tag(args.corpus, output, tag_args)
+    wall_plain, peak_plain, _ = run_dymn_tag(args.corpus, args.corpus.parent / "dymn-bench-plain.jsonl", tag_args, GLIBC_DEFAULTS)
 
     start = time.perf_counter()
     base_scores, base_stages = baseline(paths, args.hop)
@@ -184,6 +194,7 @@ def main() -> None:
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
+    print(f"{'(b) with glibc malloc defaults':28s}{wall_plain:9.1f}{audio_s / wall_plain:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
     print(f"  without dymn-tag's process start and exit ({wall_tag - run_s:.1f} s; the baseline's are not "
           f"timed either, nor is its import of torch): {wall_base / run_s:.2f}x")
@@ -191,7 +202,7 @@ def main() -> None:
     print(f"dymn-tag's own summary (time from the start of its run; model load includes importing torch): "
           f"{summary.removeprefix('dymn-tag: ')}")
     print(f"decode + resample alone, streamed, one process: {decode_s:.1f} s ({audio_s / decode_s:.0f}x realtime)")
-    print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB")
+    print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB ({peak_plain:.0f} MiB with glibc malloc defaults)")
     print(f"scores, dymn-tag against the baseline, largest difference per file over {len(diffs)} files: "
           f"median {np.median(diffs):.1e}, {np.sum(diffs > 1e-3)} files above 1e-3, largest {diffs.max():.1e} "
           "(float32 rounding that the random weights amplify; see above)")

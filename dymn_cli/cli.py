@@ -103,11 +103,13 @@ def tag(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
+    from .allocator import keep_freed_memory
     from .extras import build_output_options, build_sinks, per_input_format, writer_target
     from .progress import RunProgress
     from .run import RunSettings, label_inputs
     from .shards import parse_shard
 
+    keep_freed_memory()
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,

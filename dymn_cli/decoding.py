@@ -22,6 +22,7 @@ from typing import Union
 
 import numpy as np
 
+from .allocator import keep_freed_memory
 from .audio import AudioDecodeWarning, stream_audio
 from .errors import AudioError, DymnError
 from .remote import is_uri, read_uri
@@ -136,6 +137,7 @@ def decode_worker(
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _quiet_native_stderr()
+    keep_freed_memory()
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     outbox: queue.Queue = queue.Queue(maxsize=max(ahead, 1))
 
