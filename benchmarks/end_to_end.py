@@ -194,7 +194,7 @@ def main() -> None:
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
-    print(f"{'(b) with glibc malloc defaults':28s}{wall_plain:9.1f}{audio_s / wall_plain:14.0f}")
+    print(f"{'(b) glibc malloc defaults':28s}{wall_plain:9.1f}{audio_s / wall_plain:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
     print(f"  without dymn-tag's process start and exit ({wall_tag - run_s:.1f} s; the baseline's are not "
           f"timed either, nor is its import of torch): {wall_base / run_s:.2f}x")
