@@ -163,6 +163,9 @@ def label_inputs(
             loading = time.monotonic()
             tagger = tagger()
             summary.load_seconds = time.monotonic() - loading
+        if early is not None and not _takes_decoding(tagger):  # (e.g. a RayTagger decodes on its cluster)
+            early.close()
+            early = None
         header = {
             "model": tagger.name,
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
@@ -250,6 +253,12 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     batch_hint = 8 * (os.cpu_count() or 1)
     pipeline = PipelineSettings(grid=grid, batch_size=batch_hint, workers=workers, sample_rate=SAMPLE_RATE)
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
+
+
+def _takes_decoding(tagger: Any) -> bool:
+    from .tagger import Tagger  # (torch is imported by now: the tagger is built)
+
+    return isinstance(tagger, Tagger)
 
 
 def _worker_count(requested: int | None, todo: list[Input]) -> int:

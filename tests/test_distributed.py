@@ -8,6 +8,7 @@ second driver, the real `dymn-tag` in a subprocess, to that same instance by its
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import subprocess
 import sys
@@ -68,9 +69,10 @@ def test_folder_through_ray_equals_the_single_machine_run(ray_address, folder, d
         part_size=2,
         format="jsonl",
         options=OutputOptions(top=None),
-        settings=RunSettings(hop=HOP),
+        settings=RunSettings(hop=HOP, decode_first=True),  # (the local decode workers stop: Ray decodes)
         on_outcome=seen.append,
     )
+    assert multiprocessing.active_children() == []
     assert [o.source for o in seen] == list(single_machine)  # input order, as on one machine
     assert (summary.tagged, summary.failed, summary.exit_code) == (4, 1, 1)
     for outcome in seen:
