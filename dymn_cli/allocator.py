@@ -25,19 +25,21 @@ SETTINGS = {
     M_TRIM_THRESHOLD: 1 << 30,  # a heap's free top goes back to the kernel only beyond 1 GiB
     M_TOP_PAD: 64 << 20,  # and grows by 64 MiB at a time
 }
-USER_TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX", "GLIBC_TUNABLES")
+USER_TUNABLES = ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_", "MALLOC_TOP_PAD_", "MALLOC_ARENA_MAX")
 
 
 def keep_freed_memory() -> bool:
-    """Apply `SETTINGS` with glibc's `mallopt`; whether they were applied (not on other C libraries,
-    nor when the environment sets glibc's tunables)."""
-    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+    """Apply `SETTINGS` with glibc's `mallopt`; whether they were all applied. Not on other C
+    libraries or 32-bit glibc (whose mmap threshold stops short of 32 MiB), nor when the environment
+    sets a malloc tunable (MALLOC_*_ or glibc.malloc.* in GLIBC_TUNABLES)."""
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or sys.maxsize <= 2**32:
         return False
-    if any(name in os.environ for name in USER_TUNABLES):
+    if any(name in os.environ for name in USER_TUNABLES) or "glibc.malloc." in os.environ.get("GLIBC_TUNABLES", ""):
         return False
     try:
         mallopt = ctypes.CDLL("libc.so.6").mallopt
     except (OSError, AttributeError):
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    return all(mallopt(parameter, value) == 1 for parameter, value in SETTINGS.items())
+    applied = [mallopt(parameter, value) == 1 for parameter, value in SETTINGS.items()]
+    return all(applied)

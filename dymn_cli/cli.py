@@ -152,7 +152,7 @@ def tag(
             options=options,
             extra_sinks=sinks,
             settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None),
+                                 decode_first=ray_target is None, batch_size=batch_size),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout.isatty(),

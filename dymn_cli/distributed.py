@@ -4,7 +4,7 @@
            -> map_batches(_InferenceActor)                     InferenceEngine, a pool of actors that
                                                                each build the model once (a GPU each)
            -> iter_batches on the driver                       windows regrouped per input (as
-                                                               engine.run_pipeline does), results
+                                                               pipeline.run_pipeline does), results
                                                                built by results.build_result
 
 `RayTagger` has the `tag_many` of `Tagger`, so `run.label_inputs` drives it like the local tagger:

@@ -92,6 +92,9 @@ class RunSettings:
     recursive: bool = True
     # Start the decode workers before the tagger (and torch) loads: its `tag_many` takes `decoding=`.
     decode_first: bool = False
+    # With decode_first: the batch size asked for (None: the engine's default), which sets how far
+    # the workers decode ahead before the model, and with it the batch size, is known.
+    batch_size: int | None = None
 
 
 def collect_inputs(
@@ -156,10 +159,10 @@ def label_inputs(
     previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
     todo = [i for i in inputs if i.path not in previous]
     summary.skipped = len(inputs) - len(todo)
-    workers = _worker_count(settings.workers, todo)
+    workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
-        if not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
+        if isinstance(tagger, type) or not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
             loading = time.monotonic()
             tagger = tagger()
             summary.load_seconds = time.monotonic() - loading
@@ -171,13 +174,13 @@ def label_inputs(
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
         }
         writer = writer_type(output, options=options, header=header)
+        if on_start is not None:
+            on_start(todo)
     except BaseException:
         if early is not None:
             early.close()
         raise
     sinks: list[ResultSink] = [writer, *extra_sinks]
-    if on_start is not None:
-        on_start(todo)
     carried = deque(i for i in inputs if i.path in previous)
     position = {i.path: n for n, i in enumerate(inputs)}
     outcomes: Any = iter(())
@@ -248,9 +251,10 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     if workers == 0 or any(item.is_stdin for item in todo):
         return None
     grid = WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)
-    # How far the workers decode ahead follows the batch size, not known before the model loads:
-    # the default, 8 windows for each of (up to) one lane per core.
-    batch_hint = 8 * (os.cpu_count() or 1)
+    # How far the workers decode ahead follows the batch size. Without one asked for, guess the CPU
+    # engine's default (8 windows a lane, a lane per torch thread) from the CPUs this process may use,
+    # at most 128 windows: 330 MB of read-ahead at 10 s.
+    batch_hint = settings.batch_size or min(8 * _torch_threads_guess(), 128)
     pipeline = PipelineSettings(grid=grid, batch_size=batch_hint, workers=workers, sample_rate=SAMPLE_RATE)
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
 
@@ -261,13 +265,23 @@ def _takes_decoding(tagger: Any) -> bool:
     return isinstance(tagger, Tagger)
 
 
-def _worker_count(requested: int | None, todo: list[Input]) -> int:
-    """Decoding processes: one core is left to the network. Even a single file gets one: started
-    before torch's import, it has decoded the first windows by the time the model is ready. Standard
-    input alone is decoded in process (it is read in this process anyway)."""
+def _torch_threads_guess() -> int:
+    """torch's default thread count, without importing torch: OMP_NUM_THREADS, else the CPUs this
+    process may run on (torch counts physical cores, so this may be twice as many)."""
+    try:
+        return max(1, int(os.environ["OMP_NUM_THREADS"]))
+    except (KeyError, ValueError):
+        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def _worker_count(requested: int | None, todo: list[Input], *, decode_first: bool) -> int:
+    """Decoding processes: one core is left to the network. With `decode_first` even a single file
+    gets one: started before torch's import, it has decoded the first windows by the time the model
+    is ready (standard input alone is still read and decoded in process). Otherwise a single input is
+    decoded in process, where a worker would only cost its start."""
     if requested is not None:
         return requested
-    if not todo or (len(todo) == 1 and todo[0].is_stdin):
+    if not todo or (len(todo) == 1 and (todo[0].is_stdin or not decode_first)):
         return 0
     return max(1, min((os.cpu_count() or 2) - 1, 8, len(todo)))
 

@@ -8,7 +8,8 @@ import sys
 import pytest
 
 pytestmark = pytest.mark.skipif(
-    sys.platform != "linux" or platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's"
+    sys.platform != "linux" or platform.libc_ver()[0] != "glibc" or sys.maxsize <= 2**32,
+    reason="the settings are for 64-bit glibc",
 )
 
 APPLY = "from dymn_cli.allocator import keep_freed_memory; print(keep_freed_memory())"
@@ -28,3 +29,7 @@ def test_glibc_takes_the_settings():
 def test_a_user_who_tunes_malloc_keeps_those_settings(tunable):
     name, value = tunable.split("=", 1)
     assert _apply({name: value}) == "False"
+
+
+def test_tunables_of_other_parts_of_glibc_do_not_count():
+    assert _apply({"GLIBC_TUNABLES": "glibc.pthread.rseq=0"}) == "True"

@@ -94,6 +94,24 @@ def test_a_single_file_gets_a_decode_worker_too(files, tmp_path):
         workers_at_load.append(len(multiprocessing.active_children()))
         return Tagger(weights=WEIGHTS, device="cpu")
 
-    summary = label_inputs(files[:1], tagger=load_tagger, output=tmp_path / "one.jsonl",
-                           settings=RunSettings(window=1.0, hop=1.0, decode_first=True))
-    assert summary.tagged == 1 and workers_at_load == [1]
+    for decode_first in (True, False):
+        summary = label_inputs(files[:1], tagger=load_tagger, output=tmp_path / f"{decode_first}.jsonl",
+                               settings=RunSettings(window=1.0, hop=1.0, decode_first=decode_first))
+        assert summary.tagged == 1
+    assert workers_at_load == [1, 0]  # (a library run with a tagger built already gains nothing from one)
+
+
+def test_a_failing_progress_display_stops_the_early_workers(files, tmp_path):
+    def broken_display(todo):
+        raise RuntimeError("no terminal")
+
+    with pytest.raises(RuntimeError, match="no terminal"):
+        label_inputs(files, tagger=lambda: _tagger(), output=tmp_path / "out.jsonl", on_start=broken_display,
+                     settings=RunSettings(window=1.0, hop=1.0, workers=2, decode_first=True))
+    assert multiprocessing.active_children() == []
+
+
+def _tagger():
+    from dymn_cli.tagger import Tagger
+
+    return Tagger(weights=WEIGHTS, device="cpu")

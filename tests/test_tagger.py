@@ -121,5 +121,6 @@ def test_default_batch_gives_every_cpu_lane_eight_windows(golden_dir):
         explicit = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu", batch_size=5)
     finally:
         torch.set_num_threads(threads)
-    assert default.engine.lanes == 3 and default.batch_size == 24
+    assert default.engine.lanes in (1, 3)  # (1 where torch's threads are not OpenMP's)
+    assert default.batch_size == 8 * default.engine.lanes
     assert explicit.batch_size == 5

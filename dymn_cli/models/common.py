@@ -53,7 +53,9 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, stride: int = 1, p
     path, which is about 1.7x slower than oneDNN on this project's CPU (AVX-512; benchmarks/cpu_paths.py)
     and adds the bias in a pass of its own: exactly the case of each sample's convolutions in a lane.
     """
-    if _ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu" and not _autocast_on_cpu():
+    # (Not while torch.compile traces: the oneDNN op has no fake-tensor kernel, and the compiler
+    # chooses its own convolutions anyway.)
+    if _ONEDNN and x.dtype == torch.float32 and x.device.type == "cpu" and not _autocast_on_cpu() and not _is_compiling():
         return torch.ops.aten.mkldnn_convolution(x, weight, bias, [padding] * 2, [stride] * 2, [1, 1], groups)
     return F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
 
