@@ -78,7 +78,7 @@ def tag(
     sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
     device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
     precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile.")] = False,
+    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
     hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
