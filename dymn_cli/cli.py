@@ -7,6 +7,7 @@ exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/1
 from __future__ import annotations
 
 import functools
+import gc
 import logging
 import os
 import signal
@@ -283,6 +284,11 @@ def main(argv: list[str] | None = None) -> int:
         code = stopped.exit_code
     except KeyboardInterrupt:
         code = 130
+    except SystemExit as done:  # (how Typer's standalone mode ends every command)
+        code = done.code
+    # The process ends here and frees everything with it; spare the interpreter's last garbage
+    # collection over torch's objects at exit (0.3 s of every run, see README "Performance").
+    gc.freeze()
     sys.exit(code)
 
 if __name__ == "__main__":
