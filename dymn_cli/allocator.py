@@ -4,8 +4,9 @@ Every network call allocates and frees feature maps of a few megabytes, from sev
 the decode workers do the same with blocks of audio. With glibc's defaults much of that memory goes back
 to the kernel when it is freed (trimmed heaps, a mmap per large block) and comes back as fresh pages
 that fault and are zeroed on first touch, which also serialises the lanes on the process's memory map.
-Fixed thresholds keep it in the process: `dymn-tag` runs about 5 % faster on a folder and 8 % on a
-long file, for about 10 MiB more peak memory (`benchmarks/end_to_end.py`, "glibc's defaults" row).
+Fixed thresholds keep it in the process: `dymn-tag` runs up to 6 % faster on a folder and on a long
+file, for a few tens of MiB more peak memory at most (`benchmarks/end_to_end.py`, "glibc malloc
+defaults" row).
 
 Applied by the command line and the decode workers (processes this package owns), not by importing
 the library. Someone who sets any of glibc's own malloc tunables keeps exactly those.
