@@ -47,6 +47,7 @@ from dymn_cli.windows import WindowGrid
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "tests" / "golden" / "dymn10_seed0.pt"
+PEAK_RSS = Path(__file__).resolve().parent / "peak_rss.py"
 FORMATS = [("wav", "PCM_16"), ("flac", "PCM_16"), ("mp3", "MPEG_LAYER_III"), ("ogg", "VORBIS")]
 RATES = [16_000, 44_100, 48_000]
 
@@ -109,20 +110,19 @@ GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
 
 def run_dymn_tag(inputs: Path, output: Path, extra: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB: the largest of the dymn-tag process and its decode workers) and the
-    summary line of one `dymn-tag` run."""
+    summary line of one `dymn-tag` run (started through `peak_rss.py`, see there why)."""
     exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-    start = time.perf_counter()
-    with tempfile.TemporaryFile("w+") as stderr:
-        command = [exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra]
-        process = subprocess.Popen(command, stderr=stderr, env={**os.environ, **(env or {})})
-        _, status, usage = os.wait4(process.pid, 0)  # this run's own resource usage
-        process.returncode = os.waitstatus_to_exitcode(status)
-        wall = time.perf_counter() - start
+    command = [exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra]
+    with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryDirectory() as scratch:
+        result = Path(scratch) / "result.json"
+        subprocess.run([sys.executable, str(PEAK_RSS), str(result), *command], stderr=stderr,
+                       env={**os.environ, **(env or {})}, check=True)
+        record = json.loads(result.read_text())
         stderr.seek(0)
         lines = stderr.read().strip().splitlines()
-    if process.returncode != 0:
-        raise SystemExit(f"dymn-tag failed ({process.returncode}): " + "\n".join(lines))
-    return wall, usage.ru_maxrss / 1024, lines[-1]
+    if record["returncode"] != 0:
+        raise SystemExit(f"dymn-tag failed ({record['returncode']}): " + "\n".join(lines))
+    return record["wall"], record["peak_mib"], lines[-1]
 
 
 def decode_only(paths: list[Path]) -> float:
