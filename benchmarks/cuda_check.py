@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import shutil
 import time
 from pathlib import Path
 
@@ -58,6 +59,9 @@ def linked_corpus(root: Path, hours: float) -> tuple[Path, float]:
         for path in originals:
             if not (folder / path.name).exists():
                 os.link(path, folder / path.name)
+    for surplus in root.glob("copy_*"):  # (links left by an earlier run that asked for more hours)
+        if int(surplus.name.removeprefix("copy_")) >= copies:
+            shutil.rmtree(surplus)
     return root, copies * seconds
 
 
