@@ -85,7 +85,6 @@ def start_decoding(jobs: Iterable[DecodeJob], settings: PipelineSettings) -> Dec
     the first windows by the time the network is ready.
     """
     source: Decoding = _WorkerPool(settings) if settings.workers > 0 else _InlineDecoder(settings)
-    source.__enter__()
     try:
         source.start(jobs)
     except BaseException:
@@ -199,6 +198,7 @@ class Decoding:
         """Stop decoding (the workers, if any); safe to call more than once."""
 
     def start(self, jobs: Iterable[DecodeJob]) -> None:
+        """Begin: start the workers, if any, and hand them the first jobs."""
         raise NotImplementedError
 
     def messages(self) -> Iterator[tuple | None]:
@@ -279,23 +279,13 @@ class _WorkerPool(Decoding):
         self._fruitless_deaths = 0
         self._heard_any = False
         self._job_iter: Iterator[DecodeJob] = iter(())
-        self._started = False
-
-    def __enter__(self) -> _WorkerPool:
-        if not self._started:
-            self._started = True
-            try:
-                for slot in range(self.settings.workers):
-                    self._workers.append(self._start(slot))
-            except BaseException:
-                self._stop()
-                raise
-        return self
 
     def close(self) -> None:
         self._stop()
 
     def start(self, jobs: Iterable[DecodeJob]) -> None:
+        for slot in range(self.settings.workers):  # (if one fails to start, start_decoding stops the rest)
+            self._workers.append(self._start(slot))
         self._job_iter = iter(jobs)
         self._dispatch(self._job_iter)  # the workers start decoding now
 
