@@ -18,7 +18,6 @@ import argparse
 import math
 import os
 import shutil
-import time
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +27,8 @@ import torch
 from dymn_cli.engine import InferenceEngine, resolve_device
 from dymn_cli.models import build_model
 from dymn_cli.weights import load_checkpoint
-from end_to_end import WEIGHTS, make_corpus, run_dymn_tag  # (this folder: run as a script)
+from cpu_paths import fastest  # (this folder: run as a script)
+from end_to_end import WEIGHTS, make_corpus, run_dymn_tag
 
 
 def engine_rates(device: torch.device, batches: list[int], rounds: int) -> None:
@@ -38,12 +38,9 @@ def engine_rates(device: torch.device, batches: list[int], rounds: int) -> None:
         engine = InferenceEngine(model, device=device, precision=precision)
         cells = []
         for batch in batches:
-            engine(waves[:batch])  # warm-up (cuDNN picks its algorithms on the first call of a shape)
-            best = math.inf
-            for _ in range(rounds):
-                start = time.perf_counter()
-                engine(waves[:batch])  # (returns numpy: the device has finished)
-                best = min(best, time.perf_counter() - start)
+            # (after a warm-up call, in which cuDNN picks its algorithms; the engine returns numpy, so
+            # every timed call has finished on the device)
+            best = fastest(lambda: engine(waves[:batch]), rounds)  # noqa: B023 - called right here
             cells.append(f"B={batch}: {batch / best:,.0f}/s")
         print(f"1. engine, dymn10, {precision}, windows per second: " + ", ".join(cells), flush=True)
 

@@ -96,8 +96,8 @@ class MN(TaggingNet):
     On CPU the high-resolution layers run one sample at a time, and the batch is put together for the
     layers where its maps are small (`max_batch_map_bytes`): a batch's large maps outgrow the caches (and
     glibc hands allocations above 32 MiB out as fresh pages, zeroed and faulted in on every call), while
-    the small late maps gain from batching. Same arithmetic; at batch 16, mn10 runs about 1.6x as fast
-(benchmarks/model_speed.py, "mn10 whole batch in every layer").
+    the small late maps gain from batching. Same arithmetic; at batch 16, mn10 runs about 1.5x as fast
+    (benchmarks/model_speed.py, "mn10 whole batch in every layer").
     """
 
     def __init__(self, *, width: float = 1.0, num_classes: int = 527) -> None:
