@@ -78,7 +78,7 @@ class RunSummary:
         load = f"model load {self.load_seconds:.1f} s, " if self.load_seconds else ""
         return (
             f" ({self.audio_seconds / self.elapsed:.0f}x realtime; {load}"
-            f"{stats.windows} windows through the network {stats.inference:.1f} s, "
+            f"{stats.windows} window{'s' if stats.windows != 1 else ''} through the network {stats.inference:.1f} s, "
             f"waiting for decoded audio {stats.decoding:.1f} s)"
         )
 

@@ -17,6 +17,8 @@ import pytest
 import soundfile
 
 from dymn_cli import Tagger
+from dymn_cli.pipeline import PipelineStats
+from dymn_cli.run import RunSummary
 
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 
@@ -199,3 +201,8 @@ def test_download_from_loopback_mirror(tmp_path, golden_dir):
         tagged = run([str(tone(tmp_path / "t.wav", freq=500, seconds=1.0)), "--model", "dymn04_as"], env=env)
         assert tagged.returncode == 0, tagged.stderr
         assert server.request_count("dymn04_as.pt") == 1
+
+
+def test_the_summary_counts_one_window_in_the_singular():
+    summary = RunSummary(tagged=1, audio_seconds=5.0, elapsed=1.0, pipeline=PipelineStats(windows=1, batches=1))
+    assert "1 window through the network" in summary.line()
