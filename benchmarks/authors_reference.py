@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dymn_cli.frontend import FrontEndConfig, kaldi_mel_bank
+from dymn_cli.models.frontend import FrontEndConfig, kaldi_mel_bank
 from dymn_cli.models.common import ConvNormAct
 from dymn_cli.models.dymn import ContextGen, DyBlock, DyMN, DynamicConv, DyReLU
 

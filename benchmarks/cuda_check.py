@@ -24,9 +24,9 @@ import numpy as np
 import soundfile
 import torch
 
-from dymn_cli.engine import InferenceEngine, resolve_device
+from dymn_cli.inference.engine import InferenceEngine, resolve_device
 from dymn_cli.models import build_model
-from dymn_cli.weights import load_checkpoint
+from dymn_cli.models.weights import load_checkpoint
 from cpu_paths import fastest  # (this folder: run as a script)
 from end_to_end import WEIGHTS, make_corpus, run_dymn_tag
 

@@ -34,7 +34,7 @@ import torch
 from torch import Tensor, nn
 
 from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
-from dymn_cli.frontend import LogMel
+from dymn_cli.models.frontend import LogMel
 from dymn_cli.models import create_model
 
 FAMILY_WIDTH = {

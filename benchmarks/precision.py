@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dymn_cli.engine import InferenceEngine, resolve_device
+from dymn_cli.inference.engine import InferenceEngine, resolve_device
 from dymn_cli.models import build_model
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"

@@ -10,15 +10,15 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import torch
 
-from .audio import prepare_waveform
-from .decoding import DecodeJob
-from .engine import InferenceEngine
-from .ensemble import load_members
-from .errors import AudioError, UsageError
-from .labels import audioset_classes
-from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
-from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
-from .windows import WindowGrid
+from dymn_cli.audio.decode import prepare_waveform
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.models.ensemble import load_members
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.inference.pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
+from dymn_cli.audio.windows import WindowGrid
 
 __all__ = ["AGGREGATES", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 

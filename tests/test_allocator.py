@@ -12,7 +12,7 @@ pytestmark = pytest.mark.skipif(
     reason="the settings are for 64-bit glibc",
 )
 
-APPLY = "from dymn_cli.allocator import keep_freed_memory; print(keep_freed_memory())"
+APPLY = "from dymn_cli.inference.allocator import keep_freed_memory; print(keep_freed_memory())"
 
 
 def _apply(env: dict[str, str]) -> str:

@@ -1,4 +1,4 @@
-"""dymn_cli.audio: decoding, exact librosa/soxr parity, streaming, arrays, info and every error case.
+"""dymn_cli.audio.decode: decoding, exact librosa/soxr parity, streaming, arrays, info and every error case.
 
 Real files written in tmp dirs by `audio_factory` (soundfile and PyAV encoders); no mocks.
 """
@@ -19,7 +19,7 @@ import pytest
 import soundfile as sf
 import soxr
 
-from dymn_cli.audio import (
+from dymn_cli.audio.decode import (
     AUDIO_EXTENSIONS,
     MAX_CHANNELS,
     AudioInfo,
@@ -143,7 +143,7 @@ def test_pcm_via_pyav_matches_soundfile_samples(tmp_path):
     same floats as soundfile."""
     data = np.round(noise(0.3, 44_100, 2, amplitude=0.5, seed=3) * 32767) / 32768
     wav = write_audio(tmp_path / "n.wav", data, 44_100, subtype="PCM_16")
-    from dymn_cli.audio import _frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
+    from dymn_cli.audio.decode import _frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
 
     import av  # noqa: PLC0415
 
@@ -264,7 +264,7 @@ def test_file_object_is_read_from_its_position(tmp_path):
 
 def test_stdin_of_a_subprocess(tmp_path):
     path = make_audio_file(tmp_path / "a.flac", seconds=0.3, sample_rate=22_050, channels=2)
-    code = "import sys\nfrom dymn_cli.audio import load_audio\ny = load_audio(sys.stdin.buffer)\nprint(len(y), float(y.sum()))\n"
+    code = "import sys\nfrom dymn_cli.audio.decode import load_audio\ny = load_audio(sys.stdin.buffer)\nprint(len(y), float(y.sum()))\n"
     out = subprocess.run([sys.executable, "-c", code], input=path.read_bytes(), capture_output=True, check=True)
     y = load_audio(path)
     n, total = out.stdout.split()
@@ -291,7 +291,7 @@ def test_pyav_is_imported_only_when_needed(tmp_path):
     wav = make_audio_file(tmp_path / "a.wav", seconds=0.1)
     m4a = make_audio_file(tmp_path / "a.m4a", seconds=0.1)
     code = (
-        "import sys\nfrom dymn_cli.audio import load_audio\n"
+        "import sys\nfrom dymn_cli.audio.decode import load_audio\n"
         f"load_audio({str(wav)!r}); print('av' in sys.modules)\n"
         f"load_audio({str(m4a)!r}); print('av' in sys.modules)\n"
     )
@@ -537,7 +537,7 @@ def test_permission_denied(tmp_path):
     path.chmod(0)
     check = (
         "import sys\n"
-        "from dymn_cli.audio import audio_info, load_audio, stream_audio\n"
+        "from dymn_cli.audio.decode import audio_info, load_audio, stream_audio\n"
         "from dymn_cli.errors import AudioError\n"
         "for read in (load_audio, lambda p: list(stream_audio(p)), audio_info):\n"
         "    try:\n"

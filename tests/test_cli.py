@@ -17,8 +17,8 @@ import pytest
 import soundfile
 
 from dymn_cli import Tagger
-from dymn_cli.pipeline import PipelineStats
-from dymn_cli.run import RunSummary
+from dymn_cli.inference.pipeline import PipelineStats
+from dymn_cli.run.runner import RunSummary
 
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 

@@ -15,7 +15,7 @@ import soundfile
 
 from dymn_cli import Tagger
 from dymn_cli.events import detect_events
-from dymn_cli.ontology import select_classes
+from dymn_cli.audioset.ontology import select_classes
 from tests.test_cli import run
 
 WINDOW, HOP = ["--window", "2", "--hop", "0.5"], 0.5

@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dymn_cli.decoding import DecodeJob
-from dymn_cli.outputs import OutputOptions
-from dymn_cli.pipeline import PipelineSettings, start_decoding
-from dymn_cli.run import RunSettings, label_inputs
-from dymn_cli.windows import WindowGrid
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.writers.formats import OutputOptions
+from dymn_cli.inference.pipeline import PipelineSettings, start_decoding
+from dymn_cli.run.runner import RunSettings, label_inputs
+from dymn_cli.audio.windows import WindowGrid
 from tests.audio_factory import make_audio_file
 
 WEIGHTS = Path(__file__).parent / "golden" / "dymn04_seed0.pt"
@@ -22,8 +22,8 @@ WEIGHTS = Path(__file__).parent / "golden" / "dymn04_seed0.pt"
 def test_a_run_and_its_writers_do_not_import_torch():
     """What must be loaded before the decode workers start: none of it may pull torch in."""
     code = (
-        "import sys, dymn_cli.cli, dymn_cli.run, dymn_cli.outputs, dymn_cli.progress, dymn_cli.extras, "
-        "dymn_cli.pipeline, dymn_cli.results, dymn_cli.exports, dymn_cli.embeddings\n"
+        "import sys, dymn_cli.cli.main, dymn_cli.run.runner, dymn_cli.writers.formats, dymn_cli.cli.progress, dymn_cli.run.options, "
+        "dymn_cli.inference.pipeline, dymn_cli.results, dymn_cli.writers.editors, dymn_cli.writers.embeddings\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -20,11 +20,11 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'dymn-cli[ray]' to run the --ray tests")
 
 from dymn_cli import Tagger  # noqa: E402
-from dymn_cli.distributed import RayOptions, RayTagger  # noqa: E402
-from dymn_cli.inputs import walk_audio_files  # noqa: E402
-from dymn_cli.outputs import OutputOptions  # noqa: E402
-from dymn_cli.run import RunSettings, label_inputs  # noqa: E402
-from dymn_cli.shards import merge_outputs  # noqa: E402
+from dymn_cli.inference.distributed import RayOptions, RayTagger  # noqa: E402
+from dymn_cli.run.inputs import walk_audio_files  # noqa: E402
+from dymn_cli.writers.formats import OutputOptions  # noqa: E402
+from dymn_cli.run.runner import RunSettings, label_inputs  # noqa: E402
+from dymn_cli.run.shards import merge_outputs  # noqa: E402
 from dymn_cli.tagger import TagFailure, TagResult  # noqa: E402
 from tests.test_cli import tone  # noqa: E402
 

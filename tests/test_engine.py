@@ -10,12 +10,12 @@ import pytest
 import soundfile
 import torch
 
-from dymn_cli.decoding import DecodeJob
-from dymn_cli.engine import InferenceEngine
-from dymn_cli.pipeline import PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.inference.pipeline import PipelineSettings, WindowOutputs, run_pipeline
 from dymn_cli.errors import UsageError
 from dymn_cli.models import build_model
-from dymn_cli.windows import WindowGrid
+from dymn_cli.audio.windows import WindowGrid
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dymn_cli.embeddings import EmbeddingWriter, embedding_arrays, save_embeddings
+from dymn_cli.writers.embeddings import EmbeddingWriter, embedding_arrays, save_embeddings
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events
-from dymn_cli.exports import AudacityWriter, RavenWriter, per_input_target
-from dymn_cli.inputs import Input
-from dymn_cli.outputs import WRITERS, OutputOptions, writer_class
+from dymn_cli.writers.editors import AudacityWriter, RavenWriter, per_input_target
+from dymn_cli.run.inputs import Input
+from dymn_cli.writers.formats import WRITERS, OutputOptions, writer_class
 from dymn_cli.tagger import TagFailure, TagResult
 
 HEADER = {"model": "test", "settings": {"sample_rate": 32_000}}
@@ -110,7 +110,7 @@ def test_stdin_needs_an_output_dir():
 
 
 def test_csv_cannot_hold_timeline_and_events():
-    from dymn_cli.outputs import CsvWriter
+    from dymn_cli.writers.formats import CsvWriter
 
     with pytest.raises(UsageError, match="one table"):
         CsvWriter.validate(options=OutputOptions(timeline=True, events=EventSettings()), target=None, inputs=[])
@@ -142,7 +142,7 @@ def test_embedding_archive(tmp_path):
 
 def test_plot_is_a_png_of_sane_size(tmp_path):
     pytest.importorskip("matplotlib")
-    from dymn_cli.plot import loudness, loudness_of_waveform, plot_timeline
+    from dymn_cli.writers.plot import loudness, loudness_of_waveform, plot_timeline
 
     import soundfile
 
@@ -171,7 +171,7 @@ def test_plot_is_a_png_of_sane_size(tmp_path):
 
 
 def test_missing_matplotlib_is_a_usage_error(monkeypatch):
-    from dymn_cli.plot import require_matplotlib
+    from dymn_cli.writers.plot import require_matplotlib
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(UsageError, match=r"pip install 'dymn-cli\[plot\]'"):
@@ -179,7 +179,7 @@ def test_missing_matplotlib_is_a_usage_error(monkeypatch):
 
 
 def test_command_line_mapping_checks_combinations_early(tmp_path):
-    from dymn_cli.extras import build_output_options, build_sinks, writer_target
+    from dymn_cli.run.options import build_output_options, build_sinks, writer_target
 
     options = build_output_options(format="raven", top=10, threshold=None, min_duration=2.0, labels="Dog")
     assert options.events == EventSettings(threshold=0.5, min_duration=2.0) and options.classes[0] == DOG

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from dymn_cli.frontend import FrontEndConfig, LogMel, kaldi_mel_bank, mel_bands
+from dymn_cli.models.frontend import FrontEndConfig, LogMel, kaldi_mel_bank, mel_bands
 
 # Golden README: mel bank within 5e-5, log-mels within 5e-4 (one float32 ulp of `log` differs between CPUs).
 MELBANK_TOL = 5e-5

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from dymn_cli.errors import UsageError
-from dymn_cli.labels import audioset_classes
-from dymn_cli.ontology import find_classes, ontology, parse_label_terms, select_classes
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.ontology import find_classes, ontology, parse_label_terms, select_classes
 
 
 def names(indices):

@@ -37,14 +37,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dymn_cli import Tagger
-from dymn_cli.audio import AudioDecodeWarning
-from dymn_cli.decoding import DecodeJob
-from dymn_cli.pipeline import DecoderCrashLoop, Failure, PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.audio.decode import AudioDecodeWarning
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.inference.pipeline import DecoderCrashLoop, Failure, PipelineSettings, WindowOutputs, run_pipeline
 from dymn_cli.errors import AudioError
-from dymn_cli.outputs import OutputOptions
-from dymn_cli.run import RunSettings, label_inputs
+from dymn_cli.writers.formats import OutputOptions
+from dymn_cli.run.runner import RunSettings, label_inputs
 from dymn_cli.tagger import TagFailure, TagResult
-from dymn_cli.windows import WindowGrid
+from dymn_cli.audio.windows import WindowGrid
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
 from tests.crash_sources import ExitOnArrival, SegfaultOnOpen, die_at_start
 from tests.permissions import mode_respecting_prefix
@@ -447,9 +447,9 @@ def test_a_job_that_kills_workers_as_they_receive_it_fails_on_the_second_death(t
 
 def test_workers_that_cannot_start_stop_the_run_with_one_clear_error(tagger, tmp_path, monkeypatch):
     """Not an endless round of restarts, each input failing with "decoder crashed"."""
-    import dymn_cli.pipeline
+    import dymn_cli.inference.pipeline
 
-    monkeypatch.setattr(dymn_cli.pipeline, "decode_worker", die_at_start)
+    monkeypatch.setattr(dymn_cli.inference.pipeline, "decode_worker", die_at_start)
     good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5, seed=i)) for i in range(6)]
     started = time.monotonic()
     with pytest.raises(DecoderCrashLoop, match=r"keep dying before they send anything \(exit code 255\); --workers 0"):
@@ -756,7 +756,7 @@ def test_fuzzed_audio_gives_a_result_or_a_clean_error(tagger, fuzz_strategy, dat
 _ABSURD_RATE = """
 import resource, struct, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GiB of address space, all told
-from dymn_cli.audio import stream_audio
+from dymn_cli.audio.decode import stream_audio
 data = bytearray(open(sys.argv[1], "rb").read())
 data[24:28] = struct.pack("<I", 16_777_215)  # the WAV header's sample rate, then its byte rate
 data[28:32] = struct.pack("<I", 2 * 16_777_215)

@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from dymn_cli.errors import UsageError
-from dymn_cli.inputs import Input, walk_audio_files
-from dymn_cli.outputs import WRITERS, OutputOptions
-from dymn_cli.run import RunSettings, label_inputs
-from dymn_cli.shards import Shard, merge_outputs, parse_shard, select_shard, shard_of, walk_order_key
+from dymn_cli.run.inputs import Input, walk_audio_files
+from dymn_cli.writers.formats import WRITERS, OutputOptions
+from dymn_cli.run.runner import RunSettings, label_inputs
+from dymn_cli.run.shards import Shard, merge_outputs, parse_shard, select_shard, shard_of, walk_order_key
 from dymn_cli.tagger import TagFailure, TagResult
 from tests.test_cli import tone
 
@@ -65,7 +65,7 @@ def test_shards_cover_every_input_exactly_once(count):
 
 
 def test_shard_of_is_stable_across_processes():
-    code = "from dymn_cli.shards import shard_of; print([shard_of(p, 5) for p in ('a.wav', '/x/y/z.flac', 'b c.ogg')])"
+    code = "from dymn_cli.run.shards import shard_of; print([shard_of(p, 5) for p in ('a.wav', '/x/y/z.flac', 'b c.ogg')])"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "123"})
     assert other.stdout.strip() == str([shard_of(p, 5) for p in ("a.wav", "/x/y/z.flac", "b c.ogg")])
 
@@ -205,7 +205,7 @@ def test_cli_shards_cover_every_input_once_and_merge_to_the_single_machine_outpu
 
 
 def test_without_ray_the_message_says_what_to_install(monkeypatch):
-    from dymn_cli.distributed import import_ray
+    from dymn_cli.inference.distributed import import_ray
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray -> ImportError
     with pytest.raises(UsageError, match=r"pip install 'dymn-cli\[ray\]'"):

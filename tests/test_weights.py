@@ -19,8 +19,8 @@ from tests.http_server import serve_directory
 
 from dymn_cli import weights
 from dymn_cli.errors import DownloadError, UsageError, WeightsError
-from dymn_cli.frontend import FrontEndConfig
-from dymn_cli.weights import REGISTRY, download, get_record, load_checkpoint, resolve_weights
+from dymn_cli.models.frontend import FrontEndConfig
+from dymn_cli.models.weights import REGISTRY, download, get_record, load_checkpoint, resolve_weights
 
 GOLDEN = Path(__file__).parent / "golden"
 SOURCE = GOLDEN / "dymn04_seed0.pt"
@@ -224,7 +224,7 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(release, capfd):
 
 _CHILD = """
 import sys
-from dymn_cli.weights import download
+from dymn_cli.models.weights import download
 print("ready", flush=True)
 print(download("dymn04_as", progress=False), flush=True)
 """

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from dymn_cli.errors import UsageError
-from dymn_cli.windows import WindowCutter, WindowGrid
+from dymn_cli.audio.windows import WindowCutter, WindowGrid
 
 SR = 32_000
 

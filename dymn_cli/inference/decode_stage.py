@@ -22,11 +22,11 @@ from typing import Union
 
 import numpy as np
 
-from .allocator import keep_freed_memory
-from .audio import AudioDecodeWarning, stream_audio
-from .errors import AudioError, DymnError
-from .remote import is_uri, read_uri
-from .windows import WindowCutter, WindowGrid
+from dymn_cli.inference.allocator import keep_freed_memory
+from dymn_cli.audio.decode import AudioDecodeWarning, stream_audio
+from dymn_cli.errors import AudioError, DymnError
+from dymn_cli.audio.uris import is_uri, read_uri
+from dymn_cli.audio.windows import WindowCutter, WindowGrid
 
 AudioSource = Union[str, Path, bytes, np.ndarray]
 

@@ -4,8 +4,8 @@
 indices to keep. A term is an AudioSet mid or the name of any ontology node, matched without regard
 to case or to the spaces around commas; it selects the classes among that node and its descendants
 (abstract and blacklisted nodes, and the few others without a model output, select only the classes
-below them). The ontology is loaded from the copy shipped in `dymn_cli/data/ontology.json`
-(Google Inc., CC BY-SA 4.0, see `dymn_cli/data/NOTICE.md`) on first use and kept.
+below them). The ontology is loaded from the copy shipped in `dymn_cli/audioset/data/ontology.json`
+(Google Inc., CC BY-SA 4.0, see `dymn_cli/audioset/data/NOTICE.md`) on first use and kept.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from .errors import UsageError
-from .labels import audioset_classes
+from dymn_cli.errors import UsageError
+from dymn_cli.audioset.labels import audioset_classes
 
 __all__ = ["ClassInfo", "Ontology", "OntologyNode", "find_classes", "ontology", "parse_label_terms", "select_classes"]
 
@@ -148,7 +148,7 @@ def _or_list(names: Sequence[str]) -> str:
 @lru_cache(maxsize=1)
 def ontology() -> Ontology:
     """The shipped AudioSet ontology, loaded on first use."""
-    text = resources.files("dymn_cli").joinpath("data/ontology.json").read_text(encoding="utf-8")
+    text = resources.files("dymn_cli.audioset").joinpath("data/ontology.json").read_text(encoding="utf-8")
     return Ontology(json.loads(text))
 
 

@@ -26,15 +26,15 @@ from typing import Any
 
 import numpy as np
 
-from .decoding import DONE, ERROR, WINDOW, DecodeJob, decode_job
-from .pipeline import Failure, PipelineStats, _outcome, _Pending
-from .ensemble import load_members
-from .errors import UsageError
-from .labels import audioset_classes
-from .remote import is_uri
-from .results import AGGREGATES, TagFailure, TagResult, build_result
-from .tagger import _describe
-from .windows import WindowGrid
+from dymn_cli.inference.decode_stage import DONE, ERROR, WINDOW, DecodeJob, decode_job
+from dymn_cli.inference.pipeline import Failure, PipelineStats, _outcome, _Pending
+from dymn_cli.models.ensemble import load_members
+from dymn_cli.errors import UsageError
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audio.uris import is_uri
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result
+from dymn_cli.tagger import _describe
+from dymn_cli.audio.windows import WindowGrid
 
 log = logging.getLogger("dymn_cli")
 
@@ -252,7 +252,7 @@ class _InferenceActor:
                  num_classes: int, embedding_dim: int) -> None:
         import ray
 
-        from .engine import InferenceEngine
+        from dymn_cli.inference.engine import InferenceEngine
 
         model = ray.get(network[0])  # the reference comes in a list, so Ray leaves it unresolved
         self.engine = InferenceEngine(model, frontend=frontend, device=device, precision=precision, compile=compile)

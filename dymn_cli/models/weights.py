@@ -38,7 +38,7 @@ import torch
 
 from dymn_cli import __version__
 from dymn_cli.errors import DownloadError, UsageError, WeightsError
-from dymn_cli.frontend import FrontEndConfig
+from dymn_cli.models.frontend import FrontEndConfig
 
 try:  # POSIX only; elsewhere concurrent downloads are not serialised (the rename still keeps files whole)
     import fcntl

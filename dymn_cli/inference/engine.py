@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import UsageError
-from .frontend import FrontEndConfig, LogMel
-from .models.common import refresh_all
+from dymn_cli.errors import UsageError
+from dymn_cli.models.frontend import FrontEndConfig, LogMel
+from dymn_cli.models.common import refresh_all
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

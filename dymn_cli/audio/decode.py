@@ -50,7 +50,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, UsageError
+from dymn_cli.errors import AudioError, UsageError
 
 __all__ = [
     "AUDIO_EXTENSIONS",

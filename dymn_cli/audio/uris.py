@@ -11,7 +11,7 @@ import os
 import re
 from typing import Any
 
-from .errors import AudioError, UsageError
+from dymn_cli.errors import AudioError, UsageError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
 
@@ -37,8 +37,8 @@ def list_uri(uri: str, *, recursive: bool = True) -> list[str] | None:
     """The audio files a URI names: itself if it is a file, else the audio files below it (by
     extension) in folder-walk order; None if nothing is there. Raises `OSError`/`ValueError` when the
     filesystem cannot be reached or the URI is malformed."""
-    from .audio import AUDIO_EXTENSIONS
-    from .shards import walk_order_key
+    from dymn_cli.audio.decode import AUDIO_EXTENSIONS
+    from dymn_cli.run.shards import walk_order_key
 
     pafs = _pyarrow_fs()
     filesystem, root = _filesystem(uri)
@@ -60,7 +60,7 @@ def list_uri(uri: str, *, recursive: bool = True) -> list[str] | None:
 def expand_uri(uri: str, *, recursive: bool, problems: list | None) -> list[str]:
     """`list_uri` for `inputs.expand_inputs`: a URI that names nothing is a problem when `problems`
     is given (typed by the user), else passed on to fail as an input (from a file list)."""
-    from .inputs import InputProblem
+    from dymn_cli.run.inputs import InputProblem
 
     try:
         found = list_uri(uri, recursive=recursive)

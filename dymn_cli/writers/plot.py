@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from .atomic import atomic_binary_file
-from .errors import AudioError, UsageError
-from .events import SoundEvent, slot_scores
-from .results import TagFailure, TagResult, rank_classes
+from dymn_cli.atomic import atomic_binary_file
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.events import SoundEvent, slot_scores
+from dymn_cli.results import TagFailure, TagResult, rank_classes
 
 __all__ = ["MAX_LABELS", "PlotWriter", "loudness", "loudness_of_waveform", "plot_timeline", "require_matplotlib"]
 
@@ -62,7 +62,7 @@ def loudness_of_waveform(waveform: np.ndarray, sample_rate: int, *, frame: int |
 
 def loudness(source: str | os.PathLike[str], *, sample_rate: int = 32_000, duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Loudness (see `loudness_of_waveform`) of an audio file, streamed in blocks: flat memory."""
-    from .audio import audio_info, stream_audio
+    from dymn_cli.audio.decode import audio_info, stream_audio
 
     if duration is None:
         duration = audio_info(source).duration_seconds
@@ -225,7 +225,7 @@ class PlotWriter:
         self._used: dict[Path, str] = {}
 
     def write(self, outcome: TagResult | TagFailure) -> None:
-        from .exports import per_input_target
+        from dymn_cli.writers.editors import per_input_target
 
         if not isinstance(outcome, TagResult):
             return
@@ -240,7 +240,7 @@ class PlotWriter:
         settings = getattr(self.options, "events", None)
         events = None
         if settings is not None:
-            from .events import detect_events
+            from dymn_cli.events import detect_events
 
             events = detect_events(outcome, threshold=settings.threshold, min_duration=settings.min_duration, classes=classes)
         self.written.append(plot_timeline(outcome, path, top=top, classes=classes, events=events))

@@ -1,4 +1,4 @@
-"""`dymn-tag`: a thin command line over `dymn_cli.run.label_inputs` and the weights registry.
+"""`dymn-tag`: a thin command line over `dymn_cli.run.runner.label_inputs` and the weights registry.
 
 Errors are `DymnError`s raised below this layer; `main` turns them into one line on stderr and an
 exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/143 stopped by a signal.
@@ -17,8 +17,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from . import __version__
-from .errors import DymnError, Interrupted, SignalReceived, UsageError
+from dymn_cli import __version__
+from dymn_cli.errors import DymnError, Interrupted, SignalReceived, UsageError
 
 log = logging.getLogger("dymn_cli")
 
@@ -104,11 +104,11 @@ def tag(
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
-    from .allocator import keep_freed_memory
-    from .extras import build_output_options, build_sinks, per_input_format, writer_target
-    from .progress import RunProgress
-    from .run import RunSettings, label_inputs
-    from .shards import parse_shard
+    from dymn_cli.inference.allocator import keep_freed_memory
+    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
+    from dymn_cli.cli.progress import RunProgress
+    from dymn_cli.run.runner import RunSettings, label_inputs
+    from dymn_cli.run.shards import parse_shard
 
     keep_freed_memory()
     inputs = paths or []
@@ -126,11 +126,11 @@ def tag(
         this is where torch is imported."""
         tagger_class: Any
         if ray_target is not None:
-            from .distributed import RayOptions, RayTagger
+            from dymn_cli.inference.distributed import RayOptions, RayTagger
 
             tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
         else:
-            from .tagger import Tagger
+            from dymn_cli.tagger import Tagger
 
             tagger_class = Tagger
         return tagger_class(
@@ -176,7 +176,7 @@ def models_command() -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from .weights import REGISTRY, cache_dir, cached_path
+    from dymn_cli.models.weights import REGISTRY, cache_dir, cached_path
 
     table = Table(title=f"Published AudioSet models (cache: {cache_dir()})", title_justify="left")
     for column in ("name", "family", "width", "params", "mAP", "cached"):
@@ -200,7 +200,7 @@ def download_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Download published models into the cache ahead of time."""
-    from .weights import REGISTRY, download, get_record
+    from dymn_cli.models.weights import REGISTRY, download, get_record
 
     records = list(REGISTRY.values()) if names == ["all"] else [get_record(n) for n in names]
     if sha256 is not None and len(records) != 1:
@@ -217,7 +217,7 @@ def merge_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
-    from .shards import merge_outputs
+    from dymn_cli.run.shards import merge_outputs
 
     summary = merge_outputs(outputs, output)
     if not quiet:
@@ -231,7 +231,7 @@ def labels_command(
     """List the AudioSet classes (index, mid, name, place in the ontology) matching a query.
 
     A table on a terminal, tab-separated lines with a header in a pipe."""
-    from .ontology import find_classes
+    from dymn_cli.audioset.ontology import find_classes
 
     found = find_classes(" ".join(query) if query else None)
     if sys.stdout.isatty():

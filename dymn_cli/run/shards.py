@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import UsageError
+from dymn_cli.errors import UsageError
 
 log = logging.getLogger("dymn_cli")
 
@@ -162,7 +162,7 @@ def part_writer(format: str | None, folder: Path, *, part_size: int, shard: Shar
     """The writer type for `--output-dir FOLDER` in `format` (default JSONL). Parts are named
     `part-00000.ext`, or `part-I-of-N-00000.ext` under `--shard I/N` so that the jobs of an array can
     share one folder. Without `resume`, a folder that already holds this run's parts is refused."""
-    from .outputs import WRITERS
+    from dymn_cli.writers.formats import WRITERS
 
     format = format or "jsonl"
     if format not in PART_FORMATS or format not in WRITERS:
@@ -212,7 +212,7 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     """Join outputs of one format (files, or folders of part files) into `target`, in folder-walk
     order. An input recorded in several outputs keeps its last record, except that an error record
     never replaces a result (a re-run shard may have fixed what failed before, not the other way)."""
-    from .outputs import WRITERS, writer_class
+    from dymn_cli.writers.formats import WRITERS, writer_class
 
     writer_type = writer_class(None, target, stdout_is_terminal=False)
     if writer_type.name not in PART_FORMATS:
@@ -286,7 +286,7 @@ def _is_error(payload: Any) -> bool:
 
 
 def _write_merged(writer_type: type, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
-    from .outputs import OutputOptions, _AtomicTextFile
+    from dymn_cli.writers.formats import OutputOptions, _AtomicTextFile
 
     if writer_type.name == "json":
         writer = writer_type(target, options=OutputOptions(), header=dict(layout or {}))

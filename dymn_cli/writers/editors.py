@@ -14,11 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import UsageError
-from .events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events
-from .inputs import STDIN
-from .outputs import OutputOptions, Writer, _AtomicTextFile
-from .results import TagFailure, TagResult
+from dymn_cli.errors import UsageError
+from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events
+from dymn_cli.run.inputs import STDIN
+from dymn_cli.writers.formats import OutputOptions, Writer, _AtomicTextFile
+from dymn_cli.results import TagFailure, TagResult
 
 __all__ = ["AudacityWriter", "EventFileWriter", "RavenWriter", "per_input_target", "event_settings"]
 
@@ -147,6 +147,6 @@ def _clean(text: str) -> str:
 
 # Registered here rather than in outputs.py (which imports this module at its end), so that
 # `--format audacity|raven` and `writer_class` know them whichever module is imported first.
-from .outputs import WRITERS  # noqa: E402
+from dymn_cli.writers.formats import WRITERS  # noqa: E402
 
 WRITERS.update({w.name: w for w in (AudacityWriter, RavenWriter)})

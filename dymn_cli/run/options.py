@@ -10,10 +10,10 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import UsageError
-from .events import DEFAULT_THRESHOLD, EventSettings
-from .outputs import WRITERS, OutputOptions
-from .run import ResultSink
+from dymn_cli.errors import UsageError
+from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
+from dymn_cli.writers.formats import WRITERS, OutputOptions
+from dymn_cli.run.runner import ResultSink
 
 __all__ = ["build_output_options", "build_sinks", "per_input_format", "writer_target"]
 
@@ -35,7 +35,7 @@ def build_output_options(
     exclude: str | Sequence[str] | None = None,
 ) -> OutputOptions:
     """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given)."""
-    from .ontology import select_classes
+    from dymn_cli.audioset.ontology import select_classes
 
     if min_duration < 0:
         raise UsageError(f"--min-duration must be at least 0, got {min_duration}")
@@ -76,7 +76,7 @@ def build_sinks(
     """The extra result sinks: the embeddings archive and the pictures."""
     sinks: list[ResultSink] = []
     if embeddings is not None:
-        from .embeddings import EmbeddingWriter
+        from dymn_cli.writers.embeddings import EmbeddingWriter
 
         if resume:
             raise UsageError("--embeddings cannot be combined with --resume: the inputs it skips would be missing")
@@ -84,7 +84,7 @@ def build_sinks(
             raise UsageError(f"{embeddings}: --embeddings takes a file name (.npz), not a folder")
         sinks.append(EmbeddingWriter(embeddings, windows=options.timeline))
     if plot is not None:
-        from .plot import PlotWriter
+        from dymn_cli.writers.plot import PlotWriter
 
         single = plot.suffix.lower() == ".png" and not plot.is_dir()
         if single and (len(paths) != 1 or files_from is not None or os.path.isdir(paths[0])):

@@ -14,10 +14,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .errors import UsageError, WeightsError
-from .frontend import FrontEndConfig
-from .models import build_model
-from .weights import WeightsRecord, resolve_weights
+from dymn_cli.errors import UsageError, WeightsError
+from dymn_cli.models.frontend import FrontEndConfig
+from dymn_cli.models import build_model
+from dymn_cli.models.weights import WeightsRecord, resolve_weights
 
 
 class Ensemble(nn.Module):

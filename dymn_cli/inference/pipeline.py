@@ -18,9 +18,9 @@ from multiprocessing import connection
 
 import numpy as np
 
-from .decoding import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker
-from .errors import DymnError, UsageError
-from .windows import WindowGrid
+from dymn_cli.inference.decode_stage import DONE, ERROR, IDLE, WARNING, WINDOW, DecodeJob, decode_job, decode_worker
+from dymn_cli.errors import DymnError, UsageError
+from dymn_cli.audio.windows import WindowGrid
 
 Inference = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
 """The inference stage: windows `[B, N]` -> (logits `[B, K]`, embeddings `[B, C]`), e.g. an `InferenceEngine`."""

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_binary_file
-from .results import TagFailure, TagResult
+from dymn_cli.atomic import atomic_binary_file
+from dymn_cli.results import TagFailure, TagResult
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "save_embeddings"]
 

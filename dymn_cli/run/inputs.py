@@ -9,9 +9,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from .audio import AUDIO_EXTENSIONS
-from .errors import UsageError
-from .remote import expand_uri, is_uri
+from dymn_cli.audio.decode import AUDIO_EXTENSIONS
+from dymn_cli.errors import UsageError
+from dymn_cli.audio.uris import expand_uri, is_uri
 
 STDIN = "-"
 

@@ -20,11 +20,11 @@ from typing import Any, ClassVar, TextIO
 
 import numpy as np
 
-from .atomic import new_file_mode
-from .errors import UsageError
-from .events import EventSettings, detect_events
-from .labels import audioset_classes
-from .results import TagFailure, TagResult, rank_classes
+from dymn_cli.atomic import new_file_mode
+from dymn_cli.errors import UsageError
+from dymn_cli.events import EventSettings, detect_events
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.results import TagFailure, TagResult, rank_classes
 
 SCORE_DECIMALS = 8
 
@@ -372,7 +372,7 @@ class ParquetWriter(CsvWriter):
             sys.stdout.buffer.write(sink.getvalue().to_pybytes())
             sys.stdout.buffer.flush()
             return
-        from .atomic import atomic_binary_file
+        from dymn_cli.atomic import atomic_binary_file
 
         with atomic_binary_file(target) as stream:
             pa.parquet.write_table(table, stream)
@@ -475,4 +475,4 @@ def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal:
 
 
 # The per-input event exports (audacity, raven) build on Writer and register themselves in WRITERS.
-from . import exports as _exports  # noqa: E402,F401
+from dymn_cli.writers import editors as _exports  # noqa: E402,F401

@@ -18,7 +18,7 @@ class AudioSetClass:
 @lru_cache(maxsize=1)
 def audioset_classes() -> tuple[AudioSetClass, ...]:
     """All classes, `classes[i]` being output `i` of every model."""
-    text = resources.files("dymn_cli").joinpath("data/class_labels_indices.csv").read_text(encoding="utf-8")
+    text = resources.files("dymn_cli.audioset").joinpath("data/class_labels_indices.csv").read_text(encoding="utf-8")
     rows = csv.DictReader(text.splitlines())
     return tuple(AudioSetClass(int(r["index"]), r["mid"], r["display_name"]) for r in rows)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import UsageError
+from dymn_cli.errors import UsageError
 
 
 @dataclass(frozen=True)

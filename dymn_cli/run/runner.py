@@ -17,18 +17,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from .audio import SAMPLE_RATE
-from .decoding import DecodeJob
-from .errors import Interrupted, SignalReceived, UsageError
-from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
-from .outputs import OutputOptions, Writer, writer_class
-from .pipeline import Decoding, PipelineSettings, PipelineStats, start_decoding
-from .results import TagFailure, TagResult
-from .shards import Shard, part_writer, select_shard
-from .windows import WindowGrid
+from dymn_cli.audio.decode import SAMPLE_RATE
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.errors import Interrupted, SignalReceived, UsageError
+from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
+from dymn_cli.writers.formats import OutputOptions, Writer, writer_class
+from dymn_cli.inference.pipeline import Decoding, PipelineSettings, PipelineStats, start_decoding
+from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.run.shards import Shard, part_writer, select_shard
+from dymn_cli.audio.windows import WindowGrid
 
 if TYPE_CHECKING:
-    from .tagger import Tagger
+    from dymn_cli.tagger import Tagger
 
 log = logging.getLogger("dymn_cli")
 
@@ -138,7 +138,7 @@ def label_inputs(
     the final output equals that of an uninterrupted run. `tagger` may be a factory: it is called only
     once the inputs and options have been checked, so that a usage error never waits for a model.
     `parts_dir` writes part files of `part_size` inputs into a folder instead of `output`, and `shard`
-    tags only that shard of the inputs (see `dymn_cli.shards`).
+    tags only that shard of the inputs (see `dymn_cli.run.shards`).
     """
     started = time.monotonic()
     summary = RunSummary()
@@ -260,7 +260,7 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
 
 
 def _takes_decoding(tagger: Any) -> bool:
-    from .tagger import Tagger  # (torch is imported by now: the tagger is built)
+    from dymn_cli.tagger import Tagger  # (torch is imported by now: the tagger is built)
 
     return isinstance(tagger, Tagger)
 
