@@ -17,7 +17,7 @@ import pytest
 import torch
 from tests.http_server import serve_directory
 
-from dymn_cli import weights
+from dymn_cli.models import weights
 from dymn_cli.errors import DownloadError, UsageError, WeightsError
 from dymn_cli.models.frontend import FrontEndConfig
 from dymn_cli.models.weights import REGISTRY, download, get_record, load_checkpoint, resolve_weights
