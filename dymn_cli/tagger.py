@@ -16,7 +16,8 @@ from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.models.ensemble import load_members
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.audioset.labels import audioset_classes
-from dymn_cli.inference.pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
 from dymn_cli.audio.windows import WindowGrid
 
@@ -95,7 +96,7 @@ class Tagger:
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
         processes while the network runs. `stats` collects where the time went. `decoding` is the
-        decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
+        decoding of these same `sources` (paths), started earlier by `worker_pool.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
         """
         if aggregate not in AGGREGATES:

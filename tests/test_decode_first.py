@@ -11,7 +11,7 @@ import pytest
 
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.writers.formats import OutputOptions
-from dymn_cli.inference.pipeline import PipelineSettings, start_decoding
+from dymn_cli.inference.worker_pool import PipelineSettings, start_decoding
 from dymn_cli.run.runner import RunSettings, label_inputs
 from dymn_cli.audio.windows import WindowGrid
 from tests.audio_factory import make_audio_file

@@ -39,7 +39,8 @@ from hypothesis import strategies as st
 from dymn_cli import Tagger
 from dymn_cli.audio.decode import AudioDecodeWarning
 from dymn_cli.inference.decode_stage import DecodeJob
-from dymn_cli.inference.pipeline import DecoderCrashLoop, Failure, PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.inference.pipeline import Failure, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import DecoderCrashLoop, PipelineSettings
 from dymn_cli.errors import AudioError
 from dymn_cli.writers.formats import OutputOptions
 from dymn_cli.run.runner import RunSettings, label_inputs
@@ -447,9 +448,9 @@ def test_a_job_that_kills_workers_as_they_receive_it_fails_on_the_second_death(t
 
 def test_workers_that_cannot_start_stop_the_run_with_one_clear_error(tagger, tmp_path, monkeypatch):
     """Not an endless round of restarts, each input failing with "decoder crashed"."""
-    import dymn_cli.inference.pipeline
+    import dymn_cli.inference.worker_pool
 
-    monkeypatch.setattr(dymn_cli.inference.pipeline, "decode_worker", die_at_start)
+    monkeypatch.setattr(dymn_cli.inference.worker_pool, "decode_worker", die_at_start)
     good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5, seed=i)) for i in range(6)]
     started = time.monotonic()
     with pytest.raises(DecoderCrashLoop, match=r"keep dying before they send anything \(exit code 255\); --workers 0"):

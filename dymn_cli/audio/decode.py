@@ -37,19 +37,21 @@ with the file name (``<stdin>``, ``<bytes>`` or ``<array>`` for in-memory inputs
 
 from __future__ import annotations
 
-import io
 import math
 import os
-import stat
 import warnings
 from collections.abc import Iterator
-from dataclasses import dataclass
-from typing import Any, BinaryIO, Union
+from typing import Any, Union
 
 import numpy as np
 import soundfile as sf
 import soxr
 
+from dymn_cli.audio.backend import AudioInfo, DecodeStopped
+from dymn_cli.audio.pyav_backend import PyAVDecoder, ffmpeg_message, import_av
+from dymn_cli.audio.samples import check_rate, mix_to_mono, resample, resampled_length, to_float32, to_numpy
+from dymn_cli.audio.soundfile_backend import SoundfileDecoder
+from dymn_cli.audio.sources import AudioSource, ResolvedSource, one_line, resolve_source
 from dymn_cli.errors import AudioError, UsageError
 
 __all__ = [
@@ -76,9 +78,6 @@ MAX_READ_SAMPLES = 1 << 23
 sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
 16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
 
-AudioSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
-"""A path, the bytes of a file, or a binary file object (e.g. ``sys.stdin.buffer``)."""
-
 AUDIO_EXTENSIONS: frozenset[str] = frozenset(
     {
         # libsndfile
@@ -101,27 +100,6 @@ class AudioDecodeWarning(UserWarning):
     """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
 
 
-@dataclass(frozen=True)
-class AudioInfo:
-    """What the container says about an input, without decoding it (where it says enough).
-
-    `frames` counts samples per channel at `sample_rate`; for some PyAV inputs (raw AAC/AC3 streams,
-    Matroska/WebM) it is the container's estimate, which can be off by a few milliseconds (or more
-    for raw ADTS streams, whose duration FFmpeg guesses from the bit rate).
-    """
-
-    duration_seconds: float
-    sample_rate: int
-    channels: int
-    frames: int
-    format: str
-    """Container: a libsndfile major format ("WAV", "FLAC", "OGG", "MP3", ...) or FFmpeg demuxer name."""
-    codec: str
-    """libsndfile subtype ("PCM_16", "VORBIS", ...) or FFmpeg decoder name ("aac", "opus", ...)."""
-    decoder: str
-    """"soundfile" or "pyav": the library that decodes this input."""
-
-
 def is_audio_path(path: str | os.PathLike[str]) -> bool:
     """Whether a folder walk should pick up `path`, by its extension (case-insensitive)."""
     return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS
@@ -139,20 +117,20 @@ def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str
     from standard input). Raises `AudioError` for anything wrong with the input (see the module
     docstring); warns `AudioDecodeWarning` when only part of it decodes.
     """
-    sample_rate = _check_rate(sample_rate, "sample_rate")
-    inp = _resolve(source, name)
+    sample_rate = check_rate(sample_rate, "sample_rate")
+    inp = resolve_source(source, name)
     try:
         decoder = _open_decoder(inp)
         try:
             parts = []
             for block in _checked_blocks(decoder, inp, 1 << 18):  # a loop, not a comprehension: warning stacklevel
-                parts.append(_mix_to_mono(block, inp.name))
+                parts.append(mix_to_mono(block, inp.name))
         finally:
             decoder.close()
     finally:
         inp.close()
     mono = np.concatenate(parts) if len(parts) != 1 else parts[0]
-    return _resample(mono, decoder.sample_rate, sample_rate)
+    return resample(mono, decoder.sample_rate, sample_rate)
 
 
 def stream_audio(
@@ -171,11 +149,11 @@ def stream_audio(
     of decoded input plus one block of output; a non-seekable file object is still read into memory
     first (compressed), because libsndfile needs to seek.
     """
-    sample_rate = _check_rate(sample_rate, "sample_rate")
+    sample_rate = check_rate(sample_rate, "sample_rate")
     if not (isinstance(block_seconds, (int, float)) and math.isfinite(block_seconds) and block_seconds > 0):
         raise UsageError(f"block_seconds must be a positive number of seconds, got {block_seconds!r}")
     block_out = max(int(round(block_seconds * sample_rate)), 1)
-    inp = _resolve(source, name)
+    inp = resolve_source(source, name)
     try:
         decoder = _open_decoder(inp)
     except BaseException:
@@ -187,7 +165,7 @@ def stream_audio(
 def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
     """Duration, rate, channels, frame count and format of `source`, from the container's header
     where it has one (decoding only where the container does not state a length)."""
-    inp = _resolve(source, name)
+    inp = resolve_source(source, name)
     try:
         decoder = _open_decoder(inp)
         try:
@@ -210,9 +188,9 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
     refused. Channels are averaged and the result resampled exactly as for files.
     """
     name = "<array>"
-    source_rate = _check_rate(source_rate, "source_rate")
-    sample_rate = _check_rate(sample_rate, "sample_rate")
-    x = _to_numpy(array, name)
+    source_rate = check_rate(source_rate, "source_rate")
+    sample_rate = check_rate(sample_rate, "sample_rate")
+    x = to_numpy(array, name)
     while x.ndim > 2 and x.shape[0] == 1:
         x = x[0]
     if x.ndim == 1:
@@ -229,367 +207,32 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
         raise AudioError(f"{name}: expected a 1-D or 2-D waveform, got shape {tuple(x.shape)}")
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise AudioError(f"{name}: contains no audio samples")
-    frames = _to_float32(x, name)
-    mono = _mix_to_mono(frames, name)
-    return _resample(mono, source_rate, sample_rate)
+    frames = to_float32(x, name)
+    mono = mix_to_mono(frames, name)
+    return resample(mono, source_rate, sample_rate)
 
 
-# --------------------------------------------------------------------------- inputs
+_Decoder = Union[SoundfileDecoder, PyAVDecoder]
 
 
-class _Input:
-    """A resolved source: a display name plus either a real path or a seekable binary file object."""
-
-    def __init__(self, name: str, path: str | None = None, fileobj: BinaryIO | None = None, owned: bool = False):
-        self.name = name
-        self.path = path
-        self.fileobj = fileobj
-        self._owned = owned
-
-    def rewind(self) -> None:
-        if self.fileobj is not None:
-            self.fileobj.seek(0)
-
-    def soundfile_target(self) -> str | BinaryIO:
-        assert self.path is not None or self.fileobj is not None
-        return self.path if self.path is not None else self.fileobj  # type: ignore[return-value]
-
-    def close(self) -> None:
-        if self._owned and self.fileobj is not None:
-            self.fileobj.close()
-
-
-def _clean(message: object) -> str:
-    """One line, no trailing dot: decoder messages sometimes span lines."""
-    return " ".join(str(message).split()).rstrip(".")
-
-
-def _av_reason(exc: BaseException) -> str:
-    """FFmpeg's own words ("Invalid data found when processing input"), without errno and call site."""
-    reason = _clean(getattr(exc, "strerror", None) or exc)
-    if reason.startswith("Error number"):  # a decoder-private code FFmpeg has no text for
-        return "the decoder rejected the data"
-    return reason
-
-
-def _stream_name(obj: Any) -> str:
-    name = getattr(obj, "name", None)
-    if isinstance(name, str) and name:
-        return name
-    return "<stream>"
-
-
-def _resolve(source: AudioSource, name: str | None = None) -> _Input:
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        name = name or "<bytes>"
-        data = bytes(source)
-        if not data:
-            raise AudioError(f"{name}: empty input (0 bytes)")
-        return _Input(name, fileobj=io.BytesIO(data), owned=True)
-    if isinstance(source, (str, os.PathLike)):
-        return _resolve_path(os.fspath(source), name)
-    if isinstance(source, io.TextIOBase):
-        raise AudioError(
-            f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)"
-        )
-    if hasattr(source, "read"):
-        return _resolve_fileobj(source, name or _stream_name(source))
-    raise AudioError(f"{name or type(source).__name__}: not a path, bytes or binary file object")
-
-
-def _resolve_path(path: str | bytes, name: str | None = None) -> _Input:
-    if isinstance(path, bytes):
-        path = os.fsdecode(path)
-    shown = name or path
-    try:
-        st = os.stat(path)
-    except (FileNotFoundError, NotADirectoryError):
-        raise AudioError(f"{shown}: file not found") from None
-    except PermissionError:
-        raise AudioError(f"{shown}: permission denied") from None
-    except OSError as exc:
-        raise AudioError(f"{shown}: cannot access the file ({_clean(exc.strerror or exc)})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise AudioError(f"{shown}: is a directory, not an audio file")
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by _Input.close (or right here)
-    except PermissionError:
-        raise AudioError(f"{shown}: permission denied") from None
-    except OSError as exc:
-        raise AudioError(f"{shown}: cannot open the file ({_clean(exc.strerror or exc)})") from None
-    if not stat.S_ISREG(st.st_mode):
-        # a named pipe, /dev/stdin, a process substitution: read it like a non-seekable stream
-        with fh:
-            return _buffer_stream(fh, shown)
-    fh.close()
-    if st.st_size == 0:
-        raise AudioError(f"{shown}: empty file (0 bytes)")
-    return _Input(shown, path=path)
-
-
-def _buffer_stream(fh: Any, name: str) -> _Input:
-    try:
-        chunks = []
-        while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
-            chunks.append(bytes(chunk))
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot read the input ({_clean(exc.strerror or exc)})") from None
-    data = b"".join(chunks)
-    if not data:
-        raise AudioError(f"{name}: empty input (0 bytes)")
-    return _Input(name, fileobj=io.BytesIO(data), owned=True)
-
-
-def _resolve_fileobj(fh: Any, name: str) -> _Input:
-    try:
-        seekable = bool(fh.seekable()) and fh.tell() == 0
-    except (AttributeError, OSError, ValueError):
-        seekable = False
-    if not seekable:
-        return _buffer_stream(fh, name)
-    try:
-        size = fh.seek(0, io.SEEK_END)
-        fh.seek(0)
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot read the input ({_clean(exc.strerror or exc)})") from None
-    if size == 0:
-        raise AudioError(f"{name}: empty input (0 bytes)")
-    return _Input(name, fileobj=fh)
-
-
-# --------------------------------------------------------------------------- decoders
-
-
-class _DecodeStopped(Exception):
-    """A decoder error after a successful open that ends decoding."""
-
-
-try:  # libsndfile's read function itself, see _SoundfileDecoder.blocks
-    from soundfile import _ffi as _SF_FFI
-    from soundfile import _snd as _SF_LIB
-except ImportError:  # pragma: no cover - a future soundfile without these internals
-    _SF_FFI = _SF_LIB = None
-
-
-class _SoundfileDecoder:
-    backend = "soundfile"
-    skipped = 0
-    skip_reason = ""
-
-    def __init__(self, inp: _Input):
-        self._file = sf.SoundFile(inp.soundfile_target())
-        self.sample_rate: int = self._file.samplerate
-        self.channels: int = self._file.channels
-
-    def blocks(self, frames: int) -> Iterator[np.ndarray]:
-        """Consecutive `sf_readf_float` calls, exactly the samples of librosa's one-shot read.
-
-        Not `SoundFile.read` in a loop: python-soundfile seeks after every read to resync its
-        position, and libmpg123 does not seek sample-exactly, so MP3s read in blocks that way come
-        out garbled from the second block on (and a seek to 0 before the first read changes
-        MPEG-2 low-rate files by an ulp). Plain sequential reads give what one `read()` gives.
-        """
-        f = self._file
-        if _SF_LIB is None:  # pragma: no cover - no block reads without the internals: read whole
-            try:
-                data = f.read(dtype="float32", always_2d=True)
-            except (sf.LibsndfileError, RuntimeError) as exc:
-                raise _DecodeStopped(_clean(exc)) from None
-            if len(data):
-                yield data
-            return
-        while True:
-            out = np.empty((frames, self.channels), dtype=np.float32)
-            got = int(_SF_LIB.sf_readf_float(f._file, _SF_FFI.cast("float *", out.ctypes.data), frames))
-            if got > 0:
-                yield out[:got]
-            if got < frames:
-                err = _SF_LIB.sf_error(f._file)
-                if err:
-                    raise _DecodeStopped(_clean(sf.LibsndfileError(err).error_string))
-                if got <= 0:
-                    return
-
-    def info(self, inp: _Input) -> AudioInfo:
-        f = self._file
-        return AudioInfo(
-            duration_seconds=f.frames / f.samplerate,
-            sample_rate=f.samplerate,
-            channels=f.channels,
-            frames=f.frames,
-            format=f.format,
-            codec=f.subtype,
-            decoder=self.backend,
-        )
-
-    def close(self) -> None:
-        self._file.close()
-
-
-def _import_av() -> Any:
-    import av  # slow-ish to import: only when libsndfile cannot read the input
-
-    return av
-
-
-_INT_SCALE = {"u8": 2.0**-7, "s16": 2.0**-15, "s32": 2.0**-31, "s64": 2.0**-63}
-
-
-def _frame_to_array(frame: Any) -> np.ndarray:
-    """A PyAV AudioFrame -> C-ordered float32 `[samples, channels]` (like soundfile gives)."""
-    arr = frame.to_ndarray()
-    fmt = frame.format.name.rstrip("p")
-    if frame.format.is_planar:
-        arr = arr.T
-    else:
-        arr = arr.reshape(-1, frame.layout.nb_channels)
-    if fmt == "flt":
-        return np.ascontiguousarray(arr, dtype=np.float32)
-    if fmt == "dbl":
-        return np.ascontiguousarray(arr.astype(np.float32))
-    scale = _INT_SCALE.get(fmt)
-    if scale is None:
-        raise _DecodeStopped(f"unsupported sample format {frame.format.name!r}")
-    if fmt == "u8":
-        out = (arr.astype(np.float32) - np.float32(128.0)) * np.float32(scale)
-    elif fmt in ("s32", "s64"):
-        out = (arr.astype(np.float64) * scale).astype(np.float32)
-    else:
-        out = arr.astype(np.float32) * np.float32(scale)
-    return np.ascontiguousarray(out)
-
-
-class _PyAVDecoder:
-    backend = "pyav"
-    skipped = 0
-    """Packets that failed to decode and were skipped."""
-    skip_reason = ""
-
-    def __init__(self, inp: _Input):
-        av = self._av = _import_av()
-        # A Python file object, never the path itself: FFmpeg would read "name:with:colons" or
-        # "concat:..." as a protocol URL.
-        self._fh = inp.fileobj if inp.fileobj is not None else open(inp.path, "rb")  # noqa: SIM115
-        self._own_fh = inp.fileobj is None
-        try:
-            self._container = av.open(self._fh, mode="r", metadata_errors="replace")
-        except BaseException:
-            self._close_fh()
-            raise
-        streams = self._container.streams.audio
-        if not streams:
-            self.close()
-            what = " (a video without sound)" if self._container.streams.video else ""
-            raise AudioError(f"{inp.name}: no audio stream{what}")
-        self._stream = streams[0]
-        ctx = self._stream.codec_context
-        self.sample_rate: int = ctx.sample_rate
-        self.channels: int = ctx.channels
-        self._limit = self._declared_frames() if self._trims_to_duration() else None
-
-    def _trims_to_duration(self) -> bool:
-        # mp4/mov state the exact track length (edit list); decoding gives whole AAC frames
-        return "mp4" in self._container.format.name.split(",")
-
-    def _declared_frames(self) -> int | None:
-        s = self._stream
-        if s.duration and s.time_base and self.sample_rate:
-            return int(round(float(s.duration * s.time_base) * self.sample_rate))
-        return None
-
-    def blocks(self, frames: int) -> Iterator[np.ndarray]:
-        av = self._av
-        rate = None
-        remaining = self._limit
-        demux = self._container.demux(self._stream)
-        while True:
-            try:
-                packet = next(demux)
-            except StopIteration:
-                return
-            except (av.error.FFmpegError, OSError) as exc:  # the container itself is unreadable from here
-                raise _DecodeStopped(_av_reason(exc)) from None
-            try:
-                decoded = packet.decode()
-            except (av.error.FFmpegError, OSError) as exc:  # one damaged packet: skip it, like ffmpeg
-                self.skipped += 1
-                self.skip_reason = _av_reason(exc)
-                continue
-            for frame in decoded:
-                if rate is None:
-                    rate = frame.sample_rate
-                    if rate != self.sample_rate:  # e.g. HE-AAC, whose header gives the core rate
-                        if remaining is not None:
-                            remaining = int(round(remaining * rate / self.sample_rate))
-                        self.sample_rate = rate
-                elif frame.sample_rate != rate:
-                    raise _DecodeStopped(f"the sample rate changes mid-stream ({rate} -> {frame.sample_rate} Hz)")
-                block = _frame_to_array(frame)
-                if remaining is not None:
-                    block = block[:remaining]
-                    remaining -= len(block)
-                if len(block):
-                    yield block
-                if remaining == 0:
-                    return
-
-    def info(self, inp: _Input) -> AudioInfo:
-        frames = self._declared_frames()
-        if frames is None and self._container.duration and self.sample_rate:
-            frames = int(round(self._container.duration / 1_000_000 * self.sample_rate))
-        if frames is None:  # the container does not say: count by decoding
-            try:
-                frames = sum(len(b) for b in self.blocks(1 << 16))
-            except _DecodeStopped:
-                frames = 0
-        rate = self.sample_rate
-        return AudioInfo(
-            duration_seconds=frames / rate if rate else 0.0,
-            sample_rate=rate,
-            channels=self.channels,
-            frames=frames,
-            format=self._container.format.name,
-            codec=self._stream.codec_context.name,
-            decoder=self.backend,
-        )
-
-    def _close_fh(self) -> None:
-        if self._own_fh:
-            self._fh.close()
-
-    def close(self) -> None:
-        try:
-            self._container.close()
-        finally:
-            self._close_fh()
-
-
-_Decoder = Union[_SoundfileDecoder, _PyAVDecoder]
-
-
-def _open_decoder(inp: _Input) -> _Decoder:
+def _open_decoder(inp: ResolvedSource) -> _Decoder:
     """libsndfile first (exact librosa parity), PyAV for whatever it does not recognise."""
     try:
-        return _SoundfileDecoder(inp)
+        return SoundfileDecoder(inp)
     except (sf.LibsndfileError, RuntimeError) as exc:
-        sf_reason = _clean(exc)
+        sf_reason = one_line(exc)
     except TypeError as exc:  # soundfile takes a ".raw" name for header-less PCM and wants a rate
-        sf_reason = _clean(exc)
+        sf_reason = one_line(exc)
     except OSError as exc:  # e.g. the file vanished between the checks and the open
-        raise AudioError(f"{inp.name}: cannot read the file ({_clean(exc.strerror or exc)})") from None
+        raise AudioError(f"{inp.name}: cannot read the file ({one_line(exc.strerror or exc)})") from None
     inp.rewind()
-    av = _import_av()
+    av = import_av()
     try:
-        return _PyAVDecoder(inp)
+        return PyAVDecoder(inp)
     except av.error.FFmpegError as exc:
-        av_reason = _av_reason(exc)
+        av_reason = ffmpeg_message(exc)
     except OSError as exc:
-        raise AudioError(f"{inp.name}: cannot read the file ({_clean(exc.strerror or exc)})") from None
+        raise AudioError(f"{inp.name}: cannot read the file ({one_line(exc.strerror or exc)})") from None
     raise AudioError(f"{inp.name}: not a readable audio file ({_describe_failure(sf_reason, av_reason)})")
 
 
@@ -603,7 +246,7 @@ def _describe_failure(sf_reason: str, av_reason: str) -> str:
     return "unknown format or corrupt data"
 
 
-def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.ndarray]:
+def _checked_blocks(decoder: _Decoder, inp: ResolvedSource, frames: int) -> Iterator[np.ndarray]:
     """Decoded `[frames, channels]` float32 blocks; handles decoding errors and empty results.
 
     Warnings use stacklevel 3: this generator, then `load_audio` or `_stream_blocks`, then the caller.
@@ -613,7 +256,7 @@ def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.
         for block in decoder.blocks(frames):
             total += len(block)
             yield block
-    except _DecodeStopped as exc:
+    except DecodeStopped as exc:
         if total == 0:
             raise AudioError(f"{inp.name}: cannot decode the audio ({exc})") from None
         warnings.warn(
@@ -636,41 +279,9 @@ def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.
         )
 
 
-# --------------------------------------------------------------------------- samples
-
-
-def _mix_to_mono(frames: np.ndarray, name: str) -> np.ndarray:
-    """`[samples, channels]` C-ordered float32 -> 1-D float32, librosa's ``to_mono`` bit for bit.
-
-    ``np.mean(x, axis=1)`` over a C-ordered array equals librosa's ``np.mean(x.T, axis=0)`` and does
-    not depend on how the samples are split into blocks (both checked in the tests).
-    """
-    if frames.shape[1] == 1:
-        mono = frames[:, 0].copy()
-    else:
-        mono = np.mean(frames, axis=1)
-    if not np.isfinite(mono).all():
-        raise AudioError(f"{name}: contains NaN or infinite samples")
-    return mono
-
-
-def _resampled_length(n: int, in_rate: float, out_rate: float) -> int:
-    """librosa.resample's ``fix`` length: ``ceil(n * (out / in))`` in the same float arithmetic."""
-    return int(math.ceil(n * (float(out_rate) / in_rate)))
-
-
-def _resample(mono: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
-    if in_rate == out_rate:
-        return mono
-    out = soxr.resample(mono, in_rate, out_rate, quality="HQ")
-    target = _resampled_length(len(mono), in_rate, out_rate)
-    if len(out) < target:
-        out = np.concatenate([out, np.zeros(target - len(out), dtype=np.float32)])
-    return out[:target]
-
 
 def _stream_blocks(
-    inp: _Input, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
+    inp: ResolvedSource, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
 ) -> Iterator[np.ndarray]:
     try:
         read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
@@ -679,7 +290,7 @@ def _stream_blocks(
         pending: list[np.ndarray] = []
         n_pending = 0
         for block in _checked_blocks(decoder, inp, read_frames):
-            mono = _mix_to_mono(block, inp.name)
+            mono = mix_to_mono(block, inp.name)
             n_in += len(mono)
             if decoder.sample_rate == sample_rate:
                 out = mono
@@ -699,7 +310,7 @@ def _stream_blocks(
                 n_pending = len(rest)
         if resampler is not None:
             tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            target = _resampled_length(n_in, decoder.sample_rate, sample_rate)
+            target = resampled_length(n_in, decoder.sample_rate, sample_rate)
             pad = target - (n_out + len(tail))
             if pad > 0:
                 tail = np.concatenate([tail, np.zeros(pad, dtype=np.float32)])
@@ -714,50 +325,3 @@ def _stream_blocks(
     finally:
         decoder.close()
         inp.close()
-
-
-# --------------------------------------------------------------------------- arrays
-
-
-def _check_rate(rate: Any, what: str) -> int:
-    try:
-        ok = float(rate) > 0 and math.isfinite(float(rate))
-    except (TypeError, ValueError):
-        ok = False
-    if not ok or isinstance(rate, bool):
-        raise UsageError(f"{what} must be a positive number of samples per second, got {rate!r}")
-    return int(rate) if float(rate).is_integer() else rate
-
-
-def _to_numpy(array: Any, name: str) -> np.ndarray:
-    if type(array).__module__.split(".")[0] == "torch" and hasattr(array, "detach"):
-        t = array.detach()
-        if str(t.dtype) in ("torch.bfloat16", "torch.float16"):
-            t = t.float()
-        if t.is_complex():
-            raise AudioError(f"{name}: complex samples are not a waveform")
-        array = t.cpu().numpy()
-    try:
-        x = np.asarray(array)
-    except (TypeError, ValueError) as exc:
-        raise AudioError(f"{name}: not an array of samples ({_clean(exc)})") from None
-    return x
-
-
-def _to_float32(x: np.ndarray, name: str) -> np.ndarray:
-    """`[samples, channels]` of any real dtype -> C-ordered float32 in PCM's [-1, 1] convention."""
-    kind = x.dtype.kind
-    if kind == "f":
-        out = x.astype(np.float32, copy=False)
-    elif kind == "i":
-        bits = x.dtype.itemsize * 8
-        if bits <= 16:
-            out = x.astype(np.float32) * np.float32(2.0 ** (1 - bits))
-        else:
-            out = (x.astype(np.float64) * 2.0 ** (1 - bits)).astype(np.float32)
-    elif kind == "u":
-        bits = x.dtype.itemsize * 8
-        out = ((x.astype(np.float64) - 2.0 ** (bits - 1)) * 2.0 ** (1 - bits)).astype(np.float32)
-    else:
-        raise AudioError(f"{name}: unsupported sample type {x.dtype} (use float or integer samples)")
-    return np.ascontiguousarray(out)

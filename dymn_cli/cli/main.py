@@ -1,4 +1,4 @@
-"""`dymn-tag`: a thin command line over `dymn_cli.run.runner.label_inputs` and the weights registry.
+"""`dymn-tag`: the entry point; the commands are registered here, each in its own module.
 
 Errors are `DymnError`s raised below this layer; `main` turns them into one line on stderr and an
 exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/143 stopped by a signal.
@@ -6,256 +6,28 @@ exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/1
 
 from __future__ import annotations
 
-import functools
 import gc
 import logging
-import os
 import signal
 import sys
-from pathlib import Path
-from typing import Annotated, Any, Optional
 
 import typer
 
-from dymn_cli import __version__
-from dymn_cli.errors import DymnError, Interrupted, SignalReceived, UsageError
+from dymn_cli.cli.download import download_command
+from dymn_cli.cli.labels import labels_command
+from dymn_cli.cli.merge import merge_command
+from dymn_cli.cli.models import models_command
+from dymn_cli.cli.tag import one_line, tag_app
+from dymn_cli.errors import DymnError, Interrupted, SignalReceived
 
 log = logging.getLogger("dymn_cli")
 
-SUBCOMMANDS = ("models", "download", "labels", "merge")
-
-EPILOG = """\
-Examples:
-
-  dymn-tag song.wav --top 5                     best 5 labels as a table
-
-  dymn-tag recordings/ -o labels.csv            a folder tree to CSV (also .json, .jsonl)
-
-  find . -name '*.flac' | dymn-tag --files-from - > labels.jsonl
-
-  curl -s https://example.org/clip.mp3 | dymn-tag - --format json
-
-  dymn-tag models                               the published models and what is cached
-
-  dymn-tag walk.wav --window 2 --hop 0.5 --events --threshold 0.4 --format audacity
-                                                sound events as an Audacity label track
-
-  dymn-tag park.wav --labels Animal --exclude Insect --timeline --plot park.png
-
-  dymn-tag labels dog                           classes matching 'dog' (and below the node Dog)
-"""
-
-tag_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
 commands_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True)
-
-
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"dymn-tag {__version__}")
-        raise typer.Exit()
-
-
-def _parse_top(value: str) -> Optional[int]:
-    if value.lower() == "all":
-        return None
-    try:
-        top = int(value)
-    except ValueError:
-        raise UsageError(f"--top must be a positive number or 'all', got {value!r}") from None
-    if top < 1:
-        raise UsageError(f"--top must be a positive number or 'all', got {value!r}")
-    return top
-
-
-@tag_app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
-def tag(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files, folders (walked), or - for audio on stdin.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to this file (format from its extension).")] = None,
-    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json, jsonl or parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity or raven: a sound-event file per input.")] = None,
-    top: Annotated[str, typer.Option("--top", "-k", help="How many labels per input, or 'all'.")] = "10",
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep only labels scoring at least this.", min=0.0, max=1.0)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Published model name, or several joined by commas for an ensemble.")] = "dymn10_as",
-    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", help="Local checkpoint file instead of --model (repeat for an ensemble).")] = None,
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
-    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
-    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
-    files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
-    timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top/--threshold.")] = False,
-    events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.")] = False,
-    min_duration: Annotated[float, typer.Option("--min-duration", help="Drop sound events shorter than this many seconds.", min=0.0)] = 0.0,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @file.")] = None,
-    exclude: Annotated[Optional[str], typer.Option("--exclude", help="Leave out these classes (same forms as --labels).")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Folder for the per-input files of --format audacity|raven, mirroring the inputs' paths (default: beside each input); for csv, json, jsonl (default) or parquet: numbered part files, each finished at --part-size inputs.")] = None,
-    part_size: Annotated[int, typer.Option("--part-size", help="Inputs per part file with --output-dir.", min=1)] = 1000,
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with `dymn-tag merge`.")] = None,
-    ray_target: Annotated[Optional[str], typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in, e.g. under `ray job submit`) or a cluster address. Needs pip install 'dymn-cli[ray]'.")] = None,
-    actors: Annotated[Optional[int], typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
-    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
-) -> None:
-    """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
-    from dymn_cli.inference.allocator import keep_freed_memory
-    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
-    from dymn_cli.cli.progress import RunProgress
-    from dymn_cli.run.runner import RunSettings, label_inputs
-    from dymn_cli.run.shards import parse_shard
-
-    keep_freed_memory()
-    inputs = paths or []
-    interactive = sys.stderr.isatty() and not quiet
-    options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude)
-    parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
-    target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
-    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
-    if actors is not None and ray_target is None:
-        raise UsageError("--actors goes with --ray")
-
-    def make_tagger() -> Any:
-        """Built only after the inputs and options are checked, and after the decode workers started:
-        this is where torch is imported."""
-        tagger_class: Any
-        if ray_target is not None:
-            from dymn_cli.inference.distributed import RayOptions, RayTagger
-
-            tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
-        else:
-            from dymn_cli.tagger import Tagger
-
-            tagger_class = Tagger
-        return tagger_class(
-            None if weights else model,
-            weights=[str(w) for w in weights] if weights else None,
-            device=device,
-            batch_size=batch_size,
-            precision=precision,
-            compile=compile,
-            sha256=sha256,
-            progress=interactive,
-        )
-
-    with RunProgress(enabled=interactive) as progress:
-        summary = label_inputs(
-            inputs,
-            tagger=make_tagger,
-            output=target,
-            format=format,
-            options=options,
-            extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None, batch_size=batch_size),
-            files_from=files_from,
-            resume=resume,
-            stdout_is_terminal=sys.stdout.isatty(),
-            on_start=progress.start,
-            on_outcome=progress.advance,
-            parts_dir=parts_dir,
-            part_size=part_size,
-            shard=parse_shard(shard) if shard is not None else None,
-        )
-    for problem in summary.problems:
-        log.error("%s: %s", _one_line(problem.path), problem.reason)
-    if not quiet:
-        log.info(summary.line())
-    raise typer.Exit(summary.exit_code)
-
-
-@commands_app.command("models")
-def models_command() -> None:
-    """List the published models: family, width, parameters, mAP, and whether each is cached."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from dymn_cli.models.weights import REGISTRY, cache_dir, cached_path
-
-    table = Table(title=f"Published AudioSet models (cache: {cache_dir()})", title_justify="left")
-    for column in ("name", "family", "width", "params", "mAP", "cached"):
-        table.add_column(column, justify="right" if column in ("width", "params", "mAP") else "left")
-    for record in sorted(REGISTRY.values(), key=lambda r: (r.family != "dymn", r.width, r.name)):
-        table.add_row(
-            record.name,
-            "DyMN" if record.family == "dymn" else "MobileNetV3",
-            f"{record.width:.1f}",
-            f"{record.num_params / 1e6:.1f} M",
-            f"{record.map:.3f}" if record.map is not None else "-",
-            _cached_size(cached_path(record)),
-        )
-    Console().print(table)
-
-
-@commands_app.command("download")
-def download_command(
-    names: Annotated[list[str], typer.Argument(help="Model names (see `dymn-tag models`), or 'all'.")],
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 (one model only).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
-) -> None:
-    """Download published models into the cache ahead of time."""
-    from dymn_cli.models.weights import REGISTRY, download, get_record
-
-    records = list(REGISTRY.values()) if names == ["all"] else [get_record(n) for n in names]
-    if sha256 is not None and len(records) != 1:
-        raise UsageError("--sha256 applies to one model at a time")
-    for record in records:
-        path = download(record, sha256=sha256, progress=sys.stderr.isatty() and not quiet)
-        typer.echo(str(path))
-
-
-@commands_app.command("merge")
-def merge_command(
-    outputs: Annotated[list[Path], typer.Argument(help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl or .parquet.")],
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
-) -> None:
-    """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
-    from dymn_cli.run.shards import merge_outputs
-
-    summary = merge_outputs(outputs, output)
-    if not quiet:
-        log.info(summary.line(output))
-
-
-@commands_app.command("labels")
-def labels_command(
-    query: Annotated[Optional[list[str]], typer.Argument(help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
-) -> None:
-    """List the AudioSet classes (index, mid, name, place in the ontology) matching a query.
-
-    A table on a terminal, tab-separated lines with a header in a pipe."""
-    from dymn_cli.audioset.ontology import find_classes
-
-    found = find_classes(" ".join(query) if query else None)
-    if sys.stdout.isatty():
-        from rich.console import Console
-        from rich.table import Table
-
-        table = Table(title=f"{len(found)} AudioSet classes", title_justify="left")
-        for column in ("index", "mid", "name", "path"):
-            table.add_column(column, justify="right" if column == "index" else "left")
-        for c in found:
-            table.add_row(str(c.index), c.mid, c.name, c.parent_path)
-        Console().print(table)
-    else:
-        lines = ["index\tmid\tname\tpath", *(f"{c.index}\t{c.mid}\t{c.name}\t{c.parent_path}" for c in found)]
-        typer.echo("\n".join(lines))
-
-
-def _cached_size(path: Path) -> str:
-    return f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "no"
-
-
-def _one_line(text: str) -> str:
-    """Paths may hold newlines; a report stays one line per problem."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+commands_app.command("models")(models_command)
+commands_app.command("download")(download_command)
+commands_app.command("merge")(merge_command)
+commands_app.command("labels")(labels_command)
+SUBCOMMANDS = ("models", "download", "labels", "merge")
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -276,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
         code = 0
     except DymnError as error:
-        log.error("error: %s", _one_line(str(error)))
+        log.error("error: %s", one_line(str(error)))
         code = error.exit_code
     except SignalReceived as received:
         stopped = Interrupted(received.signum)

@@ -75,7 +75,7 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
     except DymnError as error:
         yield (ERROR, job.index, str(error))
     except (OSError, ValueError, RuntimeError, MemoryError) as error:
-        # A decoder failure that audio.py did not anticipate: report it for this input only.
+        # A decoder failure that the audio decoders did not anticipate: report it for this input only.
         yield (ERROR, job.index, f"{job.label}: {type(error).__name__}: {error}")
 
 
@@ -109,7 +109,7 @@ def _capturing_decode_warnings(blocks: Iterable[np.ndarray]) -> Iterator[np.ndar
 
 
 def _without_name(text: str, name: str) -> str:
-    """audio.py starts its messages with the input's name; a `warning` message is about one input anyway."""
+    """The audio decoders start their messages with the input's name; a `warning` message is about one input anyway."""
     return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
 
 

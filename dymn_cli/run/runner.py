@@ -22,7 +22,8 @@ from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.errors import Interrupted, SignalReceived, UsageError
 from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from dymn_cli.writers.formats import OutputOptions, Writer, writer_class
-from dymn_cli.inference.pipeline import Decoding, PipelineSettings, PipelineStats, start_decoding
+from dymn_cli.inference.pipeline import PipelineStats
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.shards import Shard, part_writer, select_shard
 from dymn_cli.audio.windows import WindowGrid
