@@ -115,9 +115,10 @@ def test_piped_stdout_defaults_to_jsonl_and_threshold(corpus, weights):
         assert all(label["score"] >= 0.5 for label in record["labels"])
     summary = done.stderr.decode().splitlines()[-1]
     assert "3 tagged, 0 failed" in summary
-    # Where the time went: 1 + 2 + 1 windows of 10 s, every 10 s, went through the network.
-    timings = r"\(\d+x realtime; model load [\d.]+ s, 4 windows through the network [\d.]+ s, waiting for decoded audio [\d.]+ s\)$"
+    # Counts, audio and wall time as h:mm:ss (16.5 s of audio), and where the time went, in 100 columns.
+    timings = r"^dymn-tag: 3 tagged, 0 failed, 0:00:16 of audio in \d:\d\d:\d\d \(\d+x realtime; load [\d.]+ s, (network|waiting for audio) [\d.]+ s"
     assert re.search(timings, summary), summary
+    assert len(summary) <= 100
 
 
 def test_audio_on_stdin(corpus, weights, api):
@@ -203,6 +204,13 @@ def test_download_from_loopback_mirror(tmp_path, golden_dir):
         assert server.request_count("dymn04_as.pt") == 1
 
 
-def test_the_summary_counts_one_window_in_the_singular():
-    summary = RunSummary(tagged=1, audio_seconds=5.0, elapsed=1.0, pipeline=PipelineStats(windows=1, batches=1))
-    assert "1 window through the network" in summary.line()
+def test_the_summary_fits_one_line_of_100_columns_with_durations_as_clock_time():
+    summary = RunSummary(tagged=1, audio_seconds=10.0, elapsed=4.2, load_seconds=2.9,
+                         pipeline=PipelineStats(windows=1, batches=1, inference=0.8, decoding=0.1))
+    # (the waiting for audio, 0.1 s, is left out to fit: the network limited this run)
+    assert summary.line() == "1 tagged, 0 failed, 0:00:10 of audio in 0:00:04 (2x realtime; load 2.9 s, network 0.8 s)"
+    huge = RunSummary(tagged=1_234_567, failed=12_345, skipped=99_999, audio_seconds=3_600 * 9_999.4, elapsed=3_600 * 25.5,
+                      load_seconds=12.3, pipeline=PipelineStats(windows=10**8, batches=10**6, inference=80_000.0, decoding=1_000.0))
+    line = huge.line()
+    assert len("dymn-tag: " + line) <= 100, line
+    assert line.startswith("1234567 tagged, 12345 failed, 99999 skipped, 9999:24:00 of audio in 25:30:00")

@@ -11,11 +11,13 @@ from dymn_cli.errors import UsageError
 
 
 def download_command(
-    names: Annotated[list[str], typer.Argument(help="Model names (see `dymn-tag models`), or 'all'.")],
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 (one model only).")] = None,
+    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names (see `dymn-tag models`), or 'all'.")],
+    sha256: Annotated[Optional[str], typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 (one model only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
-    """Download published models into the cache ahead of time."""
+    """Download published models into the cache, e.g. on a connected machine for one offline.
+
+    The cache is $DYMN_CACHE_DIR (default ~/.cache/dymn-cli); copy it, or point --weights at a file."""
     from dymn_cli.models.weights import REGISTRY, download, get_record
 
     records = list(REGISTRY.values()) if names == ["all"] else [get_record(n) for n in names]

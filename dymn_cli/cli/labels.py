@@ -9,9 +9,9 @@ import typer
 
 
 def labels_command(
-    query: Annotated[Optional[list[str]], typer.Argument(help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
+    query: Annotated[Optional[list[str]], typer.Argument(metavar="QUERY", help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
 ) -> None:
-    """List the AudioSet classes (index, mid, name, place in the ontology) matching a query.
+    """The AudioSet classes matching a query, with their place in the ontology.
 
     A table on a terminal, tab-separated lines with a header in a pipe."""
     from dymn_cli.audioset.ontology import find_classes

@@ -1,33 +1,81 @@
 """`dymn-tag`: the entry point; the commands are registered here, each in its own module.
 
-Errors are `DymnError`s raised below this layer; `main` turns them into one line on stderr and an
-exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/143 stopped by a signal.
+Errors are `DymnError`s raised below this layer and Click's usage errors; `main` turns them into one
+line on stderr (`dymn-tag: error: ...`) and an exit code, in one place: 0 all tagged, 1 some input
+failed, 2 usage error, 130/143 stopped by a signal.
+
+Which command runs: `dymn-tag tag PATHS...` always tags. Otherwise a first argument that names a
+command (`models`, `labels`, ...) runs that command, unless a file or folder of that name exists: a
+path is never shadowed, it is tagged (and a note says so). Anything else is `dymn-tag tag`.
 """
 
 from __future__ import annotations
 
 import gc
 import logging
+import os
 import signal
 import sys
+from collections.abc import Callable
+from typing import Any
 
 import typer
 
 from dymn_cli.cli.download import download_command
+from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
-from dymn_cli.cli.tag import one_line, tag_app
+from dymn_cli.cli.tag import EXAMPLES, one_line, tag, tag_app
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
 
 log = logging.getLogger("dymn_cli")
 
-commands_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None, no_args_is_help=True)
-commands_app.command("models")(models_command)
-commands_app.command("download")(download_command)
-commands_app.command("merge")(merge_command)
-commands_app.command("labels")(labels_command)
-SUBCOMMANDS = ("models", "download", "labels", "merge")
+TAG = "tag"
+# The commands besides tagging, in the order `dymn-tag --help` lists them.
+SUBCOMMANDS: dict[str, Callable[..., None]] = {
+    "models": models_command,
+    "download": download_command,
+    "labels": labels_command,
+    "merge": merge_command,
+}
+
+commands_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+for _name, _function in SUBCOMMANDS.items():
+    commands_app.command(_name, cls=CommandWithPanels)(_function)
+
+
+def command_list() -> list[tuple[str, str]]:
+    """Each command with its one-line summary, as `dymn-tag --help` lists them."""
+    return [(f"{TAG} PATHS...", "Tag audio (the default command; the explicit form for paths named like a command)")] + [
+        (name, first_line(function.__doc__)) for name, function in SUBCOMMANDS.items()
+    ]
+
+
+def route(args: list[str]) -> tuple[Any, list[str], str]:
+    """The command to run, the arguments it parses and the program name its help shows."""
+    if args and args[0] == TAG:
+        return _tag_command(), args[1:], f"{PROG} {TAG}"
+    if args and args[0] in SUBCOMMANDS:
+        if not os.path.lexists(args[0]):
+            return typer.main.get_command(commands_app), args, PROG
+        log.info("note: %s is a path here, so it is tagged; the %s command runs where no such path exists",
+                 one_line(args[0]), args[0])
+    return _tag_command(), args, PROG
+
+
+def _tag_command() -> CommandWithPanels:
+    command = typer.main.get_command(tag_app)
+    assert isinstance(command, CommandWithPanels)
+    command.commands = command_list()
+    command.examples = EXAMPLES
+    return command
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -37,16 +85,18 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="dymn-tag: %(message)s", stream=sys.stderr)
-    app = commands_app if args and args[0] in SUBCOMMANDS else tag_app
-    command = typer.main.get_command(app)
+    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    command, command_args, prog_name = route(args)
     for signum in (signal.SIGINT, signal.SIGTERM):  # e.g. while a model loads: 130 / 143 and one line
         if signal.getsignal(signum) is not signal.SIG_IGN:  # (a background job may be meant to ignore Ctrl-C)
             signal.signal(signum, _interrupt)
     try:
-        # Typer reports its own usage errors (exit 2) and turns typer.Exit into the exit code.
-        command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
-        code = 0
+        code = command.main(args=command_args, prog_name=prog_name, standalone_mode=False) or 0
+    except click_errors.ClickException as error:  # Click's and Typer's usage errors, in the tool's words
+        log.error("error: %s", one_line(usage_message(error)))
+        code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
+    except typer.Abort:
+        code = 130
     except DymnError as error:
         log.error("error: %s", one_line(str(error)))
         code = error.exit_code
@@ -56,12 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         code = stopped.exit_code
     except KeyboardInterrupt:
         code = 130
-    except SystemExit as done:  # (how Typer's standalone mode ends every command)
+    except SystemExit as done:
         code = done.code
     # The process ends here and frees everything with it; spare the interpreter's last garbage
     # collection over torch's objects at exit (0.3 s of every run, see README "Performance").
     gc.freeze()
     sys.exit(code)
+
 
 if __name__ == "__main__":
     main()

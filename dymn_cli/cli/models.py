@@ -6,7 +6,9 @@ from pathlib import Path
 
 
 def models_command() -> None:
-    """List the published models: family, width, parameters, mAP, and whether each is cached."""
+    """The published models and which are in the cache.
+
+    Family, width, parameters, mAP, and the cached file's size."""
     from rich.console import Console
     from rich.table import Table
 

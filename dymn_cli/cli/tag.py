@@ -11,32 +11,32 @@ from typing import Annotated, Any, Optional
 import typer
 
 from dymn_cli import __version__
+from dymn_cli.cli import panels
+from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
+from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.errors import UsageError
 
 log = logging.getLogger("dymn_cli")
 
-EPILOG = """\
-Examples:
+# Each example: the command (short enough for an 80-column terminal) and what it does.
+EXAMPLES: tuple[tuple[str, str], ...] = (
+    ("dymn-tag song.wav --top 5", "the best 5 labels as a table"),
+    ("dymn-tag recordings/ -o labels.csv", "a folder tree to CSV (also .json, .jsonl, .parquet)"),
+    ("dymn-tag recordings/ -o labels.csv -o labels.jsonl", "two outputs from one run"),
+    ("dymn-tag recordings/ --wide -o scores.parquet", "one row per file, one column per label"),
+    ("find . -name '*.flac' | dymn-tag --files-from - > labels.jsonl", "paths from a pipe"),
+    ("curl -s https://example.org/clip.mp3 | dymn-tag - -f json", "audio from a pipe"),
+    ("dymn-tag walk.wav --hop 1 --events -t 0.4 -f audacity", "sound events as an Audacity label track"),
+    ("dymn-tag park.wav --labels Animal --exclude Insect --timeline", "one branch of the ontology, window by window"),
+    ("dymn-tag tag labels/", "tag a folder named like a command"),
+)
 
-  dymn-tag song.wav --top 5                     best 5 labels as a table
-
-  dymn-tag recordings/ -o labels.csv            a folder tree to CSV (also .json, .jsonl)
-
-  find . -name '*.flac' | dymn-tag --files-from - > labels.jsonl
-
-  curl -s https://example.org/clip.mp3 | dymn-tag - --format json
-
-  dymn-tag models                               the published models and what is cached
-
-  dymn-tag walk.wav --window 2 --hop 0.5 --events --threshold 0.4 --format audacity
-                                                sound events as an Audacity label track
-
-  dymn-tag park.wav --labels Animal --exclude Insect --timeline --plot park.png
-
-  dymn-tag labels dog                           classes matching 'dog' (and below the node Dog)
-"""
-
-tag_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
+tag_app = typer.Typer(
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
 
 
 def _version(value: bool) -> None:
@@ -45,53 +45,53 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _parse_top(value: str) -> Optional[int]:
-    if value.lower() == "all":
-        return None
-    try:
-        top = int(value)
-    except ValueError:
-        raise UsageError(f"--top must be a positive number or 'all', got {value!r}") from None
-    if top < 1:
-        raise UsageError(f"--top must be a positive number or 'all', got {value!r}")
-    return top
+def _shard(value: Optional[str]) -> Optional[str]:
+    from dymn_cli.run.shards import parse_shard  # (no torch: a check while parsing)
+
+    if value is not None:
+        try:
+            parse_shard(value)
+        except UsageError as error:
+            raise typer.BadParameter(str(error).removeprefix(f"--shard {value}: ")) from None
+    return value
 
 
-@tag_app.command(epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"]})
+@tag_app.command(cls=CommandWithPanels)
 def tag(
-    paths: Annotated[Optional[list[str]], typer.Argument(help="Audio files, folders (walked), or - for audio on stdin.", show_default=False)] = None,
-    output: Annotated[Optional[Path], typer.Option("-o", "--output", help="Write results to this file (format from its extension).")] = None,
-    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table, csv, json, jsonl or parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity or raven: a sound-event file per input.")] = None,
-    top: Annotated[str, typer.Option("--top", "-k", help="How many labels per input, or 'all'.")] = "10",
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", help="Keep only labels scoring at least this.", min=0.0, max=1.0)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Published model name, or several joined by commas for an ensemble.")] = "dymn10_as",
-    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", help="Local checkpoint file instead of --model (repeat for an ensemble).")] = None,
-    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
-    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
-    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
-    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
-    aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
-    files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
-    timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top/--threshold.")] = False,
-    events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.")] = False,
-    min_duration: Annotated[float, typer.Option("--min-duration", help="Drop sound events shorter than this many seconds.", min=0.0)] = 0.0,
-    labels: Annotated[Optional[str], typer.Option("--labels", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @file.")] = None,
-    exclude: Annotated[Optional[str], typer.Option("--exclude", help="Leave out these classes (same forms as --labels).")] = None,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", help="Folder for the per-input files of --format audacity|raven, mirroring the inputs' paths (default: beside each input); for csv, json, jsonl (default) or parquet: numbered part files, each finished at --part-size inputs.")] = None,
-    part_size: Annotated[int, typer.Option("--part-size", help="Inputs per part file with --output-dir.", min=1)] = 1000,
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with `dymn-tag merge`.")] = None,
-    ray_target: Annotated[Optional[str], typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in, e.g. under `ray job submit`) or a cluster address. Needs pip install 'dymn-cli[ray]'.")] = None,
-    actors: Annotated[Optional[int], typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
-    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
+    paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATHS", help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.", show_default=False)] = None,
+    files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", metavar="FILE", help="Read input paths, one a line, from this file or - (stdin).", rich_help_panel=panels.INPUT)] = None,
+    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)] = True,
+    output: Annotated[Optional[list[Path]], typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
+    format: Annotated[Optional[OutputFormat], typer.Option("-f", "--format", help="Default: from -o, else table on a terminal, jsonl in a pipe. audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
+    wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
+    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
+    part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = 1000,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
+    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", metavar="FILE", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.", rich_help_panel=panels.OUTPUT)] = None,
+    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE|DIR", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).", rich_help_panel=panels.OUTPUT)] = None,
+    top: Annotated[str, typer.Option("--top", "-k", metavar="K|all", help="How many labels per input (with --events: the K labels with the highest peak), or all.", callback=parse_top, rich_help_panel=panels.LABELS)] = "10",
+    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", metavar="SCORE", help="Keep only labels scoring at least this (0 to 1).", min=0.0, max=1.0, rich_help_panel=panels.LABELS)] = None,
+    labels: Annotated[Optional[str], typer.Option("--labels", metavar="NAMES", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.", rich_help_panel=panels.LABELS)] = None,
+    exclude: Annotated[Optional[str], typer.Option("--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS)] = None,
+    timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top and --threshold.", rich_help_panel=panels.LABELS)] = False,
+    events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.", rich_help_panel=panels.LABELS)] = False,
+    min_duration: Annotated[float, typer.Option("--min-duration", metavar="SECONDS", help="Drop sound events shorter than this.", min=0.0, rich_help_panel=panels.LABELS)] = 0.0,
+    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Published model (see dymn-tag models), or several joined by commas for an ensemble.", rich_help_panel=panels.MODEL)] = "dymn10_as",
+    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", metavar="FILE", help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.", show_default=False, rich_help_panel=panels.MODEL)] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL)] = None,
+    window: Annotated[float, typer.Option("--window", metavar="SECONDS", help="Window length.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
+    hop: Annotated[float, typer.Option("--hop", metavar="SECONDS", help="Time between window starts.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
+    aggregate: Annotated[Aggregate, typer.Option("--aggregate", help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS)] = Aggregate.mean,
+    device: Annotated[str, typer.Option("--device", "-d", metavar="auto|cpu|cuda[:N]", help="Where the network runs (auto: CUDA when there is one).", callback=check_device, rich_help_panel=panels.COMPUTE)] = "auto",
+    precision: Annotated[Precision, typer.Option("--precision", help="auto: float16 on CUDA, float32 on the CPU.", rich_help_panel=panels.COMPUTE)] = Precision.auto,
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", metavar="N", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False, rich_help_panel=panels.COMPUTE)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", metavar="N", help="Decoding processes (default: from the CPU count; 0: decode in this process).", min=0, rich_help_panel=panels.COMPUTE)] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster).", rich_help_panel=panels.COMPUTE)] = False,
+    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.", callback=_shard, rich_help_panel=panels.SCALE_OUT)] = None,
+    ray_target: Annotated[Optional[str], typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.", rich_help_panel=panels.SCALE_OUT)] = None,
+    actors: Annotated[Optional[int], typer.Option("--actors", metavar="N", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1, rich_help_panel=panels.SCALE_OUT)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no summary.", rich_help_panel=panels.GENERAL)] = False,
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL)] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.inference.allocator import keep_freed_memory
@@ -103,10 +103,12 @@ def tag(
     keep_freed_memory()
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
-    options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
+    format_name = format.value if format is not None else None
+    options = build_output_options(format=format_name, top=top, threshold=threshold, timeline=timeline,  # type: ignore[arg-type]
                                    events=events, min_duration=min_duration, labels=labels, exclude=exclude)
-    parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
-    target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
+    parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
+    first_output, *more_outputs = output or [None]
+    target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
     sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
@@ -128,7 +130,7 @@ def tag(
             weights=[str(w) for w in weights] if weights else None,
             device=device,
             batch_size=batch_size,
-            precision=precision,
+            precision=precision.value,
             compile=compile,
             sha256=sha256,
             progress=interactive,
@@ -139,10 +141,10 @@ def tag(
             inputs,
             tagger=make_tagger,
             output=target,
-            format=format,
+            format=format_name,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
+            settings=RunSettings(window=window, hop=hop, aggregate=aggregate.value, workers=workers, recursive=recursive,
                                  decode_first=ray_target is None, batch_size=batch_size),
             files_from=files_from,
             resume=resume,

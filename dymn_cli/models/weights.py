@@ -8,7 +8,8 @@ puts the file in a per-user cache, verifying it by SHA-256; `load_checkpoint` re
 Cache layout (directory from `cache_dir()`):
     <filename>          the checkpoint, only ever created by an atomic rename of a complete download
     <filename>.sha256   its SHA-256 as `sha256sum` writes it, recorded when it was downloaded
-    <filename>.lock     the lock that serialises downloads of that file between processes (kept)
+Downloads into one cache are serialised between processes by a `flock` on the cache directory itself,
+so that a failed download leaves nothing behind (no lock file).
 
 Environment: `DYMN_CACHE_DIR` (cache directory), `XDG_CACHE_HOME`, `DYMN_RELEASE_URL` (a mirror of the
 release: any URL that serves the release's file names below it, `file://` included).
@@ -174,9 +175,12 @@ def download(
     expected = _check_sha256(sha256) if sha256 is not None else record.sha256
     directory = Path(cache if cache is not None else cache_dir())
     target = directory / record.filename
+    created = not directory.exists()
     try:
         directory.mkdir(parents=True, exist_ok=True)
-        lock = _exclusive_lock(_sidecar(target, ".lock"))
+        if not target.is_file() and not os.access(directory, os.W_OK):
+            raise PermissionError(13, "Permission denied")
+        lock = _exclusive_lock(directory)
     except OSError as e:
         if not target.is_file():
             raise DownloadError(
@@ -184,12 +188,32 @@ def download(
                 f"set {CACHE_DIR_ENV} to a writable directory"
             ) from None
         lock = contextlib.nullcontext()  # a read-only cache that already has the file
-    with lock:
-        if target.is_file():
-            _verify_cached(target, expected)
-        else:
-            _fetch(record.url, target, expected, progress=progress)
+    try:
+        with lock:
+            if target.is_file():
+                _verify_cached(target, expected)
+            else:
+                _fetch(record.url, target, expected, progress=progress)
+    except _Unreachable as error:
+        raise DownloadError(f"{error}; {offline_hint(record, directory)}") from None
+    finally:
+        if created:  # (a first download that failed leaves no empty cache behind either)
+            with contextlib.suppress(OSError):
+                directory.rmdir()  # only if empty
     return target
+
+
+def offline_hint(record: WeightsRecord, directory: Path) -> str:
+    """What to do when the release cannot be reached (offline, behind a firewall, a first run)."""
+    return (
+        f"offline? give a local checkpoint with --weights FILE, set {RELEASE_URL_ENV} to a mirror of the release, "
+        f"or run `dymn-tag download {record.name}` on a connected machine and copy its cache "
+        f"to {directory} (the cache; {CACHE_DIR_ENV} moves it)"
+    )
+
+
+class _Unreachable(DownloadError):
+    """The release could not be reached or did not serve the file (network, DNS, HTTP errors)."""
 
 
 def _as_record(record_or_name: WeightsRecord | str) -> WeightsRecord:
@@ -207,10 +231,11 @@ def _sidecar(path: Path, suffix: str) -> Path:
     return path.with_name(path.name + suffix)
 
 
-def _exclusive_lock(path: Path) -> contextlib.AbstractContextManager[None]:
-    """An exclusive `flock` on `path`, taken on entering. The file is created now, so that OSError is raised
-    here, and never deleted (deleting a lock file that another process has open would race)."""
-    return _flocked(os.open(path, os.O_RDWR | os.O_CREAT, 0o644))
+def _exclusive_lock(directory: Path) -> contextlib.AbstractContextManager[None]:
+    """An exclusive `flock` on the cache `directory`, taken on entering; opened now, so that OSError is
+    raised here. (A lock file beside each checkpoint would stay behind: deleting one that another process
+    has open would race.)"""
+    return _flocked(os.open(directory, os.O_RDONLY))
 
 
 @contextlib.contextmanager
@@ -306,11 +331,11 @@ def _stream(request: urllib.request.Request, out, *, progress: bool, label: str)
                     received += len(chunk)
                     advance(len(chunk))
     except urllib.error.HTTPError as e:
-        raise DownloadError(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
+        raise _Unreachable(f"cannot download {url}: HTTP {e.code} {e.reason}") from None
     except urllib.error.URLError as e:
-        raise DownloadError(f"cannot download {url}: {_reason(e.reason)}") from None
+        raise _Unreachable(f"cannot download {url}: {_reason(e.reason)}") from None
     except (OSError, http.client.HTTPException) as e:  # timeouts, resets, truncated chunked bodies
-        raise DownloadError(f"cannot download {url}: {_reason(e)}") from None
+        raise _Unreachable(f"cannot download {url}: {_reason(e)}") from None
     return digest.hexdigest(), received, total
 
 

@@ -91,12 +91,17 @@ def expand_inputs(
         else:
             problems.append(InputProblem(path, "no such file or folder"))
             continue
+        found = False
         for candidate in candidates:
+            found = True
             key = candidate if candidate == STDIN or is_uri(candidate) else os.path.abspath(candidate)
             if key in seen:
                 continue
             seen.add(key)
             yield Input(candidate)
+        if not found and problems is not None and os.path.isdir(path):
+            walked = "in this folder tree" if recursive else "in this folder (--no-recursive)"
+            problems.append(InputProblem(path, f"no audio file found {walked}"))
 
 
 def read_file_list(source: str) -> Iterator[str]:

@@ -63,25 +63,33 @@ class RunSummary:
             return UsageError.exit_code
         return 1 if self.failures else 0
 
-    def line(self) -> str:
+    def line(self, width: int = 90) -> str:
+        """One line of at most `width` characters (100 columns with the `dymn-tag: ` before it): counts,
+        audio and wall time as h:mm:ss, and where the time went for as much as fits."""
+        skipped = f", {self.skipped} skipped" if self.skipped else ""
         stopped = f", {self.interrupted}" if self.interrupted else ""
-        return (
-            f"{self.tagged} tagged, {self.failed} failed, {self.skipped} skipped, "
-            f"{self.audio_seconds / 3600:.3f} h of audio in {self.elapsed:.1f} s{self.timings()}{stopped}"
-        )
+        base = (f"{self.tagged} tagged, {self.failed} failed{skipped}, "
+                f"{clock(self.audio_seconds)} of audio in {clock(self.elapsed)}")
+        candidates = [f"{base} ({detail}){stopped}" for detail in self.timings()] + [f"{base}{stopped}"]
+        return next((line for line in candidates if len(line) <= width), candidates[-1])
 
-    def timings(self) -> str:
-        """Where the time went, when the run tagged anything on this machine: whether the network or
-        the decoding limited the speed."""
+    def timings(self) -> list[str]:
+        """Where the time went, longest first, when the run tagged anything on this machine: loading
+        the model, the network, and waiting for decoded audio (if that limited the speed)."""
         stats = self.pipeline
         if not stats.windows or self.elapsed <= 0:
-            return ""
-        load = f"model load {self.load_seconds:.1f} s, " if self.load_seconds else ""
-        return (
-            f" ({self.audio_seconds / self.elapsed:.0f}x realtime; {load}"
-            f"{stats.windows} window{'s' if stats.windows != 1 else ''} through the network {stats.inference:.1f} s, "
-            f"waiting for decoded audio {stats.decoding:.1f} s)"
-        )
+            return []
+        speed = f"{self.audio_seconds / self.elapsed:.0f}x realtime"
+        load = f"load {self.load_seconds:.1f} s, " if self.load_seconds else ""
+        network, waiting = f"network {stats.inference:.1f} s", f"waiting for audio {stats.decoding:.1f} s"
+        bottleneck = waiting if stats.decoding > stats.inference else network
+        return [f"{speed}; {load}{network}, {waiting}", f"{speed}; {load}{bottleneck}", speed]
+
+
+def clock(seconds: float) -> str:
+    """h:mm:ss, rounded to the second."""
+    total = max(0, round(seconds))
+    return f"{total // 3600}:{total // 60 % 60:02d}:{total % 60:02d}"
 
 
 @dataclass(frozen=True)
