@@ -191,3 +191,15 @@ def detect_events(
     EventSettings(threshold, min_duration)  # validates
     grid = slot_scores(result.starts, result.ends, result.window_scores, result.duration, classes=classes)
     return events_from_scores(grid, threshold=threshold, min_duration=min_duration, class_table=result.classes)
+
+
+def strongest_labels(events: Sequence[SoundEvent], top: int | None) -> list[SoundEvent]:
+    """The events of the `top` labels with the highest peak (ties: the lower class index), in their
+    order; all of them when `top` is None."""
+    if top is None:
+        return list(events)
+    peaks: dict[int, float] = {}
+    for event in events:
+        peaks[event.index] = max(peaks.get(event.index, float("-inf")), event.peak)
+    kept = set(sorted(peaks, key=lambda index: (-peaks[index], index))[:top])
+    return [event for event in events if event.index in kept]

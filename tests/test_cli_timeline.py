@@ -92,7 +92,7 @@ def test_timeline_csv_rows_match_the_windows(corpus, weights, api, tmp_path):
 
 def test_json_windows_and_events_with_label_selection(corpus, weights, api, tmp_path):
     target = tmp_path / "t.json"
-    done = tag_cli(str(corpus / "a.wav"), "--weights", weights, *WINDOW, "--timeline", "--events", "--threshold",
+    done = tag_cli(str(corpus / "a.wav"), "--weights", weights, *WINDOW, "--timeline", "--events", "--top", "all", "--threshold",
                    str(THRESHOLD), "--top", "all", "--labels", "Animal", "--exclude", "Dog", "--min-duration", "1", "-o", str(target))
     assert done.returncode == 0, done.stderr
     document = json.loads(target.read_text())
@@ -121,7 +121,7 @@ def test_json_windows_and_events_with_label_selection(corpus, weights, api, tmp_
 
 
 def test_events_csv(corpus, weights, api):
-    done = tag_cli(str(corpus / "sub" / "b.flac"), "--weights", weights, *WINDOW, "--events", "--threshold", str(THRESHOLD),
+    done = tag_cli(str(corpus / "sub" / "b.flac"), "--weights", weights, *WINDOW, "--events", "--top", "all", "--threshold", str(THRESHOLD),
                    "--format", "csv")
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
@@ -138,10 +138,10 @@ def test_audacity_beside_inputs_and_raven_under_output_dir(corpus, weights, api,
         relative = path.relative_to(corpus)
         (work / "in" / relative).parent.mkdir(parents=True, exist_ok=True)
         (work / "in" / relative).write_bytes(path.read_bytes())
-    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--labels", "Music",
+    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--top", "all", "--labels", "Music",
                    "--format", "audacity", cwd=work)
     assert done.returncode == 0, done.stderr
-    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--labels", "Music",
+    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--top", "all", "--labels", "Music",
                    "--format", "raven", "--output-dir", "tables", cwd=work)
     assert done.returncode == 0, done.stderr
     music = select_classes(labels="Music")

@@ -105,9 +105,13 @@ def tag(
     interactive = sys.stderr.isatty() and not quiet
     format_name = format.value if format is not None else None
     options = build_output_options(format=format_name, top=top, threshold=threshold, timeline=timeline,  # type: ignore[arg-type]
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude)
+                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude, wide=wide)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
-    first_output, *more_outputs = output or [None]
+    # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
+    files = list(output or [])
+    first_output, more_outputs = (None, files) if per_input_format(format_name) or not files else (files[0], files[1:])
+    if more_outputs and format_name is not None and not per_input_format(format_name):
+        raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
     target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
     sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
     if actors is not None and ray_target is None:
@@ -154,6 +158,7 @@ def tag(
             parts_dir=parts_dir,
             part_size=part_size,
             shard=parse_shard(shard) if shard is not None else None,
+            more_outputs=more_outputs,
         )
     for problem in summary.problems:
         log.error("%s: %s", one_line(problem.path), problem.reason)

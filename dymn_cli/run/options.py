@@ -33,6 +33,7 @@ def build_output_options(
     min_duration: float = 0.0,
     labels: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
+    wide: bool = False,
 ) -> OutputOptions:
     """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given)."""
     from dymn_cli.audioset.ontology import select_classes
@@ -49,6 +50,7 @@ def build_output_options(
         timeline=timeline,
         classes=select_classes(labels=labels, exclude=exclude),
         events=settings,
+        wide=wide,
     )
 
 

@@ -140,6 +140,7 @@ def label_inputs(
     parts_dir: Path | None = None,
     part_size: int = 1000,
     shard: Shard | None = None,
+    more_outputs: Sequence[Path] = (),
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
 
@@ -147,7 +148,8 @@ def label_inputs(
     the final output equals that of an uninterrupted run. `tagger` may be a factory: it is called only
     once the inputs and options have been checked, so that a usage error never waits for a model.
     `parts_dir` writes part files of `part_size` inputs into a folder instead of `output`, and `shard`
-    tags only that shard of the inputs (see `dymn_cli.run.shards`).
+    tags only that shard of the inputs (see `dymn_cli.run.shards`). `more_outputs` are further files
+    written by the same run, each in the format of its extension.
     """
     started = time.monotonic()
     summary = RunSummary()
@@ -164,6 +166,7 @@ def label_inputs(
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
+    more_types = _more_outputs(more_outputs, output, options=options, inputs=inputs, resume=resume)
     run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
     previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
     todo = [i for i in inputs if i.path not in previous]
@@ -183,13 +186,14 @@ def label_inputs(
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
         }
         writer = writer_type(output, options=options, header=header)
+        more_writers = [kind(path, options=options, header=header) for path, kind in more_types]
         if on_start is not None:
             on_start(todo)
     except BaseException:
         if early is not None:
             early.close()
         raise
-    sinks: list[ResultSink] = [writer, *extra_sinks]
+    sinks: list[ResultSink] = [writer, *more_writers, *extra_sinks]
     carried = deque(i for i in inputs if i.path in previous)
     position = {i.path: n for n, i in enumerate(inputs)}
     outcomes: Any = iter(())
@@ -235,6 +239,26 @@ def label_inputs(
         if summary.interrupted is None and stop.received is not None:
             summary.interrupted = Interrupted(stop.received)
     return summary
+
+
+def _more_outputs(
+    paths: Sequence[Path], output: Path | None, *, options: OutputOptions, inputs: list[Input], resume: bool
+) -> list[tuple[Path, type[Writer]]]:
+    """The writer of each further output file (format from its extension), checked before the model loads."""
+    if not paths:
+        return []
+    if resume:
+        raise UsageError("--resume continues one output file: give a single -o")
+    named = [os.path.abspath(p) for p in ([output] if output is not None else []) + list(paths)]
+    repeated = sorted({p for p in named if named.count(p) > 1})
+    if repeated:
+        raise UsageError(f"{repeated[0]}: named twice as an output")
+    kinds = []
+    for path in paths:
+        kind = writer_class(None, path, stdout_is_terminal=False)
+        kind.validate(options=options, target=path, inputs=inputs)
+        kinds.append((path, kind))
+    return kinds
 
 
 def _previous_records(

@@ -14,8 +14,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dymn_cli.errors import UsageError
-from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events
+from dymn_cli.errors import DymnError, UsageError
+from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events, strongest_labels
+from dymn_cli.audio.decode import audio_info
 from dymn_cli.run.inputs import STDIN
 from dymn_cli.writers.formats import OutputOptions, Writer, _AtomicTextFile
 from dymn_cli.results import TagFailure, TagResult
@@ -82,6 +83,7 @@ class EventFileWriter(Writer):
 
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
+        super().validate(options=options, target=target, inputs=inputs)
         if target is not None and target.exists() and not target.is_dir():
             raise UsageError(f"{target}: --format {cls.name} writes one file per input: give a folder (--output-dir)")
         if target is None and any(getattr(i, "path", i) == STDIN for i in inputs):
@@ -91,8 +93,9 @@ class EventFileWriter(Writer):
         return per_input_target(source, suffix=self.suffix, directory=self.target, used=self._used)
 
     def events(self, result: TagResult) -> list[SoundEvent]:
-        return detect_events(result, threshold=self.settings.threshold, min_duration=self.settings.min_duration,
-                             classes=self.options.classes)
+        found = detect_events(result, threshold=self.settings.threshold, min_duration=self.settings.min_duration,
+                              classes=self.options.classes)
+        return strongest_labels(found, self.options.top)
 
     def render(self, events: list[SoundEvent]) -> str:
         raise NotImplementedError
@@ -129,8 +132,24 @@ class RavenWriter(EventFileWriter):
     COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
                "Label", "MID", "Peak Score", "Mean Score")
 
+    def write(self, outcome: TagResult | TagFailure) -> None:
+        if isinstance(outcome, TagResult):
+            self._band = self.band(outcome.source)
+        super().write(outcome)
+
+    def band(self, source: str) -> float:
+        """The highest frequency of the selections: the input's own Nyquist frequency (its spectrogram in
+        Raven ends there), at most the model's (the network hears nothing above it)."""
+        model_nyquist = self.sample_rate / 2
+        if source == STDIN:
+            return model_nyquist  # (read once, and gone)
+        try:
+            return min(audio_info(source).sample_rate / 2, model_nyquist)
+        except (DymnError, OSError):  # (gone since it was tagged: the model's band, which it heard)
+            return model_nyquist
+
     def render(self, events: list[SoundEvent]) -> str:
-        nyquist = f"{self.sample_rate / 2:.1f}"
+        nyquist = f"{getattr(self, '_band', self.sample_rate / 2):.1f}"
         lines = ["\t".join(self.COLUMNS)]
         for number, e in enumerate(events, start=1):
             lines.append("\t".join([

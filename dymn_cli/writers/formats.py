@@ -22,7 +22,7 @@ import numpy as np
 
 from dymn_cli.atomic import new_file_mode
 from dymn_cli.errors import UsageError
-from dymn_cli.events import EventSettings, detect_events
+from dymn_cli.events import EventSettings, detect_events, strongest_labels
 from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.results import TagFailure, TagResult, rank_classes
 
@@ -38,16 +38,17 @@ class OutputOptions:
     timeline: bool = False
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
     events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
+    wide: bool = False  # one row per input, a column per class (csv, parquet); top and threshold do not apply
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
         return rank_classes(scores, top=self.top, threshold=self.threshold, classes=self.classes)
 
     def sound_events(self, result: TagResult) -> list[dict[str, Any]]:
-        """The `events` entries of one result (all selected classes; `top` does not apply)."""
+        """The `events` entries of one result: those of the `top` labels with the highest peak."""
         settings = self.events or EventSettings()
         found = detect_events(result, threshold=settings.threshold, min_duration=settings.min_duration, classes=self.classes)
-        return [e.as_dict(decimals=SCORE_DECIMALS) for e in found]
+        return [e.as_dict(decimals=SCORE_DECIMALS) for e in strongest_labels(found, self.top)]
 
     def settings(self) -> dict[str, Any]:
         """What the options were, for the header of an output."""
@@ -58,7 +59,13 @@ class OutputOptions:
             described["n_classes"] = len(self.classes)
         if self.events is not None:
             described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
+        if self.wide:
+            described["wide"] = True
         return described
+
+    def wide_classes(self) -> list[int]:
+        """The class columns of a wide table: the selected classes, in index order."""
+        return sorted(self.classes) if self.classes is not None else list(range(len(audioset_classes())))
 
 
 def _check_columns(found: Sequence[str], expected: Sequence[str]) -> None:
@@ -116,6 +123,7 @@ class Writer:
     extension: ClassVar[str]
     resumable: ClassVar[bool] = True
     per_input: ClassVar[bool] = False  # one file per input; `target` is then a folder (None: beside each input)
+    wide: ClassVar[bool] = False  # writes the one-row-per-input table of --wide
 
     def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
         self.target = target
@@ -125,6 +133,7 @@ class Writer:
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
         """Raise `UsageError` for options or inputs this format cannot write, before any model loads."""
+        check_wide(cls, options)
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
@@ -182,8 +191,13 @@ class CsvWriter(Writer):
         self._csv = csv.writer(stream, lineterminator="\n")
         self._csv.writerow(self.columns(options))
 
+    wide = True
+
     @classmethod
     def columns(cls, options: OutputOptions) -> list[str]:
+        if options.wide:
+            classes = audioset_classes()
+            return ["path", "duration", *(classes[i].name for i in options.wide_classes())]
         if options.events is not None:
             return cls.EVENT_COLUMNS
         return cls.TIMELINE_COLUMNS if options.timeline else cls.CLIP_COLUMNS
@@ -197,6 +211,8 @@ class CsvWriter(Writer):
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
         if options.timeline and options.events is not None:
             raise UsageError("a CSV holds one table: ask for --timeline or --events, or write JSON/JSONL for both")
+        if options.wide and (options.timeline or options.events is not None):
+            raise UsageError("--wide is one row per input: not with --timeline or --events")
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
@@ -213,6 +229,8 @@ class CsvWriter(Writer):
         if isinstance(outcome, TagFailure):
             return []
         classes = audioset_classes()
+        if self.options.wide:
+            return [[outcome.source, round(outcome.duration, 6), *(score(outcome.scores[i]) for i in self.options.wide_classes())]]
         if self.options.events is not None:
             return [
                 [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
@@ -439,6 +457,11 @@ class TableWriter(Writer):
             atomic = _AtomicTextFile(self.target)
             atomic.stream.write(self._buffer.getvalue())
             atomic.commit()
+
+
+def check_wide(writer: type[Writer], options: OutputOptions) -> None:
+    if options.wide and not writer.wide:
+        raise UsageError(f"--wide writes csv or parquet, not {writer.name}")
 
 
 def _plural(n: int, noun: str) -> str:
