@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import sys
@@ -95,6 +96,7 @@ def tag(
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.inference.allocator import keep_freed_memory
+    from dymn_cli.inference.pipeline import PipelineStats
     from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.run.runner import RunSettings, label_inputs
@@ -119,28 +121,34 @@ def tag(
 
     def make_tagger() -> Any:
         """Built only after the inputs and options are checked, and after the decode workers started:
-        this is where torch is imported."""
+        this is where torch is imported (a spinner meanwhile; a download shows a bar of its own)."""
         tagger_class: Any
-        if ray_target is not None:
-            from dymn_cli.inference.distributed import RayOptions, RayTagger
+        with progress.status("importing torch"):
+            if ray_target is not None:
+                from dymn_cli.inference.distributed import RayOptions, RayTagger
 
-            tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
-        else:
-            from dymn_cli.tagger import Tagger
+                tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
+            else:
+                from dymn_cli.tagger import Tagger
 
-            tagger_class = Tagger
-        return tagger_class(
-            None if weights else model,
-            weights=[str(w) for w in weights] if weights else None,
-            device=device,
-            batch_size=batch_size,
-            precision=precision.value,
-            compile=compile,
-            sha256=sha256,
-            progress=interactive,
-        )
+                tagger_class = Tagger
+            from dymn_cli.models.weights import is_cached
 
-    with RunProgress(enabled=interactive) as progress:
+            loading = contextlib.nullcontext() if not weights and not is_cached(model) else progress.status("loading the model")
+        with loading:
+            return tagger_class(
+                None if weights else model,
+                weights=[str(w) for w in weights] if weights else None,
+                device=device,
+                batch_size=batch_size,
+                precision=precision.value,
+                compile=compile,
+                sha256=sha256,
+                progress=interactive,
+            )
+
+    stats = PipelineStats()
+    with RunProgress(enabled=interactive, stats=stats, hop=hop) as progress:
         summary = label_inputs(
             inputs,
             tagger=make_tagger,
@@ -159,6 +167,7 @@ def tag(
             part_size=part_size,
             shard=parse_shard(shard) if shard is not None else None,
             more_outputs=more_outputs,
+            stats=stats,
         )
     for problem in summary.problems:
         log.error("%s: %s", one_line(problem.path), problem.reason)

@@ -149,6 +149,15 @@ def cached_path(record_or_name: WeightsRecord | str, *, cache: Path | None = Non
     return Path(cache if cache is not None else cache_dir()) / _as_record(record_or_name).filename
 
 
+def is_cached(names: str) -> bool:
+    """Whether the model(s) named (comma-separated for an ensemble) are in the cache; False for an
+    unknown name (whose error comes when it is loaded)."""
+    try:
+        return all(cached_path(get_record(n.strip())).is_file() for n in names.split(",") if n.strip())
+    except UsageError:
+        return False
+
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

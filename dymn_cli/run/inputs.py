@@ -104,6 +104,19 @@ def expand_inputs(
             problems.append(InputProblem(path, f"no audio file found {walked}"))
 
 
+def audio_seconds(item: Input) -> float | None:
+    """An input's duration from its header (None: standard input, or a header that cannot be read)."""
+    from dymn_cli.audio.decode import audio_info
+    from dymn_cli.errors import DymnError
+
+    if item.is_stdin:
+        return None
+    try:
+        return audio_info(item.path).duration_seconds
+    except (DymnError, OSError, ValueError):
+        return None
+
+
 def read_file_list(source: str) -> Iterator[str]:
     """Paths one a line from a file or `-` (stdin); blank lines are ignored."""
     if source == STDIN:

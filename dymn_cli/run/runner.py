@@ -141,6 +141,7 @@ def label_inputs(
     part_size: int = 1000,
     shard: Shard | None = None,
     more_outputs: Sequence[Path] = (),
+    stats: PipelineStats | None = None,
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
 
@@ -149,10 +150,11 @@ def label_inputs(
     once the inputs and options have been checked, so that a usage error never waits for a model.
     `parts_dir` writes part files of `part_size` inputs into a folder instead of `output`, and `shard`
     tags only that shard of the inputs (see `dymn_cli.run.shards`). `more_outputs` are further files
-    written by the same run, each in the format of its extension.
+    written by the same run, each in the format of its extension. `stats` (the summary's `pipeline`)
+    may be given to watch the windows go through the network while the run goes.
     """
     started = time.monotonic()
-    summary = RunSummary()
+    summary = RunSummary(pipeline=stats if stats is not None else PipelineStats())
     if parts_dir is not None:
         if output is not None:
             raise UsageError("write either a file (-o) or part files in a folder (--output-dir), not both")
