@@ -17,7 +17,7 @@ from dymn_cli.models.ensemble import load_members
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
-from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, exit_if_script_rerun
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
 from dymn_cli.audio.windows import WindowGrid
 
@@ -45,6 +45,7 @@ class Tagger:
         sha256: str | None = None,
         progress: bool = False,
     ) -> None:
+        exit_if_script_rerun()  # (a script without `if __name__ == "__main__":`, run again in a decode worker)
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
         self.records = members.records

@@ -155,7 +155,7 @@ def test_a_bad_file_exits_1_and_the_others_are_still_written(corpus, weights, tm
 @pytest.mark.parametrize(
     "args,needle",
     [
-        (["--no-such-option"], "No such option"),
+        (["--no-such-option"], "dymn-tag: error: no such option: --no-such-option"),
         (["missing.wav"], "missing.wav"),
         (["x.wav", "--model", "dymn11_as"], "dymn10_as"),
         (["x.wav", "--top", "zero"], "--top"),

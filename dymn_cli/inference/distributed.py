@@ -195,6 +195,10 @@ class RayTagger:
             compute=ray.data.ActorPoolStrategy(size=self.actors),
             num_cpus=self.options.actor_cpus,
             num_gpus=1 if self.uses_gpu else 0,
+            # No actor restarts: Ray keeps these actors' constructor arguments in its object store,
+            # where a restart cannot count on them (ray-project/ray#53727), and says so in an error-level
+            # line on every run. An actor that dies ends the run with its reason instead.
+            max_restarts=0,
         )
 
 

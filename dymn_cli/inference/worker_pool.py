@@ -7,6 +7,7 @@ run can start its workers before torch is imported and the model loads.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import pickle
 import signal
 from collections import deque
@@ -112,6 +113,34 @@ class DecoderCrashLoop(DymnError):
     """The decode worker processes die as soon as they start: decoding cannot go on at all."""
 
 
+class ScriptRerunInWorkers(DymnError):
+    """`tag_many(workers=N)` called at the top level of a script without `if __name__ == "__main__":`.
+
+    Decode workers are started with multiprocessing's "spawn", which runs the main script again in
+    each of them; there the unguarded call would start workers of its own, for ever. A worker that
+    finds itself asked to start workers exits at once with `SCRIPT_RERUN_EXIT`, and the run that
+    started it raises this error."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "tag_many(workers=N) starts decode processes, which run your script again from the top "
+            "(Python's 'spawn' start method), and there your script tags again: put the code that tags under "
+            "`if __name__ == \"__main__\":`, or pass workers=0 to decode in this process"
+        )
+
+
+# Set in a decode worker's environment while it starts: a worker never starts workers of its own.
+WORKER_ENV = "DYMN_CLI_DECODE_WORKER"
+SCRIPT_RERUN_EXIT = 86
+
+
+def exit_if_script_rerun() -> None:
+    """In a decode worker that is running the user's unguarded script again (it builds a tagger or
+    starts workers, which a decode worker never does): exit now, quietly, with `SCRIPT_RERUN_EXIT`."""
+    if os.environ.get(WORKER_ENV) == "1":
+        os._exit(SCRIPT_RERUN_EXIT)
+
+
 class _WorkerPool(Decoding):
     """Decode worker processes, each with its own job and result pipes.
 
@@ -126,6 +155,7 @@ class _WorkerPool(Decoding):
     FRUITLESS_DEATHS = 3  # per worker (5 at least; workers + 2 if none ever worked): deaths in a row of silent workers
 
     def __init__(self, settings: PipelineSettings) -> None:
+        exit_if_script_rerun()
         self.settings = settings
         # spawn: workers never inherit the parent's threads, locks or CUDA context.
         self._context = multiprocessing.get_context("spawn")
@@ -188,6 +218,8 @@ class _WorkerPool(Decoding):
             args=(jobs_in, results_out, self._current, self._queued, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
             daemon=True,
         )
+        previous = os.environ.get(WORKER_ENV)
+        os.environ[WORKER_ENV] = "1"  # (inherited by the worker as it starts)
         try:
             process.start()
         except BaseException:
@@ -195,6 +227,10 @@ class _WorkerPool(Decoding):
             results_in.close()
             raise
         finally:
+            if previous is None:
+                os.environ.pop(WORKER_ENV, None)
+            else:
+                os.environ[WORKER_ENV] = previous
             # The worker's ends live in the worker: when it dies, this side sees EOF or a broken pipe.
             jobs_in.close()
             results_out.close()
@@ -288,6 +324,8 @@ class _WorkerPool(Decoding):
             except (EOFError, OSError):
                 break
             self._accept(worker, message)
+        if process.exitcode == SCRIPT_RERUN_EXIT:
+            raise ScriptRerunInWorkers()
         decoding = self._current[worker.slot]
         how = _exit_description(process.exitcode)
         stopped = process.exitcode in (-signal.SIGTERM, -signal.SIGINT)  # stopped from outside, not a crash
