@@ -3,6 +3,7 @@ torch is imported, and the help lists them. Tests keep them equal to what the li
 
 from __future__ import annotations
 
+import math
 import re
 from enum import Enum
 
@@ -55,6 +56,6 @@ def parse_top(value: str | int | None) -> int | None:
 
 
 def positive_seconds(value: float | None) -> float | None:
-    if value is not None and not value > 0:  # (also NaN)
+    if value is not None and not (value > 0 and math.isfinite(value)):  # (NaN fails the comparison)
         raise typer.BadParameter(f"{value:g} is not a positive number of seconds")
     return value

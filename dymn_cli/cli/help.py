@@ -35,7 +35,7 @@ class CommandWithPanels(TyperCommand):
     def get_help_option(self, ctx: Any) -> Any:
         option = super().get_help_option(ctx)
         if option is not None and any(getattr(p, "rich_help_panel", None) == GENERAL for p in self.params):
-            setattr(option, "rich_help_panel", GENERAL)  # (beside --version and --quiet)
+            option.rich_help_panel = GENERAL  # (beside --version and --quiet)
         return option
 
     def format_help(self, ctx: Any, formatter: Any) -> None:

@@ -26,7 +26,7 @@ from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line,
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
-from dymn_cli.cli.tag import EXAMPLES, one_line, tag, tag_app
+from dymn_cli.cli.tag import EXAMPLES, one_line, tag_app
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
 
 log = logging.getLogger("dymn_cli")

@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, ProgressColumn, SpinnerColumn, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.text import Text
 
+from dymn_cli.audio.uris import is_uri
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.inputs import Input, audio_seconds
@@ -91,7 +92,8 @@ class RunProgress:
         self._progress.start()
         self._task = self._progress.add_task("tagging", total=len(inputs), files=len(inputs), done=0, by_audio=False)
         self._windows_at_last = self.stats.windows
-        if 0 < len(inputs) <= MAX_PROBED and not any(i.is_stdin for i in inputs):
+        # (standard input has no length to read; remote URIs are not asked twice for theirs)
+        if 0 < len(inputs) <= MAX_PROBED and not any(i.is_stdin or is_uri(i.path) for i in inputs):
             self._spawn(self._read_durations, inputs)
             self._spawn(self._follow_windows)
 
