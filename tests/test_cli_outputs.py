@@ -17,6 +17,7 @@ import pytest
 import soundfile
 
 from dymn_cli.audioset.labels import audioset_classes
+from tests.test_cli import tone
 
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
@@ -27,21 +28,18 @@ def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run([DYMN_TAG, *args], capture_output=True, text=True, cwd=cwd, timeout=180, env=dict(os.environ))
 
 
-def tone(path: Path, *, seconds: float, rate: int, freq: float = 440.0, gated: bool = False) -> Path:
+def gated_tone(path: Path, *, seconds: float, rate: int) -> Path:
+    """A 440 Hz tone, on for 2 s and off for 2 s: events that start and stop."""
     t = np.arange(int(seconds * rate)) / rate
-    x = 0.5 * np.sin(2 * np.pi * freq * t) + 0.05 * np.random.default_rng(0).standard_normal(len(t))
-    if gated:
-        x *= (t % 4) < 2
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, x.astype(np.float32), rate)
+    soundfile.write(path, (0.5 * np.sin(2 * np.pi * 440 * t) * ((t % 4) < 2)).astype(np.float32), rate)
     return path
 
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("inputs")
-    tone(root / "a.wav", seconds=3.0, rate=32_000)
-    tone(root / "b.flac", seconds=12.0, rate=16_000, freq=900)
+    tone(root / "a.wav", freq=440, seconds=3.0, noise=0.05)
+    tone(root / "b.flac", freq=900, seconds=12.0, rate=16_000, noise=0.05)
     return root
 
 
@@ -109,7 +107,7 @@ def test_wide_table_of_a_label_selection(folder, tmp_path):
 
 
 def test_events_keep_the_top_labels_by_peak_and_raven_spans_the_files_own_band(tmp_path):
-    clip = tone(tmp_path / "walk.wav", seconds=16.0, rate=16_000, gated=True)
+    clip = gated_tone(tmp_path / "walk.wav", seconds=16.0, rate=16_000)
     common = [str(clip), "--window", "2", "--hop", "1", "-t", "0.05", *FAST]
     everything = run([*common, "--events", "-f", "json", "--top", "all"])
     assert everything.returncode == 0, everything.stderr

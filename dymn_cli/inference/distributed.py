@@ -17,8 +17,10 @@ pyarrow reads (`s3://...`), which each decode task fetches itself.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,19 +189,27 @@ class RayTagger:
             _decode_rows,
             fn_kwargs={"grid": grid, "sample_rate": self.sample_rate, "block_seconds": self.options.block_seconds},
         )
-        return decoded.map_batches(
-            _InferenceActor,
-            fn_constructor_kwargs={"network": [self._network], **self._engine_args},
-            batch_size=self.batch_size,
-            batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=self.actors),
-            num_cpus=self.options.actor_cpus,
-            num_gpus=1 if self.uses_gpu else 0,
-            # No actor restarts: Ray keeps these actors' constructor arguments in its object store,
-            # where a restart cannot count on them (ray-project/ray#53727), and says so in an error-level
-            # line on every run. An actor that dies ends the run with its reason instead.
-            max_restarts=0,
-        )
+        # No actor restarts: Ray keeps these actors' constructor arguments in its object store, where a
+        # restart cannot count on them (ray-project/ray#53727), and says so in an error-level line on
+        # every run. An actor that dies ends the run with its reason instead. (Ray takes max_restarts
+        # only through **ray_remote_args, deprecated since 2.60: where that is gone, Ray's default stands.)
+        no_restarts = {"max_restarts": 0} if _takes_remote_args(decoded.map_batches) else {}
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated", category=DeprecationWarning)
+            return decoded.map_batches(
+                _InferenceActor,
+                fn_constructor_kwargs={"network": [self._network], **self._engine_args},
+                batch_size=self.batch_size,
+                batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=self.actors),
+                num_cpus=self.options.actor_cpus,
+                num_gpus=1 if self.uses_gpu else 0,
+                **no_restarts,
+            )
+
+
+def _takes_remote_args(method: Any) -> bool:
+    return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
 
 
 def _item(index: int, source: Any) -> dict[str, Any]:
