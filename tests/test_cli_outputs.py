@@ -4,6 +4,7 @@ real `dymn-tag`, read back with the readers users have (csv, json, pandas)."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import shutil
@@ -97,11 +98,10 @@ def test_wide_table_has_a_row_per_input_and_a_column_per_label_for_pandas(folder
             assert {x["label"]: x["score"] for x in record["labels"]} == frame.loc[record["path"], names].to_dict()
 
 
-def test_wide_table_of_a_label_selection(folder, tmp_path):
-    target = tmp_path / "dogs.csv"
-    done = run([str(folder), "--wide", "--labels", "Dog", "-o", str(target), *FAST])
+def test_wide_table_of_a_label_selection_on_stdout(folder):
+    done = run([str(folder), "--wide", "--labels", "Dog", *FAST])  # (a pipe: CSV, not JSON Lines)
     assert done.returncode == 0, done.stderr
-    frame = pd.read_csv(target)
+    frame = pd.read_csv(io.StringIO(done.stdout))
     assert list(frame.columns)[:3] == ["path", "duration", "Dog"] and "Speech" not in frame.columns
     assert len(frame) == 2
 

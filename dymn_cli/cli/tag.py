@@ -64,7 +64,7 @@ def tag(
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)] = True,
     output: Annotated[Optional[list[Path]], typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
     format: Annotated[Optional[OutputFormat], typer.Option("-f", "--format", case_sensitive=False, help="Default: from -o, else table on a terminal, jsonl in a pipe. audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
-    wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
+    wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
     output_dir: Annotated[Optional[Path], typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
     part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = 1000,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
@@ -106,6 +106,8 @@ def tag(
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     format_name = format.value if format is not None else None
+    if wide and format_name is None and not output:
+        format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
     options = build_output_options(format=format_name, top=top, threshold=threshold, timeline=timeline,  # type: ignore[arg-type]
                                    events=events, min_duration=min_duration, labels=labels, exclude=exclude, wide=wide)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
