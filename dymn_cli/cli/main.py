@@ -17,8 +17,9 @@ from dymn_cli.cli.download import download_command
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
-from dymn_cli.cli.tag import one_line, tag_app
+from dymn_cli.cli.tag import tag_app
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
+from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
@@ -30,6 +31,15 @@ commands_app.command("labels")(labels_command)
 SUBCOMMANDS = ("models", "download", "labels", "merge")
 
 
+class _TerminalSafeFormatter(logging.Formatter):
+    """Every line on stderr escapes what names may hold (newlines, escape sequences, bytes that are
+    not UTF-8): one line per message, and nothing in a file name drives the terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise SignalReceived(signum)
 
@@ -37,7 +47,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="dymn-tag: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalSafeFormatter("dymn-tag: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     app = commands_app if args and args[0] in SUBCOMMANDS else tag_app
     command = typer.main.get_command(app)
     for signum in (signal.SIGINT, signal.SIGTERM):  # e.g. while a model loads: 130 / 143 and one line
@@ -48,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
         code = 0
     except DymnError as error:
-        log.error("error: %s", one_line(str(error)))
+        log.error("error: %s", str(error))
         code = error.exit_code
     except SignalReceived as received:
         stopped = Interrupted(received.signum)

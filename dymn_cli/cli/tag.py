@@ -75,6 +75,7 @@ def tag(
     hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
+    file_timeout: Annotated[Optional[float], typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", show_default=False)] = None,
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
@@ -143,7 +144,8 @@ def tag(
             options=options,
             extra_sinks=sinks,
             settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None, batch_size=batch_size),
+                                 decode_first=ray_target is None, batch_size=batch_size,
+                                 file_timeout=_check_timeout(file_timeout)),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout.isatty(),
@@ -154,12 +156,13 @@ def tag(
             shard=parse_shard(shard) if shard is not None else None,
         )
     for problem in summary.problems:
-        log.error("%s: %s", one_line(problem.path), problem.reason)
+        log.error("%s: %s", problem.path, problem.reason)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
 
 
-def one_line(text: str) -> str:
-    """Paths may hold newlines; a report stays one line per problem."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+def _check_timeout(seconds: Optional[float]) -> Optional[float]:
+    if seconds is not None and not (seconds > 0 and seconds < float("inf")):
+        raise UsageError(f"--file-timeout must be a positive number of seconds, got {seconds:g}")
+    return seconds

@@ -133,10 +133,19 @@ _END = object()
 
 def _infer(engine: Inference, batch: list[tuple[int, int, np.ndarray]], pending: dict[int, _Pending]) -> None:
     logits, embeddings = engine(np.stack([samples for _, _, samples in batch]))
+    finite = np.isfinite(logits).all(axis=1) & np.isfinite(embeddings).all(axis=1)
     for row, (index, window_index, _) in enumerate(batch):
         state = pending.get(index)
-        if state is not None:  # else the input failed (and was given out) after these windows were cut
-            state.windows[window_index] = (logits[row], embeddings[row])
+        if state is None:  # the input failed (and was given out) after these windows were cut
+            continue
+        if not finite[row]:  # never a NaN score in an output, never a label ranked on one
+            if state.failure is None:
+                state.failure = (
+                    f"the network's output is not a number (NaN or infinite) for window {window_index}: "
+                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
+                )
+            continue
+        state.windows[window_index] = (logits[row], embeddings[row])
 
 
 def _outcome(index: int, state: _Pending) -> WindowOutputs | Failure:
