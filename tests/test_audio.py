@@ -20,18 +20,16 @@ import soundfile as sf
 import soxr
 
 from dymn_cli.audio.decode import (
-    AUDIO_EXTENSIONS,
     MAX_CHANNELS,
-    AudioInfo,
     AudioDecodeWarning,
+    AudioInfo,
     audio_info,
-    is_audio_path,
     load_audio,
     prepare_waveform,
     stream_audio,
 )
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS, is_audio_path
 from dymn_cli.errors import AudioError, UsageError
-
 from tests.audio_factory import (
     make_audio_file,
     make_video_file,
@@ -143,9 +141,9 @@ def test_pcm_via_pyav_matches_soundfile_samples(tmp_path):
     same floats as soundfile."""
     data = np.round(noise(0.3, 44_100, 2, amplitude=0.5, seed=3) * 32767) / 32768
     wav = write_audio(tmp_path / "n.wav", data, 44_100, subtype="PCM_16")
-    from dymn_cli.audio.pyav_backend import frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
-
     import av  # noqa: PLC0415
+
+    from dymn_cli.audio.pyav_backend import frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
 
     with av.open(str(wav)) as container:
         frames = [frame_to_array(f) for f in container.decode(container.streams.audio[0])]

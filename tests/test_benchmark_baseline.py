@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from benchmarks.authors_reference import AuthorsLogMel, authors_dymn_forward
-from dymn_cli.models import build_model
+from dymn_cli.models.build import build_model
 
 GOLDEN = Path(__file__).parent / "golden"
 LOGMEL_TOL = 5e-4  # golden README

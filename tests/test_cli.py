@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import os
 import re
@@ -89,7 +88,7 @@ def test_folder_to_csv_matches_api(corpus, weights, api, tmp_path):
 def test_no_recursive_only_takes_the_top_folder(corpus, weights):
     done = run([str(corpus), "--no-recursive", "--weights", weights, "--format", "jsonl"])
     assert done.returncode == 0, done.stderr
-    assert [json.loads(l)["path"] for l in done.stdout.decode().splitlines()] == [str(corpus / "a.wav")]
+    assert [json.loads(line)["path"] for line in done.stdout.decode().splitlines()] == [str(corpus / "a.wav")]
 
 
 def test_json_document(corpus, weights, tmp_path):
@@ -134,7 +133,7 @@ def test_files_from_stdin(corpus, weights):
     listing = f"{corpus / 'a.wav'}\n\n{corpus / 'sub' / 'deeper' / 'c.ogg'}\n".encode()
     done = run(["--files-from", "-", "--weights", weights], stdin=listing)
     assert done.returncode == 0, done.stderr
-    assert [json.loads(l)["path"] for l in done.stdout.decode().splitlines()] == [
+    assert [json.loads(line)["path"] for line in done.stdout.decode().splitlines()] == [
         str(corpus / "a.wav"), str(corpus / "sub" / "deeper" / "c.ogg")]
 
 
@@ -144,9 +143,9 @@ def test_a_bad_file_exits_1_and_the_others_are_still_written(corpus, weights, tm
     target = tmp_path / "out.jsonl"
     done = run([str(corpus / "a.wav"), str(bad), "-o", str(target), "--weights", weights])
     assert done.returncode == 1
-    errors = [l for l in done.stderr.decode().splitlines() if "broken.wav" in l]
+    errors = [line for line in done.stderr.decode().splitlines() if "broken.wav" in line]
     assert len(errors) == 1 and "Traceback" not in done.stderr.decode()
-    records = [json.loads(l) for l in target.read_text().splitlines()]
+    records = [json.loads(line) for line in target.read_text().splitlines()]
     assert records[0]["path"] == str(corpus / "a.wav") and records[0]["labels"]
     assert records[1]["path"] == str(bad) and records[1]["error"]
 

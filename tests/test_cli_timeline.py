@@ -14,8 +14,8 @@ import pytest
 import soundfile
 
 from dymn_cli import Tagger
-from dymn_cli.events import detect_events
 from dymn_cli.audioset.ontology import select_classes
+from dymn_cli.events import detect_events
 from tests.test_cli import run
 
 WINDOW, HOP = ["--window", "2", "--hop", "0.5"], 0.5

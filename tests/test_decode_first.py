@@ -9,11 +9,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.inference.decode_stage import DecodeJob
-from dymn_cli.writers.formats import OutputOptions
 from dymn_cli.inference.worker_pool import PipelineSettings, start_decoding
 from dymn_cli.run.runner import RunSettings, label_inputs
-from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.writers.base import OutputOptions
 from tests.audio_factory import make_audio_file
 
 WEIGHTS = Path(__file__).parent / "golden" / "dymn04_seed0.pt"

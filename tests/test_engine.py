@@ -10,13 +10,13 @@ import pytest
 import soundfile
 import torch
 
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.errors import UsageError
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.pipeline import WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import PipelineSettings
-from dymn_cli.errors import UsageError
-from dymn_cli.models import build_model
-from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.models.build import build_model
 
 GOLDEN = Path(__file__).parent / "golden"
 

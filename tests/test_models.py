@@ -13,7 +13,8 @@ import torch
 from torch import nn
 
 from dymn_cli.errors import WeightsError
-from dymn_cli.models import DyMN, ModelSpec, build_model, common, create_model, dymn, infer_spec
+from dymn_cli.models import common, dymn
+from dymn_cli.models.build import DyMN, ModelSpec, build_model, create_model, infer_spec
 
 GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_MODELS = ("dymn04", "dymn10", "mn04")

@@ -38,14 +38,14 @@ from hypothesis import strategies as st
 
 from dymn_cli import Tagger
 from dymn_cli.audio.decode import AudioDecodeWarning
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.errors import AudioError
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.pipeline import Failure, WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import DecoderCrashLoop, PipelineSettings
-from dymn_cli.errors import AudioError
-from dymn_cli.writers.formats import OutputOptions
 from dymn_cli.run.runner import RunSettings, label_inputs
 from dymn_cli.tagger import TagFailure, TagResult
-from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.writers.base import OutputOptions
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
 from tests.crash_sources import ExitOnArrival, SegfaultOnOpen, die_at_start
 from tests.permissions import mode_respecting_prefix
@@ -285,8 +285,8 @@ def test_a_folder_of_awkward_inputs_gives_one_clear_outcome_each(tmp_path):
     reference = by_path[str(root / "float64.wav")]["labels"]
     for name, tolerance in (("int16.wav", 5e-3), ("int24.wav", 1e-4)):  # (16 bits: quantisation noise)
         labels = by_path[str(root / name)]["labels"]
-        assert [l["index"] for l in labels] == [l["index"] for l in reference]
-        assert [l["score"] for l in labels] == pytest.approx([l["score"] for l in reference], abs=tolerance)
+        assert [label["index"] for label in labels] == [label["index"] for label in reference]
+        assert [label["score"] for label in labels] == pytest.approx([label["score"] for label in reference], abs=tolerance)
 
 
 def test_an_unreadable_file_and_folder(tmp_path):
@@ -524,8 +524,8 @@ def _assert_same_output(fmt: str, got, want) -> None:
     assert [r["path"] for r in got] == [r["path"] for r in want]
     for a, b in zip(got, want):
         assert {k: v for k, v in a.items() if k != "labels"} == {k: v for k, v in b.items() if k != "labels"}
-        assert [l["index"] for l in a.get("labels", [])] == [l["index"] for l in b.get("labels", [])]
-        assert [l["score"] for l in a.get("labels", [])] == pytest.approx([l["score"] for l in b.get("labels", [])], abs=1e-6)
+        assert [label["index"] for label in a.get("labels", [])] == [label["index"] for label in b.get("labels", [])]
+        assert [label["score"] for label in a.get("labels", [])] == pytest.approx([label["score"] for label in b.get("labels", [])], abs=1e-6)
 
 
 @pytest.mark.parametrize(

@@ -14,12 +14,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dymn_cli.audio.paths import walk_order_key
 from dymn_cli.errors import UsageError
 from dymn_cli.run.inputs import Input, walk_audio_files
-from dymn_cli.writers.formats import WRITERS, OutputOptions
 from dymn_cli.run.runner import RunSettings, label_inputs
-from dymn_cli.run.shards import Shard, merge_outputs, parse_shard, select_shard, shard_of, walk_order_key
+from dymn_cli.run.shards import Shard, parse_shard, select_shard, shard_of
 from dymn_cli.tagger import TagFailure, TagResult
+from dymn_cli.tagging import AudioTagger
+from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.merge import merge_outputs
+from dymn_cli.writers.registry import WRITERS
 from tests.test_cli import tone
 
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
@@ -86,7 +90,7 @@ def test_walk_order_key_reproduces_the_folder_walk(tree):
 # --------------------------------------------------------------------------- merge, parts and resume (no model)
 
 
-class FakeTagger:
+class FakeTagger(AudioTagger):
     """Deterministic scores from the path; 'broken' inputs fail. `stop_after`: interrupt after n inputs."""
 
     name = "fake"

@@ -38,10 +38,9 @@ with the file name (``<stdin>``, ``<bytes>`` or ``<array>`` for in-memory inputs
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import soundfile as sf
@@ -55,7 +54,6 @@ from dymn_cli.audio.sources import MAX_STREAM_BUFFER, AudioSource, Deadline, Res
 from dymn_cli.errors import AudioError, UsageError
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
     "MAX_STREAM_BUFFER",
     "SAMPLE_RATE",
     "AudioInfo",
@@ -63,7 +61,6 @@ __all__ = [
     "AudioDecodeWarning",
     "Deadline",
     "audio_info",
-    "is_audio_path",
     "load_audio",
     "prepare_waveform",
     "stream_audio",
@@ -80,31 +77,8 @@ MAX_READ_SAMPLES = 1 << 23
 sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
 16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        # libsndfile
-        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-        ".au", ".snd", ".caf", ".w64", ".rf64", ".voc",
-        # FFmpeg (PyAV): audio containers and codecs
-        ".m4a", ".m4b", ".m4r", ".aac", ".wma", ".mka", ".weba", ".amr", ".awb", ".3ga", ".wv",
-        ".ac3", ".eac3", ".dts", ".mp2", ".ape", ".tta", ".mpc", ".spx", ".ra",
-        # FFmpeg (PyAV): the audio track of video files
-        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp", ".3g2", ".wmv", ".asf", ".flv",
-        ".mpg", ".mpeg",
-    }
-)
-"""File extensions (lowercase, with the dot) a folder walk should treat as audio. ``.ts`` is left out
-on purpose (TypeScript sources far outnumber MPEG transport streams); such files still decode when
-named explicitly."""
-
-
 class AudioDecodeWarning(UserWarning):
     """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
-
-
-def is_audio_path(path: str | os.PathLike[str]) -> bool:
-    """Whether a folder walk should pick up `path`, by its extension (case-insensitive)."""
-    return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS
 
 
 # --------------------------------------------------------------------------- public functions
@@ -219,7 +193,7 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
     return resample(mono, source_rate, sample_rate)
 
 
-_Decoder = Union[SoundfileDecoder, PyAVDecoder]
+_Decoder = SoundfileDecoder | PyAVDecoder
 
 
 def _open_decoder(inp: ResolvedSource) -> _Decoder:

@@ -17,7 +17,7 @@ def merge_command(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
-    from dymn_cli.run.shards import merge_outputs
+    from dymn_cli.writers.merge import merge_outputs
 
     summary = merge_outputs(outputs, output)
     if not quiet:

@@ -8,8 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from dymn_cli.run.inputs import Input
 from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.run.inputs import Input
 from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")

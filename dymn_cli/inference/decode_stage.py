@@ -19,42 +19,76 @@ import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Union
+from typing import NamedTuple
 
 import numpy as np
 
-from dymn_cli.inference.allocator import keep_freed_memory
 from dymn_cli.audio.decode import AudioDecodeWarning, Deadline, stream_audio
-from dymn_cli.errors import AudioError, DymnError
 from dymn_cli.audio.uris import is_uri, read_uri
 from dymn_cli.audio.windows import WindowCutter, WindowGrid
+from dymn_cli.errors import AudioError, DymnError
+from dymn_cli.inference.allocator import keep_freed_memory
 
-AudioSource = Union[str, Path, bytes, np.ndarray]
+JobSource = str | Path | bytes | np.ndarray
+"""What a decode job decodes: a path or URI, the encoded bytes of a stream (stdin), or a waveform
+already decoded and resampled."""
 
-# Messages from the decode stage, as plain tuples (cheap to pickle):
-#   ("window", job_index, window_index, samples[float32, window])
-#   ("done", job_index, n_windows, n_samples)
-#   ("error", job_index, reason)
-#   ("warning", job_index, text)  part of a damaged input was lost (the text does not repeat its name)
-WINDOW, DONE, ERROR, WARNING = "window", "done", "error", "warning"
+
+
+# Messages from the decode stage about the job numbered `index`: named tuples, cheap to pickle.
+
+
+class WindowMessage(NamedTuple):
+    """One window of the job's audio, `samples` float32 of the grid's window length."""
+
+    index: int
+    window_index: int
+    samples: np.ndarray
+
+
+class DoneMessage(NamedTuple):
+    """The job is decoded: `n_windows` windows were sent, cut from `n_samples` samples."""
+
+    index: int
+    n_windows: int
+    n_samples: int
+
+
+class ErrorMessage(NamedTuple):
+    """The job failed (one line, naming the input); no more messages come about it."""
+
+    index: int
+    reason: str
+
+
+class WarningMessage(NamedTuple):
+    """Part of a damaged input was lost (the text does not repeat its name); decoding goes on."""
+
+    index: int
+    text: str
+
+
+DecodeMessage = WindowMessage | DoneMessage | ErrorMessage | WarningMessage
 
 
 @dataclass(frozen=True)
 class DecodeJob:
     index: int
-    source: AudioSource  # a path, or the encoded bytes of a stream such as stdin
+    source: JobSource  # a path, or the encoded bytes of a stream such as stdin
     name: str | None = None  # how messages name an in-memory source (e.g. <stdin>)
     failure: str | None = None  # the input failed before decoding (e.g. an array of the wrong shape)
 
     @property
     def label(self) -> str:
         """How messages about this job name it."""
-        return self.name or describe(self.source)
+        if self.name:
+            return self.name
+        return "<stdin>" if isinstance(self.source, (bytes, bytearray)) else str(self.source)
 
 
 def decode_job(
     job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float, timeout: float | None = None
-) -> Iterator[tuple]:
+) -> Iterator[DecodeMessage]:
     """Decode one job into window messages, ending with a `done` or an `error` message.
 
     This is the one place where every decode path (worker processes, decoding in process, standard
@@ -65,7 +99,7 @@ def decode_job(
     by then (counted from here, the consumer's time included) fails with "timed out after N s".
     """
     if job.failure is not None:
-        yield (ERROR, job.index, job.failure)
+        yield ErrorMessage(job.index, job.failure)
         return
     cutter = WindowCutter(grid)
     deadline = Deadline(timeout) if timeout is not None else None
@@ -73,23 +107,23 @@ def decode_job(
         blocks = _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name, deadline=deadline)
         for block in _capturing_decode_warnings(blocks):
             if isinstance(block, str):
-                yield (WARNING, job.index, _without_name(block, job.label))
+                yield WarningMessage(job.index, _without_name(block, job.label))
                 continue
             if not np.isfinite(block).all():
                 raise AudioError(f"{job.label}: contains NaN or infinite samples")
             for window_index, samples in cutter.feed(block):
-                yield (WINDOW, job.index, window_index, samples)
+                yield WindowMessage(job.index, window_index, samples)
         if cutter.n_samples == 0:
             raise AudioError(f"{job.label}: no audio samples")
         for window_index, samples in cutter.finish():
-            yield (WINDOW, job.index, window_index, samples)
-        yield (DONE, job.index, grid.count(cutter.n_samples), cutter.n_samples)
+            yield WindowMessage(job.index, window_index, samples)
+        yield DoneMessage(job.index, grid.count(cutter.n_samples), cutter.n_samples)
     except DymnError as error:
-        yield (ERROR, job.index, failure_reason(error, job.label))
+        yield ErrorMessage(job.index, failure_reason(error, job.label))
     except MemoryError:
-        yield (ERROR, job.index, f"{job.label}: out of memory decoding this input")
+        yield ErrorMessage(job.index, f"{job.label}: out of memory decoding this input")
     except Exception as error:  # noqa: BLE001 - a decoder failure the audio decoders did not anticipate: this input only
-        yield (ERROR, job.index, failure_reason(error, job.label))
+        yield ErrorMessage(job.index, failure_reason(error, job.label))
 
 
 def failure_reason(error: BaseException, label: str) -> str:
@@ -104,7 +138,7 @@ def failure_reason(error: BaseException, label: str) -> str:
 
 
 def _blocks(
-    source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None, deadline: Deadline | None
+    source: JobSource, *, sample_rate: int, block_seconds: float, name: str | None, deadline: Deadline | None
 ) -> Iterator[np.ndarray]:
     if isinstance(source, np.ndarray):  # already decoded and resampled by the caller
         return iter([source])
@@ -137,10 +171,6 @@ def _capturing_decode_warnings(blocks: Iterable[np.ndarray]) -> Iterator[np.ndar
 def _without_name(text: str, name: str) -> str:
     """The audio decoders start their messages with the input's name; a `warning` message is about one input anyway."""
     return text[len(name) + 2 :] if text.startswith(f"{name}: ") else text
-
-
-def describe(source: AudioSource) -> str:
-    return "<stdin>" if isinstance(source, (bytes, bytearray)) else str(source)
 
 
 IDLE = -1

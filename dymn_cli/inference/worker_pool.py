@@ -17,7 +17,7 @@ from multiprocessing import connection
 
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.errors import DymnError
-from dymn_cli.inference.decode_stage import DONE, ERROR, IDLE, DecodeJob, decode_job, decode_worker
+from dymn_cli.inference.decode_stage import IDLE, DecodeJob, DecodeMessage, DoneMessage, ErrorMessage, decode_job, decode_worker
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ class Decoding:
         """Begin: start the workers, if any, and hand them the first jobs."""
         raise NotImplementedError
 
-    def messages(self) -> Iterator[tuple | None]:
+    def messages(self) -> Iterator[DecodeMessage | None]:
         """Messages as they come (see `decode_stage.py`); None when nothing is ready at the moment."""
         raise NotImplementedError
 
@@ -91,7 +91,7 @@ class _InlineDecoder(Decoding):
     def finished(self) -> bool:
         return self._done
 
-    def messages(self) -> Iterator[tuple | None]:
+    def messages(self) -> Iterator[DecodeMessage | None]:
         s = self.settings
         for job in self._jobs:
             yield from decode_job(
@@ -146,7 +146,7 @@ class _WorkerPool(Decoding):
         self._workers: list[_Worker] = []
         self._jobs: dict[int, tuple[DecodeJob, int]] = {}  # unfinished jobs sent out -> (job, deaths seen)
         self._retry: deque[int] = deque()
-        self._inbox: deque[tuple] = deque()
+        self._inbox: deque[DecodeMessage] = deque()
         self._exhausted = False
         self._done = False
         self._fruitless_deaths = 0
@@ -165,7 +165,7 @@ class _WorkerPool(Decoding):
     def finished(self) -> bool:
         return self._done
 
-    def messages(self) -> Iterator[tuple | None]:
+    def messages(self) -> Iterator[DecodeMessage | None]:
         job_iter = self._job_iter
         while True:
             self._dispatch(job_iter)
@@ -263,7 +263,7 @@ class _WorkerPool(Decoding):
                 worker.held.remove(index)
                 del self._jobs[index]
                 reason = f"cannot hand this input to a decode process ({type(error).__name__}: {error})"
-                self._inbox.append((ERROR, index, f"{job.label}: {reason}"))
+                self._inbox.append(ErrorMessage(index, f"{job.label}: {reason}"))
 
     def _receive(self, timeout: float) -> bool:
         """Take one message from each worker that has one (none starves); bury the dead. Whether
@@ -289,11 +289,11 @@ class _WorkerPool(Decoding):
                 self._accept(worker, message)
         return len(self._inbox) > before
 
-    def _accept(self, worker: _Worker, message: tuple) -> None:
+    def _accept(self, worker: _Worker, message: DecodeMessage) -> None:
         worker.heard_from = self._heard_any = True
         self._fruitless_deaths = 0
-        index = message[1]
-        if message[0] in (DONE, ERROR):
+        index = message.index
+        if isinstance(message, (DoneMessage, ErrorMessage)):
             self._jobs.pop(index, None)
             if index in worker.held:
                 worker.held.remove(index)
@@ -323,10 +323,10 @@ class _WorkerPool(Decoding):
             suspect = not stopped and (index == decoding if decoding != IDLE else position == 0)
             if worker.timed_out and index == decoding:
                 del self._jobs[index]
-                self._inbox.append((ERROR, index, f"{job.label}: timed out after {self.settings.timeout:g} s"))
+                self._inbox.append(ErrorMessage(index, f"{job.label}: timed out after {self.settings.timeout:g} s"))
             elif suspect and (index == decoding or deaths >= 1):
                 del self._jobs[index]
-                self._inbox.append((ERROR, index, f"{job.label}: decoder crashed ({how})"))
+                self._inbox.append(ErrorMessage(index, f"{job.label}: decoder crashed ({how})"))
             else:
                 self._jobs[index] = (job, deaths + suspect)
                 self._retry.append(index)

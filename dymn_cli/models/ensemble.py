@@ -14,11 +14,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from dymn_cli.errors import UsageError, WeightsError
-from dymn_cli.models.frontend import FrontEndConfig
 from dymn_cli.audioset.labels import audioset_classes
-from dymn_cli.models import build_model
-from dymn_cli.models.weights import WeightsRecord, resolve_weights
+from dymn_cli.errors import UsageError, WeightsError
+from dymn_cli.models.build import build_model
+from dymn_cli.models.checkpoints import resolve_weights
+from dymn_cli.models.frontend import FrontEndConfig
+from dymn_cli.models.weights import WeightsRecord
 
 
 class Ensemble(nn.Module):

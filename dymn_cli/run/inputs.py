@@ -10,11 +10,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import BinaryIO
 
-from dymn_cli.audio.decode import AUDIO_EXTENSIONS
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS, STDIN
+from dymn_cli.audio.uris import is_uri, list_uri, one_line
 from dymn_cli.errors import UsageError
-from dymn_cli.audio.uris import expand_uri, is_uri
-
-STDIN = "-"
 
 
 @dataclass(frozen=True)
@@ -115,8 +113,8 @@ def expand_inputs(
     for path in paths:
         if path == STDIN:
             candidates: Iterable[str] = [STDIN]
-        elif is_uri(path):  # s3://bucket/audio and the like, listed through pyarrow (see remote.py)
-            candidates = expand_uri(path, recursive=recursive, problems=problems)
+        elif is_uri(path):  # s3://bucket/audio and the like, listed through pyarrow (see audio/uris.py)
+            candidates = _expand_uri(path, recursive=recursive, problems=problems)
         elif os.path.isdir(path):
             candidates = walk_audio_files(path, recursive=recursive)
         elif os.path.lexists(path) or problems is None:
@@ -130,6 +128,24 @@ def expand_inputs(
                 continue
             seen.add(key)
             yield Input(candidate)
+
+
+def _expand_uri(uri: str, *, recursive: bool, problems: list[InputProblem] | None) -> list[str]:
+    """`list_uri` for `expand_inputs`: a URI that names nothing is a problem when `problems`
+    is given (typed by the user), else passed on to fail as an input (from a file list)."""
+    try:
+        found = list_uri(uri, recursive=recursive)
+    except (OSError, ValueError) as error:
+        if problems is None:
+            return [uri]
+        problems.append(InputProblem(uri, f"cannot list: {one_line(error)}"))
+        return []
+    if found is None:
+        if problems is None:
+            return [uri]
+        problems.append(InputProblem(uri, "no such file or folder"))
+        return []
+    return found
 
 
 def read_file_list(source: str) -> Iterator[str]:

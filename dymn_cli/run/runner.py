@@ -16,23 +16,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from dymn_cli.audio.decode import SAMPLE_RATE
-from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.errors import Interrupted, SignalReceived, UsageError
-from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
-from dymn_cli.writers.formats import OutputOptions, Writer, writer_class
+from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
+from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.results import TagFailure, TagResult
-from dymn_cli.run.shards import Shard, part_writer, select_shard
-from dymn_cli.audio.windows import WindowGrid
-
-if TYPE_CHECKING:
-    from dymn_cli.tagger import Tagger
+from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
+from dymn_cli.run.shards import DEFAULT_PART_SIZE, Shard, part_stem, select_shard
+from dymn_cli.tagging import AudioTagger
+from dymn_cli.writers.base import OutputOptions, Writer
+from dymn_cli.writers.parts import part_writer
+from dymn_cli.writers.registry import writer_class
 
 log = logging.getLogger("dymn_cli")
+
+TaggerOrFactory = AudioTagger | Callable[[], AudioTagger]
+"""A tagger, or what builds one (a tagger class, a function): built only once the inputs and the
+options have been checked, since building it imports torch and loads the model."""
 
 
 class ResultSink(Protocol):
@@ -121,7 +124,7 @@ def collect_inputs(
 def label_inputs(
     paths: Sequence[str],
     *,
-    tagger: Tagger | Callable[[], Tagger],
+    tagger: TaggerOrFactory,
     output: Path | None = None,
     format: str | None = None,
     options: OutputOptions = OutputOptions(),
@@ -133,7 +136,7 @@ def label_inputs(
     on_outcome: Callable[[TagResult | TagFailure], None] | None = None,
     on_start: Callable[[list[Input]], None] | None = None,
     parts_dir: Path | None = None,
-    part_size: int = 1000,
+    part_size: int = DEFAULT_PART_SIZE,
     shard: Shard | None = None,
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
@@ -146,11 +149,11 @@ def label_inputs(
     """
     started = time.monotonic()
     summary = RunSummary()
-    WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)  # checked before any work
+    FrontEndConfig().window_grid(window=settings.window, hop=settings.hop)  # checked before any work
     if parts_dir is not None:
         if output is not None:
             raise UsageError("write either a file (-o) or part files in a folder (--output-dir), not both")
-        writer_type: Any = part_writer(format, parts_dir, part_size=part_size, shard=shard, resume=resume)
+        writer_type: Any = part_writer(format, parts_dir, part_size=part_size, stem=part_stem(shard), resume=resume)
         output = parts_dir
     else:
         writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
@@ -167,11 +170,13 @@ def label_inputs(
     workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
-        if isinstance(tagger, type) or not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
+        if not isinstance(tagger, AudioTagger):  # a factory (which imports torch only now)
             loading = time.monotonic()
             tagger = tagger()
             summary.load_seconds = time.monotonic() - loading
-        if early is not None and not _takes_decoding(tagger):  # (e.g. a RayTagger decodes on its cluster)
+            if not isinstance(tagger, AudioTagger):
+                raise TypeError(f"the tagger factory made a {type(tagger).__name__}, not an AudioTagger")
+        if early is not None and not tagger.takes_decoding:  # (e.g. a RayTagger decodes on its cluster)
             early.close()
             early = None
         header = {
@@ -198,8 +203,8 @@ def label_inputs(
                 aggregate=settings.aggregate,
                 workers=workers,
                 stats=summary.pipeline,
-                **({"decoding": early} if early is not None else {}),
-                **({"timeout": settings.file_timeout} if settings.file_timeout is not None else {}),
+                decoding=early,
+                timeout=settings.file_timeout,
             )
             for item, outcome in zip(todo, outcomes):
                 # Keep the input order: records carried over from the previous run that come first.
@@ -256,21 +261,17 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     in this process or standard input (read once, by whichever decoding comes last)."""
     if workers == 0 or any(item.is_stdin for item in todo):
         return None
-    grid = WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)
+    frontend = FrontEndConfig()  # the published models' (a checkpoint with other settings decodes anew)
+    grid = frontend.window_grid(window=settings.window, hop=settings.hop)
     # How far the workers decode ahead follows the batch size. Without one asked for, guess the CPU
     # engine's default (8 windows a lane, a lane per torch thread) from the CPUs this process may use,
     # at most 128 windows: 330 MB of read-ahead at 10 s.
     batch_hint = settings.batch_size or min(8 * _torch_threads_guess(), 128)
     pipeline = PipelineSettings(
-        grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=SAMPLE_RATE, timeout=settings.file_timeout
+        grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=frontend.sample_rate,
+        timeout=settings.file_timeout,
     )
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
-
-
-def _takes_decoding(tagger: Any) -> bool:
-    from dymn_cli.tagger import Tagger  # (torch is imported by now: the tagger is built)
-
-    return isinstance(tagger, Tagger)
 
 
 def _torch_threads_guess() -> int:
