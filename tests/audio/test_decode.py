@@ -260,6 +260,7 @@ def test_file_object_is_read_from_its_position(tmp_path):
     assert np.array_equal(load_audio(fh), load_audio(path))
 
 
+@pytest.mark.slow
 def test_stdin_of_a_subprocess(tmp_path):
     path = make_audio_file(tmp_path / "a.flac", seconds=0.3, sample_rate=22_050, channels=2)
     code = "import sys\nfrom dymn_cli.audio.decode import load_audio\ny = load_audio(sys.stdin.buffer)\nprint(len(y), float(y.sum()))\n"
@@ -285,6 +286,7 @@ def test_named_pipe_path(tmp_path):
     thread.join()
 
 
+@pytest.mark.slow
 def test_pyav_is_imported_only_when_needed(tmp_path):
     wav = make_audio_file(tmp_path / "a.wav", seconds=0.1)
     m4a = make_audio_file(tmp_path / "a.m4a", seconds=0.1)
@@ -526,6 +528,7 @@ def test_directory(tmp_path):
     assert_audio_error(tmp_path / "folder.wav", "folder.wav", "is a directory")
 
 
+@pytest.mark.slow
 def test_permission_denied(tmp_path):
     """In a subprocess, so that file modes can be made to count for root as well."""
     prefix = mode_respecting_prefix()

@@ -24,8 +24,8 @@ from dymn_cli.models.download import download
 from dymn_cli.models.frontend import FrontEndConfig
 from dymn_cli.models.weights import REGISTRY, get_record
 from tests.http_server import serve_directory
+from tests.support import GOLDEN
 
-GOLDEN = Path(__file__).parent / "golden"
 SOURCE = GOLDEN / "dymn04_seed0.pt"
 NAME = "dymn04_as"
 FILENAME = "dymn04_as.pt"
@@ -230,6 +230,7 @@ print(download("dymn04_as", progress=False), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_at_once_both_succeed(release, source_sha256):
     release.chunk_delay = 0.003  # ~0.4 s per download
     env = {**os.environ, "DYMN_RELEASE_URL": release.url, "DYMN_CACHE_DIR": str(release.cache)}

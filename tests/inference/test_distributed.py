@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -27,9 +25,11 @@ from dymn_cli.run.runner import RunSettings, label_inputs  # noqa: E402
 from dymn_cli.tagger import TagFailure, TagResult  # noqa: E402
 from dymn_cli.writers.base import OutputOptions  # noqa: E402
 from dymn_cli.writers.merge import merge_outputs  # noqa: E402
-from tests.test_cli import tone  # noqa: E402
+from tests.audio_factory import tone  # noqa: E402
+from tests.support import DYMN_TAG  # noqa: E402
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
+
 TOL = 1e-6
 HOP = 5.0
 
