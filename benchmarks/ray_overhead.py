@@ -71,7 +71,8 @@ def main() -> None:
     import ray
     import torch
 
-    from dymn_cli.inference.distributed import RayOptions, RayTagger
+    from dymn_cli.inference.distributed import RayOptions
+    from dymn_cli.ray_tagger import RayTagger
     from dymn_cli.run.runner import _worker_count
     from dymn_cli.tagger import Tagger
 

@@ -2,36 +2,41 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from dymn_cli.audio.decode import prepare_waveform
-from dymn_cli.inference.decode_stage import DecodeJob
-from dymn_cli.inference.engine import InferenceEngine
-from dymn_cli.models.ensemble import load_members
-from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
+from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, exit_if_script_rerun
+from dymn_cli.models.ensemble import load_members
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
-from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.tagging import AudioTagger, source_name
 
-__all__ = ["AGGREGATES", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+__all__ = ["AGGREGATES", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
-Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
+TagSource = str | Path | bytes | BinaryIO | np.ndarray | torch.Tensor
+"""What `Tagger` tags: a path, the bytes of a file, a binary file object, or a waveform with its rate."""
 
 
-class Tagger:
+class Tagger(AudioTagger):
     """Tags audio with a published model (or an ensemble of them).
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
     """
+
+    takes_decoding = True
 
     def __init__(
         self,
@@ -68,7 +73,7 @@ class Tagger:
 
     def tag(
         self,
-        source: Source,
+        source: TagSource,
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -83,7 +88,7 @@ class Tagger:
 
     def tag_many(
         self,
-        sources: Iterable[Source],
+        sources: Iterable[TagSource],
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -92,6 +97,7 @@ class Tagger:
         workers: int = 0,
         stats: PipelineStats | None = None,
         decoding: Decoding | None = None,
+        timeout: float | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag many inputs through one batched pipeline; yields one outcome per input, in input order.
 
@@ -99,23 +105,41 @@ class Tagger:
         processes while the network runs. `stats` collects where the time went. `decoding` is the
         decoding of these same `sources` (paths), started earlier by `worker_pool.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
+        `timeout` (seconds) fails an input whose decoding and tagging takes longer.
+
+        Every input is isolated the same way, whatever decodes it: an array of the wrong shape, a
+        stream that cannot be read, a decoder that raises or crashes, each becomes the `TagFailure`
+        of that input only. A stream (a binary file object, e.g. ``sys.stdin.buffer``) is decoded as
+        it comes, in bounded memory, when decoded in this process (`workers=0`); for a worker process
+        it is read whole first, up to `MAX_STREAM_BUFFER` bytes.
         """
+        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+            raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
+        grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
-                names.append(_describe(source))
-                yield DecodeJob(index, self._decodable(source, sample_rate), name=names[-1])
+                names.append(source_name(source))
+                try:
+                    decodable = self._decodable(source, sample_rate, in_process=workers == 0)
+                except UsageError:  # a call that cannot work for any input (an array without its rate)
+                    raise
+                except Exception as error:  # noqa: BLE001 - this input only, like any decoding failure
+                    yield DecodeJob(index, None, name=names[-1], failure=failure_reason(error, names[-1]))
+                else:
+                    yield DecodeJob(index, decodable, name=names[-1])
 
-        settings = PipelineSettings(grid=grid, batch_size=self.batch_size, workers=workers, sample_rate=self.sample_rate)
+        settings = PipelineSettings(
+            grid=grid, batch_size=grid.batch_size(self.batch_size), workers=workers, sample_rate=self.sample_rate, timeout=timeout
+        )
         if decoding is not None and not decoding.decodes_for(settings):
             decoding.close()
             decoding = None
         if decoding is not None:
-            names.extend(map(_describe, sources))
+            names.extend(map(source_name, sources))
         started = decoding if decoding is not None else jobs()
         for outcome in run_pipeline(started, engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
@@ -124,11 +148,11 @@ class Tagger:
             else:
                 yield self._result(name, outcome, grid, aggregate)
 
-    def embed(self, source: Source, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
+    def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: Source, sample_rate: int | None) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -136,11 +160,27 @@ class Tagger:
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source.read()
+            return source if in_process else _read_bounded(source, source_name(source))
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
         return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+
+
+def _read_bounded(stream: Any, name: str) -> bytes:
+    """A stream's bytes for a decode worker (which cannot share the stream), at most `MAX_STREAM_BUFFER`."""
+    try:
+        data = stream.read(MAX_STREAM_BUFFER + 1)
+    except OSError as error:
+        raise AudioError(f"{name}: cannot read the input ({error.strerror or error})") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
+    if len(data) > MAX_STREAM_BUFFER:
+        raise AudioError(
+            f"{name}: a stream longer than {MAX_STREAM_BUFFER >> 20} MiB is decoded as it comes only in this "
+            "process: tag it with workers=0 (-j 0)"
+        )
+    return bytes(data)
 
 
 class _InMemoryAudio(np.ndarray):
@@ -148,13 +188,3 @@ class _InMemoryAudio(np.ndarray):
 
     def __new__(cls, array: np.ndarray) -> _InMemoryAudio:
         return np.asarray(array, dtype=np.float32).view(cls)
-
-
-def _describe(source: Source) -> str:
-    if isinstance(source, (str, Path)):
-        return os.fspath(source)
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return "<array>"
-    if isinstance(source, (bytes, bytearray)):
-        return "<bytes>"
-    return getattr(source, "name", None) if isinstance(getattr(source, "name", None), str) else "<stream>"

@@ -6,12 +6,13 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import numpy as np
 import soundfile
 
-WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
+from tests.support import DYMN04_WEIGHTS
+
+WEIGHTS = str(DYMN04_WEIGHTS)
 
 
 def test_tag_many_with_workers_in_an_unguarded_script_says_what_to_add(tmp_path):
@@ -20,13 +21,15 @@ def test_tag_many_with_workers_in_an_unguarded_script_says_what_to_add(tmp_path)
         clips.append(tmp_path / f"{n}.wav")
         soundfile.write(clips[-1], np.zeros(16_000, np.float32), 16_000)
     script = tmp_path / "tag_folder.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         from dymn_cli import Tagger
 
         tagger = Tagger(weights={WEIGHTS!r}, device="cpu")
         for result in tagger.tag_many({[str(c) for c in clips]!r}, workers=2):
             print(result.source)
-    """))
+    """)
+    )
     done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]

@@ -1,8 +1,17 @@
-"""What the decoding backends share: the header facts they report and how they stop."""
+"""What the decoding backends share: the header facts they report, the sample rates they accept, and
+how they stop."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
+
+from dymn_cli.errors import AudioError
+
+MIN_SOURCE_RATE = 1_000
+MAX_SOURCE_RATE = 2_000_000
+"""The sample rates (Hz) an input may have. Below 1 kHz nothing of AudioSet's classes is left; above
+2 MHz (ultrasound recorders reach 1 MHz) a header is lying: a rate of 0, 1 Hz or 4 GHz fails that input."""
 
 
 @dataclass(frozen=True)
@@ -28,3 +37,11 @@ class AudioInfo:
 
 class DecodeStopped(Exception):
     """A decoder error after a successful open that ends decoding."""
+
+
+def check_source_rate(rate: Any, name: str) -> None:
+    if not (isinstance(rate, (int, float)) and MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE):
+        raise AudioError(
+            f"{name}: its header states a sample rate of {rate} Hz "
+            f"(audio has {MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz; the file is damaged or not audio)"
+        )

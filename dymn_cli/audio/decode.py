@@ -38,30 +38,29 @@ with the file name (``<stdin>``, ``<bytes>`` or ``<array>`` for in-memory inputs
 from __future__ import annotations
 
 import math
-import os
 import warnings
 from collections.abc import Iterator
-from typing import Any, Union
+from typing import Any
 
 import numpy as np
 import soundfile as sf
 import soxr
 
-from dymn_cli.audio.backend import AudioInfo, DecodeStopped
+from dymn_cli.audio.backend import AudioInfo, DecodeStopped, check_source_rate
 from dymn_cli.audio.pyav_backend import PyAVDecoder, ffmpeg_message, import_av
 from dymn_cli.audio.samples import check_rate, mix_to_mono, resample, resampled_length, to_float32, to_numpy
 from dymn_cli.audio.soundfile_backend import SoundfileDecoder
-from dymn_cli.audio.sources import AudioSource, ResolvedSource, one_line, resolve_source
+from dymn_cli.audio.sources import MAX_STREAM_BUFFER, AudioSource, Deadline, ResolvedSource, one_line, resolve_source
 from dymn_cli.errors import AudioError, UsageError
 
 __all__ = [
-    "AUDIO_EXTENSIONS",
+    "MAX_STREAM_BUFFER",
     "SAMPLE_RATE",
     "AudioInfo",
     "AudioSource",
     "AudioDecodeWarning",
+    "Deadline",
     "audio_info",
-    "is_audio_path",
     "load_audio",
     "prepare_waveform",
     "stream_audio",
@@ -78,37 +77,16 @@ MAX_READ_SAMPLES = 1 << 23
 sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
 16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
 
-AUDIO_EXTENSIONS: frozenset[str] = frozenset(
-    {
-        # libsndfile
-        ".wav", ".wave", ".flac", ".ogg", ".oga", ".opus", ".mp3", ".aif", ".aiff", ".aifc",
-        ".au", ".snd", ".caf", ".w64", ".rf64", ".voc",
-        # FFmpeg (PyAV): audio containers and codecs
-        ".m4a", ".m4b", ".m4r", ".aac", ".wma", ".mka", ".weba", ".amr", ".awb", ".3ga", ".wv",
-        ".ac3", ".eac3", ".dts", ".mp2", ".ape", ".tta", ".mpc", ".spx", ".ra",
-        # FFmpeg (PyAV): the audio track of video files
-        ".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".3gp", ".3g2", ".wmv", ".asf", ".flv",
-        ".mpg", ".mpeg",
-    }
-)
-"""File extensions (lowercase, with the dot) a folder walk should treat as audio. ``.ts`` is left out
-on purpose (TypeScript sources far outnumber MPEG transport streams); such files still decode when
-named explicitly."""
-
-
 class AudioDecodeWarning(UserWarning):
     """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
-
-
-def is_audio_path(path: str | os.PathLike[str]) -> bool:
-    """Whether a folder walk should pick up `path`, by its extension (case-insensitive)."""
-    return os.path.splitext(os.fspath(path))[1].lower() in AUDIO_EXTENSIONS
 
 
 # --------------------------------------------------------------------------- public functions
 
 
-def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str | None = None) -> np.ndarray:
+def load_audio(
+    source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str | None = None, deadline: Deadline | None = None
+) -> np.ndarray:
     """Decode `source` whole to a 1-D float32 mono waveform at `sample_rate`.
 
     `source` is a path, the bytes of a file, or a binary file object; a non-seekable one (a pipe,
@@ -118,12 +96,12 @@ def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str
     docstring); warns `AudioDecodeWarning` when only part of it decodes.
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
-    inp = resolve_source(source, name)
+    inp = resolve_source(source, name, deadline)
     try:
         decoder = _open_decoder(inp)
         try:
             parts = []
-            for block in _checked_blocks(decoder, inp, 1 << 18):  # a loop, not a comprehension: warning stacklevel
+            for block in _checked_blocks(decoder, inp, 1 << 18, deadline):  # a loop, not a comprehension: warning stacklevel
                 parts.append(mix_to_mono(block, inp.name))
         finally:
             decoder.close()
@@ -139,6 +117,7 @@ def stream_audio(
     sample_rate: int = SAMPLE_RATE,
     block_seconds: float = 30.0,
     name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode `source` in bounded memory: yield consecutive 1-D float32 mono blocks at `sample_rate`.
 
@@ -146,20 +125,22 @@ def stream_audio(
     shorter (never empty). Their concatenation equals ``load_audio(source, sample_rate=...)`` bit for
     bit. The input is opened (and problems found at open time raised) when this function is called;
     decoding problems later on raise `AudioError` from the iteration. Memory stays around one block
-    of decoded input plus one block of output; a non-seekable file object is still read into memory
-    first (compressed), because libsndfile needs to seek.
+    of decoded input plus one block of output; a stream (a non-seekable file object, a FIFO, a
+    device) is read into memory up to `MAX_STREAM_BUFFER` bytes, and decoded as it comes beyond that.
+    With a `deadline`, decoding raises `TimedOut` once it has passed (checked between blocks and
+    while a stream is waited for).
     """
     sample_rate = check_rate(sample_rate, "sample_rate")
     if not (isinstance(block_seconds, (int, float)) and math.isfinite(block_seconds) and block_seconds > 0):
         raise UsageError(f"block_seconds must be a positive number of seconds, got {block_seconds!r}")
     block_out = max(int(round(block_seconds * sample_rate)), 1)
-    inp = resolve_source(source, name)
+    inp = resolve_source(source, name, deadline)
     try:
         decoder = _open_decoder(inp)
     except BaseException:
         inp.close()
         raise
-    return _stream_blocks(inp, decoder, sample_rate, block_seconds, block_out)
+    return _stream_blocks(inp, decoder, sample_rate, block_seconds, block_out, deadline)
 
 
 def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
@@ -212,11 +193,26 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
     return resample(mono, source_rate, sample_rate)
 
 
-_Decoder = Union[SoundfileDecoder, PyAVDecoder]
+_Decoder = SoundfileDecoder | PyAVDecoder
 
 
 def _open_decoder(inp: ResolvedSource) -> _Decoder:
-    """libsndfile first (exact librosa parity), PyAV for whatever it does not recognise."""
+    """libsndfile first (exact librosa parity), PyAV for whatever it does not recognise (and for a
+    long stream, which libsndfile cannot read without seeking). The stated sample rate is checked."""
+    decoder = _open_either_decoder(inp)
+    if decoder.backend == "pyav" and not decoder.sample_rate:
+        return decoder  # FFmpeg learns some streams' rate from their first frame: checked there
+    try:
+        check_source_rate(decoder.sample_rate, inp.name)
+    except AudioError:
+        decoder.close()
+        raise
+    return decoder
+
+
+def _open_either_decoder(inp: ResolvedSource) -> _Decoder:
+    if inp.streaming:
+        return _open_pyav(inp, "a stream this long is decoded as it comes")
     try:
         return SoundfileDecoder(inp)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -226,6 +222,10 @@ def _open_decoder(inp: ResolvedSource) -> _Decoder:
     except OSError as exc:  # e.g. the file vanished between the checks and the open
         raise AudioError(f"{inp.name}: cannot read the file ({one_line(exc.strerror or exc)})") from None
     inp.rewind()
+    return _open_pyav(inp, sf_reason)
+
+
+def _open_pyav(inp: ResolvedSource, sf_reason: str) -> PyAVDecoder:
     av = import_av()
     try:
         return PyAVDecoder(inp)
@@ -246,7 +246,9 @@ def _describe_failure(sf_reason: str, av_reason: str) -> str:
     return "unknown format or corrupt data"
 
 
-def _checked_blocks(decoder: _Decoder, inp: ResolvedSource, frames: int) -> Iterator[np.ndarray]:
+def _checked_blocks(
+    decoder: _Decoder, inp: ResolvedSource, frames: int, deadline: Deadline | None = None
+) -> Iterator[np.ndarray]:
     """Decoded `[frames, channels]` float32 blocks; handles decoding errors and empty results.
 
     Warnings use stacklevel 3: this generator, then `load_audio` or `_stream_blocks`, then the caller.
@@ -254,6 +256,8 @@ def _checked_blocks(decoder: _Decoder, inp: ResolvedSource, frames: int) -> Iter
     total = 0
     try:
         for block in decoder.blocks(frames):
+            if deadline is not None:
+                deadline.check(inp.name)
             total += len(block)
             yield block
     except DecodeStopped as exc:
@@ -281,7 +285,7 @@ def _checked_blocks(decoder: _Decoder, inp: ResolvedSource, frames: int) -> Iter
 
 
 def _stream_blocks(
-    inp: ResolvedSource, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
+    inp: ResolvedSource, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int, deadline: Deadline | None
 ) -> Iterator[np.ndarray]:
     try:
         read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
@@ -289,7 +293,7 @@ def _stream_blocks(
         n_in = n_out = 0
         pending: list[np.ndarray] = []
         n_pending = 0
-        for block in _checked_blocks(decoder, inp, read_frames):
+        for block in _checked_blocks(decoder, inp, read_frames, deadline):
             mono = mix_to_mono(block, inp.name)
             n_in += len(mono)
             if decoder.sample_rate == sample_rate:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.audio.backend import AudioInfo, DecodeStopped
+from dymn_cli.audio.backend import AudioInfo, DecodeStopped, check_source_rate
 from dymn_cli.audio.sources import ResolvedSource, one_line
 from dymn_cli.errors import AudioError
 
@@ -19,7 +19,6 @@ def ffmpeg_message(exc: BaseException) -> str:
     if reason.startswith("Error number"):  # a decoder-private code FFmpeg has no text for
         return "the decoder rejected the data"
     return reason
-
 
 
 def import_av() -> Any:
@@ -67,21 +66,27 @@ class PyAVDecoder:
         # "concat:..." as a protocol URL.
         self._fh = inp.fileobj if inp.fileobj is not None else open(inp.path, "rb")  # noqa: SIM115
         self._own_fh = inp.fileobj is None
+        self._name = inp.name
         try:
             self._container = av.open(self._fh, mode="r", metadata_errors="replace")
         except BaseException:
             self._close_fh()
             raise
-        streams = self._container.streams.audio
-        if not streams:
+        try:
+            streams = self._container.streams.audio
+            if not streams:
+                what = " (a video without sound)" if self._container.streams.video else ""
+                raise AudioError(f"{inp.name}: no audio stream{what}")
+            self._stream = streams[0]
+            ctx = self._stream.codec_context
+            if ctx is None:  # FFmpeg knows the container but has no decoder for this codec (or tag)
+                raise AudioError(f"{inp.name}: not a readable audio file (no decoder for its audio codec)")
+            self.sample_rate: int = ctx.sample_rate
+            self.channels: int = ctx.channels
+            self._limit = self._declared_frames() if self._trims_to_duration() else None
+        except BaseException:
             self.close()
-            what = " (a video without sound)" if self._container.streams.video else ""
-            raise AudioError(f"{inp.name}: no audio stream{what}")
-        self._stream = streams[0]
-        ctx = self._stream.codec_context
-        self.sample_rate: int = ctx.sample_rate
-        self.channels: int = ctx.channels
-        self._limit = self._declared_frames() if self._trims_to_duration() else None
+            raise
 
     def _trims_to_duration(self) -> bool:
         # mp4/mov state the exact track length (edit list); decoding gives whole AAC frames
@@ -114,6 +119,7 @@ class PyAVDecoder:
             for frame in decoded:
                 if rate is None:
                     rate = frame.sample_rate
+                    check_source_rate(rate, self._name)
                     if rate != self.sample_rate:  # e.g. HE-AAC, whose header gives the core rate
                         if remaining is not None:
                             remaining = int(round(remaining * rate / self.sample_rate))

@@ -1,6 +1,6 @@
 """Inputs named by URI (`s3://bucket/audio`, `gs://...`, `hdfs://...`, `file:///...`): anything that
 pyarrow's filesystems read. Folders are listed in the order a local folder walk takes (see
-`shards.walk_order_key`); files are read whole into memory and decoded from the bytes.
+`paths.walk_order_key`); files are read whole into memory and decoded from the bytes.
 
 pyarrow is imported only when a URI is met (`pip install 'dymn-cli[ray]'` brings it).
 """
@@ -11,6 +11,7 @@ import os
 import re
 from typing import Any
 
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS, walk_order_key
 from dymn_cli.errors import AudioError, UsageError
 
 _URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]+://")
@@ -37,9 +38,6 @@ def list_uri(uri: str, *, recursive: bool = True) -> list[str] | None:
     """The audio files a URI names: itself if it is a file, else the audio files below it (by
     extension) in folder-walk order; None if nothing is there. Raises `OSError`/`ValueError` when the
     filesystem cannot be reached or the URI is malformed."""
-    from dymn_cli.audio.decode import AUDIO_EXTENSIONS
-    from dymn_cli.run.shards import walk_order_key
-
     pafs = _pyarrow_fs()
     filesystem, root = _filesystem(uri)
     info = filesystem.get_file_info(root)
@@ -57,26 +55,6 @@ def list_uri(uri: str, *, recursive: bool = True) -> list[str] | None:
     return sorted(found, key=walk_order_key)
 
 
-def expand_uri(uri: str, *, recursive: bool, problems: list | None) -> list[str]:
-    """`list_uri` for `inputs.expand_inputs`: a URI that names nothing is a problem when `problems`
-    is given (typed by the user), else passed on to fail as an input (from a file list)."""
-    from dymn_cli.run.inputs import InputProblem
-
-    try:
-        found = list_uri(uri, recursive=recursive)
-    except (OSError, ValueError) as error:
-        if problems is None:
-            return [uri]
-        problems.append(InputProblem(uri, f"cannot list: {_one_line(error)}"))
-        return []
-    if found is None:
-        if problems is None:
-            return [uri]
-        problems.append(InputProblem(uri, "no such file or folder"))
-        return []
-    return found
-
-
 def read_uri(uri: str) -> bytes:
     """The bytes of the file a URI names; `AudioError` (one line, naming the URI) if it cannot be read."""
     try:
@@ -86,11 +64,11 @@ def read_uri(uri: str) -> bytes:
     except FileNotFoundError:
         raise AudioError(f"{uri}: file not found") from None
     except (OSError, ValueError) as error:
-        raise AudioError(f"{uri}: cannot read: {_one_line(error)}") from None
+        raise AudioError(f"{uri}: cannot read: {one_line(error)}") from None
     if not data:
         raise AudioError(f"{uri}: empty file (0 bytes)")
     return bytes(data)
 
 
-def _one_line(error: BaseException) -> str:
+def one_line(error: BaseException) -> str:
     return " ".join(str(error).split()) or type(error).__name__

@@ -15,6 +15,13 @@ import numpy as np
 
 from dymn_cli.errors import UsageError
 
+MAX_WINDOW_SECONDS = 600.0
+"""The longest window: ten minutes, 77 MB of samples and about a gigabyte of activations in the
+network (the models were trained on 10-second clips). Longer asks only for memory."""
+
+MAX_BATCH_SAMPLES = 128 * 320_000
+"""Samples in one network batch at most (128 windows of 10 s): longer windows make smaller batches."""
+
 
 @dataclass(frozen=True)
 class WindowGrid:
@@ -25,15 +32,20 @@ class WindowGrid:
 
     @classmethod
     def from_seconds(cls, *, window: float, hop: float, sample_rate: int) -> WindowGrid:
+        """The grid of `window` and `hop` seconds; the front end states the shortest window a model
+        takes (`models.frontend_config.FrontEndConfig.window_grid`)."""
         if not (window > 0 and math.isfinite(window)):
             raise UsageError(f"window must be a positive number of seconds, got {window}")
         if not (hop > 0 and math.isfinite(hop)):
             raise UsageError(f"hop must be a positive number of seconds, got {hop}")
-        window_samples = round(window * sample_rate)
-        hop_samples = round(hop * sample_rate)
-        if window_samples < 320 * 9:
-            raise UsageError(f"window must be at least 0.09 s (9 log-mel frames), got {window}")
-        return cls(window=window_samples, hop=max(1, hop_samples))
+        if window > MAX_WINDOW_SECONDS:
+            raise UsageError(f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}")
+        return cls(window=max(1, round(window * sample_rate)), hop=max(1, round(hop * sample_rate)))
+
+    def batch_size(self, wanted: int) -> int:
+        """`wanted` windows per batch, fewer where the windows are so long that the batch would hold
+        more than `MAX_BATCH_SAMPLES` samples (at least one)."""
+        return max(1, min(wanted, MAX_BATCH_SAMPLES // self.window))
 
     def count(self, n_samples: int) -> int:
         """Number of windows that cover `n_samples` samples (at least one)."""

@@ -21,7 +21,3 @@ def audioset_classes() -> tuple[AudioSetClass, ...]:
     text = resources.files("dymn_cli.audioset").joinpath("data/class_labels_indices.csv").read_text(encoding="utf-8")
     rows = csv.DictReader(text.splitlines())
     return tuple(AudioSetClass(int(r["index"]), r["mid"], r["display_name"]) for r in rows)
-
-
-def label_names() -> list[str]:
-    return [c.name for c in audioset_classes()]

@@ -19,8 +19,8 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
-from dymn_cli.errors import UsageError
 from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.errors import UsageError
 
 __all__ = ["ClassInfo", "Ontology", "OntologyNode", "find_classes", "ontology", "parse_label_terms", "select_classes"]
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -12,13 +12,14 @@ from dymn_cli.errors import UsageError
 
 def download_command(
     names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names (see `dymn-tag models`), or 'all'.")],
-    sha256: Annotated[Optional[str], typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 (one model only).")] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 (one model only).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Download published models into the cache, e.g. on a connected machine for one offline.
 
     The cache is $DYMN_CACHE_DIR (default ~/.cache/dymn-cli); copy it, or point --weights at a file."""
-    from dymn_cli.models.weights import REGISTRY, download, get_record
+    from dymn_cli.models.download import download
+    from dymn_cli.models.weights import REGISTRY, get_record
 
     records = list(REGISTRY.values()) if names == ["all"] else [get_record(n) for n in names]
     if sha256 is not None and len(records) != 1:

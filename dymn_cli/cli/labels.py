@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 
 def labels_command(
-    query: Annotated[Optional[list[str]], typer.Argument(metavar="QUERY", help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
+    query: Annotated[list[str] | None, typer.Argument(metavar="QUERY", help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
 ) -> None:
     """The AudioSet classes matching a query, with their place in the ontology.
 

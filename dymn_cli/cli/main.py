@@ -26,8 +26,9 @@ from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line,
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
-from dymn_cli.cli.tag import EXAMPLES, one_line, tag_app
+from dymn_cli.cli.tag import EXAMPLES, tag_app
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
+from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
@@ -65,8 +66,7 @@ def route(args: list[str]) -> tuple[Any, list[str], str]:
     if args and args[0] in SUBCOMMANDS:
         if not os.path.lexists(args[0]):
             return typer.main.get_command(commands_app), args, PROG
-        log.info("note: %s is a path here, so it is tagged; the %s command runs where no such path exists",
-                 one_line(args[0]), args[0])
+        log.info("note: %s is a path here, so it is tagged; the %s command runs where no such path exists", args[0], args[0])
     return _tag_command(), args, PROG
 
 
@@ -78,6 +78,15 @@ def _tag_command() -> CommandWithPanels:
     return command
 
 
+class _TerminalSafeFormatter(logging.Formatter):
+    """Every line on stderr escapes what names may hold (newlines, escape sequences, bytes that are
+    not UTF-8): one line per message, and nothing in a file name drives the terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise SignalReceived(signum)
 
@@ -85,7 +94,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format=f"{PROG}: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalSafeFormatter(f"{PROG}: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     command, command_args, prog_name = route(args)
     for signum in (signal.SIGINT, signal.SIGTERM):  # e.g. while a model loads: 130 / 143 and one line
         if signal.getsignal(signum) is not signal.SIG_IGN:  # (a background job may be meant to ignore Ctrl-C)
@@ -93,12 +104,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code = command.main(args=command_args, prog_name=prog_name, standalone_mode=False) or 0
     except click_errors.ClickException as error:  # Click's and Typer's usage errors, in the tool's words
-        log.error("error: %s", one_line(usage_message(error)))
+        log.error("error: %s", usage_message(error))
         code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
     except typer.Abort:
         code = 130
     except DymnError as error:
-        log.error("error: %s", one_line(str(error)))
+        log.error("error: %s", str(error))
         code = error.exit_code
     except SignalReceived as received:
         stopped = Interrupted(received.signum)

@@ -19,7 +19,7 @@ def merge_command(
     """Join the outputs of shards or part files into one file.
 
     Inputs come in folder-walk order (the order `dymn-tag FOLDER` writes)."""
-    from dymn_cli.run.shards import merge_outputs
+    from dymn_cli.writers.merge import merge_outputs
 
     summary = merge_outputs(outputs, output)
     if not quiet:

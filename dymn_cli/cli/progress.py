@@ -23,6 +23,7 @@ from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.inputs import Input, audio_seconds
 from dymn_cli.run.runner import clock
+from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
@@ -41,7 +42,8 @@ class _AudioColumn(ProgressColumn):
 
 
 class RunProgress:
-    """Tracks a labelling run; prints each failed input as one line, above the bar when there is one."""
+    """Tracks a labelling run; prints each failed input as one line, above the bar when there is one.
+    (The log's formatter makes lines terminal-safe; what goes to the bar's console is escaped here.)"""
 
     def __init__(self, *, enabled: bool, stats: PipelineStats | None = None, hop: float = 10.0) -> None:
         self.enabled = enabled
@@ -132,19 +134,19 @@ class RunProgress:
 
     def advance(self, outcome: TagResult | TagFailure) -> None:
         if isinstance(outcome, TagFailure):
-            reason = outcome.reason.replace("\n", "\\n")
-            prefix = "" if reason.startswith(outcome.source.replace("\n", "\\n")) else f"{outcome.source}: "
-            line = f"{prefix}{reason}".replace("\n", "\\n")
+            shown = "<stdin>" if outcome.source == "-" else outcome.source
+            reason = outcome.reason
+            line = reason if reason.startswith(shown) else f"{shown}: {reason}"
             if self._progress is not None:
-                self._progress.console.print(f"dymn-tag: {line}", markup=False, highlight=False)
+                self._progress.console.print(f"dymn-tag: {printable(line)}", markup=False, highlight=False)
             else:
                 log.error("%s", line)
         else:
             self.audio_seconds += outcome.duration
             if outcome.warnings:  # a damaged input, tagged from what could be decoded: one line for it
-                line = f"{outcome.source}: warning: {'; '.join(outcome.warnings)}".replace("\n", "\\n")
+                line = f"{outcome.source}: warning: {'; '.join(outcome.warnings)}"
                 if self._progress is not None:
-                    self._progress.console.print(f"dymn-tag: {line}", markup=False, highlight=False)
+                    self._progress.console.print(f"dymn-tag: {printable(line)}", markup=False, highlight=False)
                 else:
                     log.warning("%s", line)
         with self._lock:
@@ -156,5 +158,10 @@ class RunProgress:
             if self._total is None:
                 self._progress.update(self._task, completed=self._done_files, done=self._done_files)
             else:
-                self._progress.update(self._task, total=self._total, completed=min(self._done_audio, self._total),
-                                      done=self._done_files, by_audio=True)
+                self._progress.update(
+                    self._task,
+                    total=self._total,
+                    completed=min(self._done_audio, self._total),
+                    done=self._done_files,
+                    by_audio=True,
+                )

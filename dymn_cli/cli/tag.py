@@ -7,15 +7,16 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
-from dymn_cli import __version__
 from dymn_cli.cli import panels
 from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
 from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.errors import UsageError
+from dymn_cli.run.shards import DEFAULT_PART_SIZE, parse_shard
+from dymn_cli.version import __version__
 
 log = logging.getLogger("dymn_cli")
 
@@ -46,9 +47,7 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-def _shard(value: Optional[str]) -> Optional[str]:
-    from dymn_cli.run.shards import parse_shard  # (no torch: a check while parsing)
-
+def _shard(value: str | None) -> str | None:
     if value is not None:
         try:
             parse_shard(value)
@@ -59,48 +58,48 @@ def _shard(value: Optional[str]) -> Optional[str]:
 
 @tag_app.command(cls=CommandWithPanels)
 def tag(
-    paths: Annotated[Optional[list[str]], typer.Argument(metavar="PATHS", help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.", show_default=False)] = None,
-    files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", metavar="FILE", help="Read input paths, one a line, from this file or - (stdin).", rich_help_panel=panels.INPUT)] = None,
+    paths: Annotated[list[str] | None, typer.Argument(metavar="PATHS", help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.", show_default=False)] = None,
+    files_from: Annotated[str | None, typer.Option("--files-from", "-T", metavar="FILE", help="Read input paths, one a line, from this file or - (stdin).", rich_help_panel=panels.INPUT)] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)] = True,
-    output: Annotated[Optional[list[Path]], typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
-    format: Annotated[Optional[OutputFormat], typer.Option("-f", "--format", case_sensitive=False, help="Default: from -o, else table on a terminal, jsonl in a pipe. audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
+    file_timeout: Annotated[float | None, typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", callback=positive_seconds, show_default=False, rich_help_panel=panels.INPUT)] = None,
+    output: Annotated[list[Path] | None, typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
+    format: Annotated[OutputFormat | None, typer.Option("-f", "--format", case_sensitive=False, help="Default: from -o, else table on a terminal, jsonl in a pipe. audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
     wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
-    output_dir: Annotated[Optional[Path], typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
-    part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = 1000,
+    output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
+    part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = DEFAULT_PART_SIZE,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
-    embeddings: Annotated[Optional[Path], typer.Option("--embeddings", metavar="FILE", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.", rich_help_panel=panels.OUTPUT)] = None,
-    plot: Annotated[Optional[Path], typer.Option("--plot", metavar="FILE|DIR", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).", rich_help_panel=panels.OUTPUT)] = None,
+    embeddings: Annotated[Path | None, typer.Option("--embeddings", metavar="FILE", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.", rich_help_panel=panels.OUTPUT)] = None,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE|DIR", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).", rich_help_panel=panels.OUTPUT)] = None,
     top: Annotated[str, typer.Option("--top", "-k", metavar="K|all", help="How many labels per input (with --events: the K labels with the highest peak), or all.", callback=parse_top, rich_help_panel=panels.LABELS)] = "10",
-    threshold: Annotated[Optional[float], typer.Option("--threshold", "-t", metavar="SCORE", help="Keep only labels scoring at least this (0 to 1).", min=0.0, max=1.0, rich_help_panel=panels.LABELS)] = None,
-    labels: Annotated[Optional[str], typer.Option("--labels", metavar="NAMES", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.", rich_help_panel=panels.LABELS)] = None,
-    exclude: Annotated[Optional[str], typer.Option("--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS)] = None,
+    threshold: Annotated[float | None, typer.Option("--threshold", "-t", metavar="SCORE", help="Keep only labels scoring at least this (0 to 1).", min=0.0, max=1.0, rich_help_panel=panels.LABELS)] = None,
+    labels: Annotated[str | None, typer.Option("--labels", metavar="NAMES", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.", rich_help_panel=panels.LABELS)] = None,
+    exclude: Annotated[str | None, typer.Option("--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS)] = None,
     timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top and --threshold.", rich_help_panel=panels.LABELS)] = False,
     events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.", rich_help_panel=panels.LABELS)] = False,
     min_duration: Annotated[float, typer.Option("--min-duration", metavar="SECONDS", help="Drop sound events shorter than this.", min=0.0, rich_help_panel=panels.LABELS)] = 0.0,
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Published model (see dymn-tag models), or several joined by commas for an ensemble.", rich_help_panel=panels.MODEL)] = "dymn10_as",
-    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", metavar="FILE", help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.", show_default=False, rich_help_panel=panels.MODEL)] = None,
-    sha256: Annotated[Optional[str], typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL)] = None,
+    weights: Annotated[list[Path] | None, typer.Option("--weights", "-w", metavar="FILE", help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.", show_default=False, rich_help_panel=panels.MODEL)] = None,
+    sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL)] = None,
     window: Annotated[float, typer.Option("--window", metavar="SECONDS", help="Window length.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
     hop: Annotated[float, typer.Option("--hop", metavar="SECONDS", help="Time between window starts.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
     aggregate: Annotated[Aggregate, typer.Option("--aggregate", case_sensitive=False, help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS)] = Aggregate.mean,
     device: Annotated[str, typer.Option("--device", "-d", metavar="auto|cpu|cuda[:N]", help="Where the network runs (auto: CUDA when there is one).", callback=check_device, rich_help_panel=panels.COMPUTE)] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", case_sensitive=False, help="auto: float16 on CUDA, float32 on the CPU.", rich_help_panel=panels.COMPUTE)] = Precision.auto,
-    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", metavar="N", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False, rich_help_panel=panels.COMPUTE)] = None,
-    workers: Annotated[Optional[int], typer.Option("--workers", "-j", metavar="N", help="Decoding processes (default: from the CPU count; 0: decode in this process).", min=0, rich_help_panel=panels.COMPUTE)] = None,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", metavar="N", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False, rich_help_panel=panels.COMPUTE)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", metavar="N", help="Decoding processes (default: from the CPU count; 0: decode in this process).", min=0, rich_help_panel=panels.COMPUTE)] = None,
     compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster).", rich_help_panel=panels.COMPUTE)] = False,
-    shard: Annotated[Optional[str], typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.", callback=_shard, rich_help_panel=panels.SCALE_OUT)] = None,
-    ray_target: Annotated[Optional[str], typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.", rich_help_panel=panels.SCALE_OUT)] = None,
-    actors: Annotated[Optional[int], typer.Option("--actors", metavar="N", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1, rich_help_panel=panels.SCALE_OUT)] = None,
+    shard: Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.", callback=_shard, rich_help_panel=panels.SCALE_OUT)] = None,
+    ray_target: Annotated[str | None, typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.", rich_help_panel=panels.SCALE_OUT)] = None,
+    actors: Annotated[int | None, typer.Option("--actors", metavar="N", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1, rich_help_panel=panels.SCALE_OUT)] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no summary.", rich_help_panel=panels.GENERAL)] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL)] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
+    from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.allocator import keep_freed_memory
     from dymn_cli.inference.pipeline import PipelineStats
     from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
-    from dymn_cli.cli.progress import RunProgress
     from dymn_cli.run.runner import RunSettings, label_inputs
-    from dymn_cli.run.shards import parse_shard
 
     keep_freed_memory()
     inputs = paths or []
@@ -127,7 +126,8 @@ def tag(
         tagger_class: Any
         with progress.status("importing torch"):
             if ray_target is not None:
-                from dymn_cli.inference.distributed import RayOptions, RayTagger
+                from dymn_cli.inference.distributed import RayOptions
+                from dymn_cli.ray_tagger import RayTagger
 
                 tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
             else:
@@ -159,7 +159,7 @@ def tag(
             options=options,
             extra_sinks=sinks,
             settings=RunSettings(window=window, hop=hop, aggregate=aggregate.value, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None, batch_size=batch_size),
+                                 decode_first=ray_target is None, batch_size=batch_size, file_timeout=file_timeout),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout.isatty(),
@@ -172,12 +172,7 @@ def tag(
             stats=stats,
         )
     for problem in summary.problems:
-        log.error("%s: %s", one_line(problem.path), problem.reason)
+        log.error("%s: %s", problem.path, problem.reason)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
-
-
-def one_line(text: str) -> str:
-    """Paths may hold newlines; a report stays one line per problem."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")

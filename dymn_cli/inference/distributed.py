@@ -4,12 +4,11 @@
            -> map_batches(_InferenceActor)                     InferenceEngine, a pool of actors that
                                                                each build the model once (a GPU each)
            -> iter_batches on the driver                       windows regrouped per input (as
-                                                               pipeline.run_pipeline does), results
-                                                               built by results.build_result
+                                                               pipeline.run_pipeline does)
 
-`RayTagger` has the `tag_many` of `Tagger`, so `run.label_inputs` drives it like the local tagger:
-the same writers, `--resume`, progress, summary and exit codes, and a bad input is one failure
-record while the run goes on. Ray is imported only here (`pip install 'dymn-cli[ray]'`).
+`RayPipeline.run` yields what `pipeline.run_pipeline` yields (`WindowOutputs` or `Failure` per input,
+in input order); `ray_tagger.RayTagger` turns them into results. Ray is imported only here
+(`pip install 'dymn-cli[ray]'`).
 
 Inputs are paths, which every node must see at the same place (a shared filesystem), or URIs that
 pyarrow reads (`s3://...`), which each decode task fetches itself.
@@ -19,24 +18,17 @@ from __future__ import annotations
 
 import inspect
 import logging
-import os
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from dymn_cli.inference.decode_stage import DONE, ERROR, WINDOW, DecodeJob, decode_job
-from dymn_cli.inference.pipeline import Failure, PipelineStats, _outcome, _Pending
-from dymn_cli.models.ensemble import load_members
-from dymn_cli.errors import UsageError
-from dymn_cli.audioset.labels import audioset_classes
-from dymn_cli.audio.uris import is_uri
-from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result
-from dymn_cli.tagger import _describe
 from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.errors import UsageError
+from dymn_cli.inference.decode_stage import DecodeJob, DoneMessage, ErrorMessage, WindowMessage, decode_job
+from dymn_cli.inference.pipeline import Failure, PendingInput, WindowOutputs
 
 log = logging.getLogger("dymn_cli")
 
@@ -88,106 +80,62 @@ def connect(address: str) -> Any:
     return ray
 
 
-class RayTagger:
-    """`Tagger.tag_many` on a Ray cluster: the same results, input by input, in input order.
+class RayPipeline:
+    """The decode tasks and the inference actors of one model on a Ray cluster.
 
-    The model is resolved once, on the driver (a registry name is downloaded there, not on every
-    node), and shipped to the actors through Ray's object store.
+    The network is shipped to the actors once, through Ray's object store.
     """
 
-    def __init__(
-        self,
-        model: str | Sequence[str] | None = "dymn10_as",
-        *,
-        weights: str | Path | Sequence[str | Path] | None = None,
-        device: str = "auto",
-        batch_size: int | None = None,
-        precision: str = "auto",
-        compile: bool = False,
-        sha256: str | None = None,
-        progress: bool = False,
-        ray: RayOptions = RayOptions(),
-    ) -> None:
-        batch_size = RAY_BATCH_SIZE if batch_size is None else batch_size
+    def __init__(self, network: Any, *, frontend: Any, options: RayOptions, device: str = "auto",
+                 precision: str = "auto", compile: bool = False, batch_size: int = RAY_BATCH_SIZE) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
             raise UsageError(f"unknown precision {precision!r}: use {', '.join(PRECISIONS)}")
         if device not in ("auto", "cpu", "cuda"):
             raise UsageError(f"unknown device {device!r} for --ray: use auto, cpu or cuda (one GPU per actor)")
-        if ray.actors is not None and ray.actors < 1:
-            raise UsageError(f"--actors must be at least 1, got {ray.actors}")
-        self.options = ray
-        self._ray = connect(ray.address)
+        if options.actors is not None and options.actors < 1:
+            raise UsageError(f"--actors must be at least 1, got {options.actors}")
+        self.options = options
+        self._ray = connect(options.address)
         gpus = int(self._ray.cluster_resources().get("GPU", 0))
         if device == "cuda" and gpus == 0:
             raise UsageError("--device cuda was asked for, but the Ray cluster has no GPU")
         self.uses_gpu = gpus > 0 and device != "cpu"
-        self.actors = ray.actors or (gpus if self.uses_gpu else 1)
-        members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
-        self.name = members.name
-        self.records = members.records
-        self.frontend_config = members.frontend
+        self.actors = options.actors or (gpus if self.uses_gpu else 1)
         self.batch_size = batch_size
-        self.classes = audioset_classes()
-        self._network = self._ray.put(members.network)
+        self._network = self._ray.put(network)
         self._engine_args = {
-            "frontend": members.frontend,
+            "frontend": frontend,
             "device": "cuda" if self.uses_gpu else "cpu",
             "precision": precision,
             "compile": compile,
-            "num_classes": members.network.num_classes,
-            "embedding_dim": members.network.embedding_dim,
+            "num_classes": network.num_classes,
+            "embedding_dim": network.embedding_dim,
         }
 
-    @property
-    def sample_rate(self) -> int:
-        return self.frontend_config.sample_rate
-
-    def tag_many(
-        self,
-        sources: Iterable[Any],
-        *,
-        sample_rate: int | None = None,
-        window: float = 10.0,
-        hop: float = 10.0,
-        aggregate: str = "mean",
-        workers: int = 0,
-        stats: PipelineStats | None = None,
-    ) -> Iterator[TagResult | TagFailure]:
-        """Tag paths, URIs or encoded bytes; one outcome per input, in input order, as they finish.
-
-        `sample_rate`, `workers` and `stats` are accepted for `Tagger` compatibility: arrays are not
-        taken (decode on the cluster), Ray decides how many decode tasks run, and the time spent on
-        the cluster's nodes is not measured here (`stats` stays as it was)."""
-        if aggregate not in AGGREGATES:
-            raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
-        names: list[str] = []
-        items: list[dict[str, Any]] = []
-        for index, source in enumerate(sources):
-            names.append(_describe(source))
-            items.append(_item(index, source))
+    def run(
+        self, items: list[dict[str, Any]], *, grid: WindowGrid, sample_rate: int, timeout: float | None = None
+    ) -> Iterator[WindowOutputs | Failure]:
+        """Decode and tag input rows (see `ray_tagger`); one outcome per row, in row order. `timeout` is
+        checked by each decode task as it decodes (a task stuck inside a decoder is not killed)."""
         if not items:
             return
         assembler = _Assembler()
-        for batch in self._dataset(items, grid).iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in self._dataset(items, grid, sample_rate, timeout).iter_batches(batch_size=None, batch_format="numpy"):
             assembler.add(batch)
-            for outcome in assembler.ready():
-                name = names[outcome.index]
-                if isinstance(outcome, Failure):
-                    yield TagFailure(name, outcome.reason)
-                else:
-                    yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+            yield from assembler.ready()
         if assembler.next_index != len(items):  # cannot happen unless Ray lost rows
             raise RuntimeError(f"the Ray pipeline ended with {len(items) - assembler.next_index} inputs unfinished")
 
-    def _dataset(self, items: list[dict[str, Any]], grid: WindowGrid) -> Any:
+    def _dataset(self, items: list[dict[str, Any]], grid: WindowGrid, sample_rate: int, timeout: float | None) -> Any:
         ray = self._ray
         blocks = min(len(items), MAX_INPUT_BLOCKS)
         decoded = ray.data.from_items(items, override_num_blocks=blocks).flat_map(
             _decode_rows,
-            fn_kwargs={"grid": grid, "sample_rate": self.sample_rate, "block_seconds": self.options.block_seconds},
+            fn_kwargs={
+                "grid": grid, "sample_rate": sample_rate, "block_seconds": self.options.block_seconds, "timeout": timeout
+            },
         )
         # No actor restarts: Ray keeps these actors' constructor arguments in its object store, where a
         # restart cannot count on them (ray-project/ray#53727), and says so in an error-level line on
@@ -199,7 +147,7 @@ class RayTagger:
             return decoded.map_batches(
                 _InferenceActor,
                 fn_constructor_kwargs={"network": [self._network], **self._engine_args},
-                batch_size=self.batch_size,
+                batch_size=grid.batch_size(self.batch_size),
                 batch_format="numpy",
                 compute=ray.data.ActorPoolStrategy(size=self.actors),
                 num_cpus=self.options.actor_cpus,
@@ -212,22 +160,10 @@ def _takes_remote_args(method: Any) -> bool:
     return any(p.kind is inspect.Parameter.VAR_KEYWORD for p in inspect.signature(method).parameters.values())
 
 
-def _item(index: int, source: Any) -> dict[str, Any]:
-    """One input row: a path (made absolute, since tasks may run in another folder), a URI, or bytes."""
-    if isinstance(source, Path):
-        source = os.fspath(source)
-    if hasattr(source, "read") and not isinstance(source, (str, bytes)):
-        source = source.read()  # a stream such as standard input: its bytes travel with the row
-    if isinstance(source, (bytes, bytearray, memoryview)):
-        return {"index": index, "path": "", "data": bytes(source), "name": "<stdin>"}
-    if isinstance(source, str):
-        path = source if is_uri(source) else os.path.abspath(source)
-        return {"index": index, "path": path, "data": b"", "name": source}
-    raise UsageError(f"the Ray runner tags paths, URIs or bytes, not {type(source).__name__} objects")
-
-
-def _decode_rows(row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[dict[str, Any]]:
-    """flat_map body (a Ray task): one input -> its window rows, through `decoding.decode_job`.
+def _decode_rows(
+    row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, block_seconds: float, timeout: float | None = None
+) -> Iterator[dict[str, Any]]:
+    """flat_map body (a Ray task): one input -> its window rows, through `decode_stage.decode_job`.
 
     Rows keep one fixed shape, so Ray stores the windows as one tensor column: the `done` message
     rides on the input's last window (`n_windows` >= 0 there, -1 on the others), held back one
@@ -236,22 +172,22 @@ def _decode_rows(row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, blo
     index = int(row["index"])
     source = bytes(row["data"]) if row["path"] == "" else row["path"]
     job = DecodeJob(index, source, name=row["name"])
-    held: tuple | None = None
-    for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds):
-        kind = message[0]
-        if kind == WINDOW:
+    held: WindowMessage | None = None
+    for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds, timeout=timeout):
+        if isinstance(message, WindowMessage):
             if held is not None:
-                yield _window_row(index, held[2], held[3], n_windows=-1, n_samples=0)
+                yield _window_row(index, held.window_index, held.samples, n_windows=-1, n_samples=0)
             held = message
-        elif kind == DONE:
-            yield _window_row(index, held[2], held[3], n_windows=message[2], n_samples=message[3])  # type: ignore[index]
+        elif isinstance(message, DoneMessage):
+            assert held is not None  # a job that is done has at least one window
+            yield _window_row(index, held.window_index, held.samples, n_windows=message.n_windows, n_samples=message.n_samples)
             return
-        elif kind == ERROR:
+        elif isinstance(message, ErrorMessage):
             yield {"index": index, "window": -1, "samples": np.zeros(grid.window, np.float32),
-                   "n_windows": -1, "n_samples": 0, "error": message[2]}
+                   "n_windows": -1, "n_samples": 0, "error": message.reason}
             return
         else:  # a decode warning (part of a damaged input lost): the worker's log reaches the driver
-            log.warning("%s: %s", row["name"], message[2])
+            log.warning("%s: %s", row["name"], message.text)
 
 
 def _window_row(index: int, window_index: int, samples: np.ndarray, *, n_windows: int, n_samples: int) -> dict[str, Any]:
@@ -285,17 +221,17 @@ class _InferenceActor:
 
 class _Assembler:
     """Window rows, arriving in any order, regrouped per input and given out in input order, with
-    the single-machine pipeline's own bookkeeping (`engine._Pending`, `engine._outcome`)."""
+    the single-machine pipeline's own bookkeeping (`pipeline.PendingInput`)."""
 
     def __init__(self) -> None:
-        self.pending: dict[int, _Pending] = {}
+        self.pending: dict[int, PendingInput] = {}
         self.next_index = 0
 
     def add(self, batch: dict[str, np.ndarray]) -> None:
         for row, index in enumerate(batch["index"].tolist()):
             if index < self.next_index:  # the input was given out already (it failed mid-way)
                 continue
-            state = self.pending.setdefault(index, _Pending())
+            state = self.pending.setdefault(index, PendingInput())
             error = str(batch["error"][row])
             if error:
                 state.failure = state.failure or error
@@ -304,7 +240,7 @@ class _Assembler:
             if batch["n_windows"][row] >= 0:
                 state.expected, state.n_samples = int(batch["n_windows"][row]), int(batch["n_samples"][row])
 
-    def ready(self) -> Iterator[Any]:
+    def ready(self) -> Iterator[WindowOutputs | Failure]:
         while self.next_index in self.pending and self.pending[self.next_index].complete():
-            yield _outcome(self.next_index, self.pending.pop(self.next_index))
+            yield self.pending.pop(self.next_index).outcome(self.next_index)
             self.next_index += 1

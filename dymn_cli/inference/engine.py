@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from dymn_cli.errors import UsageError
-from dymn_cli.models.frontend import FrontEndConfig, LogMel
 from dymn_cli.models.common import refresh_all
+from dymn_cli.models.frontend import FrontEndConfig, LogMel
 
 
 def resolve_device(device: str | torch.device) -> torch.device:

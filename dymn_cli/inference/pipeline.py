@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from dymn_cli.errors import UsageError
-from dymn_cli.inference.decode_stage import DONE, WARNING, WINDOW, DecodeJob
+from dymn_cli.inference.decode_stage import DecodeJob, DoneMessage, ErrorMessage, WarningMessage, WindowMessage
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
 
 Inference = Callable[[np.ndarray], "tuple[np.ndarray, np.ndarray]"]
@@ -39,7 +39,10 @@ class Failure:
 
 
 @dataclass
-class _Pending:
+class PendingInput:
+    """An input's windows as they come back from the network, in any order, until it is complete
+    (also the Ray runner's bookkeeping)."""
+
     windows: dict[int, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     expected: int | None = None
     n_samples: int = 0
@@ -48,6 +51,19 @@ class _Pending:
 
     def complete(self) -> bool:
         return self.failure is not None or (self.expected is not None and len(self.windows) == self.expected)
+
+    def outcome(self, index: int) -> WindowOutputs | Failure:
+        """What the complete input `index` comes to: its windows in order, or its failure."""
+        if self.failure is not None:
+            return Failure(index, self.failure)
+        order = sorted(self.windows)
+        return WindowOutputs(
+            index=index,
+            n_samples=self.n_samples,
+            logits=np.stack([self.windows[k][0] for k in order]),
+            embeddings=np.stack([self.windows[k][1] for k in order]),
+            warnings=self.warnings,
+        )
 
 
 @dataclass
@@ -85,8 +101,8 @@ def run_pipeline(
         raise ValueError("the decoding was started for another window grid or sample rate")
     stats = stats if stats is not None else PipelineStats()
     source = jobs if isinstance(jobs, Decoding) else start_decoding(jobs, settings)
-    pending: dict[int, _Pending] = {}
-    batch: list[tuple[int, int, np.ndarray]] = []
+    pending: dict[int, PendingInput] = {}
+    batch: list[WindowMessage] = []
     next_to_emit = 0
 
     def infer() -> None:
@@ -108,45 +124,40 @@ def run_pipeline(
             if message is None:  # the decoders have nothing ready right now
                 if batch:
                     infer()
-            elif message[1] >= next_to_emit:  # (an input already given out hears nothing more)
-                kind, index = message[0], message[1]
-                state = pending.setdefault(index, _Pending())
-                if kind == WINDOW:
-                    batch.append((index, message[2], message[3]))
+            elif message.index >= next_to_emit:  # (an input already given out hears nothing more)
+                state = pending.setdefault(message.index, PendingInput())
+                if isinstance(message, WindowMessage):
+                    batch.append(message)
                     if len(batch) >= settings.batch_size:
                         infer()
-                elif kind == DONE:
-                    state.expected, state.n_samples = message[2], message[3]
-                elif kind == WARNING:
-                    state.warnings.append(message[2])
-                elif state.failure is None:
-                    state.failure = message[2]
+                elif isinstance(message, DoneMessage):
+                    state.expected, state.n_samples = message.n_windows, message.n_samples
+                elif isinstance(message, WarningMessage):
+                    state.warnings.append(message.text)
+                elif isinstance(message, ErrorMessage) and state.failure is None:
+                    state.failure = message.reason
             if source.finished() and batch:
                 infer()
             while next_to_emit in pending and pending[next_to_emit].complete():
-                yield _outcome(next_to_emit, pending.pop(next_to_emit))
+                yield pending.pop(next_to_emit).outcome(next_to_emit)
                 next_to_emit += 1
 
 
 _END = object()
 
 
-def _infer(engine: Inference, batch: list[tuple[int, int, np.ndarray]], pending: dict[int, _Pending]) -> None:
-    logits, embeddings = engine(np.stack([samples for _, _, samples in batch]))
-    for row, (index, window_index, _) in enumerate(batch):
-        state = pending.get(index)
-        if state is not None:  # else the input failed (and was given out) after these windows were cut
-            state.windows[window_index] = (logits[row], embeddings[row])
-
-
-def _outcome(index: int, state: _Pending) -> WindowOutputs | Failure:
-    if state.failure is not None:
-        return Failure(index, state.failure)
-    order = sorted(state.windows)
-    return WindowOutputs(
-        index=index,
-        n_samples=state.n_samples,
-        logits=np.stack([state.windows[k][0] for k in order]),
-        embeddings=np.stack([state.windows[k][1] for k in order]),
-        warnings=state.warnings,
-    )
+def _infer(engine: Inference, batch: list[WindowMessage], pending: dict[int, PendingInput]) -> None:
+    logits, embeddings = engine(np.stack([window.samples for window in batch]))
+    finite = np.isfinite(logits).all(axis=1) & np.isfinite(embeddings).all(axis=1)
+    for row, window in enumerate(batch):
+        state = pending.get(window.index)
+        if state is None:  # the input failed (and was given out) after these windows were cut
+            continue
+        if not finite[row]:  # never a NaN score in an output, never a label ranked on one
+            if state.failure is None:
+                state.failure = (
+                    f"the network's output is not a number (NaN or infinite) for window {window.window_index}: "
+                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
+                )
+            continue
+        state.windows[window.window_index] = (logits[row], embeddings[row])

@@ -8,30 +8,11 @@ that it matches theirs bit for bit on the same CPU.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-SAMPLE_RATE = 32_000
-
-
-@dataclass(frozen=True)
-class FrontEndConfig:
-    """Settings that belong to the weights: every published AudioSet checkpoint uses these."""
-
-    sample_rate: int = SAMPLE_RATE
-    n_mels: int = 128
-    n_fft: int = 1024
-    win_length: int = 800
-    hop_length: int = 320
-    f_min: float = 0.0
-    f_max: float = 15_000.0
-    preemphasis: float = 0.97
-
-    def frames(self, n_samples: int) -> int:
-        """Number of log-mel frames for a waveform of `n_samples` (pre-emphasis drops one sample)."""
-        return (n_samples - 1) // self.hop_length + 1
+from dymn_cli.models.frontend_config import FrontEndConfig
 
 
 def _mel(freq: float) -> float:

@@ -12,8 +12,9 @@ from pathlib import Path
 
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
-from dymn_cli.writers.formats import WRITERS, OutputOptions
 from dymn_cli.run.runner import ResultSink
+from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.registry import WRITERS
 
 __all__ = ["build_output_options", "build_sinks", "per_input_format", "writer_target"]
 

@@ -5,6 +5,7 @@ This is the library function behind `dymn-tag INPUTS...`; the CLI only parses op
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -15,23 +16,26 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from dymn_cli.audio.decode import SAMPLE_RATE
-from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.errors import Interrupted, SignalReceived, UsageError
-from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
-from dymn_cli.writers.formats import OutputOptions, Writer, writer_class
+from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
+from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.results import TagFailure, TagResult
-from dymn_cli.run.shards import Shard, part_writer, select_shard
-from dymn_cli.audio.windows import WindowGrid
-
-if TYPE_CHECKING:
-    from dymn_cli.tagger import Tagger
+from dymn_cli.run.inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
+from dymn_cli.run.shards import DEFAULT_PART_SIZE, Shard, part_stem, select_shard
+from dymn_cli.tagging import AudioTagger
+from dymn_cli.writers.base import OutputOptions, Writer
+from dymn_cli.writers.parts import part_writer
+from dymn_cli.writers.registry import writer_class
 
 log = logging.getLogger("dymn_cli")
+
+TaggerOrFactory = AudioTagger | Callable[[], AudioTagger]
+"""A tagger, or what builds one (a tagger class, a function): built only once the inputs and the
+options have been checked, since building it imports torch and loads the model."""
 
 
 class ResultSink(Protocol):
@@ -104,6 +108,8 @@ class RunSettings:
     # With decode_first: the batch size asked for (None: the engine's default), which sets how far
     # the workers decode ahead before the model, and with it the batch size, is known.
     batch_size: int | None = None
+    # Seconds an input may take to decode and tag before it fails ("timed out after N s"); None: no limit.
+    file_timeout: float | None = None
 
 
 def collect_inputs(
@@ -126,7 +132,7 @@ def collect_inputs(
 def label_inputs(
     paths: Sequence[str],
     *,
-    tagger: Tagger | Callable[[], Tagger],
+    tagger: TaggerOrFactory,
     output: Path | None = None,
     format: str | None = None,
     options: OutputOptions = OutputOptions(),
@@ -138,7 +144,7 @@ def label_inputs(
     on_outcome: Callable[[TagResult | TagFailure], None] | None = None,
     on_start: Callable[[list[Input]], None] | None = None,
     parts_dir: Path | None = None,
-    part_size: int = 1000,
+    part_size: int = DEFAULT_PART_SIZE,
     shard: Shard | None = None,
     more_outputs: Sequence[Path] = (),
     stats: PipelineStats | None = None,
@@ -155,10 +161,11 @@ def label_inputs(
     """
     started = time.monotonic()
     summary = RunSummary(pipeline=stats if stats is not None else PipelineStats())
+    FrontEndConfig().window_grid(window=settings.window, hop=settings.hop)  # checked before any work
     if parts_dir is not None:
         if output is not None:
             raise UsageError("write either a file (-o) or part files in a folder (--output-dir), not both")
-        writer_type: Any = part_writer(format, parts_dir, part_size=part_size, shard=shard, resume=resume)
+        writer_type: Any = part_writer(format, parts_dir, part_size=part_size, stem=part_stem(shard), resume=resume)
         output = parts_dir
     else:
         writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
@@ -176,11 +183,13 @@ def label_inputs(
     workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
-        if isinstance(tagger, type) or not hasattr(tagger, "tag_many"):  # a factory (which imports torch only now)
+        if not isinstance(tagger, AudioTagger):  # a factory (which imports torch only now)
             loading = time.monotonic()
             tagger = tagger()
             summary.load_seconds = time.monotonic() - loading
-        if early is not None and not _takes_decoding(tagger):  # (e.g. a RayTagger decodes on its cluster)
+            if not isinstance(tagger, AudioTagger):
+                raise TypeError(f"the tagger factory made a {type(tagger).__name__}, not an AudioTagger")
+        if early is not None and not tagger.takes_decoding:  # (e.g. a RayTagger decodes on its cluster)
             early.close()
             early = None
         header = {
@@ -208,7 +217,8 @@ def label_inputs(
                 aggregate=settings.aggregate,
                 workers=workers,
                 stats=summary.pipeline,
-                **({"decoding": early} if early is not None else {}),
+                decoding=early,
+                timeout=settings.file_timeout,
             )
             for item, outcome in zip(todo, outcomes):
                 # Keep the input order: records carried over from the previous run that come first.
@@ -285,19 +295,17 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     in this process or standard input (read once, by whichever decoding comes last)."""
     if workers == 0 or any(item.is_stdin for item in todo):
         return None
-    grid = WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)
+    frontend = FrontEndConfig()  # the published models' (a checkpoint with other settings decodes anew)
+    grid = frontend.window_grid(window=settings.window, hop=settings.hop)
     # How far the workers decode ahead follows the batch size. Without one asked for, guess the CPU
     # engine's default (8 windows a lane, a lane per torch thread) from the CPUs this process may use,
     # at most 128 windows: 330 MB of read-ahead at 10 s.
     batch_hint = settings.batch_size or min(8 * _torch_threads_guess(), 128)
-    pipeline = PipelineSettings(grid=grid, batch_size=batch_hint, workers=workers, sample_rate=SAMPLE_RATE)
+    pipeline = PipelineSettings(
+        grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=frontend.sample_rate,
+        timeout=settings.file_timeout,
+    )
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
-
-
-def _takes_decoding(tagger: Any) -> bool:
-    from dymn_cli.tagger import Tagger  # (torch is imported by now: the tagger is built)
-
-    return isinstance(tagger, Tagger)
 
 
 def _torch_threads_guess() -> int:
@@ -313,17 +321,30 @@ def _worker_count(requested: int | None, todo: list[Input], *, decode_first: boo
     """Decoding processes: one core is left to the network. With `decode_first` even a single file
     gets one: started before torch's import, it has decoded the first windows by the time the model
     is ready (standard input alone is still read and decoded in process). Otherwise a single input is
-    decoded in process, where a worker would only cost its start."""
+    decoded in process, where a worker would only cost its start. With standard input among the
+    inputs everything is decoded in process: standard input is then decoded as it comes, however long
+    (a worker would need it read whole into memory first)."""
     if requested is not None:
         return requested
-    if not todo or (len(todo) == 1 and (todo[0].is_stdin or not decode_first)):
+    if not todo or any(item.is_stdin for item in todo) or (len(todo) == 1 and not decode_first):
         return 0
     return max(1, min((os.cpu_count() or 2) - 1, 8, len(todo)))
 
 
 def _read_source(item: Input) -> Any:
     """What the tagger takes for an input: the path, or the standard input stream (named <stdin>)."""
-    return sys.stdin.buffer if item.is_stdin else item.path
+    if not item.is_stdin:
+        return item.path
+    return sys.stdin.buffer if sys.stdin is not None else _ClosedStdin()
+
+
+class _ClosedStdin:
+    """Standard input when the process has none (started with `<&-`): reading it fails that input only."""
+
+    name = "<stdin>"
+
+    def read(self, size: int = -1) -> bytes:
+        raise OSError(errno.EBADF, "standard input is closed")
 
 
 def _count(summary: RunSummary, outcome: TagResult | TagFailure) -> None:

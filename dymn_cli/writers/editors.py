@@ -14,12 +14,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dymn_cli.atomic import atomic_text_file
+from dymn_cli.audio.decode import audio_info
+from dymn_cli.audio.paths import STDIN
 from dymn_cli.errors import DymnError, UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events, strongest_labels
-from dymn_cli.audio.decode import audio_info
-from dymn_cli.run.inputs import STDIN
-from dymn_cli.writers.formats import OutputOptions, Writer, _AtomicTextFile
 from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.writers.base import OutputOptions, Writer
 
 __all__ = ["AudacityWriter", "EventFileWriter", "RavenWriter", "per_input_target", "event_settings"]
 
@@ -104,9 +105,8 @@ class EventFileWriter(Writer):
         if isinstance(outcome, TagFailure):
             return  # reported on stderr; no file, so that a failed input is not mistaken for a quiet one
         path = self.target_for(outcome.source)
-        atomic = _AtomicTextFile(path)
-        atomic.stream.write(self.render(self.events(outcome)))
-        atomic.commit()
+        with atomic_text_file(path) as stream:
+            stream.write(self.render(self.events(outcome)))
         self.written.append(path)
 
 
@@ -162,10 +162,3 @@ class RavenWriter(EventFileWriter):
 def _clean(text: str) -> str:
     """A label on one line without tabs (the AudioSet names have none; be safe anyway)."""
     return " ".join(text.split())
-
-
-# Registered here rather than in outputs.py (which imports this module at its end), so that
-# `--format audacity|raven` and `writer_class` know them whichever module is imported first.
-from dymn_cli.writers.formats import WRITERS  # noqa: E402
-
-WRITERS.update({w.name: w for w in (AudacityWriter, RavenWriter)})

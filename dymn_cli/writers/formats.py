@@ -10,167 +10,18 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TextIO
+from typing import Any, TextIO
 
-import numpy as np
-
-from dymn_cli.atomic import new_file_mode
-from dymn_cli.errors import UsageError
-from dymn_cli.events import EventSettings, detect_events, strongest_labels
+from dymn_cli.atomic import AtomicFile, atomic_binary_file, atomic_text_file
 from dymn_cli.audioset.labels import audioset_classes
-from dymn_cli.results import TagFailure, TagResult, rank_classes
-
-SCORE_DECIMALS = 8
-
-
-@dataclass(frozen=True)
-class OutputOptions:
-    """Which labels an output keeps."""
-
-    top: int | None = 10  # None: all classes
-    threshold: float | None = None
-    timeline: bool = False
-    classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
-    events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
-    wide: bool = False  # one row per input, a column per class (csv, parquet); top and threshold do not apply
-
-    def select(self, scores: np.ndarray) -> list[int]:
-        """Class indices to report for one score vector, best first."""
-        return rank_classes(scores, top=self.top, threshold=self.threshold, classes=self.classes)
-
-    def sound_events(self, result: TagResult) -> list[dict[str, Any]]:
-        """The `events` entries of one result: those of the `top` labels with the highest peak."""
-        settings = self.events or EventSettings()
-        found = detect_events(result, threshold=settings.threshold, min_duration=settings.min_duration, classes=self.classes)
-        return [e.as_dict(decimals=SCORE_DECIMALS) for e in strongest_labels(found, self.top)]
-
-    def settings(self) -> dict[str, Any]:
-        """What the options were, for the header of an output."""
-        described: dict[str, Any] = {"top": self.top, "threshold": self.threshold}
-        if self.timeline:
-            described["timeline"] = True
-        if self.classes is not None:
-            described["n_classes"] = len(self.classes)
-        if self.events is not None:
-            described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
-        if self.wide:
-            described["wide"] = True
-        return described
-
-    def wide_classes(self) -> list[int]:
-        """The class columns of a wide table: the selected classes, in index order."""
-        return sorted(self.classes) if self.classes is not None else list(range(len(audioset_classes())))
-
-
-def _check_columns(found: Sequence[str], expected: Sequence[str]) -> None:
-    if list(found) != list(expected):
-        raise ValueError(f"its columns are {','.join(found) or 'missing'}, this run writes {','.join(expected)}")
-
-
-def _check_settings(earlier: dict[str, Any], settings: dict[str, Any]) -> None:
-    """An earlier output continued by this run must have been written with the same settings (its
-    sample rate is the model's, known only once the model loads, and is not compared)."""
-    differing = [key for key in {**earlier, **settings} if key != "sample_rate" and earlier.get(key) != settings.get(key)]
-    if differing:
-        described = ", ".join(f"{key} {earlier.get(key)} (this run: {settings.get(key)})" for key in differing)
-        raise ValueError(f"it was written with other settings: {described}")
-
-
-def score(value: float) -> float:
-    return round(float(value), SCORE_DECIMALS)
-
-
-def label_entries(scores: np.ndarray, options: OutputOptions) -> list[dict[str, Any]]:
-    classes = audioset_classes()
-    return [
-        {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
-        for i in options.select(scores)
-    ]
-
-
-def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict[str, Any]:
-    """The JSON/JSONL record of one input."""
-    if isinstance(outcome, TagFailure):
-        return {"path": outcome.source, "error": outcome.reason}
-    record: dict[str, Any] = {
-        "path": outcome.source,
-        "duration": round(outcome.duration, 6),
-        "n_windows": len(outcome.starts),
-        "labels": label_entries(outcome.scores, options),
-    }
-    if options.timeline:
-        record["windows"] = [
-            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options)}
-            for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
-        ]
-    if options.events is not None:
-        record["events"] = options.sound_events(outcome)
-    if outcome.warnings:  # a damaged input: what could not be decoded (the labels are of the rest)
-        record["warnings"] = list(outcome.warnings)
-    return record
-
-
-class Writer:
-    """Base of the output writers. `target` None means standard output."""
-
-    name: ClassVar[str]
-    extension: ClassVar[str]
-    resumable: ClassVar[bool] = True
-    per_input: ClassVar[bool] = False  # one file per input; `target` is then a folder (None: beside each input)
-    wide: ClassVar[bool] = False  # writes the one-row-per-input table of --wide
-
-    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
-        self.target = target
-        self.options = options
-        self.header = header
-
-    @classmethod
-    def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
-        """Raise `UsageError` for options or inputs this format cannot write, before any model loads."""
-        check_wide(cls, options)
-
-    @classmethod
-    def read_existing(cls, target: Path) -> dict[str, Any]:
-        """Inputs already recorded in an earlier output: path -> what was written for it."""
-        raise NotImplementedError
-
-    @classmethod
-    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
-        """Raise `ValueError` if an earlier output cannot be continued by a run with these `options` and
-        `settings` (the header's settings that are known before the model loads)."""
-
-    def write(self, outcome: TagResult | TagFailure) -> None:
-        raise NotImplementedError
-
-    def write_existing(self, path: str, payload: Any) -> None:
-        """Carry over what an earlier run recorded for `path` (for `--resume`)."""
-        raise NotImplementedError
-
-    def close(self) -> None:
-        """Finish the output; called at the end of every run, interrupted or not."""
-
-
-class _AtomicTextFile:
-    """A text file written to a temporary name and renamed into place on `commit`."""
-
-    def __init__(self, target: Path) -> None:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, self.temp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-        os.chmod(self.temp_name, new_file_mode())  # mkstemp's 0o600 would hide the output from other users
-        self.stream: TextIO = os.fdopen(handle, "w", encoding="utf-8", newline="")
-        self.target = target
-
-    def commit(self) -> None:
-        self.stream.flush()
-        os.fsync(self.stream.fileno())
-        self.stream.close()
-        os.replace(self.temp_name, self.target)
+from dymn_cli.errors import UsageError
+from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.terminal import printable
+from dymn_cli.writers.base import OutputOptions, Writer, check_columns, check_settings, file_record, score
+from dymn_cli.writers.names import csv_name, csv_writer, json_text, name_from_csv
 
 
 class CsvWriter(Writer):
@@ -182,16 +33,15 @@ class CsvWriter(Writer):
     CLIP_COLUMNS = ["path", "rank", "label", "mid", "index", "score"]
     TIMELINE_COLUMNS = ["path", "start", "end", "label", "mid", "index", "score"]
     EVENT_COLUMNS = ["path", "start", "end", "label", "mid", "index", "peak", "mean"]
+    wide = True
 
     def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
         super().__init__(target, options=options, header=header)
         self.validate(options=options, target=target, inputs=())
-        self._file = _AtomicTextFile(target) if target is not None else None
+        self._file = AtomicFile(target) if target is not None else None
         stream = self._file.stream if self._file is not None else sys.stdout
-        self._csv = csv.writer(stream, lineterminator="\n")
+        self._csv = csv_writer(stream)
         self._csv.writerow(self.columns(options))
-
-    wide = True
 
     @classmethod
     def columns(cls, options: OutputOptions) -> list[str]:
@@ -205,7 +55,7 @@ class CsvWriter(Writer):
     @classmethod
     def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
         with open(target, encoding="utf-8", newline="") as stream:
-            _check_columns(next(csv.reader(stream), []), cls.columns(options))
+            check_columns(next(csv.reader(stream), []), cls.columns(options))
 
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
@@ -222,29 +72,30 @@ class CsvWriter(Writer):
             next(reader, None)
             for row in reader:
                 if row:
-                    rows.setdefault(row[0], []).append(row)
+                    rows.setdefault(name_from_csv(row[0]), []).append(row)
         return rows
 
     def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
         if isinstance(outcome, TagFailure):
             return []
         classes = audioset_classes()
+        path = csv_name(outcome.source)
         if self.options.wide:
-            return [[outcome.source, round(outcome.duration, 6), *(score(outcome.scores[i]) for i in self.options.wide_classes())]]
+            return [[path, round(outcome.duration, 6), *(score(outcome.scores[i]) for i in self.options.wide_classes())]]
         if self.options.events is not None:
             return [
-                [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
+                [path, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
                 for e in self.options.sound_events(outcome)
             ]
         if self.options.timeline:
             end_of = outcome.duration
             return [
-                [outcome.source, round(float(s), 6), round(min(float(e), end_of), 6), classes[i].name, classes[i].mid, i, score(w[i])]
+                [path, round(float(s), 6), round(min(float(e), end_of), 6), classes[i].name, classes[i].mid, i, score(w[i])]
                 for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
                 for i in self.options.select(w)
             ]
         return [
-            [outcome.source, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
+            [path, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
             for rank, i in enumerate(self.options.select(outcome.scores), start=1)
         ]
 
@@ -259,6 +110,21 @@ class CsvWriter(Writer):
             self._file.commit()
         else:
             sys.stdout.flush()
+
+    mergeable = True
+
+    @classmethod
+    def read_layout(cls, target: Path) -> Any:
+        with open(target, encoding="utf-8", newline="") as stream:
+            return tuple(next(csv.reader(stream), []))
+
+    @classmethod
+    def write_merged(cls, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
+        with atomic_text_file(target) as stream:
+            rows = csv_writer(stream)
+            rows.writerow(layout)
+            for _, payload in records:
+                rows.writerows(payload)
 
 
 class JsonWriter(Writer):
@@ -280,7 +146,7 @@ class JsonWriter(Writer):
     @classmethod
     def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
         with open(target, encoding="utf-8") as stream:
-            _check_settings(json.load(stream).get("settings", {}), settings)
+            check_settings(json.load(stream).get("settings", {}), settings)
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         self._files.append(file_record(outcome, self.options))
@@ -288,17 +154,29 @@ class JsonWriter(Writer):
     def write_existing(self, path: str, payload: Any) -> None:
         self._files.append(payload)
 
+    mergeable = True
+
+    @classmethod
+    def read_layout(cls, target: Path) -> Any:
+        with open(target, encoding="utf-8") as stream:
+            document = json.load(stream)
+        return {k: v for k, v in document.items() if k != "files"}
+
+    @classmethod
+    def write_merged(cls, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
+        writer = cls(target, options=OutputOptions(), header=dict(layout or {}))
+        for key, payload in records:
+            writer.write_existing(key, payload)
+        writer.close()
+
     def close(self) -> None:
         document = {**self.header, "files": self._files}
         if self.target is None:
-            json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
-            sys.stdout.write("\n")
+            sys.stdout.write(json_text(document, indent=2) + "\n")
             sys.stdout.flush()
             return
-        atomic = _AtomicTextFile(self.target)
-        json.dump(document, atomic.stream, indent=2, ensure_ascii=False)
-        atomic.stream.write("\n")
-        atomic.commit()
+        with atomic_text_file(self.target) as stream:
+            stream.write(json_text(document, indent=2) + "\n")
 
 
 class JsonlWriter(Writer):
@@ -333,12 +211,25 @@ class JsonlWriter(Writer):
         pass  # already in the file we append to
 
     def _emit(self, record: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stream.write(json_text(record) + "\n")
         self._stream.flush()
 
     def close(self) -> None:
         if self._stream is not sys.stdout:
             self._stream.close()
+
+    mergeable = True
+
+    @classmethod
+    def read_layout(cls, target: Path) -> Any:
+        return None  # one self-contained record a line
+
+    @classmethod
+    def write_merged(cls, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
+        # the records as they were read, into a new file (the writer itself would append)
+        with atomic_text_file(target) as stream:
+            for _, record in records:
+                stream.write(json_text(record) + "\n")
 
 
 class ParquetWriter(CsvWriter):
@@ -359,14 +250,14 @@ class ParquetWriter(CsvWriter):
     @classmethod
     def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
         schema = _pyarrow().parquet.read_schema(target)
-        _check_columns(schema.names, cls.columns(options))
-        _check_settings(json.loads((schema.metadata or {}).get(b"dymn", b"{}")).get("settings", {}), settings)
+        check_columns(schema.names, cls.columns(options))
+        check_settings(json.loads((schema.metadata or {}).get(b"dymn", b"{}")).get("settings", {}), settings)
 
     @classmethod
     def read_existing(cls, target: Path) -> dict[str, Any]:
         rows: dict[str, list[list[Any]]] = {}
         for row in zip(*_pyarrow().parquet.read_table(target).to_pydict().values()):
-            rows.setdefault(row[0], []).append(list(row))
+            rows.setdefault(name_from_csv(row[0]), []).append(list(row))
         return rows
 
     def write(self, outcome: TagResult | TagFailure) -> None:
@@ -377,6 +268,17 @@ class ParquetWriter(CsvWriter):
 
     def close(self) -> None:
         self.write_table(self.target, columns=self._columns, rows=self._rows, header=self.header)
+
+    @classmethod
+    def read_layout(cls, target: Path) -> Any:
+        schema = _pyarrow().parquet.read_schema(target)
+        return (tuple(schema.names), (schema.metadata or {}).get(b"dymn"))
+
+    @classmethod
+    def write_merged(cls, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
+        columns, header = layout
+        rows = [row for _, payload in records for row in payload]
+        cls.write_table(target, columns=list(columns), rows=rows, header=json.loads(header) if header else {})
 
     @classmethod
     def write_table(cls, target: Path | None, *, columns: Sequence[str], rows: list[list[Any]], header: dict[str, Any]) -> None:
@@ -390,8 +292,6 @@ class ParquetWriter(CsvWriter):
             sys.stdout.buffer.write(sink.getvalue().to_pybytes())
             sys.stdout.buffer.flush()
             return
-        from dymn_cli.atomic import atomic_binary_file
-
         with atomic_binary_file(target) as stream:
             pa.parquet.write_table(table, stream)
 
@@ -425,7 +325,7 @@ class TableWriter(Writer):
         if isinstance(outcome, TagFailure):
             return  # reported on stderr
         self._console.print(
-            f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
+            f"{printable(outcome.source)}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
             markup=False, highlight=False, soft_wrap=True,
         )
         table = Table()
@@ -454,14 +354,8 @@ class TableWriter(Writer):
 
     def close(self) -> None:
         if self._buffer is not None and self.target is not None:
-            atomic = _AtomicTextFile(self.target)
-            atomic.stream.write(self._buffer.getvalue())
-            atomic.commit()
-
-
-def check_wide(writer: type[Writer], options: OutputOptions) -> None:
-    if options.wide and not writer.wide:
-        raise UsageError(f"--wide writes csv or parquet, not {writer.name}")
+            with atomic_text_file(self.target) as stream:
+                stream.write(self._buffer.getvalue())
 
 
 def _plural(n: int, noun: str) -> str:
@@ -477,25 +371,3 @@ def _drop_partial_last_line(target: Path) -> None:
                 stream.truncate(data.rfind(b"\n") + 1)
     except FileNotFoundError:
         pass
-
-
-WRITERS: dict[str, type[Writer]] = {w.name: w for w in (TableWriter, CsvWriter, JsonWriter, JsonlWriter, ParquetWriter)}
-
-
-def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal: bool) -> type[Writer]:
-    """Explicit format first, then the output file's extension, then table (terminal) or JSONL (pipe)."""
-    if format is not None:
-        if format not in WRITERS:
-            raise UsageError(f"unknown format {format!r}: use one of {', '.join(WRITERS)}")
-        return WRITERS[format]
-    if target is not None:
-        by_extension = {w.extension: w for w in WRITERS.values() if w is not TableWriter and not w.per_input}
-        suffix = target.suffix.lower()
-        if suffix not in by_extension:
-            raise UsageError(f"{target}: cannot tell the format from the extension {suffix or '(none)'}: add --format")
-        return by_extension[suffix]
-    return TableWriter if stdout_is_terminal else JsonlWriter
-
-
-# The per-input event exports (audacity, raven) build on Writer and register themselves in WRITERS.
-from dymn_cli.writers import editors as _exports  # noqa: E402,F401

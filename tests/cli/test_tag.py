@@ -3,38 +3,20 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
 from dymn_cli import Tagger
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.run.runner import RunSummary
+from tests.audio_factory import tone
+from tests.support import dymn_tag
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-
-
-def run(args: list[str], *, stdin: bytes | None = None, cwd: Path | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [DYMN_TAG, *args], input=stdin, capture_output=True, cwd=cwd, timeout=180, env={**os.environ, **(env or {})}
-    )
-
-
-def tone(path: Path, *, freq: float, seconds: float, rate: int = 32_000, noise: float = 0.0, seed: int = 0) -> Path:
-    t = np.arange(int(seconds * rate)) / rate
-    x = 0.5 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(seed).standard_normal(len(t))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    soundfile.write(path, x.astype(np.float32), rate)
-    return path
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +40,7 @@ def api(weights) -> Tagger:
 
 
 def test_table_for_one_file(corpus, weights):
-    done = run([str(corpus / "a.wav"), "--weights", weights, "--top", "3", "--format", "table"])
+    done = dymn_tag([str(corpus / "a.wav"), "--weights", weights, "--top", "3", "--format", "table"])
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "a.wav" in out and "rank" in out and "score" in out
@@ -68,7 +50,7 @@ def test_table_for_one_file(corpus, weights):
 
 def test_folder_to_csv_matches_api(corpus, weights, api, tmp_path):
     target = tmp_path / "labels.csv"
-    done = run([str(corpus), "-o", str(target), "--weights", weights, "--top", "5"])
+    done = dymn_tag([str(corpus), "-o", str(target), "--weights", weights, "--top", "5"])
     assert done.returncode == 0, done.stderr
     assert done.stdout == b""
     rows = list(csv.DictReader(target.open()))
@@ -87,14 +69,14 @@ def test_folder_to_csv_matches_api(corpus, weights, api, tmp_path):
 
 
 def test_no_recursive_only_takes_the_top_folder(corpus, weights):
-    done = run([str(corpus), "--no-recursive", "--weights", weights, "--format", "jsonl"])
+    done = dymn_tag([str(corpus), "--no-recursive", "--weights", weights, "--format", "jsonl"])
     assert done.returncode == 0, done.stderr
-    assert [json.loads(l)["path"] for l in done.stdout.decode().splitlines()] == [str(corpus / "a.wav")]
+    assert [json.loads(line)["path"] for line in done.stdout.decode().splitlines()] == [str(corpus / "a.wav")]
 
 
 def test_json_document(corpus, weights, tmp_path):
     target = tmp_path / "out.json"
-    done = run([str(corpus / "sub" / "b.flac"), str(corpus / "a.wav"), "-o", str(target), "--weights", weights,
+    done = dymn_tag([str(corpus / "sub" / "b.flac"), str(corpus / "a.wav"), "-o", str(target), "--weights", weights,
                 "--top", "all", "--hop", "5"])
     assert done.returncode == 0, done.stderr
     document = json.loads(target.read_text())
@@ -107,7 +89,7 @@ def test_json_document(corpus, weights, tmp_path):
 
 
 def test_piped_stdout_defaults_to_jsonl_and_threshold(corpus, weights):
-    done = run([str(corpus), "--weights", weights, "--threshold", "0.5", "--top", "all"])
+    done = dymn_tag([str(corpus), "--weights", weights, "--threshold", "0.5", "--top", "all"])
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert len(records) == 3
@@ -122,7 +104,7 @@ def test_piped_stdout_defaults_to_jsonl_and_threshold(corpus, weights):
 
 
 def test_audio_on_stdin(corpus, weights, api):
-    done = run(["-", "--weights", weights, "--format", "json"], stdin=(corpus / "sub" / "b.flac").read_bytes())
+    done = dymn_tag(["-", "--weights", weights, "--format", "json"], stdin=(corpus / "sub" / "b.flac").read_bytes())
     assert done.returncode == 0, done.stderr
     record = json.loads(done.stdout)["files"][0]
     assert record["path"] == "-"
@@ -133,9 +115,9 @@ def test_audio_on_stdin(corpus, weights, api):
 
 def test_files_from_stdin(corpus, weights):
     listing = f"{corpus / 'a.wav'}\n\n{corpus / 'sub' / 'deeper' / 'c.ogg'}\n".encode()
-    done = run(["--files-from", "-", "--weights", weights], stdin=listing)
+    done = dymn_tag(["--files-from", "-", "--weights", weights], stdin=listing)
     assert done.returncode == 0, done.stderr
-    assert [json.loads(l)["path"] for l in done.stdout.decode().splitlines()] == [
+    assert [json.loads(line)["path"] for line in done.stdout.decode().splitlines()] == [
         str(corpus / "a.wav"), str(corpus / "sub" / "deeper" / "c.ogg")]
 
 
@@ -143,11 +125,11 @@ def test_a_bad_file_exits_1_and_the_others_are_still_written(corpus, weights, tm
     bad = tmp_path / "broken.wav"
     bad.write_bytes(b"RIFF....WAVEjunk" * 10)
     target = tmp_path / "out.jsonl"
-    done = run([str(corpus / "a.wav"), str(bad), "-o", str(target), "--weights", weights])
+    done = dymn_tag([str(corpus / "a.wav"), str(bad), "-o", str(target), "--weights", weights])
     assert done.returncode == 1
-    errors = [l for l in done.stderr.decode().splitlines() if "broken.wav" in l]
+    errors = [line for line in done.stderr.decode().splitlines() if "broken.wav" in line]
     assert len(errors) == 1 and "Traceback" not in done.stderr.decode()
-    records = [json.loads(l) for l in target.read_text().splitlines()]
+    records = [json.loads(line) for line in target.read_text().splitlines()]
     assert records[0]["path"] == str(corpus / "a.wav") and records[0]["labels"]
     assert records[1]["path"] == str(bad) and records[1]["error"]
 
@@ -164,7 +146,7 @@ def test_a_bad_file_exits_1_and_the_others_are_still_written(corpus, weights, tm
 )
 def test_usage_errors_exit_2_without_traceback(corpus, args, needle, tmp_path):
     tone(tmp_path / "x.wav", freq=300, seconds=0.5)
-    done = run(args, cwd=tmp_path)
+    done = dymn_tag(args, cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     stderr = done.stderr.decode()
     assert needle in stderr and "Traceback" not in stderr
@@ -173,13 +155,13 @@ def test_usage_errors_exit_2_without_traceback(corpus, args, needle, tmp_path):
 def test_version_and_help():
     from dymn_cli import __version__
 
-    assert run(["--version"]).stdout.decode().strip() == f"dymn-tag {__version__}"
-    help_text = run(["--help"]).stdout.decode()
+    assert dymn_tag(["--version"]).stdout.decode().strip() == f"dymn-tag {__version__}"
+    help_text = dymn_tag(["--help"]).stdout.decode()
     assert "--files-from" in help_text and "Examples" in help_text
 
 
 def test_models_lists_registry_and_cache(tmp_path):
-    done = run(["models"], env={"DYMN_CACHE_DIR": str(tmp_path), "COLUMNS": "200"})
+    done = dymn_tag(["models"], env={"DYMN_CACHE_DIR": str(tmp_path), "COLUMNS": "200"})
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     for name in ("dymn04_as", "dymn10_as", "dymn20_as", "mn40_as_ext"):
@@ -196,10 +178,10 @@ def test_download_from_loopback_mirror(tmp_path, golden_dir):
     cache = tmp_path / "cache"
     with serve_directory(mirror) as server:
         env = {"DYMN_CACHE_DIR": str(cache), "DYMN_RELEASE_URL": server.url}
-        done = run(["download", "dymn04_as"], env=env)
+        done = dymn_tag(["download", "dymn04_as"], env=env)
         assert done.returncode == 0, done.stderr
         assert (cache / "dymn04_as.pt").read_bytes() == (mirror / "dymn04_as.pt").read_bytes()
-        tagged = run([str(tone(tmp_path / "t.wav", freq=500, seconds=1.0)), "--model", "dymn04_as"], env=env)
+        tagged = dymn_tag([str(tone(tmp_path / "t.wav", freq=500, seconds=1.0)), "--model", "dymn04_as"], env=env)
         assert tagged.returncode == 0, tagged.stderr
         assert server.request_count("dymn04_as.pt") == 1
 

@@ -20,18 +20,16 @@ import soundfile as sf
 import soxr
 
 from dymn_cli.audio.decode import (
-    AUDIO_EXTENSIONS,
     MAX_CHANNELS,
-    AudioInfo,
     AudioDecodeWarning,
+    AudioInfo,
     audio_info,
-    is_audio_path,
     load_audio,
     prepare_waveform,
     stream_audio,
 )
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS, is_audio_path
 from dymn_cli.errors import AudioError, UsageError
-
 from tests.audio_factory import (
     make_audio_file,
     make_video_file,
@@ -143,9 +141,9 @@ def test_pcm_via_pyav_matches_soundfile_samples(tmp_path):
     same floats as soundfile."""
     data = np.round(noise(0.3, 44_100, 2, amplitude=0.5, seed=3) * 32767) / 32768
     wav = write_audio(tmp_path / "n.wav", data, 44_100, subtype="PCM_16")
-    from dymn_cli.audio.pyav_backend import frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
-
     import av  # noqa: PLC0415
+
+    from dymn_cli.audio.pyav_backend import frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
 
     with av.open(str(wav)) as container:
         frames = [frame_to_array(f) for f in container.decode(container.streams.audio[0])]
@@ -262,6 +260,7 @@ def test_file_object_is_read_from_its_position(tmp_path):
     assert np.array_equal(load_audio(fh), load_audio(path))
 
 
+@pytest.mark.slow
 def test_stdin_of_a_subprocess(tmp_path):
     path = make_audio_file(tmp_path / "a.flac", seconds=0.3, sample_rate=22_050, channels=2)
     code = "import sys\nfrom dymn_cli.audio.decode import load_audio\ny = load_audio(sys.stdin.buffer)\nprint(len(y), float(y.sum()))\n"
@@ -287,6 +286,7 @@ def test_named_pipe_path(tmp_path):
     thread.join()
 
 
+@pytest.mark.slow
 def test_pyav_is_imported_only_when_needed(tmp_path):
     wav = make_audio_file(tmp_path / "a.wav", seconds=0.1)
     m4a = make_audio_file(tmp_path / "a.m4a", seconds=0.1)
@@ -528,6 +528,7 @@ def test_directory(tmp_path):
     assert_audio_error(tmp_path / "folder.wav", "folder.wav", "is a directory")
 
 
+@pytest.mark.slow
 def test_permission_denied(tmp_path):
     """In a subprocess, so that file modes can be made to count for root as well."""
     prefix = mode_respecting_prefix()

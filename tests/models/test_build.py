@@ -6,16 +6,16 @@ import copy
 import math
 import os
 import pickle
-from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
 from dymn_cli.errors import WeightsError
-from dymn_cli.models import DyMN, ModelSpec, build_model, common, create_model, dymn, infer_spec
+from dymn_cli.models import common, dymn
+from dymn_cli.models.build import DyMN, ModelSpec, build_model, create_model, infer_spec
+from tests.support import GOLDEN
 
-GOLDEN = Path(__file__).parent / "golden"
 GOLDEN_MODELS = ("dymn04", "dymn10", "mn04")
 LISTINGS = {
     "dymn04": ("dymn", 0.4),

@@ -14,9 +14,11 @@ import pytest
 import soundfile
 
 from dymn_cli import Tagger
-from dymn_cli.events import detect_events
 from dymn_cli.audioset.ontology import select_classes
-from tests.test_cli import run
+from dymn_cli.events import detect_events
+from tests.support import dymn_tag
+
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
 
 WINDOW, HOP = ["--window", "2", "--hop", "0.5"], 0.5
 THRESHOLD = 0.5
@@ -62,7 +64,7 @@ def api(weights):
 
 
 def tag_cli(*args: str, stdin: bytes | None = None, cwd: Path | None = None):
-    done = run([*args, "-j", "0", "-q"], stdin=stdin, cwd=cwd)
+    done = dymn_tag([*args, "-j", "0", "-q"], stdin=stdin, cwd=cwd)
     return done
 
 
@@ -206,7 +208,7 @@ def test_pictures(corpus, weights, tmp_path):
 
 
 def test_labels_command():
-    done = run(["labels", "dog"])
+    done = dymn_tag(["labels", "dog"])
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout.decode()), delimiter="\t"))
     assert list(rows[0]) == ["index", "mid", "name", "path"]
@@ -214,7 +216,7 @@ def test_labels_command():
     assert by_name["Dog"]["index"] == "74" and by_name["Dog"]["mid"] == "/m/0bt9lr"
     assert by_name["Bark"]["path"] == "Animal > Domestic animals, pets > Dog"
     assert "Speech" not in by_name
-    missing = run(["labels", "dgo"])
+    missing = dymn_tag(["labels", "dgo"])
     assert missing.returncode == 2 and b"Dog" in missing.stderr
 
 

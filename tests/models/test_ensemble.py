@@ -5,11 +5,11 @@ import pytest
 import torch
 
 from dymn_cli import Tagger
-from dymn_cli.models.ensemble import Ensemble, split_names
 from dymn_cli.errors import UsageError
+from dymn_cli.models.build import build_model
+from dymn_cli.models.checkpoints import load_checkpoint
+from dymn_cli.models.ensemble import Ensemble, split_names
 from dymn_cli.models.frontend import LogMel
-from dymn_cli.models import build_model
-from dymn_cli.models.weights import load_checkpoint
 
 
 def test_mn04_windows_match_golden(golden_dir, frontend_golden):

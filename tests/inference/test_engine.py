@@ -3,22 +3,20 @@
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
 import torch
 
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.errors import UsageError
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.pipeline import WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import PipelineSettings
-from dymn_cli.errors import UsageError
-from dymn_cli.models import build_model
-from dymn_cli.audio.windows import WindowGrid
-
-GOLDEN = Path(__file__).parent / "golden"
+from dymn_cli.models.build import build_model
+from tests.support import GOLDEN
 
 
 @pytest.fixture(scope="module")
@@ -62,6 +60,7 @@ class SlowEngine(InferenceEngine):
         return super().__call__(waveforms)
 
 
+@pytest.mark.slow
 def test_windows_a_worker_has_queued_make_full_batches(model, tmp_path):
     """A partial batch runs only while the workers are still decoding, not while a window they have
     already decoded is on its way (waiting for the worker's sending thread to be scheduled)."""

@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
-from dymn_cli.errors import UsageError
 from dymn_cli.audio.windows import WindowCutter, WindowGrid
+from dymn_cli.errors import UsageError
+from dymn_cli.models.frontend_config import FrontEndConfig
 
 SR = 32_000
 
@@ -61,4 +62,11 @@ def test_cutter_keeps_only_what_later_windows_need():
 @pytest.mark.parametrize("window,hop", [(0, 1), (10, 0), (-1, 1), (float("nan"), 1), (0.01, 1)])
 def test_bad_window_settings_are_usage_errors(window, hop):
     with pytest.raises(UsageError):
-        WindowGrid.from_seconds(window=window, hop=hop, sample_rate=SR)
+        FrontEndConfig().window_grid(window=window, hop=hop)
+
+
+def test_the_shortest_window_is_the_front_ends_nine_frames():
+    config = FrontEndConfig()
+    assert config.window_grid(window=0.09, hop=1).window == 9 * config.hop_length
+    with pytest.raises(UsageError, match=r"at least 0.09 s \(9 log-mel frames\)"):
+        config.window_grid(window=0.089, hop=1)

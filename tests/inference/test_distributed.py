@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import json
 import multiprocessing
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,15 +18,18 @@ import pytest
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'dymn-cli[ray]' to run the --ray tests")
 
 from dymn_cli import Tagger  # noqa: E402
-from dymn_cli.inference.distributed import RayOptions, RayTagger  # noqa: E402
+from dymn_cli.inference.distributed import RayOptions  # noqa: E402
+from dymn_cli.ray_tagger import RayTagger  # noqa: E402
 from dymn_cli.run.inputs import walk_audio_files  # noqa: E402
-from dymn_cli.writers.formats import OutputOptions  # noqa: E402
 from dymn_cli.run.runner import RunSettings, label_inputs  # noqa: E402
-from dymn_cli.run.shards import merge_outputs  # noqa: E402
 from dymn_cli.tagger import TagFailure, TagResult  # noqa: E402
-from tests.test_cli import tone  # noqa: E402
+from dymn_cli.writers.base import OutputOptions  # noqa: E402
+from dymn_cli.writers.merge import merge_outputs  # noqa: E402
+from tests.audio_factory import tone  # noqa: E402
+from tests.support import DYMN_TAG  # noqa: E402
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
+
 TOL = 1e-6
 HOP = 5.0
 

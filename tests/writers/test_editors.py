@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from dymn_cli.writers.embeddings import EmbeddingWriter, embedding_arrays, save_embeddings
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events
-from dymn_cli.writers.editors import AudacityWriter, RavenWriter, per_input_target
 from dymn_cli.run.inputs import Input
-from dymn_cli.writers.formats import WRITERS, OutputOptions, writer_class
 from dymn_cli.tagger import TagFailure, TagResult
+from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.editors import AudacityWriter, RavenWriter, per_input_target
+from dymn_cli.writers.embeddings import EmbeddingWriter, embedding_arrays, save_embeddings
+from dymn_cli.writers.registry import WRITERS, writer_class
 
 HEADER = {"model": "test", "settings": {"sample_rate": 32_000}}
 DOG, SPEECH = 74, 0
@@ -142,9 +143,9 @@ def test_embedding_archive(tmp_path):
 
 def test_plot_is_a_png_of_sane_size(tmp_path):
     pytest.importorskip("matplotlib")
-    from dymn_cli.writers.plot import loudness, loudness_of_waveform, plot_timeline
-
     import soundfile
+
+    from dymn_cli.writers.plot import loudness, loudness_of_waveform, plot_timeline
 
     rate = 32_000
     t = np.arange(30 * rate) / rate

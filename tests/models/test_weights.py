@@ -15,14 +15,17 @@ from pathlib import Path
 
 import pytest
 import torch
-from tests.http_server import serve_directory
 
-from dymn_cli.models import weights
 from dymn_cli.errors import DownloadError, UsageError, WeightsError
+from dymn_cli.models import download as downloading
+from dymn_cli.models import weights
+from dymn_cli.models.checkpoints import load_checkpoint, resolve_weights
+from dymn_cli.models.download import download
 from dymn_cli.models.frontend import FrontEndConfig
-from dymn_cli.models.weights import REGISTRY, download, get_record, load_checkpoint, resolve_weights
+from dymn_cli.models.weights import REGISTRY, get_record
+from tests.http_server import serve_directory
+from tests.support import GOLDEN
 
-GOLDEN = Path(__file__).parent / "golden"
 SOURCE = GOLDEN / "dymn04_seed0.pt"
 NAME = "dymn04_as"
 FILENAME = "dymn04_as.pt"
@@ -106,9 +109,6 @@ def _parameters_in_golden_listing(stem: str) -> int:
 
 @pytest.mark.parametrize("name", ["dymn04_as", "dymn20_as", "mn01_as", "mn40_as"])
 def test_num_params_counts_the_architecture(name):
-    models = pytest.importorskip("dymn_cli.models")
-    if not hasattr(models, "create_model"):
-        pytest.skip("dymn_cli.models.create_model is not there yet")
     record = get_record(name)
     assert record.num_params == _parameters_in_golden_listing(name.removesuffix("_as"))
 
@@ -210,7 +210,7 @@ def test_unreachable_server_is_a_download_error(monkeypatch, tmp_path):
 
 
 def test_stalled_server_times_out(release, monkeypatch):
-    monkeypatch.setattr(weights, "DOWNLOAD_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(downloading, "DOWNLOAD_TIMEOUT_S", 0.2)
     release.chunk_delay = 1.0
     with pytest.raises(DownloadError, match="timed out after 0.2 s"):
         download(NAME, progress=False)
@@ -224,12 +224,13 @@ def test_no_progress_output_when_stderr_is_not_a_terminal(release, capfd):
 
 _CHILD = """
 import sys
-from dymn_cli.models.weights import download
+from dymn_cli.models.download import download
 print("ready", flush=True)
 print(download("dymn04_as", progress=False), flush=True)
 """
 
 
+@pytest.mark.slow
 def test_two_processes_downloading_at_once_both_succeed(release, source_sha256):
     release.chunk_delay = 0.003  # ~0.4 s per download
     env = {**os.environ, "DYMN_RELEASE_URL": release.url, "DYMN_CACHE_DIR": str(release.cache)}

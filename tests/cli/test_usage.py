@@ -5,26 +5,26 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
 from dymn_cli.cli import panels
 from dymn_cli.cli.choices import OutputFormat
 from dymn_cli.cli.main import SUBCOMMANDS
 from dymn_cli.cli.tag import EXAMPLES
-from dymn_cli.writers.formats import WRITERS
+from dymn_cli.writers.registry import WRITERS
+from tests.audio_factory import sine, write_audio
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
+WEIGHTS = str(DYMN04_WEIGHTS)
 
 
-def run(args: list[str], *, cwd: Path | None = None, columns: int = 100, python_flags: tuple[str, ...] = ()) -> subprocess.CompletedProcess:
+def run(
+    args: list[str], *, cwd: Path | None = None, columns: int = 100, python_flags: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": str(columns), "TERMINAL_WIDTH": str(columns)}
     command = [sys.executable, *python_flags, "-m", "dymn_cli", *args] if python_flags else [DYMN_TAG, *args]
     return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=180)
@@ -32,9 +32,7 @@ def run(args: list[str], *, cwd: Path | None = None, columns: int = 100, python_
 
 def wav(path: Path, seconds: float = 1.0, rate: int = 16_000) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    t = np.arange(int(seconds * rate)) / rate
-    soundfile.write(path, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate)
-    return path
+    return write_audio(path, sine(seconds, rate), rate)
 
 
 def imported(importtime_stderr: str) -> set[str]:
@@ -50,7 +48,7 @@ def test_help_groups_the_options_in_panels_and_lists_every_command():
         assert f"─ {title} ─" in text, title
     positions = [text.index(f"─ {title} ─") for title in panels.ORDER]
     assert positions == sorted(positions)  # the panels come in the order of panels.ORDER
-    commands = text[text.index("─ Commands ─"):text.index("─ Examples ─")]
+    commands = text[text.index("─ Commands ─") : text.index("─ Examples ─")]
     for name in ("tag", *SUBCOMMANDS):
         assert re.search(rf"^│ {name}\b", commands, re.MULTILINE), name
     for metavar in ("SECONDS", "FILE", "NAME", "K|all", "I/N", "SCORE"):
@@ -122,13 +120,16 @@ def test_subcommand_usage_errors_share_the_style():
         assert done.stderr.startswith("dymn-tag: error: ") and done.stderr.count("\n") == 1, done.stderr
 
 
-@pytest.mark.parametrize(("name", "args"), [
-    ("models", ["models"]),
-    ("labels", ["labels/"]),
-    ("download", ["./download"]),
-    ("merge", ["merge"]),
-    ("tag", ["tag", "tag"]),
-])
+@pytest.mark.parametrize(
+    ("name", "args"),
+    [
+        ("models", ["models"]),
+        ("labels", ["labels/"]),
+        ("download", ["./download"]),
+        ("merge", ["merge"]),
+        ("tag", ["tag", "tag"]),
+    ],
+)
 def test_a_folder_named_like_a_command_is_tagged(tmp_path, name, args):
     wav(tmp_path / name / "clip.wav")
     done = run([*args, "-w", WEIGHTS, "-f", "csv", "--top", "1", "-j", "0"], cwd=tmp_path)
@@ -148,8 +149,9 @@ def test_offline_first_run_says_what_to_do_and_leaves_nothing_behind(tmp_path):
     clip = wav(tmp_path / "a.wav")
     cache = tmp_path / "cache"
     env_cache = {"DYMN_CACHE_DIR": str(cache), "DYMN_RELEASE_URL": "http://127.0.0.1:9/release/"}
-    done = subprocess.run([DYMN_TAG, str(clip), "-q"], capture_output=True, text=True, timeout=180,
-                          env={**os.environ, **env_cache})
+    done = subprocess.run(
+        [DYMN_TAG, str(clip), "-q"], capture_output=True, text=True, timeout=180, env={**os.environ, **env_cache}
+    )
     assert done.returncode == 1
     message = done.stderr.strip()
     assert message.count("\n") == 0 and message.startswith("dymn-tag: error: cannot download http://127.0.0.1:9/")

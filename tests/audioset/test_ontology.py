@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from dymn_cli.errors import UsageError
 from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.audioset.ontology import find_classes, ontology, parse_label_terms, select_classes
+from dymn_cli.errors import UsageError
 
 
 def names(indices):

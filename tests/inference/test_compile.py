@@ -3,8 +3,8 @@ so the tests trace with the eager backend, which runs dynamo's tracing and fake 
 
 import torch
 
-from dymn_cli.models import build_model
-from dymn_cli.models.weights import load_checkpoint
+from dymn_cli.models.build import build_model
+from dymn_cli.models.checkpoints import load_checkpoint
 
 
 def test_the_network_traces_under_torch_compile(golden_dir):

@@ -3,31 +3,26 @@ merged output equal to the single-machine one."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import random
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from dymn_cli.audio.paths import walk_order_key
 from dymn_cli.errors import UsageError
 from dymn_cli.run.inputs import Input, walk_audio_files
-from dymn_cli.writers.formats import WRITERS, OutputOptions
 from dymn_cli.run.runner import RunSettings, label_inputs
-from dymn_cli.run.shards import Shard, merge_outputs, parse_shard, select_shard, shard_of, walk_order_key
-from dymn_cli.tagger import TagFailure, TagResult
-from tests.test_cli import tone
+from dymn_cli.run.shards import Shard, parse_shard, select_shard, shard_of
+from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.merge import merge_outputs
+from dymn_cli.writers.registry import WRITERS
+from tests.audio_factory import tone
+from tests.support import FakeTagger, dymn_tag
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 FORMATS = ("csv", "json", "jsonl", "parquet")
-
-
-def run(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([DYMN_TAG, *args], capture_output=True, timeout=300)
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +59,7 @@ def test_shards_cover_every_input_exactly_once(count):
         assert min(len(s) for s in shards) > 0.6 * len(paths) / count  # a hash spreads them evenly
 
 
+@pytest.mark.slow
 def test_shard_of_is_stable_across_processes():
     code = "from dymn_cli.run.shards import shard_of; print([shard_of(p, 5) for p in ('a.wav', '/x/y/z.flac', 'b c.ogg')])"
     other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "123"})
@@ -84,27 +80,6 @@ def test_walk_order_key_reproduces_the_folder_walk(tree):
 
 
 # --------------------------------------------------------------------------- merge, parts and resume (no model)
-
-
-class FakeTagger:
-    """Deterministic scores from the path; 'broken' inputs fail. `stop_after`: interrupt after n inputs."""
-
-    name = "fake"
-    sample_rate = 32_000
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.stop_after = stop_after
-
-    def tag_many(self, sources, **_: object):
-        for n, source in enumerate(sources):
-            if n == self.stop_after:
-                raise KeyboardInterrupt
-            if "broken" in source:
-                yield TagFailure(source, f"{source}: not audio")
-                continue
-            seed = int.from_bytes(hashlib.sha1(source.encode()).digest()[:4], "big")
-            scores = np.random.default_rng(seed).random(527).astype(np.float32)
-            yield TagResult(source, 1.5, scores, np.zeros(1), np.full(1, 10.0), scores[None], np.zeros((1, 4), np.float32))
 
 
 def fake_run(tree: Path, **kwargs) -> object:
@@ -181,25 +156,26 @@ def test_merge_keeps_a_result_over_an_error_record(tmp_path):
 # --------------------------------------------------------------------------- the real command
 
 
+@pytest.mark.slow
 def test_cli_shards_cover_every_input_once_and_merge_to_the_single_machine_output(tree, tmp_path, dymn04_weights):
     # Batches of one window: a window's scores then never depend on which windows shared its batch,
     # so the comparison can be byte for byte.
     common = ["--weights", str(dymn04_weights), "--batch-size", "1", "--top", "5", "-q"]
     whole = tmp_path / "whole.jsonl"
-    done = run([str(tree), "-o", str(whole), *common])
+    done = dymn_tag([str(tree), "-o", str(whole), *common], timeout=300)
     assert done.returncode == 1, done.stderr  # the broken file
     expected = [json.loads(line)["path"] for line in whole.read_text().splitlines()]
     assert expected == list(walk_audio_files(str(tree)))
     shards = []
     for i in range(3):
         target = tmp_path / f"shard-{i}.jsonl"
-        done = run([str(tree), "--shard", f"{i}/3", "-o", str(target), *common])
+        done = dymn_tag([str(tree), "--shard", f"{i}/3", "-o", str(target), *common], timeout=300)
         assert done.returncode in (0, 1), done.stderr
         assert (done.returncode == 1) == ("broken.wav" in done.stderr.decode())
         shards.append([json.loads(line)["path"] for line in target.read_text().splitlines()] if target.exists() else [])
     assert sorted(p for shard in shards for p in shard) == sorted(expected)  # every input exactly once
     merged = tmp_path / "merged.jsonl"
-    done = run(["merge", *(str(tmp_path / f"shard-{i}.jsonl") for i in range(3)), "-o", str(merged)])
+    done = dymn_tag(["merge", *(str(tmp_path / f"shard-{i}.jsonl") for i in range(3)), "-o", str(merged)], timeout=300)
     assert done.returncode == 0, done.stderr
     assert merged.read_bytes() == whole.read_bytes()
 

@@ -7,9 +7,7 @@ import csv
 import io
 import json
 import os
-import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +16,10 @@ import pytest
 import soundfile
 
 from dymn_cli.audioset.labels import audioset_classes
-from tests.test_cli import tone
+from tests.audio_factory import tone
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
+WEIGHTS = str(DYMN04_WEIGHTS)
 FAST = ["--weights", WEIGHTS, "--device", "cpu", "-j", "0"]
 
 
@@ -59,20 +57,39 @@ def test_two_outputs_from_one_run_hold_the_same_results(folder, tmp_path):
 
 def test_per_input_files_and_a_table_from_one_run(folder, tmp_path):
     events = tmp_path / "events.csv"
-    done = run([str(folder), "-f", "audacity", "--output-dir", str(tmp_path / "tracks"), "-o", str(events),
-                "--window", "2", "--hop", "1", "-t", "0.2", *FAST])
+    done = run(
+        [
+            str(folder),
+            "-f",
+            "audacity",
+            "--output-dir",
+            str(tmp_path / "tracks"),
+            "-o",
+            str(events),
+            "--window",
+            "2",
+            "--hop",
+            "1",
+            "-t",
+            "0.2",
+            *FAST,
+        ]
+    )
     assert done.returncode == 0, done.stderr
     assert sorted(p.name for p in (tmp_path / "tracks").rglob("*.txt")) == ["a.labels.txt", "b.labels.txt"]
     assert next(csv.reader(events.open())) == ["path", "start", "end", "label", "mid", "index", "peak", "mean"]
 
 
-@pytest.mark.parametrize("args", [
-    ["-o", "x.csv", "-o", "./x.csv"],
-    ["-f", "csv", "-o", "x.csv", "-o", "y.jsonl"],
-    ["-o", "x.csv", "-o", "y.jsonl", "--resume"],
-    ["--wide", "-o", "x.jsonl"],
-    ["--wide", "--timeline", "-o", "x.csv"],
-])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["-o", "x.csv", "-o", "./x.csv"],
+        ["-f", "csv", "-o", "x.csv", "-o", "y.jsonl"],
+        ["-o", "x.csv", "-o", "y.jsonl", "--resume"],
+        ["--wide", "-o", "x.jsonl"],
+        ["--wide", "--timeline", "-o", "x.csv"],
+    ],
+)
 def test_outputs_that_cannot_work_fail_before_the_model_loads(folder, tmp_path, args):
     done = run([str(folder), *args, "--model", "dymn20_as"], cwd=tmp_path)  # (not cached: a load would fail otherwise)
     assert done.returncode == 2, done.stderr

@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.inference.decode_stage import DecodeJob
-from dymn_cli.writers.formats import OutputOptions
 from dymn_cli.inference.worker_pool import PipelineSettings, start_decoding
 from dymn_cli.run.runner import RunSettings, label_inputs
-from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.writers.base import OutputOptions
 from tests.audio_factory import make_audio_file
+from tests.support import DYMN04_WEIGHTS
 
-WEIGHTS = Path(__file__).parent / "golden" / "dymn04_seed0.pt"
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
+
+WEIGHTS = DYMN04_WEIGHTS
 
 
 def test_a_run_and_its_writers_do_not_import_torch():

@@ -7,16 +7,14 @@ import os
 import pty
 import re
 import select
-import shutil
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import soundfile
 
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG
+
+WEIGHTS = str(DYMN04_WEIGHTS)
 ANSI = re.compile(rb"\x1b\[[0-9;?]*[A-Za-z]")
 
 
@@ -52,8 +50,9 @@ def test_progress_moves_by_audio_duration_inside_one_long_file(tmp_path):
     clip = tmp_path / "long.wav"
     soundfile.write(clip, (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), rate, subtype="PCM_16")
     # 1 s windows, 2 a batch: 45 batches through the network, so that the bar has steps to show.
-    code, screen = run_in_terminal([str(clip), "-w", WEIGHTS, "--window", "1", "--hop", "1", "--batch-size", "2",
-                                    "-o", str(tmp_path / "labels.csv")])
+    code, screen = run_in_terminal(
+        [str(clip), "-w", WEIGHTS, "--window", "1", "--hop", "1", "--batch-size", "2", "-o", str(tmp_path / "labels.csv")]
+    )
     assert code == 0, screen
     assert "importing torch" in screen or "loading the model" in screen  # something moves while torch loads
     inside = re.findall(r"tagging\W+(\d+)% (\d+:\d\d:\d\d)/0:01:30 audio\s+0/1 files ETA (\S+)", screen)
