@@ -90,16 +90,19 @@ def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
 
 
 def sigmoid(x: Tensor) -> Tensor:
-    """`torch.sigmoid`, computed the same way for every element on the CPU.
+    """`torch.sigmoid` of `x` `[B, ...]`, computed for each of the B windows as if it were alone (CPU).
 
-    torch's own CPU kernel computes whole vectors with a vectorised exp and the few elements left over
-    at the end of the tensor with the C library's, and the two round differently: a window's gates
-    would then depend on where in the batch it sits. exp, + 1 and the reciprocal each take every
-    element through one code path (the same arithmetic as torch's vectorised sigmoid).
+    torch's CPU kernel runs over a tensor in whole vectors with a vectorised exp and finishes the few
+    elements left at its end with the C library's exp, which rounds differently: over a batch, where
+    a window's elements fall would depend on the windows before it. Written into rows kept one
+    element apart, the batch cannot be taken as one run of memory: the kernel goes over each window's
+    elements on their own, exactly as over that window alone.
     """
-    if x.device.type != "cpu":
+    if x.device.type != "cpu" or x.shape[0] < 2:
         return torch.sigmoid(x)
-    return torch.exp(-x).add_(1.0).reciprocal_()
+    rows = x.reshape(x.shape[0], -1)
+    out = torch.empty(rows.shape[0], rows.shape[1] + 1, dtype=x.dtype)[:, :-1]
+    return torch.sigmoid(rows, out=out).unflatten(1, x.shape[1:])
 
 
 def batch_norm(channels: int) -> nn.BatchNorm2d:
