@@ -351,7 +351,7 @@ class _WorkerPool(Decoding):
                 break
             self._accept(worker, message)
         if process.exitcode == SCRIPT_RERUN_EXIT:
-            raise ScriptRerunInWorkers()
+            raise ScriptRerunInWorkers() from None  # (the broken pipe that told of it is no news to the user)
         decoding = self._current[worker.slot]
         how = _exit_description(process.exitcode)
         stopped = process.exitcode in (-signal.SIGTERM, -signal.SIGINT)  # stopped from outside, not a crash
