@@ -22,7 +22,7 @@ from .errors import DymnError, Interrupted, SignalReceived, UsageError
 
 log = logging.getLogger("dymn_cli")
 
-SUBCOMMANDS = ("models", "download", "labels", "merge")
+SUBCOMMANDS = ("models", "download", "labels", "merge", "train", "search")
 
 EPILOG = """\
 Examples:
@@ -43,6 +43,11 @@ Examples:
   dymn-tag park.wav --labels Animal --exclude Insect --timeline --plot park.png
 
   dymn-tag labels dog                           classes matching 'dog' (and below the node Dog)
+
+  dymn-tag train sounds/ -o sounds.safetensors  a head for your own classes (sounds/<class>/*.wav)
+  dymn-tag pond.wav --head sounds.safetensors   tag with its classes (--with-audioset: and AudioSet's)
+
+  dymn-tag search query.wav --index library.npz the most similar clips (index: --embeddings)
 """
 
 tag_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -81,8 +86,8 @@ def tag(
     precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
-    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
-    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
+    window: Annotated[Optional[float], typer.Option("--window", help="Window length in seconds (default: 10, or the --head's).", show_default=False)] = None,
+    hop: Annotated[Optional[float], typer.Option("--hop", help="Seconds between window starts (default: 10, or the --head's).", show_default=False)] = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
@@ -100,12 +105,14 @@ def tag(
     actors: Annotated[Optional[int], typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
+    head: Annotated[Optional[Path], typer.Option("--head", help="Score the classes of this head (from `dymn-tag train`) instead of AudioSet's.")] = None,
+    with_audioset: Annotated[bool, typer.Option("--with-audioset", help="With --head: the AudioSet classes too, before the head's.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from .allocator import keep_freed_memory
-    from .extras import build_output_options, build_sinks, per_input_format, writer_target
+    from .extras import build_output_options, build_sinks, choose_head, per_input_format, writer_target
     from .progress import RunProgress
     from .run import RunSettings, label_inputs
     from .shards import parse_shard
@@ -113,8 +120,10 @@ def tag(
     keep_freed_memory()
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
+    chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
     options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude)
+                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude,
+                                   vocabulary=chosen.vocabulary)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
     target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
     sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
@@ -142,6 +151,8 @@ def tag(
             compile=compile,
             sha256=sha256,
             progress=interactive,
+            head=chosen.head,
+            with_audioset=with_audioset,
         )
 
     with RunProgress(enabled=interactive) as progress:
@@ -152,7 +163,7 @@ def tag(
             format=format,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
+            settings=RunSettings(window=chosen.window, hop=chosen.hop, aggregate=aggregate, workers=workers, recursive=recursive,
                                  decode_first=ray_target is None, batch_size=batch_size),
             files_from=files_from,
             resume=resume,
@@ -222,6 +233,130 @@ def merge_command(
     summary = merge_outputs(outputs, output)
     if not quiet:
         log.info(summary.line(output))
+
+
+def _tagger(model: str, weights: Optional[list[Path]], **options: Any) -> Any:
+    from .tagger import Tagger
+
+    return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None, **options)
+
+
+@commands_app.command("train")
+def train_command(
+    data: Annotated[Path, typer.Argument(help="A folder with one subfolder of audio files per class, or a CSV of path,label[,start,end].", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The head file to write (safetensors), for --head.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="The network whose embeddings the head learns from.")] = "dymn10_as",
+    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", help="Local checkpoint file instead of --model.")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
+    window: Annotated[float, typer.Option("--window", help="Window length in seconds (tagging with the head uses it too).")] = 10.0,
+    hop: Annotated[Optional[float], typer.Option("--hop", help="Seconds between window starts (default: the window).", show_default=False)] = None,
+    hidden: Annotated[Optional[int], typer.Option("--hidden", help="Units of one hidden layer (default: a linear head).", min=1, show_default=False)] = None,
+    folds: Annotated[int, typer.Option("--folds", help="Cross-validation folds over files for the held-out figures (0: none).", min=0)] = 5,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
+    batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call.", min=1, show_default=False)] = None,
+    workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
+) -> None:
+    """Train a classification head for your own classes on the network's embeddings.
+
+    Prints held-out figures (a table on a terminal, JSON in a pipe); tag with the head with --head."""
+    from .head import save_head
+    from .progress import RunProgress
+    from .transfer import TrainingSettings, read_training_data, train_head
+
+    labelled = read_training_data(data)
+    settings = TrainingSettings(window=window, hop=window if hop is None else hop, hidden=hidden, folds=folds, workers=workers)
+    interactive = sys.stderr.isatty() and not quiet
+    with RunProgress(enabled=interactive) as progress:
+        tagger = _tagger(model, weights, device=device, batch_size=batch_size, sha256=sha256, progress=interactive)
+        progress.start(labelled.files)
+        report = train_head(labelled, tagger, settings, on_outcome=progress.advance)
+    save_head(report.head, output)
+    for warning in report.warnings:
+        log.warning("warning: %s", _one_line(warning))
+    _show_figures(report)
+    if not quiet:
+        log.info(
+            "%s: %d classes from %d windows of %d files (%d failed); embeddings %.1f s, training %.1f s",
+            output, len(report.head.classes), report.n_windows, report.n_files, len(report.failures),
+            report.embedding_seconds, report.training_seconds,
+        )
+    raise typer.Exit(1 if report.failures else 0)
+
+
+def _show_figures(report: Any) -> None:
+    import json
+
+    if not sys.stdout.isatty():
+        typer.echo(json.dumps(report.figures(), ensure_ascii=False))
+        return
+    if not report.classes:
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    summary = ", ".join(f"{k} {v:.3f}" if k != "folds" else f"{v:g} folds" for k, v in report.summary.items())
+    table = Table(title=f"held out ({summary}; windows)", title_justify="left")
+    for column in ("class", "files", "windows", "precision", "recall", "AP"):
+        table.add_column(column, justify="left" if column == "class" else "right")
+    for c in report.classes:
+        table.add_row(c.name, str(c.files), str(c.windows), f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.average_precision:.3f}")
+    Console().print(table)
+
+
+@commands_app.command("search")
+def search_command(
+    queries: Annotated[list[str], typer.Argument(help="Audio files (or folders) to find look-alikes of.", show_default=False)],
+    index: Annotated[Path, typer.Option("--index", help="Embeddings archive to search (.npz from --embeddings, or merged).")],
+    top: Annotated[int, typer.Option("--top", "-k", help="How many hits per query.", min=1)] = 10,
+    clips: Annotated[bool, typer.Option("--clips", help="Search the clips even when the index has window embeddings.")] = False,
+    model: Annotated[str, typer.Option("--model", "-m", help="The network that wrote the index.")] = "dymn10_as",
+    weights: Annotated[Optional[list[Path]], typer.Option("--weights", "-w", help="Local checkpoint file instead of --model.")] = None,
+    sha256: Annotated[Optional[str], typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
+    window: Annotated[Optional[float], typer.Option("--window", help="Query window in seconds (default: the index's windows, else 10).", show_default=False)] = None,
+    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
+    format: Annotated[Optional[str], typer.Option("-f", "--format", help="table or jsonl (default: table on a terminal, jsonl in a pipe).")] = None,
+) -> None:
+    """The entries of an embeddings index most similar to each query (cosine), best first."""
+    import json
+
+    from .inputs import expand_inputs
+    from .transfer.search import load_index, search_audio
+
+    if format not in (None, "table", "jsonl"):
+        raise UsageError(f"unknown format {format!r}: use table or jsonl")
+    problems: list[Any] = []
+    inputs = [i.path for i in expand_inputs(queries, problems=problems)]
+    for problem in problems:
+        log.error("%s: %s", _one_line(problem.path), problem.reason)
+    if not inputs:
+        raise UsageError("no query audio")
+    loaded = load_index(index, windows=False if clips else None)
+    tagger = _tagger(model, weights, device=device, sha256=sha256, progress=sys.stderr.isatty())
+    found = search_audio(tagger, [sys.stdin.buffer if q == "-" else q for q in inputs], loaded, top=top, window=window)
+    failed = [f for f in found if f.error is not None]
+    for failure in failed:
+        log.error("%s", _one_line(failure.error or ""))
+    if (format or ("table" if sys.stdout.isatty() else "jsonl")) == "jsonl":
+        for query, result in zip(inputs, found):
+            for hit in result.hits:
+                typer.echo(json.dumps({"query": query, **hit.as_dict()}, ensure_ascii=False))
+    else:
+        from rich.console import Console
+        from rich.table import Table
+
+        console = Console()
+        for query, result in zip(inputs, found):
+            if result.error is not None:
+                continue
+            table = Table(title=query, title_justify="left")
+            for column in ("rank", "path", *(("start", "end") if loaded.windows else ()), "similarity"):
+                table.add_column(column, justify="left" if column == "path" else "right")
+            for hit in result.hits:
+                times = (f"{hit.start:.2f}", f"{hit.end:.2f}") if hit.start is not None else ()
+                table.add_row(str(hit.rank), hit.path, *times, f"{hit.similarity:.4f}")
+            console.print(table)
+    raise typer.Exit(1 if failed or problems else 0)
 
 
 @commands_app.command("labels")

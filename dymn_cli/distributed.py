@@ -30,10 +30,11 @@ from .decoding import DONE, ERROR, WINDOW, DecodeJob, decode_job
 from .pipeline import Failure, PipelineStats, _outcome, _Pending
 from .ensemble import load_members
 from .errors import UsageError
-from .labels import audioset_classes
+from .vocabulary import Vocabulary
 from .remote import is_uri
 from .results import AGGREGATES, TagFailure, TagResult, build_result
-from .tagger import _describe
+from .head import ClassifierHead, load_head
+from .tagger import HeadSupport, _describe
 from .windows import WindowGrid
 
 log = logging.getLogger("dymn_cli")
@@ -86,7 +87,7 @@ def connect(address: str) -> Any:
     return ray
 
 
-class RayTagger:
+class RayTagger(HeadSupport):
     """`Tagger.tag_many` on a Ray cluster: the same results, input by input, in input order.
 
     The model is resolved once, on the driver (a registry name is downloaded there, not on every
@@ -105,7 +106,11 @@ class RayTagger:
         sha256: str | None = None,
         progress: bool = False,
         ray: RayOptions = RayOptions(),
+        head: ClassifierHead | str | Path | None = None,
+        with_audioset: bool = False,
     ) -> None:
+        if head is not None and not isinstance(head, ClassifierHead):
+            head = load_head(head)
         batch_size = RAY_BATCH_SIZE if batch_size is None else batch_size
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
@@ -125,9 +130,13 @@ class RayTagger:
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
         self.records = members.records
+        self.weight_files = members.paths
+        self.embedding_dim = int(members.network.embedding_dim)
         self.frontend_config = members.frontend
         self.batch_size = batch_size
-        self.classes = audioset_classes()
+        self.classes = Vocabulary.audioset()
+        if head is not None:
+            self.use_head(head, with_audioset=with_audioset)
         self._network = self._ray.put(members.network)
         self._engine_args = {
             "frontend": members.frontend,
@@ -176,7 +185,7 @@ class RayTagger:
                 if isinstance(outcome, Failure):
                     yield TagFailure(name, outcome.reason)
                 else:
-                    yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+                    yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head)
         if assembler.next_index != len(items):  # cannot happen unless Ray lost rows
             raise RuntimeError(f"the Ray pipeline ended with {len(items) - assembler.next_index} inputs unfinished")
 

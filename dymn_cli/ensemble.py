@@ -17,7 +17,7 @@ from torch import nn
 from .errors import UsageError, WeightsError
 from .frontend import FrontEndConfig
 from .models import build_model
-from .weights import WeightsRecord, resolve_weights
+from .weights import WeightsRecord, cached_path, resolve_weights
 
 
 class Ensemble(nn.Module):
@@ -41,6 +41,7 @@ class Members:
     records: list[WeightsRecord | None]
     network: nn.Module
     frontend: FrontEndConfig
+    paths: list[Path]  # each member's checkpoint file (a local file, or the cached download)
 
 
 def split_names(model: str | Sequence[str] | None) -> list[str]:
@@ -66,10 +67,12 @@ def load_members(
         paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
         resolved = [resolve_weights(weights=p, sha256=sha256 if len(paths) == 1 else None, progress=progress) for p in paths]
         labels = [Path(p).stem for p in paths]
+        files = [Path(p).expanduser() for p in paths]
     else:
         names = split_names(model)
         resolved = [resolve_weights(model=n, sha256=sha256 if len(names) == 1 else None, progress=progress) for n in names]
         labels = names
+        files = [cached_path(record) for record, _ in resolved if record is not None]
     networks = [build_model(state_dict) for _, state_dict in resolved]
     records = [record for record, _ in resolved]
     frontends = {record.frontend if record is not None else FrontEndConfig() for record in records}
@@ -78,4 +81,4 @@ def load_members(
     if len({n.num_classes for n in networks}) != 1:
         raise WeightsError("ensemble members predict different numbers of classes")
     network = networks[0] if len(networks) == 1 else Ensemble(networks)
-    return Members(name=",".join(labels), records=records, network=network, frontend=frontends.pop())
+    return Members(name=",".join(labels), records=records, network=network, frontend=frontends.pop(), paths=files)

@@ -10,12 +10,48 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import logging
+from dataclasses import dataclass
+
 from .errors import UsageError
 from .events import DEFAULT_THRESHOLD, EventSettings
+from .head import ClassifierHead, load_head
 from .outputs import WRITERS, OutputOptions
 from .run import ResultSink
+from .vocabulary import Vocabulary
 
-__all__ = ["build_output_options", "build_sinks", "per_input_format", "writer_target"]
+__all__ = ["HeadChoice", "build_output_options", "build_sinks", "choose_head", "per_input_format", "writer_target"]
+
+log = logging.getLogger("dymn_cli")
+DEFAULT_WINDOW = 10.0
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """A run's classes and windows once `--head` and `--with-audioset` are read (before any model loads)."""
+
+    head: ClassifierHead | None
+    vocabulary: Vocabulary
+    window: float
+    hop: float
+
+
+def choose_head(
+    head: str | os.PathLike[str] | None, *, with_audioset: bool = False, window: float | None = None, hop: float | None = None
+) -> HeadChoice:
+    """Load `--head` (torch-free, before the model), and pick the window and hop: those given, else the
+    head's (those it was trained on), else 10 s. A window unlike the head's is allowed, with a warning."""
+    if head is None:
+        if with_audioset:
+            raise UsageError("--with-audioset goes with --head: without a head the AudioSet classes are all there is")
+        return HeadChoice(None, Vocabulary.audioset(), DEFAULT_WINDOW if window is None else window,
+                          DEFAULT_WINDOW if hop is None else hop)
+    loaded = load_head(head)
+    if window is not None and abs(window - loaded.window) > 1e-9:
+        log.warning("%s was trained on %g s windows; tagging with %g s windows may score its classes worse",
+                    head, loaded.window, window)
+    return HeadChoice(loaded, Vocabulary.with_head(loaded.classes, audioset=with_audioset),
+                      loaded.window if window is None else window, loaded.hop if hop is None else hop)
 
 
 def per_input_format(format: str | None) -> bool:
@@ -33,6 +69,7 @@ def build_output_options(
     min_duration: float = 0.0,
     labels: str | Sequence[str] | None = None,
     exclude: str | Sequence[str] | None = None,
+    vocabulary: Vocabulary | None = None,
 ) -> OutputOptions:
     """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given)."""
     from .ontology import select_classes
@@ -47,8 +84,9 @@ def build_output_options(
         top=top,
         threshold=threshold,
         timeline=timeline,
-        classes=select_classes(labels=labels, exclude=exclude),
+        classes=select_classes(labels=labels, exclude=exclude, vocabulary=vocabulary),
         events=settings,
+        vocabulary=vocabulary,
     )
 
 

@@ -23,8 +23,8 @@ import numpy as np
 from .atomic import new_file_mode
 from .errors import UsageError
 from .events import EventSettings, detect_events
-from .labels import audioset_classes
 from .results import TagFailure, TagResult, rank_classes
+from .vocabulary import AUDIOSET, Vocabulary
 
 SCORE_DECIMALS = 8
 
@@ -38,6 +38,7 @@ class OutputOptions:
     timeline: bool = False
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
     events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
+    vocabulary: Vocabulary | None = None  # the classes the run reports (None: the AudioSet classes)
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
@@ -58,6 +59,10 @@ class OutputOptions:
             described["n_classes"] = len(self.classes)
         if self.events is not None:
             described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
+        if self.vocabulary is not None and self.vocabulary != Vocabulary.audioset():
+            # (a run with a head: its classes, so that --resume never mixes outputs of other classes)
+            described["head_classes"] = [c.name for c in self.vocabulary if c.source != AUDIOSET]
+            described["audioset"] = self.vocabulary.has_audioset
         return described
 
 
@@ -79,8 +84,7 @@ def score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
 
-def label_entries(scores: np.ndarray, options: OutputOptions) -> list[dict[str, Any]]:
-    classes = audioset_classes()
+def label_entries(scores: np.ndarray, options: OutputOptions, classes: Vocabulary) -> list[dict[str, Any]]:
     return [
         {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
         for i in options.select(scores)
@@ -95,11 +99,11 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
         "path": outcome.source,
         "duration": round(outcome.duration, 6),
         "n_windows": len(outcome.starts),
-        "labels": label_entries(outcome.scores, options),
+        "labels": label_entries(outcome.scores, options, outcome.classes),
     }
     if options.timeline:
         record["windows"] = [
-            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options)}
+            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options, outcome.classes)}
             for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
         ]
     if options.events is not None:
@@ -212,7 +216,7 @@ class CsvWriter(Writer):
     def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
         if isinstance(outcome, TagFailure):
             return []
-        classes = audioset_classes()
+        classes = outcome.classes
         if self.options.events is not None:
             return [
                 [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
@@ -414,7 +418,7 @@ class TableWriter(Writer):
         table.add_column("rank", justify="right")
         table.add_column("label")
         table.add_column("score", justify="right")
-        classes = audioset_classes()
+        classes = outcome.classes
         for rank, i in enumerate(self.options.select(outcome.scores), start=1):
             table.add_row(str(rank), classes[i].name, f"{outcome.scores[i]:.4f}")
         self._console.print(table)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
@@ -15,21 +16,54 @@ from .decoding import DecodeJob
 from .engine import InferenceEngine
 from .ensemble import load_members
 from .errors import AudioError, UsageError
-from .labels import audioset_classes
+from .head import Backbone, ClassifierHead, load_head
 from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
 from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
+from .vocabulary import Vocabulary
+from .weights import sha256_file
 from .windows import WindowGrid
 
-__all__ = ["AGGREGATES", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+__all__ = ["AGGREGATES", "HeadSupport", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
 Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
 
 
-class Tagger:
+class HeadSupport:
+    """What a tagger needs to score a classification head's classes (shared by `Tagger` and `RayTagger`):
+    the network's identity (`backbone`) and `use_head`. Subclasses set `name`, `weight_files` (the
+    checkpoint files) and `embedding_dim`, and build results with `classes` and `head`."""
+
+    name: str
+    weight_files: list[Path]
+    embedding_dim: int
+    head: ClassifierHead | None = None
+    classes: Vocabulary = Vocabulary.audioset()
+
+    @functools.cached_property
+    def backbone(self) -> Backbone:
+        """The network as a head file records it: name, SHA-256 of each checkpoint file, embedding width."""
+        return Backbone(self.name, tuple(sha256_file(p) for p in self.weight_files), int(self.embedding_dim))
+
+    def use_head(self, head: ClassifierHead | str | Path, *, with_audioset: bool = False) -> ClassifierHead:
+        """Score a head's classes from now on (after the AudioSet classes if `with_audioset`).
+        Raises `HeadError` if the head was trained on another network. Returns the head."""
+        loaded = head if isinstance(head, ClassifierHead) else load_head(head)
+        loaded.check_backbone(self.backbone)
+        self.head = loaded
+        self.classes = Vocabulary.with_head(loaded.classes, audioset=with_audioset)
+        return loaded
+
+
+class Tagger(HeadSupport):
     """Tags audio with a published model (or an ensemble of them).
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
+
+    With a classification head (`dymn-tag train`, `dymn_cli.transfer.train_head`), results score the
+    head's classes, alone or after the AudioSet classes (`with_audioset=True`):
+
+    >>> Tagger("dymn10_as", head="frogs.safetensors").tag("pond.wav").top(3)  # doctest: +SKIP
     """
 
     def __init__(
@@ -43,9 +77,15 @@ class Tagger:
         compile: bool = False,
         sha256: str | None = None,
         progress: bool = False,
+        head: ClassifierHead | str | Path | None = None,
+        with_audioset: bool = False,
     ) -> None:
+        if head is not None and not isinstance(head, ClassifierHead):
+            head = load_head(head)  # (before the model: a bad head file fails fast)
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
+        self.weight_files = members.paths
+        self.embedding_dim = int(members.network.embedding_dim)
         self.records = members.records
         self.network = members.network
         self.frontend_config = members.frontend
@@ -54,7 +94,10 @@ class Tagger:
         )
         # (None: as many windows as keep the engine's lanes efficient, 16 with two lanes)
         self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
-        self.classes = audioset_classes()
+        self.head: ClassifierHead | None = None
+        self.classes = Vocabulary.audioset()
+        if head is not None:
+            self.use_head(head, with_audioset=with_audioset)
 
     @property
     def device(self) -> torch.device:
@@ -138,7 +181,7 @@ class Tagger:
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head)
 
 
 class _InMemoryAudio(np.ndarray):

@@ -1,0 +1,199 @@
+"""Similarity search over an embeddings archive (`dymn-tag search QUERY... --index EMB.npz`).
+
+The index is the `.npz` that `dymn-tag --embeddings` writes (and `dymn-tag merge` joins): clip
+embeddings, and window embeddings when it was written with `--timeline`. Search is exact: the cosine
+similarity of each query to every entry, computed as one matrix product per block of entries (so the
+extra memory is a block, not a copy of the index), keeping the best `top` of each block.
+
+    index = load_index("library.npz")
+    hits = search(index, tagger.embed("query.wav")[None, :], top=10)[0]
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+
+__all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
+
+BLOCK_ROWS = 65_536  # index rows per matrix product: 250 MB of a 960-wide float32 index, a few MB of products
+
+
+@dataclass
+class EmbeddingIndex:
+    """Embeddings to search, one row per entry: clips (`starts` None) or windows."""
+
+    embeddings: np.ndarray  # [n, C] float32
+    paths: np.ndarray  # [n_files] str
+    path_index: np.ndarray  # [n] row of `paths` of each entry
+    starts: np.ndarray | None = None  # [n] seconds (windows only)
+    ends: np.ndarray | None = None
+    norms: np.ndarray | None = None  # [n] the rows' lengths, computed once
+
+    def __post_init__(self) -> None:
+        if self.norms is None:
+            self.norms = np.sqrt(np.einsum("ij,ij->i", self.embeddings, self.embeddings, dtype=np.float64))
+
+    @property
+    def windows(self) -> bool:
+        return self.starts is not None
+
+    @property
+    def dimension(self) -> int:
+        return int(self.embeddings.shape[1])
+
+    @property
+    def window_seconds(self) -> float | None:
+        """The index's window length (None for clip embeddings)."""
+        if self.starts is None or self.ends is None or not len(self.starts):
+            return None
+        return float(np.median(self.ends - self.starts))
+
+    def __len__(self) -> int:
+        return int(self.embeddings.shape[0])
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    rank: int
+    path: str
+    similarity: float
+    start: float | None = None
+    end: float | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        record: dict[str, Any] = {"rank": self.rank, "path": self.path}
+        if self.start is not None:
+            record["start"] = round(self.start, 6)
+            record["end"] = round(float(self.end or 0.0), 6)
+        record["similarity"] = round(self.similarity, 6)
+        return record
+
+
+def load_index(path: str | os.PathLike[str], *, windows: bool | None = None) -> EmbeddingIndex:
+    """An embeddings archive as an index: its windows when it has window embeddings (or `windows=True`,
+    which then requires them), else its clips (`windows=False` forces clips)."""
+    source = Path(path)
+    try:
+        archive = np.load(source, allow_pickle=False)
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such index file") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"{source}: not an embeddings archive (.npz from dymn-tag --embeddings): {error}") from None
+    with archive:
+        names = set(archive.files)
+        if not {"paths", "clip_embeddings"} <= names:
+            raise UsageError(f"{source}: not an embeddings archive: it lacks paths and clip_embeddings (written by dymn-tag --embeddings)")
+        paths = archive["paths"]
+        has_windows = "window_embeddings" in names
+        if windows and not has_windows:
+            raise UsageError(f"{source}: has no window embeddings (write them with --embeddings and --timeline)")
+        if has_windows and windows is not False:
+            index = EmbeddingIndex(
+                embeddings=np.ascontiguousarray(archive["window_embeddings"], dtype=np.float32),
+                paths=paths,
+                path_index=archive["window_path_index"].astype(np.int64),
+                starts=archive["window_starts"].astype(np.float64),
+                ends=archive["window_ends"].astype(np.float64),
+            )
+        else:
+            clips = np.ascontiguousarray(archive["clip_embeddings"], dtype=np.float32)
+            index = EmbeddingIndex(embeddings=clips, paths=paths, path_index=np.arange(len(clips), dtype=np.int64))
+    if index.embeddings.ndim != 2 or len(index.path_index) != len(index) or (
+        len(index) and (index.path_index.min() < 0 or index.path_index.max() >= len(paths))
+    ):
+        raise UsageError(f"{source}: a damaged embeddings archive (its arrays do not fit together)")
+    return index
+
+
+def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list[list[SearchHit]]:
+    """The `top` entries most similar (cosine) to each of `[m, C]` queries, best first (ties: index order)."""
+    queries = np.atleast_2d(np.asarray(queries, dtype=np.float32))
+    if top < 1:
+        raise UsageError(f"--top must be at least 1, got {top}")
+    if queries.shape[1] != index.dimension:
+        raise UsageError(
+            f"the queries' embeddings have {queries.shape[1]} dimensions, the index's {index.dimension}: "
+            "search with the model that wrote the index"
+        )
+    similarities, rows = top_similar(index, queries, top=top)
+    return [[_hit(index, rank, int(row), float(value)) for rank, (row, value) in enumerate(zip(r, s), start=1)]
+            for r, s in zip(rows, similarities)]
+
+
+def top_similar(index: EmbeddingIndex, queries: np.ndarray, *, top: int) -> tuple[np.ndarray, np.ndarray]:
+    """`(similarities [m, k], rows [m, k])` of the best `k = min(top, len(index))` entries per query."""
+    m = len(queries)
+    k = min(top, len(index))
+    q_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
+    unit = (queries / np.where(q_norms > 0, q_norms, 1.0)[:, None]).astype(np.float32)
+    best_values = np.full((m, 0), -np.inf)
+    best_rows = np.zeros((m, 0), dtype=np.int64)
+    norms = index.norms if index.norms is not None else np.ones(len(index))
+    for begin in range(0, len(index), BLOCK_ROWS):
+        block = index.embeddings[begin:begin + BLOCK_ROWS]
+        values = (unit @ block.T).astype(np.float64)  # [m, b]
+        block_norms = norms[begin:begin + BLOCK_ROWS]
+        values /= np.where(block_norms > 0, block_norms, 1.0)
+        values[:, block_norms == 0] = 0.0  # (a silent entry resembles nothing)
+        if values.shape[1] > k:
+            keep = np.argpartition(-values, k - 1, axis=1)[:, :k]
+        else:
+            keep = np.broadcast_to(np.arange(values.shape[1]), (m, values.shape[1]))
+        best_values = np.concatenate([best_values, np.take_along_axis(values, keep, axis=1)], axis=1)
+        best_rows = np.concatenate([best_rows, keep + begin], axis=1)
+        if best_values.shape[1] > k:
+            keep = np.argpartition(-best_values, k - 1, axis=1)[:, :k]
+            best_values = np.take_along_axis(best_values, keep, axis=1)
+            best_rows = np.take_along_axis(best_rows, keep, axis=1)
+    order = np.lexsort((best_rows, -best_values), axis=1) if m else np.zeros((0, 0), dtype=np.int64)
+    return np.take_along_axis(best_values, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+
+
+def _hit(index: EmbeddingIndex, rank: int, row: int, similarity: float) -> SearchHit:
+    path = str(index.paths[index.path_index[row]])
+    if index.starts is None or index.ends is None:
+        return SearchHit(rank, path, similarity)
+    return SearchHit(rank, path, similarity, float(index.starts[row]), float(index.ends[row]))
+
+
+@dataclass
+class QueryResult:
+    """The hits of one query input, or why it could not be embedded."""
+
+    query: str
+    hits: list[SearchHit]
+    error: str | None = None
+
+
+def search_audio(
+    tagger: Any,
+    queries: Sequence[Any],
+    index: EmbeddingIndex,
+    *,
+    top: int = 10,
+    window: float | None = None,
+    hop: float | None = None,
+    workers: int = 0,
+) -> list[QueryResult]:
+    """Embed each query (paths or anything `Tagger.tag_many` takes) with `tagger` and search `index`
+    with its clip embedding (the mean of its windows). The window is the index's when it holds windows,
+    else `window` (default 10 s). A query that cannot be decoded gets its error, the others their hits."""
+    from ..results import TagFailure
+
+    length = window if window is not None else index.window_seconds or 10.0
+    outcomes = list(tagger.tag_many(queries, window=length, hop=hop if hop is not None else length, workers=workers))
+    embedded = [o for o in outcomes if not isinstance(o, TagFailure)]
+    found = search(index, np.stack([o.embedding for o in embedded]), top=top) if embedded else []
+    hits = iter(found)
+    return [
+        QueryResult(o.source, [], o.reason) if isinstance(o, TagFailure) else QueryResult(o.source, next(hits))
+        for o in outcomes
+    ]
