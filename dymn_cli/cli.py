@@ -126,7 +126,8 @@ def tag(
                                    vocabulary=chosen.vocabulary)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
     target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
-    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
+    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume,
+                        window=chosen.window, hop=chosen.hop)
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
 

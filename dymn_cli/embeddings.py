@@ -6,7 +6,9 @@ Arrays (load with `numpy.load(path)`; no pickles):
 - `clip_embeddings` `[n_files, C]` float32: each clip's embedding, the mean of its windows' embeddings;
 - with windows: `window_embeddings` `[n_windows_total, C]` float32, `window_path_index` `[n_windows_total]`
   int64 (the row of `paths` each window belongs to), `window_starts`, `window_ends` `[n_windows_total]`
-  float64 seconds.
+  float64 seconds;
+- when the run's windows are known: `window_seconds`, `hop_seconds` (0-d float64), the window and hop the
+  embeddings were computed with (`dymn-tag search` embeds its queries the same way).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ from .results import TagFailure, TagResult
 __all__ = ["EmbeddingWriter", "embedding_arrays", "save_embeddings"]
 
 
-def embedding_arrays(results: Iterable[TagResult], *, windows: bool = False) -> dict[str, np.ndarray]:
+def embedding_arrays(
+    results: Iterable[TagResult], *, windows: bool = False, window: float | None = None, hop: float | None = None
+) -> dict[str, np.ndarray]:
     """The arrays of the archive (see the module docstring) for these results."""
     results = list(results)
     width = results[0].embeddings.shape[1] if results else 0
@@ -44,13 +48,23 @@ def embedding_arrays(results: Iterable[TagResult], *, windows: bool = False) -> 
             if results else np.zeros(0)
         arrays["window_ends"] = np.concatenate([np.asarray(r.ends, dtype=np.float64) for r in results]) \
             if results else np.zeros(0)
+    if window is not None and hop is not None:
+        arrays["window_seconds"] = np.array(float(window))
+        arrays["hop_seconds"] = np.array(float(hop))
     return arrays
 
 
-def save_embeddings(results: Iterable[TagResult], path: str | os.PathLike[str], *, windows: bool = False) -> Path:
+def save_embeddings(
+    results: Iterable[TagResult],
+    path: str | os.PathLike[str],
+    *,
+    windows: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+) -> Path:
     """Write the archive atomically (temporary file beside it, then rename); returns its path as given."""
     target = Path(path)
-    arrays = embedding_arrays(results, windows=windows)
+    arrays = embedding_arrays(results, windows=windows, window=window, hop=hop)
     with atomic_binary_file(target) as stream:
         np.savez(stream, **arrays)
     return target
@@ -60,9 +74,12 @@ class EmbeddingWriter:
     """A result sink for `label_inputs(extra_sinks=...)`: collects embeddings and writes them on `close`
     (also when the run is interrupted, with the inputs finished so far)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, windows: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, windows: bool = False, window: float | None = None, hop: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.windows = windows
+        self.window, self.hop = window, hop
         self._results: list[TagResult] = []
 
     def write(self, outcome: TagResult | TagFailure) -> None:
@@ -77,4 +94,4 @@ class EmbeddingWriter:
             ))
 
     def close(self) -> None:
-        save_embeddings(self._results, self.path, windows=self.windows)
+        save_embeddings(self._results, self.path, windows=self.windows, window=self.window, hop=self.hop)

@@ -110,8 +110,10 @@ def build_sinks(
     embeddings: Path | None = None,
     plot: Path | None = None,
     resume: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
 ) -> list[ResultSink]:
-    """The extra result sinks: the embeddings archive and the pictures."""
+    """The extra result sinks: the embeddings archive (which records `window` and `hop`) and the pictures."""
     sinks: list[ResultSink] = []
     if embeddings is not None:
         from .embeddings import EmbeddingWriter
@@ -120,7 +122,7 @@ def build_sinks(
             raise UsageError("--embeddings cannot be combined with --resume: the inputs it skips would be missing")
         if embeddings.is_dir():
             raise UsageError(f"{embeddings}: --embeddings takes a file name (.npz), not a folder")
-        sinks.append(EmbeddingWriter(embeddings, windows=options.timeline))
+        sinks.append(EmbeddingWriter(embeddings, windows=options.timeline, window=window, hop=hop))
     if plot is not None:
         from .plot import PlotWriter
 

@@ -11,8 +11,8 @@ sigmoid per class (multi-label data).
 
 The file is a safetensors file: raw little-endian arrays behind a JSON header, so loading one can
 never run code (a pickle, `torch.save` or joblib file is refused before anything in it is read as
-objects). Arrays: `mean`, `scale` `[C]`; `weight.0`, `bias.0`, ... one pair per layer (`weight.k`
-is `[inputs, outputs]`), all float32. The header's metadata holds, as JSON under the key `dymn_head`:
+objects). Arrays: `mean`, `scale` `[C]` float64; `weight.0`, `bias.0`, ... one pair per layer
+(`weight.k` is `[inputs, outputs]`), float32. The header's metadata holds, as JSON under the key `dymn_head`:
 
     {"format": "dymn-cli-head", "version": 1,
      "classes": ["compressor fault", "frog", ...], "activation": "softmax" | "sigmoid",
@@ -142,7 +142,8 @@ def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
     """Write `head` as a safetensors file, atomically; returns the path."""
     from safetensors.numpy import save
 
-    tensors = {"mean": head.mean.astype(np.float32), "scale": head.scale.astype(np.float32)}
+    # (statistics in float64: the random test networks' embeddings reach 1e12, beyond float32's digits)
+    tensors = {"mean": head.mean.astype(np.float64), "scale": head.scale.astype(np.float64)}
     for n, (weight, bias) in enumerate(head.layers):
         tensors[f"weight.{n}"] = np.ascontiguousarray(weight, dtype=np.float32)
         tensors[f"bias.{n}"] = np.ascontiguousarray(bias, dtype=np.float32)

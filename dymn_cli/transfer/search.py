@@ -23,7 +23,7 @@ from ..errors import UsageError
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
 
-BLOCK_ROWS = 65_536  # index rows per matrix product: 250 MB of a 960-wide float32 index, a few MB of products
+BLOCK_ROWS = 65_536  # index rows per matrix product (a view of the index; the products: 0.5 MB a query)
 
 
 @dataclass
@@ -36,6 +36,8 @@ class EmbeddingIndex:
     starts: np.ndarray | None = None  # [n] seconds (windows only)
     ends: np.ndarray | None = None
     norms: np.ndarray | None = None  # [n] the rows' lengths, computed once
+    window: float | None = None  # seconds: the window and hop the embeddings were computed with, if known
+    hop: float | None = None
 
     def __post_init__(self) -> None:
         if self.norms is None:
@@ -51,7 +53,9 @@ class EmbeddingIndex:
 
     @property
     def window_seconds(self) -> float | None:
-        """The index's window length (None for clip embeddings)."""
+        """The index's window length: as recorded, else from its windows' times; None if unknown."""
+        if self.window is not None:
+            return self.window
         if self.starts is None or self.ends is None or not len(self.starts):
             return None
         return float(np.median(self.ends - self.starts))
@@ -106,6 +110,10 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None) -> 
         else:
             clips = np.ascontiguousarray(archive["clip_embeddings"], dtype=np.float32)
             index = EmbeddingIndex(embeddings=clips, paths=paths, path_index=np.arange(len(clips), dtype=np.int64))
+        if "window_seconds" in names and "hop_seconds" in names:
+            index.window, index.hop = float(archive["window_seconds"]), float(archive["hop_seconds"])
+        elif has_windows and len(archive["window_starts"]):
+            index.window = float(np.median(archive["window_ends"] - archive["window_starts"]))
     if index.embeddings.ndim != 2 or len(index.path_index) != len(index) or (
         len(index) and (index.path_index.min() < 0 or index.path_index.max() >= len(paths))
     ):
@@ -128,7 +136,9 @@ def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list
             for r, s in zip(rows, similarities)]
 
 
-def top_similar(index: EmbeddingIndex, queries: np.ndarray, *, top: int) -> tuple[np.ndarray, np.ndarray]:
+def top_similar(
+    index: EmbeddingIndex, queries: np.ndarray, *, top: int, block_rows: int = BLOCK_ROWS
+) -> tuple[np.ndarray, np.ndarray]:
     """`(similarities [m, k], rows [m, k])` of the best `k = min(top, len(index))` entries per query."""
     m = len(queries)
     k = min(top, len(index))
@@ -137,10 +147,10 @@ def top_similar(index: EmbeddingIndex, queries: np.ndarray, *, top: int) -> tupl
     best_values = np.full((m, 0), -np.inf)
     best_rows = np.zeros((m, 0), dtype=np.int64)
     norms = index.norms if index.norms is not None else np.ones(len(index))
-    for begin in range(0, len(index), BLOCK_ROWS):
-        block = index.embeddings[begin:begin + BLOCK_ROWS]
+    for begin in range(0, len(index), block_rows):
+        block = index.embeddings[begin:begin + block_rows]
         values = (unit @ block.T).astype(np.float64)  # [m, b]
-        block_norms = norms[begin:begin + BLOCK_ROWS]
+        block_norms = norms[begin:begin + block_rows]
         values /= np.where(block_norms > 0, block_norms, 1.0)
         values[:, block_norms == 0] = 0.0  # (a silent entry resembles nothing)
         if values.shape[1] > k:
@@ -184,12 +194,14 @@ def search_audio(
     workers: int = 0,
 ) -> list[QueryResult]:
     """Embed each query (paths or anything `Tagger.tag_many` takes) with `tagger` and search `index`
-    with its clip embedding (the mean of its windows). The window is the index's when it holds windows,
-    else `window` (default 10 s). A query that cannot be decoded gets its error, the others their hits."""
+    with its clip embedding (the mean of its windows). Window and hop: those given, else the index's
+    (recorded in the archive, or read off its windows' times), else 10 s. A query that cannot be
+    decoded gets its error, the others their hits."""
     from ..results import TagFailure
 
     length = window if window is not None else index.window_seconds or 10.0
-    outcomes = list(tagger.tag_many(queries, window=length, hop=hop if hop is not None else length, workers=workers))
+    step = hop if hop is not None else index.hop if index.hop is not None and window is None else length
+    outcomes = list(tagger.tag_many(queries, window=length, hop=step, workers=workers))
     embedded = [o for o in outcomes if not isinstance(o, TagFailure)]
     found = search(index, np.stack([o.embedding for o in embedded]), top=top) if embedded else []
     hits = iter(found)
