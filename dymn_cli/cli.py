@@ -225,7 +225,7 @@ def download_command(
 @commands_app.command("merge")
 def merge_command(
     outputs: Annotated[list[Path], typer.Argument(help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl or .parquet.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
@@ -265,7 +265,11 @@ def train_command(
     from .progress import RunProgress
     from .transfer import TrainingSettings, read_training_data, train_head
 
+    if output.is_dir():
+        raise UsageError(f"{output}: is a folder: -o takes the head file to write")
     labelled = read_training_data(data)
+    for warning in labelled.warnings:  # (before the embedding, which may take a while)
+        log.warning("warning: %s", _one_line(warning))
     settings = TrainingSettings(window=window, hop=window if hop is None else hop, hidden=hidden, folds=folds, workers=workers)
     interactive = sys.stderr.isatty() and not quiet
     with RunProgress(enabled=interactive) as progress:

@@ -214,6 +214,14 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     never replaces a result (a re-run shard may have fixed what failed before, not the other way)."""
     from .outputs import WRITERS, writer_class
 
+    if target.suffix.lower() == ".npz":  # embeddings archives (--embeddings)
+        from .embeddings import merge_embeddings
+
+        archives = _merge_sources(sources, extension=".npz")
+        if any(f.resolve() == target.resolve() for f in archives if target.exists()):
+            raise UsageError(f"{target} is one of the archives to merge: write the merged file elsewhere")
+        inputs, duplicates = merge_embeddings(archives, target, order_key=walk_order_key)
+        return MergeSummary(files=len(archives), inputs=inputs, duplicates=duplicates)
     writer_type = writer_class(None, target, stdout_is_terminal=False)
     if writer_type.name not in PART_FORMATS:
         raise UsageError(f"merge writes {', '.join(PART_FORMATS)}: not {target.suffix or target.name}")

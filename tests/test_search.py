@@ -108,3 +108,29 @@ def test_an_index_of_another_width_or_no_index_is_one_clear_error(tmp_path):
     (tmp_path / "text.npz").write_text("hello")
     with pytest.raises(UsageError, match="not an embeddings archive"):
         load_index(tmp_path / "text.npz")
+
+
+def test_merge_joins_archives_of_shards_into_the_whole_index(library, tmp_path):
+    _, index = library
+    with np.load(index) as archive:
+        whole = {name: archive[name] for name in archive.files}
+    n = len(whole["paths"])
+    for shard, rows in (("s1", [0, 3, 5, 7]), ("s0", [1, 2, 4, 6, 8, 3])):  # row 3 in both
+        windows = np.isin(whole["window_path_index"], rows)
+        renumber = {row: k for k, row in enumerate(rows)}
+        np.savez(
+            tmp_path / f"{shard}.npz", paths=whole["paths"][rows], clip_embeddings=whole["clip_embeddings"][rows],
+            window_embeddings=whole["window_embeddings"][windows],
+            window_path_index=np.array([renumber[r] for r in whole["window_path_index"][windows]]),
+            window_starts=whole["window_starts"][windows], window_ends=whole["window_ends"][windows],
+            window_seconds=whole["window_seconds"], hop_seconds=whole["hop_seconds"],
+        )
+    done = run(["merge", str(tmp_path / "s1.npz"), str(tmp_path / "s0.npz"), "-o", str(tmp_path / "merged.npz")])
+    assert done.returncode == 0 and f"merged {n} inputs from 2 files".encode() in done.stderr
+    with np.load(tmp_path / "merged.npz") as merged:
+        assert set(merged.files) == set(whole)
+        for name in whole:
+            np.testing.assert_array_equal(merged[name], whole[name], err_msg=name)
+    np.savez(tmp_path / "narrow.npz", paths=np.array(["z"]), clip_embeddings=np.ones((1, 3), np.float32))
+    mixed = run(["merge", str(tmp_path / "s1.npz"), str(tmp_path / "narrow.npz"), "-o", str(tmp_path / "bad.npz")])
+    assert mixed.returncode == 2 and b"other settings" in mixed.stderr and not (tmp_path / "bad.npz").exists()

@@ -108,7 +108,7 @@ def train_head(
     started = time.monotonic()
     examples = _embed(data, tagger, settings, on_outcome)
     embedding_seconds = time.monotonic() - started
-    warnings = list(data.warnings)
+    warnings: list[str] = []  # (the data's own warnings are the caller's to show, before the embedding)
     kept = [k for k, name in enumerate(data.classes) if examples.labels[:, k].any()]
     for k, name in enumerate(data.classes):
         if k not in kept:
@@ -180,16 +180,19 @@ def _embed(
     if workers is None:
         workers = max(1, min((os.cpu_count() or 2) - 1, 8, len(data.files) - 1)) if len(data.files) > 1 else 0
     outcomes = tagger.tag_many((f.path for f in data.files), window=settings.window, hop=settings.hop, workers=workers)
-    for number, (file, outcome) in enumerate(zip(data.files, outcomes)):
-        outcome.source = file.path
-        if on_outcome is not None:
-            on_outcome(outcome)
-        if isinstance(outcome, TagFailure):
-            failures.append(outcome)
-            continue
-        features.append(np.asarray(outcome.embeddings, dtype=np.float64))
-        labels.append(window_labels(file, outcome.starts, outcome.ends, outcome.duration, data.classes))
-        groups.append(np.full(len(outcome.starts), number, dtype=np.int64))
+    try:
+        for number, (file, outcome) in enumerate(zip(data.files, outcomes)):
+            outcome.source = file.path
+            if on_outcome is not None:
+                on_outcome(outcome)
+            if isinstance(outcome, TagFailure):
+                failures.append(outcome)
+                continue
+            features.append(np.asarray(outcome.embeddings, dtype=np.float64))
+            labels.append(window_labels(file, outcome.starts, outcome.ends, outcome.duration, data.classes))
+            groups.append(np.full(len(outcome.starts), number, dtype=np.int64))
+    finally:
+        getattr(outcomes, "close", lambda: None)()  # stops the decode workers now, also on Ctrl-C
     if not features:
         raise UsageError("no training file could be read" + (f" ({failures[0].source}: {failures[0].reason})" if failures else ""))
     return _Examples(np.concatenate(features), np.concatenate(labels), np.concatenate(groups), failures)
