@@ -10,7 +10,7 @@ process, so that this process's peak memory is the search's own. Then, in this p
   load        `load_index`: the window embeddings read into memory, their norms computed once;
   memory      resident memory after the load over that before it (the index, its norms, paths), and
               the peak while searching (ru_maxrss) over that before the load;
-  queries/s   `search` for batches of 1, 32 and 256 query embeddings (the best of `--repeats`): one
+  queries/s   `search` for batches of 1, 16 and 64 query embeddings (the best of `--repeats`): one
               query is a matrix-vector product over the index, a batch one matrix product per block.
 
 torch's and numpy's BLAS use `--threads` (OMP_NUM_THREADS etc., set before numpy is imported).
@@ -32,7 +32,7 @@ def parse() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=1_000_000, help="window embeddings in the index")
     parser.add_argument("--dim", type=int, default=960, help="embedding width (dymn10: 960, dymn04 and mn04: 384)")
-    parser.add_argument("--batches", default="1,32,256", help="query batch sizes")
+    parser.add_argument("--batches", default="1,16,64", help="query batch sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: the library's)")
     parser.add_argument("--make", type=Path, help=argparse.SUPPRESS)  # (the child that writes the archive)
