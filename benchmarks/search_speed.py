@@ -7,9 +7,11 @@ An archive laid out as `dymn-tag --embeddings --timeline` writes it (100,000 fil
 random float32 embeddings: search does the same arithmetic whatever the values) is written by a child
 process, so that this process's peak memory is the search's own. Then, in this process:
 
-  load        `load_index`: the window embeddings read into memory, their norms computed once;
-  memory      resident memory after the load over that before it (the index, its norms, paths), and
-              the peak while searching (ru_maxrss) over that before the load;
+  load        `load_index`: the window embeddings memory-mapped from the archive (not copied), their
+              norms computed once (one pass over them), paths and times read;
+  memory      resident memory after the load over that before it, and the peak while searching
+              (ru_maxrss) over that before the load. Mapped pages count as resident once read: they
+              are the page cache's (shared, given back under pressure), not the process's own;
   queries/s   `search` for batches of 1, 16 and 64 query embeddings (the best of `--repeats`): one
               query is a matrix-vector product over the index, a batch one matrix product per block.
 
@@ -87,7 +89,7 @@ def main() -> None:
         made = time.perf_counter() - started
         import numpy as np
 
-        from dymn_cli.transfer.search import load_index, search
+        from dymn_cli.transfer.similarity import load_index, search
 
         before = rss_mib()
         started = time.perf_counter()

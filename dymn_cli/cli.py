@@ -329,7 +329,7 @@ def search_command(
     import json
 
     from .inputs import expand_inputs
-    from .transfer.search import load_index, search_audio
+    from .transfer.similarity import load_index, search_audio
 
     if format not in (None, "table", "jsonl"):
         raise UsageError(f"unknown format {format!r}: use table or jsonl")

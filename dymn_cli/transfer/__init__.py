@@ -8,7 +8,7 @@ head live below it, in `dymn_cli.head`, since every tagging run may apply one.
 from __future__ import annotations
 
 from .dataset import LabelledFile, Segment, TrainingData, read_training_data
-from .search import EmbeddingIndex, QueryResult, SearchHit, load_index, search, search_audio
+from .similarity import EmbeddingIndex, QueryResult, SearchHit, load_index, search, search_audio
 from .training import TrainingReport, TrainingSettings, train_head
 
 __all__ = [

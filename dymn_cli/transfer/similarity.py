@@ -12,6 +12,8 @@ extra memory is a block, not a copy of the index), keeping the best `top` of eac
 from __future__ import annotations
 
 import os
+import struct
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,8 +42,11 @@ class EmbeddingIndex:
     hop: float | None = None
 
     def __post_init__(self) -> None:
-        if self.norms is None:
-            self.norms = np.sqrt(np.einsum("ij,ij->i", self.embeddings, self.embeddings, dtype=np.float64))
+        if self.norms is None:  # (block by block: a memory-mapped index is read once, never copied whole)
+            self.norms = np.concatenate([
+                np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+                for block in _blocks(self.embeddings, BLOCK_ROWS)
+            ]) if len(self.embeddings) else np.zeros(0)
 
     @property
     def windows(self) -> bool:
@@ -101,14 +106,14 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None) -> 
             raise UsageError(f"{source}: has no window embeddings (write them with --embeddings and --timeline)")
         if has_windows and windows is not False:
             index = EmbeddingIndex(
-                embeddings=np.ascontiguousarray(archive["window_embeddings"], dtype=np.float32),
+                embeddings=_embeddings(archive, source, "window_embeddings"),
                 paths=paths,
                 path_index=archive["window_path_index"].astype(np.int64),
                 starts=archive["window_starts"].astype(np.float64),
                 ends=archive["window_ends"].astype(np.float64),
             )
         else:
-            clips = np.ascontiguousarray(archive["clip_embeddings"], dtype=np.float32)
+            clips = _embeddings(archive, source, "clip_embeddings")
             index = EmbeddingIndex(embeddings=clips, paths=paths, path_index=np.arange(len(clips), dtype=np.int64))
         if "window_seconds" in names and "hop_seconds" in names:
             index.window, index.hop = float(archive["window_seconds"]), float(archive["hop_seconds"])
@@ -119,6 +124,45 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None) -> 
     ):
         raise UsageError(f"{source}: a damaged embeddings archive (its arrays do not fit together)")
     return index
+
+
+def _embeddings(archive: Any, source: Path, name: str) -> np.ndarray:
+    """`[n, C]` float32 embeddings of an archive: memory-mapped when stored as `np.savez` stores them
+    (uncompressed, little-endian float32, C order), so that a large index is read from the page cache
+    as it is searched instead of copied into memory first (4 GB for a million 960-wide windows)."""
+    mapped = _memory_map(source, name)
+    if mapped is not None:
+        return mapped
+    return np.ascontiguousarray(archive[name], dtype=np.float32)
+
+
+def _memory_map(source: Path, name: str) -> np.ndarray | None:
+    try:
+        with zipfile.ZipFile(source) as archive:
+            info = archive.getinfo(f"{name}.npy")
+            if info.compress_type != zipfile.ZIP_STORED:
+                return None
+        with open(source, "rb") as stream:
+            stream.seek(info.header_offset)
+            local = stream.read(30)
+            if local[:4] != b"PK\x03\x04":
+                return None
+            name_length, extra_length = struct.unpack("<HH", local[26:30])
+            start = info.header_offset + 30 + name_length + extra_length
+            stream.seek(start)
+            version = np.lib.format.read_magic(stream)
+            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+            if version not in readers:
+                return None
+            shape, fortran, dtype = readers[version](stream)
+            offset = stream.tell()
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile, struct.error):
+        return None
+    if fortran or dtype != np.dtype("<f4") or len(shape) != 2:
+        return None
+    if not shape[0]:
+        return np.zeros(shape, dtype=np.float32)
+    return np.memmap(source, dtype=np.float32, mode="r", offset=offset, shape=shape)
 
 
 def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list[list[SearchHit]]:
@@ -144,15 +188,14 @@ def top_similar(
     k = min(top, len(index))
     q_norms = np.linalg.norm(queries.astype(np.float64), axis=1)
     unit = (queries / np.where(q_norms > 0, q_norms, 1.0)[:, None]).astype(np.float32)
-    best_values = np.full((m, 0), -np.inf)
-    best_rows = np.zeros((m, 0), dtype=np.int64)
     norms = index.norms if index.norms is not None else np.ones(len(index))
-    for begin in range(0, len(index), block_rows):
-        block = index.embeddings[begin:begin + block_rows]
-        values = (unit @ block.T).astype(np.float64)  # [m, b]
-        block_norms = norms[begin:begin + block_rows]
-        values /= np.where(block_norms > 0, block_norms, 1.0)
-        values[:, block_norms == 0] = 0.0  # (a silent entry resembles nothing)
+    # 1 / length of each entry, 0 for a silent one (which resembles nothing: similarity 0)
+    inverse = np.divide(1.0, norms, out=np.zeros(len(norms)), where=norms > 0).astype(np.float32)
+    best_values = np.full((m, 0), -np.inf, dtype=np.float32)
+    best_rows = np.zeros((m, 0), dtype=np.int64)
+    for begin, block in zip(range(0, len(index), block_rows), _blocks(index.embeddings, block_rows)):
+        values = unit @ block.T  # [m, b] float32
+        values *= inverse[begin:begin + len(block)]
         if values.shape[1] > k:
             keep = np.argpartition(-values, k - 1, axis=1)[:, :k]
         else:
@@ -164,7 +207,12 @@ def top_similar(
             best_values = np.take_along_axis(best_values, keep, axis=1)
             best_rows = np.take_along_axis(best_rows, keep, axis=1)
     order = np.lexsort((best_rows, -best_values), axis=1) if m else np.zeros((0, 0), dtype=np.int64)
-    return np.take_along_axis(best_values, order, axis=1), np.take_along_axis(best_rows, order, axis=1)
+    values = np.clip(np.take_along_axis(best_values, order, axis=1), -1.0, 1.0)  # (float32 rounding: 1.0000002)
+    return values, np.take_along_axis(best_rows, order, axis=1)
+
+
+def _blocks(rows: np.ndarray, size: int) -> Any:
+    return (rows[begin:begin + size] for begin in range(0, len(rows), size))
 
 
 def _hit(index: EmbeddingIndex, rank: int, row: int, similarity: float) -> SearchHit:
