@@ -7,11 +7,11 @@ An archive laid out as `dymn-tag --embeddings --timeline` writes it (100,000 fil
 random float32 embeddings: search does the same arithmetic whatever the values) is written by a child
 process, so that this process's peak memory is the search's own. Then, in this process:
 
-  load        `load_index`: the window embeddings memory-mapped from the archive (not copied), their
-              norms computed once (one pass over them), paths and times read;
+  load        `load_index`: the window embeddings read into memory (`--memory-map`: mapped from the
+              archive instead), their norms computed once, paths and times read;
   memory      resident memory after the load over that before it, and the peak while searching
-              (ru_maxrss) over that before the load. Mapped pages count as resident once read: they
-              are the page cache's (shared, given back under pressure), not the process's own;
+              (ru_maxrss) over that before the load (with --memory-map, mapped pages count as resident
+              once read: they are the page cache's, shared and given back under pressure);
   queries/s   `search` for batches of 1, 16 and 64 query embeddings (the best of `--repeats`): one
               query is a matrix-vector product over the index, a batch one matrix product per block.
 
@@ -37,6 +37,7 @@ def parse() -> argparse.Namespace:
     parser.add_argument("--batches", default="1,16,64", help="query batch sizes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="BLAS threads (default: the library's)")
+    parser.add_argument("--memory-map", action="store_true", help="load_index(memory_map=True)")
     parser.add_argument("--make", type=Path, help=argparse.SUPPRESS)  # (the child that writes the archive)
     return parser.parse_args()
 
@@ -93,7 +94,7 @@ def main() -> None:
 
         before = rss_mib()
         started = time.perf_counter()
-        index = load_index(archive)
+        index = load_index(archive, memory_map=args.memory_map)
         load = time.perf_counter() - started
         loaded = rss_mib()
         size = archive.stat().st_size / 2**20
@@ -110,7 +111,7 @@ def main() -> None:
             rates[batch] = batch / best
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"index: {args.rows:,} windows x {args.dim} float32 ({size:,.0f} MiB archive, written in {made:.1f} s); "
-          f"BLAS threads: {args.threads or 'default'}")
+          f"BLAS threads: {args.threads or 'default'}; {'memory-mapped' if args.memory_map else 'in memory'}")
     print(f"load_index: {load:.1f} s; resident memory +{loaded - before:,.0f} MiB after the load, "
           f"peak while searching +{peak - before:,.0f} MiB over the start")
     for batch, rate in rates.items():

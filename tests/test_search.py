@@ -62,14 +62,15 @@ def test_a_query_finds_its_own_file_first_then_its_near_duplicates(library, weig
         assert all(x.similarity >= y.similarity for x, y in zip(result.hits, result.hits[1:]))
         assert (result.hits[0].start is not None) == index.windows
     assert load_index(index_path).windows and load_index(index_path).window_seconds == 1.0
-    assert isinstance(load_index(index_path).embeddings, np.memmap)  # read as searched, never copied whole
+    assert isinstance(load_index(index_path, memory_map=True).embeddings, np.memmap)  # read as searched
+    assert not isinstance(load_index(index_path).embeddings, np.memmap)
 
 
 def test_a_compressed_archive_is_read_into_memory_and_searched_alike(library, tmp_path):
     _, index_path = library
     with np.load(index_path) as archive:
         np.savez_compressed(tmp_path / "small.npz", **{name: archive[name] for name in archive.files})
-    mapped, copied = load_index(index_path), load_index(tmp_path / "small.npz")
+    mapped, copied = load_index(index_path, memory_map=True), load_index(tmp_path / "small.npz")
     assert not isinstance(copied.embeddings, np.memmap)
     queries = np.asarray(mapped.embeddings[:3])
     for x, y in zip(search(mapped, queries, top=5), search(copied, queries, top=5)):
