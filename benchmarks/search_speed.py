@@ -50,7 +50,7 @@ def make_archive(path: Path, rows: int, dim: int) -> None:
     files = -(-rows // per_file)
     embeddings = np.empty((rows, dim), dtype=np.float32)
     for begin in range(0, rows, 100_000):
-        embeddings[begin:begin + 100_000] = rng.standard_normal((min(100_000, rows - begin), dim), dtype=np.float32)
+        embeddings[begin : begin + 100_000] = rng.standard_normal((min(100_000, rows - begin), dim), dtype=np.float32)
     index = np.arange(rows) // per_file
     starts = (np.arange(rows) % per_file) * 10.0
     np.savez(
@@ -85,8 +85,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         archive = Path(folder) / "index.npz"
         started = time.perf_counter()
-        subprocess.run([sys.executable, __file__, "--make", str(archive), "--rows", str(args.rows), "--dim", str(args.dim)],
-                       check=True, env=os.environ)
+        subprocess.run(
+            [sys.executable, __file__, "--make", str(archive), "--rows", str(args.rows), "--dim", str(args.dim)],
+            check=True,
+            env=os.environ,
+        )
         made = time.perf_counter() - started
         import numpy as np
 
@@ -110,10 +113,14 @@ def main() -> None:
             assert len(hits) == batch and len(hits[0]) == 10
             rates[batch] = batch / best
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"index: {args.rows:,} windows x {args.dim} float32 ({size:,.0f} MiB archive, written in {made:.1f} s); "
-          f"BLAS threads: {args.threads or 'default'}; {'memory-mapped' if args.memory_map else 'in memory'}")
-    print(f"load_index: {load:.1f} s; resident memory +{loaded - before:,.0f} MiB after the load, "
-          f"peak while searching +{peak - before:,.0f} MiB over the start")
+    print(
+        f"index: {args.rows:,} windows x {args.dim} float32 ({size:,.0f} MiB archive, written in {made:.1f} s); "
+        f"BLAS threads: {args.threads or 'default'}; {'memory-mapped' if args.memory_map else 'in memory'}"
+    )
+    print(
+        f"load_index: {load:.1f} s; resident memory +{loaded - before:,.0f} MiB after the load, "
+        f"peak while searching +{peak - before:,.0f} MiB over the start"
+    )
     for batch, rate in rates.items():
         print(f"batch of {batch:>4} queries: {rate:10,.1f} queries/s ({1000 * batch / rate:8.1f} ms a batch)")
 

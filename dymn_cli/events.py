@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .vocabulary import LabelClass, Vocabulary
+from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 
 __all__ = ["DEFAULT_THRESHOLD", "EventSettings", "SlotScores", "SoundEvent", "detect_events", "events_from_scores", "slot_scores"]
 

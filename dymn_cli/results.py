@@ -11,12 +11,12 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .pipeline import WindowOutputs
-from .vocabulary import Vocabulary
-from .windows import WindowGrid
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.inference.pipeline import WindowOutputs
 
 if TYPE_CHECKING:
-    from .head import ClassifierHead
+    from dymn_cli.models.head import ClassifierHead
 
 AGGREGATES = ("mean", "max")
 

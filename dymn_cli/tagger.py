@@ -2,60 +2,35 @@
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from .audio import MAX_STREAM_BUFFER, prepare_waveform
-from .decoding import DecodeJob, failure_reason
-from .engine import InferenceEngine
-from .ensemble import load_members
-from .errors import AudioError, UsageError
-from .head import Backbone, ClassifierHead, load_head
-from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
-from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
-from .vocabulary import Vocabulary
-from .weights import sha256_file
-from .windows import WindowGrid
+from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
+from dymn_cli.models.ensemble import load_members
+from dymn_cli.models.head import ClassifierHead, load_head
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
+from dymn_cli.tagging import AudioTagger, source_name
 
-__all__ = ["AGGREGATES", "HeadSupport", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+__all__ = ["AGGREGATES", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
-Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
-
-
-class HeadSupport:
-    """What a tagger needs to score a classification head's classes (shared by `Tagger` and `RayTagger`):
-    the network's identity (`backbone`) and `use_head`. Subclasses set `name`, `weight_files` (the
-    checkpoint files) and `embedding_dim`, and build results with `classes` and `head`."""
-
-    name: str
-    weight_files: list[Path]
-    embedding_dim: int
-    head: ClassifierHead | None = None
-    classes: Vocabulary = Vocabulary.audioset()
-
-    @functools.cached_property
-    def backbone(self) -> Backbone:
-        """The network as a head file records it: name, SHA-256 of each checkpoint file, embedding width."""
-        return Backbone(self.name, tuple(sha256_file(p) for p in self.weight_files), int(self.embedding_dim))
-
-    def use_head(self, head: ClassifierHead | str | Path, *, with_audioset: bool = False) -> ClassifierHead:
-        """Score a head's classes from now on (after the AudioSet classes if `with_audioset`).
-        Raises `HeadError` if the head was trained on another network. Returns the head."""
-        loaded = head if isinstance(head, ClassifierHead) else load_head(head)
-        loaded.check_backbone(self.backbone)
-        self.head = loaded
-        self.classes = Vocabulary.with_head(loaded.classes, audioset=with_audioset)
-        return loaded
+TagSource = str | Path | bytes | BinaryIO | np.ndarray | torch.Tensor
+"""What `Tagger` tags: a path, the bytes of a file, a binary file object, or a waveform with its rate."""
 
 
-class Tagger(HeadSupport):
+class Tagger(AudioTagger):
     """Tags audio with a published model (or an ensemble of them).
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
@@ -66,6 +41,8 @@ class Tagger(HeadSupport):
 
     >>> Tagger("dymn10_as", head="frogs.safetensors").tag("pond.wav").top(3)  # doctest: +SKIP
     """
+
+    takes_decoding = True
 
     def __init__(
         self,
@@ -110,7 +87,7 @@ class Tagger(HeadSupport):
 
     def tag(
         self,
-        source: Source,
+        source: TagSource,
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -125,7 +102,7 @@ class Tagger(HeadSupport):
 
     def tag_many(
         self,
-        sources: Iterable[Source],
+        sources: Iterable[TagSource],
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -140,7 +117,7 @@ class Tagger(HeadSupport):
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
         processes while the network runs. `stats` collects where the time went. `decoding` is the
-        decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
+        decoding of these same `sources` (paths), started earlier by `worker_pool.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
         `timeout` (seconds) fails an input whose decoding and tagging takes longer.
 
@@ -154,12 +131,12 @@ class Tagger(HeadSupport):
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
+        grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
-                names.append(_describe(source))
+                names.append(source_name(source))
                 try:
                     decodable = self._decodable(source, sample_rate, in_process=workers == 0)
                 except UsageError:  # a call that cannot work for any input (an array without its rate)
@@ -176,7 +153,7 @@ class Tagger(HeadSupport):
             decoding.close()
             decoding = None
         if decoding is not None:
-            names.extend(map(_describe, sources))
+            names.extend(map(source_name, sources))
         started = decoding if decoding is not None else jobs()
         for outcome in run_pipeline(started, engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
@@ -185,11 +162,11 @@ class Tagger(HeadSupport):
             else:
                 yield self._result(name, outcome, grid, aggregate)
 
-    def embed(self, source: Source, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
+    def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: Source, sample_rate: int | None, *, in_process: bool) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -197,11 +174,13 @@ class Tagger(HeadSupport):
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source if in_process else _read_bounded(source, _describe(source))
+            return source if in_process else _read_bounded(source, source_name(source))
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head)
+        return build_result(
+            name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head
+        )
 
 
 def _read_bounded(stream: Any, name: str) -> bytes:
@@ -225,13 +204,3 @@ class _InMemoryAudio(np.ndarray):
 
     def __new__(cls, array: np.ndarray) -> _InMemoryAudio:
         return np.asarray(array, dtype=np.float32).view(cls)
-
-
-def _describe(source: Source) -> str:
-    if isinstance(source, (str, Path)):
-        return os.fspath(source)
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return "<array>"
-    if isinstance(source, (bytes, bytearray)):
-        return "<bytes>"
-    return getattr(source, "name", None) if isinstance(getattr(source, "name", None), str) else "<stream>"

@@ -7,9 +7,9 @@ head live below it, in `dymn_cli.head`, since every tagging run may apply one.
 
 from __future__ import annotations
 
-from .dataset import LabelledFile, Segment, TrainingData, read_training_data
-from .similarity import EmbeddingIndex, QueryResult, SearchHit, load_index, search, search_audio
-from .training import TrainingReport, TrainingSettings, train_head
+from dymn_cli.transfer.dataset import LabelledFile, Segment, TrainingData, read_training_data
+from dymn_cli.transfer.similarity import EmbeddingIndex, QueryResult, SearchHit, load_index, search, search_audio
+from dymn_cli.transfer.training import TrainingReport, TrainingSettings, train_head
 
 __all__ = [
     "EmbeddingIndex",

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
-from ..inputs import walk_audio_files
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS
+from dymn_cli.errors import UsageError
+from dymn_cli.run.inputs import walk_audio_files
 
 __all__ = ["LabelledFile", "Segment", "TrainingData", "read_training_data", "window_labels"]
 
@@ -97,7 +98,7 @@ def _from_folders(root: Path) -> TrainingData:
         entries = sorted(os.scandir(root), key=lambda e: e.name)
     except OSError as error:
         raise UsageError(f"{root}: cannot list this folder: {error.strerror or error}") from None
-    loose = [e.name for e in entries if not e.is_dir() and os.path.splitext(e.name)[1].lower() in _audio_extensions()]
+    loose = [e.name for e in entries if not e.is_dir() and os.path.splitext(e.name)[1].lower() in AUDIO_EXTENSIONS]
     if loose:
         warnings.append(f"{root}: {len(loose)} audio file(s) outside the class subfolders left out (e.g. {loose[0]})")
     for entry in entries:
@@ -198,9 +199,3 @@ def window_labels(
             covered = (overlap > 0) & (overlap >= 0.5 * shorter)
         labels[np.ix_(covered, wanted)] = True
     return labels
-
-
-def _audio_extensions() -> frozenset[str]:
-    from ..audio import AUDIO_EXTENSIONS
-
-    return frozenset(AUDIO_EXTENSIONS)

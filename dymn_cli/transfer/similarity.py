@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
+from dymn_cli.errors import UsageError
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
 
@@ -43,10 +43,16 @@ class EmbeddingIndex:
 
     def __post_init__(self) -> None:
         if self.norms is None:  # (block by block: a memory-mapped index is read once, never copied whole)
-            self.norms = np.concatenate([
-                np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
-                for block in _blocks(self.embeddings, BLOCK_ROWS)
-            ]) if len(self.embeddings) else np.zeros(0)
+            self.norms = (
+                np.concatenate(
+                    [
+                        np.sqrt(np.einsum("ij,ij->i", block, block, dtype=np.float64))
+                        for block in _blocks(self.embeddings, BLOCK_ROWS)
+                    ]
+                )
+                if len(self.embeddings)
+                else np.zeros(0)
+            )
 
     @property
     def windows(self) -> bool:
@@ -104,7 +110,9 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
     with archive:
         names = set(archive.files)
         if not {"paths", "clip_embeddings"} <= names:
-            raise UsageError(f"{source}: not an embeddings archive: it lacks paths and clip_embeddings (written by dymn-tag --embeddings)")
+            raise UsageError(
+                f"{source}: not an embeddings archive: it lacks paths and clip_embeddings (written by dymn-tag --embeddings)"
+            )
         paths = archive["paths"]
         has_windows = "window_embeddings" in names
         if windows and not has_windows:
@@ -124,8 +132,10 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
             index.window, index.hop = float(archive["window_seconds"]), float(archive["hop_seconds"])
         elif has_windows and len(archive["window_starts"]):
             index.window = float(np.median(archive["window_ends"] - archive["window_starts"]))
-    if index.embeddings.ndim != 2 or len(index.path_index) != len(index) or (
-        len(index) and (index.path_index.min() < 0 or index.path_index.max() >= len(paths))
+    if (
+        index.embeddings.ndim != 2
+        or len(index.path_index) != len(index)
+        or (len(index) and (index.path_index.min() < 0 or index.path_index.max() >= len(paths)))
     ):
         raise UsageError(f"{source}: a damaged embeddings archive (its arrays do not fit together)")
     return index
@@ -180,8 +190,10 @@ def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list
             "search with the model that wrote the index"
         )
     similarities, rows = top_similar(index, queries, top=top)
-    return [[_hit(index, rank, int(row), float(value)) for rank, (row, value) in enumerate(zip(r, s), start=1)]
-            for r, s in zip(rows, similarities)]
+    return [
+        [_hit(index, rank, int(row), float(value)) for rank, (row, value) in enumerate(zip(r, s), start=1)]
+        for r, s in zip(rows, similarities)
+    ]
 
 
 def top_similar(
@@ -199,7 +211,7 @@ def top_similar(
     best_rows = np.zeros((m, 0), dtype=np.int64)
     for begin, block in zip(range(0, len(index), block_rows), _blocks(index.embeddings, block_rows)):
         values = unit @ block.T  # [m, b] float32
-        values *= inverse[begin:begin + len(block)]
+        values *= inverse[begin : begin + len(block)]
         if values.shape[1] > k:
             keep = np.argpartition(-values, k - 1, axis=1)[:, :k]
         else:
@@ -216,7 +228,7 @@ def top_similar(
 
 
 def _blocks(rows: np.ndarray, size: int) -> Any:
-    return (rows[begin:begin + size] for begin in range(0, len(rows), size))
+    return (rows[begin : begin + size] for begin in range(0, len(rows), size))
 
 
 def _hit(index: EmbeddingIndex, rank: int, row: int, similarity: float) -> SearchHit:
@@ -249,7 +261,7 @@ def search_audio(
     with its clip embedding (the mean of its windows). Window and hop: those given, else the index's
     (recorded in the archive, or read off its windows' times), else 10 s. A query that cannot be
     decoded gets its error, the others their hits."""
-    from ..results import TagFailure
+    from dymn_cli.results import TagFailure
 
     length = window if window is not None else index.window_seconds or 10.0
     step = hop if hop is not None else index.hop if index.hop is not None and window is None else length
@@ -258,6 +270,5 @@ def search_audio(
     found = search(index, np.stack([o.embedding for o in embedded]), top=top) if embedded else []
     hits = iter(found)
     return [
-        QueryResult(o.source, [], o.reason) if isinstance(o, TagFailure) else QueryResult(o.source, next(hits))
-        for o in outcomes
+        QueryResult(o.source, [], o.reason) if isinstance(o, TagFailure) else QueryResult(o.source, next(hits)) for o in outcomes
     ]

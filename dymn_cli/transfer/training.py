@@ -31,10 +31,10 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError
-from ..head import Backbone, ClassifierHead
-from ..results import TagFailure, TagResult
-from .dataset import TrainingData, window_labels
+from dymn_cli.errors import UsageError
+from dymn_cli.models.head import Backbone, ClassifierHead
+from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.transfer.dataset import TrainingData, window_labels
 
 __all__ = ["MIN_FILES", "TrainingReport", "TrainingSettings", "average_precision", "fit_layers", "train_head"]
 
@@ -74,8 +74,12 @@ class ClassFigures:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "class": self.name, "files": self.files, "windows": self.windows, "precision": round(self.precision, 4),
-            "recall": round(self.recall, 4), "average_precision": round(self.average_precision, 4),
+            "class": self.name,
+            "files": self.files,
+            "windows": self.windows,
+            "precision": round(self.precision, 4),
+            "recall": round(self.recall, 4),
+            "average_precision": round(self.average_precision, 4),
         }
 
 
@@ -155,9 +159,15 @@ def train_head(
         },
     )
     return TrainingReport(
-        head=head, classes=figures, summary=summary, failures=examples.failures, warnings=warnings,
-        n_files=int(len(np.unique(groups))), n_windows=int(len(features)),
-        embedding_seconds=embedding_seconds, training_seconds=time.monotonic() - fitting,
+        head=head,
+        classes=figures,
+        summary=summary,
+        failures=examples.failures,
+        warnings=warnings,
+        n_files=int(len(np.unique(groups))),
+        n_windows=int(len(features)),
+        embedding_seconds=embedding_seconds,
+        training_seconds=time.monotonic() - fitting,
     )
 
 
@@ -194,7 +204,9 @@ def _embed(
     finally:
         getattr(outcomes, "close", lambda: None)()  # stops the decode workers now, also on Ctrl-C
     if not features:
-        raise UsageError("no training file could be read" + (f" ({failures[0].source}: {failures[0].reason})" if failures else ""))
+        raise UsageError(
+            "no training file could be read" + (f" ({failures[0].source}: {failures[0].reason})" if failures else "")
+        )
     return _Examples(np.concatenate(features), np.concatenate(labels), np.concatenate(groups), failures)
 
 
@@ -216,11 +228,15 @@ def fit_layers(
     parameters = []
     for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
         bound = 1.0 / np.sqrt(fan_in)
-        weight = (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound if settings.hidden else torch.zeros(fan_in, fan_out)
+        weight = (
+            (torch.rand(fan_in, fan_out, generator=generator) * 2 - 1) * bound
+            if settings.hidden
+            else torch.zeros(fan_in, fan_out)
+        )
         parameters += [weight.requires_grad_(), torch.zeros(fan_out, requires_grad=True)]
     if single:
         counts = y.sum(dim=0).clamp(min=1)
-        example_weight = (y @ (n / (k * counts)))  # each class weighs n / k in total
+        example_weight = y @ (n / (k * counts))  # each class weighs n / k in total
         target = y.argmax(dim=1)
     else:
         positives = y.sum(dim=0).clamp(min=1)
@@ -245,8 +261,15 @@ def fit_layers(
         penalty = sum((w**2).sum() for w in parameters[::2])
         return data_loss + settings.weight_decay * penalty
 
-    optimizer = torch.optim.LBFGS(parameters, lr=1.0, max_iter=settings.max_iterations, history_size=20,
-                                  tolerance_grad=1e-5, tolerance_change=1e-7, line_search_fn="strong_wolfe")
+    optimizer = torch.optim.LBFGS(
+        parameters,
+        lr=1.0,
+        max_iter=settings.max_iterations,
+        history_size=20,
+        tolerance_grad=1e-5,
+        tolerance_change=1e-7,
+        line_search_fn="strong_wolfe",
+    )
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
@@ -264,8 +287,9 @@ def fit_layers(
             optimizer.step(closure)
     finally:
         torch.set_num_threads(threads)
-    layers = [(parameters[i].detach().numpy().copy(), parameters[i + 1].detach().numpy().copy())
-              for i in range(0, len(parameters), 2)]
+    layers = [
+        (parameters[i].detach().numpy().copy(), parameters[i + 1].detach().numpy().copy()) for i in range(0, len(parameters), 2)
+    ]
     return mean, scale, layers
 
 
@@ -282,8 +306,12 @@ def _cross_validate(
             continue
         mean, scale, layers = fit_layers(features[~test], labels[~test], single=single, settings=settings)
         head = ClassifierHead(
-            classes=tuple(str(k) for k in range(labels.shape[1])), backbone=Backbone("", (), features.shape[1]),
-            mean=mean, scale=scale, layers=layers, activation="softmax" if single else "sigmoid",
+            classes=tuple(str(k) for k in range(labels.shape[1])),
+            backbone=Backbone("", (), features.shape[1]),
+            mean=mean,
+            scale=scale,
+            layers=layers,
+            activation="softmax" if single else "sigmoid",
         )
         probabilities[test] = head.probabilities(features[test])
     return probabilities
@@ -328,14 +356,16 @@ def _figures(
     figures = []
     for k, name in enumerate(classes):
         true_positive = float((predicted[:, k] & labels[:, k]).sum())
-        figures.append(ClassFigures(
-            name=name,
-            files=files[name],
-            windows=int(labels[:, k].sum()),
-            precision=true_positive / max(float(predicted[:, k].sum()), 1.0),
-            recall=true_positive / max(float(labels[:, k].sum()), 1.0),
-            average_precision=average_precision(labels[:, k], probabilities[:, k]),
-        ))
+        figures.append(
+            ClassFigures(
+                name=name,
+                files=files[name],
+                windows=int(labels[:, k].sum()),
+                precision=true_positive / max(float(predicted[:, k].sum()), 1.0),
+                recall=true_positive / max(float(labels[:, k].sum()), 1.0),
+                average_precision=average_precision(labels[:, k], probabilities[:, k]),
+            )
+        )
     if single:
         summary = {"accuracy": float((labels[np.arange(len(labels)), probabilities.argmax(axis=1)]).mean())}
     else:

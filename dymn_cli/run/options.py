@@ -1,0 +1,133 @@
+"""What `dymn-tag` options for timelines, events, label selection, embeddings and pictures turn into.
+
+Each function maps command-line values onto the Python API (`OutputOptions`, result sinks for
+`label_inputs(extra_sinks=...)`) and checks the combinations that cannot work before any model loads.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.errors import UsageError
+from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
+from dymn_cli.models.head import ClassifierHead, load_head
+from dymn_cli.run.runner import ResultSink
+from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.registry import WRITERS
+
+__all__ = ["HeadChoice", "build_output_options", "build_sinks", "choose_head", "per_input_format", "writer_target"]
+
+log = logging.getLogger("dymn_cli")
+DEFAULT_WINDOW = 10.0
+
+
+@dataclass(frozen=True)
+class HeadChoice:
+    """A run's classes and windows once `--head` and `--with-audioset` are read (before any model loads)."""
+
+    head: ClassifierHead | None
+    vocabulary: Vocabulary
+    window: float
+    hop: float
+
+
+def choose_head(
+    head: str | os.PathLike[str] | None, *, with_audioset: bool = False, window: float | None = None, hop: float | None = None
+) -> HeadChoice:
+    """Load `--head` (torch-free, before the model), and pick the window and hop: those given, else the
+    head's (those it was trained on), else 10 s. A window unlike the head's is allowed, with a warning."""
+    if head is None:
+        if with_audioset:
+            raise UsageError("--with-audioset goes with --head: without a head the AudioSet classes are all there is")
+        return HeadChoice(None, Vocabulary.audioset(), DEFAULT_WINDOW if window is None else window,
+                          DEFAULT_WINDOW if hop is None else hop)
+    loaded = load_head(head)
+    if window is not None and abs(window - loaded.window) > 1e-9:
+        log.warning("%s was trained on %g s windows; tagging with %g s windows may score its classes worse",
+                    head, loaded.window, window)
+    return HeadChoice(loaded, Vocabulary.with_head(loaded.classes, audioset=with_audioset),
+                      loaded.window if window is None else window, loaded.hop if hop is None else hop)
+
+
+def per_input_format(format: str | None) -> bool:
+    """Whether `--format` names a one-file-per-input export (audacity, raven)."""
+    return format is not None and format in WRITERS and WRITERS[format].per_input
+
+
+def build_output_options(
+    *,
+    format: str | None,
+    top: int | None,
+    threshold: float | None,
+    timeline: bool = False,
+    events: bool = False,
+    min_duration: float = 0.0,
+    labels: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    vocabulary: Vocabulary | None = None,
+) -> OutputOptions:
+    """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given)."""
+    from dymn_cli.audioset.ontology import select_classes
+
+    if min_duration < 0:
+        raise UsageError(f"--min-duration must be at least 0, got {min_duration}")
+    wants_events = events or per_input_format(format)
+    settings = EventSettings(
+        threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, min_duration=min_duration
+    ) if wants_events else None
+    return OutputOptions(
+        top=top,
+        threshold=threshold,
+        timeline=timeline,
+        classes=select_classes(labels=labels, exclude=exclude, vocabulary=vocabulary),
+        events=settings,
+        vocabulary=vocabulary,
+    )
+
+
+def writer_target(*, format: str | None, output: Path | None, output_dir: Path | None) -> Path | None:
+    """The `output` for `label_inputs`: the file of `-o`, or the folder of `--output-dir` for the
+    per-input formats (None there: beside each input)."""
+    if per_input_format(format):
+        if output is not None:
+            raise UsageError(f"--format {format} writes one file per input: give a folder with --output-dir, not -o")
+        return output_dir
+    if output_dir is not None:
+        raise UsageError("--output-dir is for the per-input formats (--format audacity or raven); use -o for a file")
+    return output
+
+
+def build_sinks(
+    *,
+    options: OutputOptions,
+    paths: Sequence[str],
+    files_from: str | None = None,
+    embeddings: Path | None = None,
+    plot: Path | None = None,
+    resume: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+) -> list[ResultSink]:
+    """The extra result sinks: the embeddings archive (which records `window` and `hop`) and the pictures."""
+    sinks: list[ResultSink] = []
+    if embeddings is not None:
+        from dymn_cli.writers.embeddings import EmbeddingWriter
+
+        if resume:
+            raise UsageError("--embeddings cannot be combined with --resume: the inputs it skips would be missing")
+        if embeddings.is_dir():
+            raise UsageError(f"{embeddings}: --embeddings takes a file name (.npz), not a folder")
+        sinks.append(EmbeddingWriter(embeddings, windows=options.timeline, window=window, hop=hop))
+    if plot is not None:
+        from dymn_cli.writers.plot import PlotWriter
+
+        single = plot.suffix.lower() == ".png" and not plot.is_dir()
+        if single and (len(paths) != 1 or files_from is not None or os.path.isdir(paths[0])):
+            raise UsageError(f"--plot {plot} draws one input; give --plot a folder to draw several")
+        sinks.append(PlotWriter(plot, options=options, single=single))
+    return sinks
