@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import gc
 import logging
-import os
 import signal
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import typer
 
 from . import __version__
 from .errors import DymnError, Interrupted, SignalReceived, UsageError
-from .terminal import printable
+from .terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
 
@@ -278,6 +277,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_native_stderr()  # (decoders in this process print their own notes on fd 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter("dymn-tag: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])

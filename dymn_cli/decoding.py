@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -27,6 +26,7 @@ from .allocator import keep_freed_memory
 from .audio import AudioDecodeWarning, Deadline, stream_audio
 from .errors import AudioError, DymnError
 from .remote import is_uri, read_uri
+from .terminal import quiet_native_stderr
 from .windows import WindowCutter, WindowGrid
 
 AudioSource = Union[str, Path, bytes, np.ndarray]
@@ -180,7 +180,7 @@ def decode_worker(
     """
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _quiet_native_stderr()
+    quiet_native_stderr()
     keep_freed_memory()
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     outbox: queue.Queue = queue.Queue(maxsize=max(ahead, 1))
@@ -222,17 +222,3 @@ def decode_worker(
         os._exit(WORKER_FAILED)
     outbox.put(None)
     sender.join()
-
-
-def _quiet_native_stderr() -> None:
-    """Send what C libraries print on stderr (mpg123's "Note: Illegal Audio-MPEG-Header", ...) to
-    /dev/null; Python's `sys.stderr` keeps the real one. A decoding problem reaches the user as one
-    clean line, through the messages; the libraries' chatter would only interleave with those lines."""
-    try:
-        kept = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-    except OSError:
-        pass
