@@ -24,7 +24,6 @@ import tempfile
 from pathlib import Path
 
 import soundfile
-
 from end_to_end import PEAK_RSS, WEIGHTS, long_file  # (this folder: run as a script)
 
 ENDLESS_WAV = r"""
@@ -50,8 +49,13 @@ def measured(args: list[str], *, stdin=None) -> tuple[dict, str]:
     exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
     with tempfile.TemporaryDirectory() as scratch, tempfile.TemporaryFile("w+") as stderr:
         result = Path(scratch) / "result.json"
-        subprocess.run([sys.executable, str(PEAK_RSS), str(result), exe, "--weights", str(WEIGHTS), *args],
-                       stdin=stdin, stderr=stderr, stdout=subprocess.DEVNULL, check=True)
+        subprocess.run(
+            [sys.executable, str(PEAK_RSS), str(result), exe, "--weights", str(WEIGHTS), *args],
+            stdin=stdin,
+            stderr=stderr,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
         stderr.seek(0)
         lines = stderr.read().strip().splitlines()
         return json.loads(result.read_text()), "\n      ".join(lines[-2:])
@@ -69,19 +73,24 @@ def main() -> None:
         path = long_file(args.folder, hours)
         seconds = soundfile.info(path).duration
         record, summary = measured([str(path), "-o", str(args.folder / "out.jsonl")])
-        print(f"  {seconds / 3600:.2f} h file: peak RSS {record['peak_mib']:.0f} MiB, {record['wall']:.1f} s "
-              f"({seconds / record['wall']:.0f}x realtime, exit {record['returncode']})\n      {summary}")
+        print(
+            f"  {seconds / 3600:.2f} h file: peak RSS {record['peak_mib']:.0f} MiB, {record['wall']:.1f} s "
+            f"({seconds / record['wall']:.0f}x realtime, exit {record['returncode']})\n      {summary}"
+        )
 
     writer = subprocess.Popen([sys.executable, "-c", ENDLESS_WAV], stdout=subprocess.PIPE)
     try:
-        record, summary = measured(["--file-timeout", f"{args.timeout:g}", "-", "-o", str(args.folder / "out.jsonl")],
-                                   stdin=writer.stdout)
+        record, summary = measured(
+            ["--file-timeout", f"{args.timeout:g}", "-", "-o", str(args.folder / "out.jsonl")], stdin=writer.stdout
+        )
     finally:
         writer.stdout.close()
         writer.kill()
         writer.wait()
-    print(f"  endless standard input, --file-timeout {args.timeout:g}: peak RSS {record['peak_mib']:.0f} MiB, "
-          f"{record['wall']:.1f} s (exit {record['returncode']})\n      {summary}")
+    print(
+        f"  endless standard input, --file-timeout {args.timeout:g}: peak RSS {record['peak_mib']:.0f} MiB, "
+        f"{record['wall']:.1f} s (exit {record['returncode']})\n      {summary}"
+    )
 
 
 if __name__ == "__main__":

@@ -141,8 +141,13 @@ def special_files(folder: Path) -> dict[str, Path]:
 
     The socket's listening end is closed once bound: the path stays, and nobody answers."""
     folder.mkdir(parents=True, exist_ok=True)
-    made = {"fifo": folder / "fifo.wav", "socket": folder / "socket.wav", "zero": folder / "zero.wav",
-            "dangling": folder / "dangling.wav", "loop": folder / "loop.wav"}
+    made = {
+        "fifo": folder / "fifo.wav",
+        "socket": folder / "socket.wav",
+        "zero": folder / "zero.wav",
+        "dangling": folder / "dangling.wav",
+        "loop": folder / "loop.wav",
+    }
     os.mkfifo(made["fifo"])
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(os.fspath(made["socket"]))
