@@ -11,15 +11,16 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.decode import Deadline, prepare_waveform, read_stream
 from dymn_cli.audio.windows import WindowGrid
-from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, exit_if_script_rerun
 from dymn_cli.models.ensemble import load_members
+from dymn_cli.models.head import ClassifierHead, load_head
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
 from dymn_cli.tagging import AudioTagger, source_name
 
@@ -34,6 +35,11 @@ class Tagger(AudioTagger):
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
+
+    With a classification head (`dymn-tag train`, `dymn_cli.transfer.train_head`), results score the
+    head's classes, alone or after the AudioSet classes (`with_audioset=True`):
+
+    >>> Tagger("dymn10_as", head="frogs.safetensors").tag("pond.wav").top(3)  # doctest: +SKIP
     """
 
     takes_decoding = True
@@ -49,10 +55,16 @@ class Tagger(AudioTagger):
         compile: bool = False,
         sha256: str | None = None,
         progress: bool = False,
+        head: ClassifierHead | str | Path | None = None,
+        with_audioset: bool = False,
     ) -> None:
         exit_if_script_rerun()  # (a script without `if __name__ == "__main__":`, run again in a decode worker)
+        if head is not None and not isinstance(head, ClassifierHead):
+            head = load_head(head)  # (before the model: a bad head file fails fast)
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
+        self.weight_files = members.paths
+        self.embedding_dim = int(members.network.embedding_dim)
         self.records = members.records
         self.network = members.network
         self.frontend_config = members.frontend
@@ -61,7 +73,10 @@ class Tagger(AudioTagger):
         )
         # (None: as many windows as keep the engine's lanes efficient, 16 with two lanes)
         self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
-        self.classes = audioset_classes()
+        self.head: ClassifierHead | None = None
+        self.classes = Vocabulary.audioset()
+        if head is not None:
+            self.use_head(head, with_audioset=with_audioset)
 
     @property
     def device(self) -> torch.device:
@@ -124,7 +139,7 @@ class Tagger(AudioTagger):
             for index, source in enumerate(sources):
                 names.append(source_name(source))
                 try:
-                    decodable = self._decodable(source, sample_rate, in_process=workers == 0)
+                    decodable = self._decodable(source, sample_rate, in_process=workers == 0, timeout=timeout)
                 except UsageError:  # a call that cannot work for any input (an array without its rate)
                     raise
                 except Exception as error:  # noqa: BLE001 - this input only, like any decoding failure
@@ -152,7 +167,7 @@ class Tagger(AudioTagger):
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool, timeout: float | None) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -160,27 +175,16 @@ class Tagger(AudioTagger):
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source if in_process else _read_bounded(source, source_name(source))
+            if in_process:  # decoded as it comes, in bounded memory
+                return source
+            deadline = Deadline(timeout) if timeout is not None else None
+            return read_stream(source, source_name(source), deadline=deadline)
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
-
-
-def _read_bounded(stream: Any, name: str) -> bytes:
-    """A stream's bytes for a decode worker (which cannot share the stream), at most `MAX_STREAM_BUFFER`."""
-    try:
-        data = stream.read(MAX_STREAM_BUFFER + 1)
-    except OSError as error:
-        raise AudioError(f"{name}: cannot read the input ({error.strerror or error})") from None
-    if not isinstance(data, (bytes, bytearray)):
-        raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
-    if len(data) > MAX_STREAM_BUFFER:
-        raise AudioError(
-            f"{name}: a stream longer than {MAX_STREAM_BUFFER >> 20} MiB is decoded as it comes only in this "
-            "process: tag it with workers=0 (-j 0)"
+        return build_result(
+            name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head
         )
-    return bytes(data)
 
 
 class _InMemoryAudio(np.ndarray):

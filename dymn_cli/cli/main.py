@@ -26,9 +26,11 @@ from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line,
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
+from dymn_cli.cli.search import search_command
 from dymn_cli.cli.tag import EXAMPLES, tag_app
+from dymn_cli.cli.train import train_command
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
-from dymn_cli.terminal import printable
+from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
 
@@ -39,6 +41,8 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "download": download_command,
     "labels": labels_command,
     "merge": merge_command,
+    "train": train_command,
+    "search": search_command,
 }
 
 commands_app = typer.Typer(
@@ -94,6 +98,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_native_stderr()  # (decoders in this process print their own notes on fd 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter(f"{PROG}: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])

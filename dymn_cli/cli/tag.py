@@ -31,6 +31,9 @@ EXAMPLES: tuple[tuple[str, str], ...] = (
     ("dymn-tag walk.wav --hop 1 --events -t 0.4 -f audacity", "sound events as an Audacity label track"),
     ("dymn-tag park.wav --labels Animal --exclude Insect --timeline", "one branch of the ontology, window by window"),
     ("dymn-tag tag labels/", "tag a folder named like a command"),
+    ("dymn-tag train sounds/ -o sounds.safetensors", "a head for your own classes (sounds/<class>/*.wav)"),
+    ("dymn-tag pond.wav --head sounds.safetensors", "tag with its classes (--with-audioset: and AudioSet's)"),
+    ("dymn-tag search query.wav --index library.npz", "the most similar clips (index: --embeddings)"),
 )
 
 tag_app = typer.Typer(
@@ -80,8 +83,10 @@ def tag(
     model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Published model (see dymn-tag models), or several joined by commas for an ensemble.", rich_help_panel=panels.MODEL)] = "dymn10_as",
     weights: Annotated[list[Path] | None, typer.Option("--weights", "-w", metavar="FILE", help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.", show_default=False, rich_help_panel=panels.MODEL)] = None,
     sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL)] = None,
-    window: Annotated[float, typer.Option("--window", metavar="SECONDS", help="Window length.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
-    hop: Annotated[float, typer.Option("--hop", metavar="SECONDS", help="Time between window starts.", callback=positive_seconds, rich_help_panel=panels.WINDOWS)] = 10.0,
+    head: Annotated[Path | None, typer.Option("--head", metavar="FILE", help="Score the classes of this head (from dymn-tag train) instead of AudioSet's.", rich_help_panel=panels.MODEL)] = None,
+    with_audioset: Annotated[bool, typer.Option("--with-audioset", help="With --head: the AudioSet classes too, before the head's.", rich_help_panel=panels.MODEL)] = False,
+    window: Annotated[float | None, typer.Option("--window", metavar="SECONDS", help="Window length (default: 10, or the --head's).", callback=positive_seconds, show_default=False, rich_help_panel=panels.WINDOWS)] = None,
+    hop: Annotated[float | None, typer.Option("--hop", metavar="SECONDS", help="Time between window starts (default: 10, or the --head's).", callback=positive_seconds, show_default=False, rich_help_panel=panels.WINDOWS)] = None,
     aggregate: Annotated[Aggregate, typer.Option("--aggregate", case_sensitive=False, help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS)] = Aggregate.mean,
     device: Annotated[str, typer.Option("--device", "-d", metavar="auto|cpu|cuda[:N]", help="Where the network runs (auto: CUDA when there is one).", callback=check_device, rich_help_panel=panels.COMPUTE)] = "auto",
     precision: Annotated[Precision, typer.Option("--precision", case_sensitive=False, metavar="PRECISION", help="auto (float16 on CUDA, float32 on the CPU), float32, float16 or bfloat16.", rich_help_panel=panels.COMPUTE)] = Precision.auto,
@@ -98,7 +103,7 @@ def tag(
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.allocator import keep_freed_memory
     from dymn_cli.inference.pipeline import PipelineStats
-    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
+    from dymn_cli.run.options import build_output_options, build_sinks, choose_head, per_input_format, writer_target
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
@@ -107,8 +112,10 @@ def tag(
     format_name = format.value if format is not None else None
     if wide and format_name is None and not output:
         format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
+    chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
     options = build_output_options(format=format_name, top=top, threshold=threshold, timeline=timeline,  # type: ignore[arg-type]
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude, wide=wide)
+                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude, wide=wide,
+                                   vocabulary=chosen.vocabulary)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
     # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
     files = list(output or [])
@@ -116,7 +123,8 @@ def tag(
     if more_outputs and format_name is not None and not per_input_format(format_name):
         raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
     target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
-    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
+    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume,
+                        window=chosen.window, hop=chosen.hop)
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
 
@@ -147,10 +155,12 @@ def tag(
                 compile=compile,
                 sha256=sha256,
                 progress=interactive,
+                head=chosen.head,
+                with_audioset=with_audioset,
             )
 
     stats = PipelineStats()
-    with RunProgress(enabled=interactive, stats=stats, hop=hop) as progress:
+    with RunProgress(enabled=interactive, stats=stats, hop=chosen.hop) as progress:
         summary = label_inputs(
             inputs,
             tagger=make_tagger,
@@ -158,7 +168,7 @@ def tag(
             format=format_name,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate.value, workers=workers, recursive=recursive,
+            settings=RunSettings(window=chosen.window, hop=chosen.hop, aggregate=aggregate.value, workers=workers, recursive=recursive,
                                  decode_first=ray_target is None, batch_size=batch_size, file_timeout=file_timeout),
             files_from=files_from,
             resume=resume,

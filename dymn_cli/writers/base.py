@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import AUDIOSET, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events, strongest_labels
 from dymn_cli.results import TagFailure, TagResult, rank_classes
@@ -28,6 +28,7 @@ class OutputOptions:
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
     events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
     wide: bool = False  # one row per input, a column per class (csv, parquet); top and threshold do not apply
+    vocabulary: Vocabulary | None = None  # the classes the run reports (None: the AudioSet classes)
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
@@ -50,11 +51,19 @@ class OutputOptions:
             described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
         if self.wide:
             described["wide"] = True
+        if self.vocabulary is not None and self.vocabulary != Vocabulary.audioset():
+            # (a run with a head: its classes, so that --resume never mixes outputs of other classes)
+            described["head_classes"] = [c.name for c in self.vocabulary if c.source != AUDIOSET]
+            described["audioset"] = self.vocabulary.has_audioset
         return described
 
     def wide_classes(self) -> list[int]:
         """The class columns of a wide table: the selected classes, in index order."""
-        return sorted(self.classes) if self.classes is not None else list(range(len(audioset_classes())))
+        return sorted(self.classes) if self.classes is not None else list(range(len(self.class_table())))
+
+    def class_table(self) -> tuple[Any, ...]:
+        """The classes the run reports, index by index (the AudioSet classes without a head)."""
+        return (self.vocabulary or Vocabulary.audioset()).classes
 
 
 def check_columns(found: Sequence[str], expected: Sequence[str]) -> None:
@@ -75,8 +84,7 @@ def score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
 
-def label_entries(scores: np.ndarray, options: OutputOptions) -> list[dict[str, Any]]:
-    classes = audioset_classes()
+def label_entries(scores: np.ndarray, options: OutputOptions, classes: Vocabulary) -> list[dict[str, Any]]:
     return [
         {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
         for i in options.select(scores)
@@ -91,11 +99,11 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
         "path": outcome.source,
         "duration": round(outcome.duration, 6),
         "n_windows": len(outcome.starts),
-        "labels": label_entries(outcome.scores, options),
+        "labels": label_entries(outcome.scores, options, outcome.classes),
     }
     if options.timeline:
         record["windows"] = [
-            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options)}
+            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options, outcome.classes)}
             for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
         ]
     if options.events is not None:
