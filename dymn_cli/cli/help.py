@@ -42,7 +42,9 @@ class CommandWithPanels(TyperCommand):
         for param in self.get_params(ctx):
             if isinstance(param, TyperOption) and param.is_flag and param.metavar is None:
                 param.metavar = ""  # (a switch takes no value: no '<bool>' beside it)
-            elif isinstance(param, TyperArgument) and param.metavar is not None:
+            elif param.metavar is None and param.name and not _is_choice(param):
+                param.metavar = param.name.upper()  # a name, not a Python type ('<list[Path]>', '<float>')
+            if isinstance(param, TyperArgument) and param.metavar is not None:
                 # The metavar names the argument already; not also a Python type ('<list[str]>').
                 param.display_type_rich = lambda ctx: None  # type: ignore[method-assign]
         super().format_help(ctx, formatter)  # (the rich help prints straight to the console)
@@ -60,6 +62,15 @@ class CommandWithPanels(TyperCommand):
                 lines.append(Text(command, style="bold", no_wrap=True, overflow="fold"))
                 lines.append(Text(f"    {meaning}", style="dim"))
             console.print(Panel(Group(*lines), title="Examples", title_align="left", border_style="dim"))
+
+
+def _is_choice(param: Any) -> bool:
+    """Whether the help shows the values themselves (`<mean|max>`): Typer's own copy of Click describes
+    a parameter's type in `type_descriptor`, the click package in `type`."""
+    descriptor = getattr(param, "type_descriptor", None)
+    if descriptor is not None:
+        return bool(getattr(descriptor, "is_choice", False))
+    return hasattr(getattr(param, "type", None), "choices")
 
 
 def first_line(text: str | None) -> str:
