@@ -1,7 +1,8 @@
 """`dymn-tag`: a thin command line over `dymn_cli.run.label_inputs` and the weights registry.
 
 Errors are `DymnError`s raised below this layer; `main` turns them into one line on stderr and an
-exit code, in one place: 0 all tagged, 1 some input failed, 2 usage error, 130/143 stopped by a signal.
+exit code, in one place: 0 all tagged, 1 some input failed or an output could not be written, 2 usage
+error, 130/143 stopped by a signal, 141 (SIGPIPE) the reader of the output went away.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from . import __version__
-from .errors import DymnError, Interrupted, SignalReceived, UsageError
+from .errors import DymnError, Interrupted, OutputClosed, SignalReceived, UsageError
 
 log = logging.getLogger("dymn_cli")
 
@@ -87,7 +88,8 @@ def tag(
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o (written with the same model and settings) and add the rest.")] = False,
+    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing output file (without --resume, a run replaces it).")] = False,
     timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top/--threshold.")] = False,
     events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.")] = False,
     min_duration: Annotated[float, typer.Option("--min-duration", help="Drop sound events shorter than this many seconds.", min=0.0)] = 0.0,
@@ -162,7 +164,11 @@ def tag(
             parts_dir=parts_dir,
             part_size=part_size,
             shard=parse_shard(shard) if shard is not None else None,
+            model_name=_model_name(model, weights),
+            no_overwrite=no_overwrite,
         )
+    if summary.output_closed:  # the reader went away (`| head`): no word, the status of SIGPIPE
+        raise OutputClosed("standard output closed")
     for problem in summary.problems:
         log.error("%s: %s", _one_line(problem.path), problem.reason)
     if not quiet:
@@ -249,6 +255,13 @@ def labels_command(
         typer.echo("\n".join(lines))
 
 
+def _model_name(model: str, weights: Optional[list[Path]]) -> str:
+    """The name the tagger will give its model (`Tagger.name`), known before it loads."""
+    if weights:
+        return ",".join(Path(w).stem for w in weights)
+    return ",".join(n.strip() for n in model.split(",") if n.strip())
+
+
 def _cached_size(path: Path) -> str:
     return f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "no"
 
@@ -260,6 +273,20 @@ def _one_line(text: str) -> str:
 
 def _interrupt(signum: int, frame: object) -> None:
     raise SignalReceived(signum)
+
+
+def _end_as_sigpipe() -> None:
+    """End the way `seq 100 | head -1` ends `seq`: killed by SIGPIPE, which shells report as 141,
+    with nothing on stderr. (Python ignores SIGPIPE; its default action is restored for this.)"""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # (nothing left to flush into the closed pipe at exit)
+    except (OSError, ValueError):
+        pass
+    logging.shutdown()
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +302,9 @@ def main(argv: list[str] | None = None) -> int:
         # Typer reports its own usage errors (exit 2) and turns typer.Exit into the exit code.
         command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
         code = 0
+    except OutputClosed:
+        _end_as_sigpipe()
+        code = OutputClosed.exit_code
     except DymnError as error:
         log.error("error: %s", _one_line(str(error)))
         code = error.exit_code

@@ -6,19 +6,21 @@ Arrays (load with `numpy.load(path)`; no pickles):
 - `clip_embeddings` `[n_files, C]` float32: each clip's embedding, the mean of its windows' embeddings;
 - with windows: `window_embeddings` `[n_windows_total, C]` float32, `window_path_index` `[n_windows_total]`
   int64 (the row of `paths` each window belongs to), `window_starts`, `window_ends` `[n_windows_total]`
-  float64 seconds.
+  float64 seconds: the same numbers as the timelines' `start` and `end` (to the microsecond, `end`
+  clipped to the end of the file), so that the two join on (path, start, end).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_binary_file
 from .results import TagFailure, TagResult
+from .targets import written
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "save_embeddings"]
 
@@ -40,25 +42,29 @@ def embedding_arrays(results: Iterable[TagResult], *, windows: bool = False) -> 
         arrays["window_path_index"] = np.concatenate(
             [np.full(len(r.starts), n, dtype=np.int64) for n, r in enumerate(results)]
         ) if results else np.zeros(0, dtype=np.int64)
-        arrays["window_starts"] = np.concatenate([np.asarray(r.starts, dtype=np.float64) for r in results]) \
-            if results else np.zeros(0)
-        arrays["window_ends"] = np.concatenate([np.asarray(r.ends, dtype=np.float64) for r in results]) \
-            if results else np.zeros(0)
+        # the window record every output shares (`TagResult.window_times`): they join on (path, start, end)
+        times = [r.window_times() for r in results]
+        arrays["window_starts"] = np.concatenate([s for s, _ in times]) if results else np.zeros(0)
+        arrays["window_ends"] = np.concatenate([e for _, e in times]) if results else np.zeros(0)
     return arrays
 
 
 def save_embeddings(results: Iterable[TagResult], path: str | os.PathLike[str], *, windows: bool = False) -> Path:
-    """Write the archive atomically (temporary file beside it, then rename); returns its path as given."""
+    """Write the archive whole or not at all (see `dymn_cli.targets`); returns its path as given."""
     target = Path(path)
     arrays = embedding_arrays(results, windows=windows)
-    with atomic_binary_file(target) as stream:
-        np.savez(stream, **arrays)
+    buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
+    np.savez(buffer, **arrays)
+    with written(target) as stream:
+        stream.write(buffer.getvalue())
     return target
 
 
 class EmbeddingWriter:
     """A result sink for `label_inputs(extra_sinks=...)`: collects embeddings and writes them on `close`
     (also when the run is interrupted, with the inputs finished so far)."""
+
+    option = "--embeddings"
 
     def __init__(self, path: str | os.PathLike[str], *, windows: bool = False) -> None:
         self.path = Path(path)

@@ -31,6 +31,14 @@ class TagResult:
     classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
     warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
 
+    def window_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(starts, ends)` of the windows as every output writes them (timelines, CSV rows, the
+        embeddings archive), so that they join on (path, start, end): seconds to the microsecond,
+        each `end` clipped to the end of the file (the last window's padding is not audio)."""
+        starts = np.array([round(float(s), 6) for s in self.starts], dtype=np.float64)
+        ends = np.array([round(min(float(e), self.duration), 6) for e in self.ends], dtype=np.float64)
+        return starts, ends
+
     @property
     def embedding(self) -> np.ndarray:
         """Clip embedding: the mean of the windows' embeddings."""

@@ -19,12 +19,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .audio import SAMPLE_RATE
 from .decoding import DecodeJob
-from .errors import Interrupted, SignalReceived, UsageError
+from .errors import Interrupted, OutputClosed, OutputError, SignalReceived, UsageError
 from .inputs import STDIN, Input, InputProblem, expand_inputs, read_file_list
 from .outputs import OutputOptions, Writer, writer_class
 from .pipeline import Decoding, PipelineSettings, PipelineStats, start_decoding
+from .previous import PreviousRecords
+from .remote import is_uri
 from .results import TagFailure, TagResult
 from .shards import Shard, part_writer, select_shard
+from .targets import Target, check_targets, resolve_target
 from .windows import WindowGrid
 
 if TYPE_CHECKING:
@@ -51,11 +54,14 @@ class RunSummary:
     failures: list[TagFailure] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     interrupted: Interrupted | None = None
+    output_closed: bool = False  # the reader of a stream output went away: the run stopped there
     load_seconds: float = 0.0  # loading the model (0: a tagger was passed in ready)
     pipeline: PipelineStats = field(default_factory=PipelineStats)
 
     @property
     def exit_code(self) -> int:
+        if self.output_closed:
+            return OutputClosed.exit_code
         if self.interrupted is not None:
             return self.interrupted.exit_code
         if self.problems:
@@ -104,7 +110,9 @@ def collect_inputs(
     if files_from == STDIN and STDIN in paths:
         raise UsageError("standard input cannot carry both audio (-) and a file list (--files-from -)")
     named = list(paths)
-    inputs = list(expand_inputs(named, recursive=recursive, problems=problems))
+    # A path that does not exist is an input that fails ("no such file or folder"), whichever way it
+    # was named: counted as failed, recorded as such, exit 1 (unless no input exists at all).
+    inputs = list(expand_inputs(named, recursive=recursive, problems=None))
     if files_from is not None:
         listed = expand_inputs(read_file_list(files_from), recursive=recursive, problems=None)
         seen = {i.path for i in inputs}
@@ -131,6 +139,8 @@ def label_inputs(
     parts_dir: Path | None = None,
     part_size: int = 1000,
     shard: Shard | None = None,
+    model_name: str | None = None,
+    no_overwrite: bool = False,
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
 
@@ -139,6 +149,12 @@ def label_inputs(
     once the inputs and options have been checked, so that a usage error never waits for a model.
     `parts_dir` writes part files of `part_size` inputs into a folder instead of `output`, and `shard`
     tags only that shard of the inputs (see `dymn_cli.shards`).
+
+    Every output is checked before any work (`dymn_cli.targets.check_targets`): `model_name`, the
+    name the factory's model will have, lets `--resume` check the earlier output's model before it
+    loads too. Without `resume` an existing output is replaced (`no_overwrite`: refused instead). A
+    write error stops the run with `OutputError` (the earlier output stays); a stream output whose
+    reader went away stops it at once (`summary.output_closed`).
     """
     started = time.monotonic()
     summary = RunSummary()
@@ -150,13 +166,13 @@ def label_inputs(
     else:
         writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
     inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
-    if not inputs and summary.problems and files_from is None:
-        raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in summary.problems))
+    _check_some_input_exists(inputs)
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
+    target = _check_outputs(writer_type, output, extra_sinks, inputs, resume=resume, no_overwrite=no_overwrite)
     run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
-    previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
+    previous = _previous_records(writer_type, output, options, run_settings, model_name) if resume else PreviousRecords()
     todo = [i for i in inputs if i.path not in previous]
     summary.skipped = len(inputs) - len(todo)
     workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
@@ -169,21 +185,26 @@ def label_inputs(
         if early is not None and not _takes_decoding(tagger):  # (e.g. a RayTagger decodes on its cluster)
             early.close()
             early = None
+        if resume and previous and model_name is None:  # (the model is known only now)
+            _check_previous_model(writer_type, output, options, run_settings, tagger.name)
         header = {
             "model": tagger.name,
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
         }
-        writer = writer_type(output, options=options, header=header)
+        append = resume and target is not None and target.exists
+        writer = writer_type(target if target is not None else output, options=options, header=header, append=append)
         if on_start is not None:
             on_start(todo)
     except BaseException:
         if early is not None:
             early.close()
+        previous.close()
         raise
     sinks: list[ResultSink] = [writer, *extra_sinks]
     carried = deque(i for i in inputs if i.path in previous)
     position = {i.path: n for n, i in enumerate(inputs)}
     outcomes: Any = iter(())
+    write_error: OutputError | None = None
     with _signals_as_exceptions() as stop:
         try:
             outcomes = tagger.tag_many(
@@ -208,39 +229,106 @@ def label_inputs(
                     on_outcome(outcome)
                 if stop.received is not None:  # (in case something on the way swallowed the first raise)
                     raise SignalReceived(stop.received)
-            while carried:
-                done = carried.popleft()
-                writer.write_existing(done.path, previous[done.path])
         except SignalReceived as stopped:
             summary.interrupted = Interrupted(stopped.signum)
         except KeyboardInterrupt:
             summary.interrupted = Interrupted(signal.SIGINT)
+        except OutputClosed:
+            summary.output_closed = True
+        except OutputError as error:
+            write_error = error
         finally:
             stop.disarm()  # a signal from here on is only noted: the outputs are never left half-written
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
             if early is not None:
                 early.close()  # (if the pipeline never started, it still holds them)
-            for sink in sinks:
-                sink.close()
+            write_error = _finish_outputs(writer, sinks, carried, previous, write_error)
             summary.elapsed = time.monotonic() - started
         if summary.interrupted is None and stop.received is not None:
             summary.interrupted = Interrupted(stop.received)
+    if write_error is not None:
+        raise write_error
     return summary
 
 
+def _finish_outputs(
+    writer: Any, sinks: Sequence[ResultSink], carried: deque[Input], previous: PreviousRecords, error: OutputError | None
+) -> OutputError | None:
+    """Close every output, also after an interruption: the records an earlier output held that this
+    run has not reached yet are carried over too (an interrupted `--resume` keeps all of them). An
+    output that failed keeps what it held before; the others are finished. Returns the first write error."""
+    try:
+        while carried and error is None:
+            done = carried.popleft()
+            writer.write_existing(done.path, previous[done.path])
+    except OutputClosed:
+        pass
+    except OutputError as failed:
+        error = failed
+    for sink in sinks:
+        try:
+            sink.close()
+        except OutputClosed:
+            pass
+        except OutputError as failed:
+            error = error or failed
+            getattr(sink, "discard", lambda: None)()
+    previous.close()
+    return error
+
+
+def _check_some_input_exists(inputs: list[Input]) -> None:
+    """A run where not one input exists is a usage error (before the model loads); otherwise a missing
+    path is one failed input among the others."""
+    if inputs and all(not i.is_stdin and not is_uri(i.path) and not os.path.lexists(i.path) for i in inputs):
+        raise UsageError("; ".join(f"{i.path}: no such file or folder" for i in inputs[:5]) + (" ..." if len(inputs) > 5 else ""))
+
+
+def _check_outputs(
+    writer_type: Any, output: Path | None, sinks: Sequence[ResultSink], inputs: list[Input], *, resume: bool, no_overwrite: bool
+) -> Target | None:
+    """Check the run's file outputs before any work (see `dymn_cli.targets.check_targets`) and the
+    overwrite rule; returns the main output's `Target` (None: a folder of part or per-input files)."""
+    folder = writer_type.per_input or hasattr(writer_type, "part_size")
+    named: list[tuple[str, Path | None]] = [] if folder else [("-o", output)]
+    named += [(getattr(s, "option", "an output"), getattr(s, "path", None)) for s in sinks]
+    targets = check_targets(named, inputs=[i.path for i in inputs if not i.is_stdin and not is_uri(i.path)])
+    if folder:
+        return None
+    target = targets.get("-o") or resolve_target(None)
+    if resume and output is not None and not target.is_file:
+        raise UsageError(f"{output}: --resume needs a file to continue, not a stream (pipe, terminal or device)")
+    if no_overwrite and not resume and target.is_file and target.exists:
+        raise UsageError(f"{output}: already exists (--no-overwrite): add --resume to continue it, or name another file")
+    for option, other in targets.items():
+        if no_overwrite and option != "-o" and other.is_file and other.exists:
+            raise UsageError(f"{other.path}: already exists (--no-overwrite)")
+    return target
+
+
 def _previous_records(
-    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any]
-) -> dict[str, Any]:
+    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str | None
+) -> PreviousRecords:
+    """What the earlier output holds, once it is known to have been written by this kind of run
+    (read in bounded memory: see `dymn_cli.previous`)."""
     if output is None:
         raise UsageError("--resume needs an output file (-o)")
     if not writer_type.resumable:
         raise UsageError(f"--resume does not work with the {writer_type.name} format")
     if not output.exists():
-        return {}
+        return PreviousRecords()
     try:
-        writer_type.check_resumable(output, options=options, settings=settings)
-        return writer_type.read_existing(output)
-    except (OSError, ValueError, KeyError, StopIteration) as error:
+        writer_type.check_resumable(output, options=options, settings=settings, model=model)
+        return PreviousRecords.read(writer_type, output, payloads=writer_type.carries_over())
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, UnicodeDecodeError) as error:
+        raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+
+
+def _check_previous_model(writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str) -> None:
+    assert output is not None
+    try:
+        writer_type.check_resumable(output, options=options, settings=settings, model=model)
+    except (OSError, ValueError, KeyError) as error:
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error
 
 

@@ -16,16 +16,16 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from .errors import UsageError
+from .errors import OutputError, UsageError
+from .targets import check_folder, check_targets
 
 log = logging.getLogger("dymn_cli")
 
@@ -107,11 +107,14 @@ class PartWriter:
     resumable: ClassVar[bool] = True
     per_input: ClassVar[bool] = False
 
-    def __init__(self, target: Path, *, options: Any, header: dict[str, Any]) -> None:
+    def __init__(self, target: Path, *, options: Any, header: dict[str, Any], append: bool = False) -> None:
         self.target = Path(target)
         self.options = options
         self.header = header
-        self.target.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{self.target}: cannot make this folder: {error.strerror or error}") from None
         self._number = 1 + max(own_part_numbers(self.target, stem=self.stem, extension=self.extension), default=-1)
         self._current: Any = None
         self._count = 0
@@ -124,16 +127,31 @@ class PartWriter:
             validate(options=options, target=None, inputs=inputs)
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: Any, settings: dict[str, Any]) -> None:
-        for part in part_files(Path(target), extension=cls.extension):
-            cls.base.check_resumable(part, options=options, settings=settings)
+    def carries_over(cls) -> bool:
+        return False
 
     @classmethod
-    def read_existing(cls, target: Path) -> dict[str, Any]:
-        records: dict[str, Any] = {}
+    def check_resumable(cls, target: Path, *, options: Any, settings: dict[str, Any], model: str | None = None) -> None:
         for part in part_files(Path(target), extension=cls.extension):
-            records.update(cls.base.read_existing(part))
-        return records
+            try:
+                cls.base.check_resumable(part, options=options, settings=settings, model=model)
+            except ValueError as error:
+                raise ValueError(f"{part.name}: {error}") from None
+
+    @classmethod
+    def read_header(cls, target: Path) -> dict[str, Any] | None:
+        parts = part_files(Path(target), extension=cls.extension)
+        return cls.base.read_header(parts[0]) if parts else None
+
+    @classmethod
+    def iter_records(cls, target: Path, *, payloads: bool = True) -> Iterator[tuple[str, Any]]:
+        for part in part_files(Path(target), extension=cls.extension):
+            yield from cls.base.iter_records(part, payloads=payloads)
+
+    def discard(self) -> None:
+        if self._current is not None:
+            current, self._current = self._current, None
+            current.discard()
 
     def write(self, outcome: Any) -> None:
         if self._current is None:
@@ -169,8 +187,7 @@ def part_writer(format: str | None, folder: Path, *, part_size: int, shard: Shar
         raise UsageError(f"--output-dir writes part files in {', '.join(PART_FORMATS)}: not --format {format}")
     if part_size < 1:
         raise UsageError(f"--part-size must be at least 1, got {part_size}")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--output-dir {folder}: not a folder")
+    check_folder(folder, option="--output-dir")
     base = WRITERS[format]
     stem = "part" if shard is None else f"part-{shard.index}-of-{shard.count}"
     if not resume and folder.is_dir() and own_part_numbers(folder, stem=stem, extension=base.extension):
@@ -218,21 +235,23 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     if writer_type.name not in PART_FORMATS:
         raise UsageError(f"merge writes {', '.join(PART_FORMATS)}: not {target.suffix or target.name}")
     files = _merge_sources(sources, extension=writer_type.extension)
-    if any(f.resolve() == target.resolve() for f in files if target.exists()):
-        raise UsageError(f"{target} is one of the outputs to merge: write the merged file elsewhere")
+    try:
+        resolved = check_targets([("-o", target)], inputs=[str(f) for f in files])["-o"]
+    except UsageError as error:
+        raise UsageError(str(error).replace("is one of the inputs", "is one of the outputs to merge")) from None
     summary = MergeSummary(files=len(files))
     merged: dict[str, Any] = {}
     layout: Any = None
     for path in files:
         try:
-            this_layout = _layout(writer_type.name, path)
+            this_layout = _layout(writer_type, path)
             records = writer_type.read_existing(path)
         except (OSError, ValueError, KeyError, UnicodeDecodeError) as error:
             raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from error
         if layout is None:
             layout = this_layout
-        elif this_layout != layout and this_layout is not None:
-            raise UsageError(f"{path} was written with other settings or columns than {files[0]}: they cannot be merged")
+        elif this_layout != layout:
+            raise UsageError(f"{path} was written with another model, other settings or columns than {files[0]}: they cannot be merged")
         for key, payload in records.items():
             if key in merged:
                 summary.duplicates.append(key)
@@ -241,7 +260,7 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
             merged[key] = payload
     summary.inputs = len(merged)
     ordered = sorted(merged, key=walk_order_key)
-    _write_merged(WRITERS[writer_type.name], target, layout, [(key, merged[key]) for key in ordered])
+    _write_merged(WRITERS[writer_type.name], resolved, layout, [(key, merged[key]) for key in ordered])
     return summary
 
 
@@ -264,47 +283,44 @@ def _merge_sources(sources: Iterable[str | Path], *, extension: str) -> list[Pat
     return files
 
 
-def _layout(format: str, path: Path) -> Any:
-    """What must agree between merged outputs: the CSV/Parquet columns, the JSON header."""
-    if format == "csv":
+def _layout(writer_type: Any, path: Path) -> Any:
+    """What must agree between merged outputs: the header (model and settings: None when the file
+    does not say, e.g. JSON Lines from a pipe) and, for CSV and Parquet, the columns."""
+    header = writer_type.read_header(path)
+    if writer_type.name == "csv":
         with open(path, encoding="utf-8", newline="") as stream:
-            return tuple(next(csv.reader(stream), []))
-    if format == "json":
-        with open(path, encoding="utf-8") as stream:
-            document = json.load(stream)
-        return {k: v for k, v in document.items() if k != "files"}
-    if format == "parquet":
+            return tuple(next(csv.reader(stream), [])), header
+    if writer_type.name == "parquet":
         import pyarrow.parquet as pq
 
-        schema = pq.read_schema(path)
-        return (tuple(schema.names), (schema.metadata or {}).get(b"dymn"))
-    return None  # JSONL: one self-contained record a line
+        return tuple(pq.read_schema(path).names), header
+    return None, header
 
 
 def _is_error(payload: Any) -> bool:
     return isinstance(payload, dict) and "error" in payload
 
 
-def _write_merged(writer_type: type, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
-    from .outputs import OutputOptions, _AtomicTextFile
-
-    if writer_type.name == "json":
-        writer = writer_type(target, options=OutputOptions(), header=dict(layout or {}))
+def _write_merged(writer_type: type, target: Any, layout: Any, records: list[tuple[str, Any]]) -> None:
+    """Write the merged records with the format's own writer (the rules of `dymn_cli.targets`), under
+    the header the merged files share."""
+    columns, header = layout
+    writer = writer_type(target, options=_options_for(writer_type, columns), header=header or {})
+    try:
         for key, payload in records:
             writer.write_existing(key, payload)
-        writer.close()
-    elif writer_type.name == "parquet":
-        columns, header = layout
-        rows = [row for _, payload in records for row in payload]
-        writer_type.write_table(target, columns=list(columns), rows=rows, header=json.loads(header) if header else {})
-    else:  # CSV rows and JSONL records, as they were read (the JSONL writer would append, a merge replaces)
-        atomic = _AtomicTextFile(target)
-        if writer_type.name == "csv":
-            rows = csv.writer(atomic.stream, lineterminator="\n")
-            rows.writerow(layout)
-            for _, payload in records:
-                rows.writerows(payload)
-        else:
-            for _, record in records:
-                atomic.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
-        atomic.commit()
+    except BaseException:
+        writer.discard()
+        raise
+    writer.close()
+
+
+def _options_for(writer_type: Any, columns: Sequence[str] | None) -> Any:
+    """Output options whose table has these columns (CSV, Parquet: clip scores, a timeline or events)."""
+    from .events import EventSettings
+    from .outputs import OutputOptions
+
+    for options in (OutputOptions(), OutputOptions(timeline=True), OutputOptions(events=EventSettings())):
+        if columns is None or writer_type.columns(options) == list(columns):
+            return options
+    raise UsageError(f"cannot merge tables with the columns {','.join(columns)}")
