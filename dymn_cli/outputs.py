@@ -14,7 +14,7 @@ import io
 import json
 import os
 import stat
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
@@ -24,6 +24,7 @@ import numpy as np
 from .errors import DymnError, OutputError, UsageError
 from .events import EventSettings, detect_events
 from .labels import audioset_classes
+from .names import csv_name, csv_writer, json_text, name_from_csv
 from .results import TagFailure, TagResult, rank_classes
 from .targets import (
     OutputFile,
@@ -33,6 +34,7 @@ from .targets import (
     resolve_target,
     write_settings_record,
 )
+from .terminal import printable
 
 SCORE_DECIMALS = 8
 
@@ -214,7 +216,7 @@ class CsvWriter(Writer):
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
         if header:
             self._file.on_complete = lambda done: write_settings_record(done, header)
-        self._csv = csv.writer(self._file, lineterminator="\n")
+        self._csv = csv_writer(self._file)
         self._csv.writerow(self.columns(options))
 
     @classmethod
@@ -243,26 +245,27 @@ class CsvWriter(Writer):
         with open(target, encoding="utf-8", newline="", errors="surrogateescape") as stream:
             reader = csv.reader(stream)
             next(reader, None)
-            yield from _grouped((row for row in reader if row), payloads=payloads)
+            yield from _grouped((row for row in reader if row), payloads=payloads, key=name_from_csv)
 
     def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
         if isinstance(outcome, TagFailure):
             return []
         classes = audioset_classes()
+        path = csv_name(outcome.source)
         if self.options.events is not None:
             return [
-                [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
+                [path, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
                 for e in self.options.sound_events(outcome)
             ]
         if self.options.timeline:
             starts, ends = outcome.window_times()
             return [
-                [outcome.source, float(s), float(e), classes[i].name, classes[i].mid, i, score(w[i])]
+                [path, float(s), float(e), classes[i].name, classes[i].mid, i, score(w[i])]
                 for s, e, w in zip(starts, ends, outcome.window_scores)
                 for i in self.options.select(w)
             ]
         return [
-            [outcome.source, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
+            [path, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
             for rank, i in enumerate(self.options.select(outcome.scores), start=1)
         ]
 
@@ -281,19 +284,20 @@ class CsvWriter(Writer):
         self._file.discard()
 
 
-def _grouped(rows: Iterable[list[Any]], *, payloads: bool) -> Iterator[tuple[str, Any]]:
-    """Consecutive rows of one path as `(path, rows)` (a table's rows come grouped by input)."""
+def _grouped(rows: Iterable[list[Any]], *, payloads: bool, key: Callable[[str], str]) -> Iterator[tuple[str, Any]]:
+    """Consecutive rows of one path as `(key(path), rows)` (a table's rows come grouped by input; the
+    rows are kept as written, the key is the input's name: see `names.name_from_csv`)."""
     current: str | None = None
     group: list[list[Any]] = []
     for row in rows:
         if row[0] != current:
             if current is not None:
-                yield current, group if payloads else None
+                yield key(current), group if payloads else None
             current, group = row[0], []
         if payloads:
             group.append(list(row))
     if current is not None:
-        yield current, group if payloads else None
+        yield key(current), group if payloads else None
 
 
 class JsonWriter(Writer):
@@ -307,7 +311,7 @@ class JsonWriter(Writer):
     def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
         super().__init__(target, options=options, header=header, append=append)
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
-        opening = json.dumps({**header, "files": []}, indent=2, ensure_ascii=False)
+        opening = json_text({**header, "files": []}, indent=2)
         assert opening.endswith("[]\n}")
         self._file.write(opening[: -len("]\n}")])
         self._count = 0
@@ -332,7 +336,7 @@ class JsonWriter(Writer):
         self._record(payload)
 
     def _record(self, record: dict[str, Any]) -> None:
-        text = json.dumps(record, indent=2, ensure_ascii=False).replace("\n", self._INDENT)
+        text = json_text(record, indent=2).replace("\n", self._INDENT)
         self._file.write(("," if self._count else "") + self._INDENT + text)
         self._count += 1
 
@@ -400,7 +404,7 @@ class JsonlWriter(Writer):
 
 
 def _jsonl_line(record: dict[str, Any]) -> bytes:
-    return (json.dumps(record, ensure_ascii=False) + "\n").encode("utf-8", "surrogateescape")
+    return (json_text(record) + "\n").encode("utf-8")
 
 
 class ParquetWriter(CsvWriter):
@@ -437,7 +441,7 @@ class ParquetWriter(CsvWriter):
             for batch in table.iter_batches(batch_size=8192, columns=columns):
                 yield from zip(*batch.to_pydict().values())
 
-        yield from _grouped(rows(), payloads=payloads)
+        yield from _grouped(rows(), payloads=payloads, key=name_from_csv)
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         self._table.add(self.rows(outcome))
@@ -465,7 +469,7 @@ class _ParquetTable:
         pa = _pyarrow()
         self._types = [pa.string() if c in ParquetWriter.STRINGS else pa.int32() if c in ParquetWriter.INTEGERS else pa.float64()
                        for c in columns]
-        self._schema = pa.schema(list(zip(columns, self._types)), metadata={"dymn": json.dumps(header, ensure_ascii=False)})
+        self._schema = pa.schema(list(zip(columns, self._types)), metadata={"dymn": json_text(header)})
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
         self._file.on_complete = None
         self._rows: list[list[Any]] = []
@@ -539,7 +543,7 @@ class TableWriter(Writer):
         buffer = io.StringIO()
         console = Console(file=buffer, width=None if self._terminal else 100, force_terminal=self._terminal or None)
         console.print(
-            f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
+            f"{printable(outcome.source)}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
             markup=False, highlight=False, soft_wrap=True,
         )
         table = Table()

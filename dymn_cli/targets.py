@@ -462,7 +462,7 @@ def write_settings_record(done: OutputFile, header: dict[str, object]) -> None:
     if done.target.real is None:
         return
     record = OutputFile(settings_record_path(done.target.real))
-    record.write(json.dumps({**header, "sha256": done.sha256.hexdigest(), "size": done.size}, ensure_ascii=False) + "\n")
+    record.write(json.dumps({**header, "sha256": done.sha256.hexdigest(), "size": done.size}) + "\n")
     record.commit()
 
 
