@@ -161,7 +161,7 @@ def tag(
                                  file_timeout=_check_timeout(file_timeout)),
             files_from=files_from,
             resume=resume,
-            stdout_is_terminal=sys.stdout.isatty(),
+            stdout_is_terminal=sys.stdout is not None and sys.stdout.isatty(),
             on_start=progress.start,
             on_outcome=progress.advance,
             parts_dir=parts_dir,

@@ -247,7 +247,8 @@ def label_inputs(
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
             if early is not None:
                 early.close()  # (if the pipeline never started, it still holds them)
-            write_error = _finish_outputs(writer, sinks, carried, previous, write_error)
+            write_error, closed = _finish_outputs(writer, sinks, carried, previous, write_error)
+            summary.output_closed = summary.output_closed or closed
             summary.elapsed = time.monotonic() - started
         if summary.interrupted is None and stop.received is not None:
             summary.interrupted = Interrupted(stop.received)
@@ -258,28 +259,30 @@ def label_inputs(
 
 def _finish_outputs(
     writer: Any, sinks: Sequence[ResultSink], carried: deque[Input], previous: PreviousRecords, error: OutputError | None
-) -> OutputError | None:
+) -> tuple[OutputError | None, bool]:
     """Close every output, also after an interruption: the records an earlier output held that this
     run has not reached yet are carried over too (an interrupted `--resume` keeps all of them). An
-    output that failed keeps what it held before; the others are finished. Returns the first write error."""
+    output that failed keeps what it held before; the others are finished. Returns the first write
+    error, and whether a stream's reader went away meanwhile."""
+    closed = False
     try:
         while carried and error is None:
             done = carried.popleft()
             writer.write_existing(done.path, previous[done.path])
     except OutputClosed:
-        pass
+        closed = True
     except OutputError as failed:
         error = failed
     for sink in sinks:
         try:
             sink.close()
         except OutputClosed:
-            pass
+            closed = True
         except OutputError as failed:
             error = error or failed
             getattr(sink, "discard", lambda: None)()
     previous.close()
-    return error
+    return error, closed
 
 
 def _check_some_input_exists(inputs: list[Input]) -> None:

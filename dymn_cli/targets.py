@@ -82,6 +82,10 @@ def _own_descriptor(path: Path) -> int | None:
 def resolve_target(path: Path | None) -> Target:
     """What kind of target `path` is, or a `UsageError` saying why it cannot be written (before any work)."""
     if path is None:
+        try:
+            os.fstat(1)
+        except OSError:
+            raise UsageError("standard output is closed: name an output file with -o") from None
         return Target(None, STREAM, descriptor=1, exists=True)
     descriptor = _own_descriptor(path)
     if descriptor is not None:
