@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
 
 __all__ = ["DEFAULT_THRESHOLD", "EventSettings", "SlotScores", "SoundEvent", "detect_events", "events_from_scores", "slot_scores"]
 

@@ -6,32 +6,37 @@ import math
 import os
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from .audio import MAX_STREAM_BUFFER, prepare_waveform
-from .decoding import DecodeJob, failure_reason
-from .engine import InferenceEngine
-from .ensemble import load_members
-from .errors import AudioError, UsageError
-from .labels import audioset_classes
-from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
-from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
-from .windows import WindowGrid
+from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
+from dymn_cli.models.ensemble import load_members
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
+from dymn_cli.tagging import AudioTagger, source_name
 
-__all__ = ["AGGREGATES", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+__all__ = ["AGGREGATES", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
-Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
+TagSource = str | Path | bytes | BinaryIO | np.ndarray | torch.Tensor
+"""What `Tagger` tags: a path, the bytes of a file, a binary file object, or a waveform with its rate."""
 
 
-class Tagger:
+class Tagger(AudioTagger):
     """Tags audio with a published model (or an ensemble of them).
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
     """
+
+    takes_decoding = True
 
     def __init__(
         self,
@@ -67,7 +72,7 @@ class Tagger:
 
     def tag(
         self,
-        source: Source,
+        source: TagSource,
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -82,7 +87,7 @@ class Tagger:
 
     def tag_many(
         self,
-        sources: Iterable[Source],
+        sources: Iterable[TagSource],
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -97,7 +102,7 @@ class Tagger:
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
         processes while the network runs. `stats` collects where the time went. `decoding` is the
-        decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
+        decoding of these same `sources` (paths), started earlier by `worker_pool.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
         `timeout` (seconds) fails an input whose decoding and tagging takes longer.
 
@@ -111,12 +116,12 @@ class Tagger:
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
+        grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
-                names.append(_describe(source))
+                names.append(source_name(source))
                 try:
                     decodable = self._decodable(source, sample_rate, in_process=workers == 0)
                 except UsageError:  # a call that cannot work for any input (an array without its rate)
@@ -133,7 +138,7 @@ class Tagger:
             decoding.close()
             decoding = None
         if decoding is not None:
-            names.extend(map(_describe, sources))
+            names.extend(map(source_name, sources))
         started = decoding if decoding is not None else jobs()
         for outcome in run_pipeline(started, engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
@@ -142,11 +147,11 @@ class Tagger:
             else:
                 yield self._result(name, outcome, grid, aggregate)
 
-    def embed(self, source: Source, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
+    def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: Source, sample_rate: int | None, *, in_process: bool) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -154,7 +159,7 @@ class Tagger:
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source if in_process else _read_bounded(source, _describe(source))
+            return source if in_process else _read_bounded(source, source_name(source))
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
@@ -182,13 +187,3 @@ class _InMemoryAudio(np.ndarray):
 
     def __new__(cls, array: np.ndarray) -> _InMemoryAudio:
         return np.asarray(array, dtype=np.float32).view(cls)
-
-
-def _describe(source: Source) -> str:
-    if isinstance(source, (str, Path)):
-        return os.fspath(source)
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return "<array>"
-    if isinstance(source, (bytes, bytearray)):
-        return "<bytes>"
-    return getattr(source, "name", None) if isinstance(getattr(source, "name", None), str) else "<stream>"
