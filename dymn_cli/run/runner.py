@@ -174,15 +174,16 @@ def label_inputs(
     else:
         writer_type = writer_class(format, output, stdout_is_terminal=stdout_is_terminal)
     inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
-    _check_some_input_exists(inputs)
+    missing = _missing_paths(inputs)
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
     target = _check_outputs(writer_type, output, extra_sinks, inputs, resume=resume, no_overwrite=no_overwrite)
     run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
     previous = _previous_records(writer_type, output, options, run_settings, model_name) if resume else PreviousRecords()
-    todo = [i for i in inputs if i.path not in previous]
-    summary.skipped = len(inputs) - len(todo)
+    missing -= {path for path in missing if path in previous}
+    todo = [i for i in inputs if i.path not in previous and i.path not in missing]
+    summary.skipped = len(inputs) - len(todo) - len(missing)
     workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
@@ -211,8 +212,22 @@ def label_inputs(
         previous.close()
         raise
     sinks: list[ResultSink] = [writer, *extra_sinks]
-    carried = deque(i for i in inputs if i.path in previous)
+    # inputs whose record is known without the tagger, in input order: carried over from the earlier
+    # output (--resume), or failed because they do not exist
+    carried = deque(i for i in inputs if i.path in previous or i.path in missing)
     position = {i.path: n for n, i in enumerate(inputs)}
+
+    def settle(done: Input) -> None:
+        if done.path in missing:
+            failure = TagFailure(done.path, "no such file or folder")
+            _count(summary, failure)
+            for sink in sinks:
+                sink.write(failure)
+            if on_outcome is not None:
+                on_outcome(failure)
+        else:
+            writer.write_existing(done.path, previous[done.path])
+
     outcomes: Any = iter(())
     write_error: OutputError | None = None
     with _signals_as_exceptions() as stop:
@@ -228,10 +243,9 @@ def label_inputs(
                 timeout=settings.file_timeout,
             )
             for item, outcome in zip(todo, outcomes):
-                # Keep the input order: records carried over from the previous run that come first.
+                # Keep the input order: records carried over (or missing inputs) that come first.
                 while carried and position[carried[0].path] < position[item.path]:
-                    done = carried.popleft()
-                    writer.write_existing(done.path, previous[done.path])
+                    settle(carried.popleft())
                 outcome.source = item.path
                 _count(summary, outcome)
                 for sink in sinks:
@@ -240,6 +254,8 @@ def label_inputs(
                     on_outcome(outcome)
                 if stop.received is not None:  # (in case something on the way swallowed the first raise)
                     raise SignalReceived(stop.received)
+            while carried:
+                settle(carried.popleft())
         except SignalReceived as stopped:
             summary.interrupted = Interrupted(stopped.signum)
         except KeyboardInterrupt:
@@ -253,6 +269,7 @@ def label_inputs(
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
             if early is not None:
                 early.close()  # (if the pipeline never started, it still holds them)
+            carried = deque(i for i in carried if i.path in previous)  # (not the missing inputs: not reached)
             write_error, closed = _finish_outputs(writer, sinks, carried, previous, write_error)
             summary.output_closed = summary.output_closed or closed
             summary.elapsed = time.monotonic() - started
@@ -291,11 +308,15 @@ def _finish_outputs(
     return error, closed
 
 
-def _check_some_input_exists(inputs: list[Input]) -> None:
-    """A run where not one input exists is a usage error (before the model loads); otherwise a missing
-    path is one failed input among the others."""
-    if inputs and all(not i.is_stdin and not is_uri(i.path) and not os.path.lexists(i.path) for i in inputs):
-        raise UsageError("; ".join(f"{i.path}: no such file or folder" for i in inputs[:5]) + (" ..." if len(inputs) > 5 else ""))
+def _missing_paths(inputs: list[Input]) -> set[str]:
+    """The inputs that do not exist: each is one failed input ("no such file or folder"), whichever way
+    it was named (command line, folder walk, file list); a run where no input exists at all is a usage
+    error, before the model loads."""
+    missing = {i.path for i in inputs if not i.is_stdin and not is_uri(i.path) and not os.path.lexists(i.path)}
+    if inputs and len(missing) == len(inputs):
+        shown = [i.path for i in inputs[:5]]
+        raise UsageError("; ".join(f"{path}: no such file or folder" for path in shown) + (" ..." if len(inputs) > 5 else ""))
+    return missing
 
 
 def _check_outputs(
