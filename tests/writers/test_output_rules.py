@@ -21,6 +21,8 @@ import signal
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -109,17 +111,24 @@ def test_bad_targets_are_one_usage_error_before_the_model_loads(tmp_path, audio)
     assert first.read_bytes() == before and link_to_input.is_symlink()
 
 
-def test_a_read_only_folder_is_refused_before_any_work(tmp_path, audio):
-    locked = tmp_path / "locked"
-    locked.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "ro,size=64k", "tmpfs", str(locked)], capture_output=True)
+@contextmanager
+def mounted_tmpfs(folder: Path, options: str) -> Iterator[Path]:
+    """A small tmpfs mounted on `folder` for the test (skipped, with the reason, where mounting is not allowed)."""
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)], capture_output=True)
     if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a read-only tmpfs here: {mounted.stderr.decode().strip()}")
+        pytest.skip(f"cannot mount a tmpfs ({options}) here: {mounted.stderr.decode().strip()}")
     try:
-        _usage_error(dymn_tag([audio[0], *UNLOADABLE, "-o", locked / "out.jsonl"]), "read-only file system")
-        _usage_error(dymn_tag([audio[0], *UNLOADABLE, "--output-dir", locked]), "read-only file system")
+        yield folder
     finally:
-        subprocess.run(["umount", str(locked)], check=True)
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_read_only_folder_is_refused_before_any_work(tmp_path, audio):
+    with mounted_tmpfs(tmp_path / "locked", "ro,size=64k") as locked:
+        _usage_error(dymn_tag([audio[0], *UNLOADABLE, "-o", locked / "out.jsonl"]), "read-only file system")
+        _usage_error(dymn_tag([audio[0], *UNLOADABLE, "--embeddings", locked / "e.npz"]), "read-only file system")
+        _usage_error(dymn_tag([audio[0], *UNLOADABLE, "--output-dir", locked]), "read-only file system")
 
 
 # --------------------------------------------------------------------------- one overwrite rule
@@ -234,12 +243,7 @@ def test_an_interrupted_resume_keeps_every_earlier_record(tmp_path, audio, fmt):
 
 
 def test_a_full_disk_is_one_line_and_the_earlier_output_stays(tmp_path, audio):
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(disk)], capture_output=True)
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a small tmpfs here: {mounted.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "size=256k") as disk:
         for fmt in ("jsonl", "csv", "json"):
             target = disk / f"out.{fmt}"
             assert dymn_tag([audio[0], *FAST, "-o", target]).returncode == 0
@@ -257,8 +261,6 @@ def test_a_full_disk_is_one_line_and_the_earlier_output_stays(tmp_path, audio):
             assert target.read_bytes() == before, fmt
             assert not [p for p in disk.iterdir() if p.name.endswith(".part")]
             filler.unlink()
-    finally:
-        subprocess.run(["umount", str(disk)], check=True)
 
 
 # --------------------------------------------------------------------------- streams and links
