@@ -8,9 +8,6 @@ check, exhaustive, is benchmarks/batch_invariance.py.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -21,12 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dymn_cli import Tagger
-from dymn_cli.engine import InferenceEngine
-from dymn_cli.models import build_model
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.models.build import build_model
 from dymn_cli.models.common import MIN_PRODUCT_ROWS, rows_product, sigmoid
+from tests.support import GOLDEN, dymn_tag
 
-GOLDEN = Path(__file__).parent / "golden"
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 RATE = 32_000
 
 
@@ -143,6 +139,7 @@ def result_bytes(outcome) -> tuple[bytes, ...]:
 WINDOWING = {"window": 2.0, "hop": 1.0}
 
 
+@pytest.mark.slow
 @settings(max_examples=8, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_tag_many_gives_the_same_bytes_for_any_batch_size_worker_count_and_order(tagger, corpus, data):
@@ -163,9 +160,9 @@ def test_tag_many_gives_the_same_bytes_for_any_batch_size_worker_count_and_order
 
 
 def dymn_tag_records(paths: list[str], output: Path, *options: str) -> dict[str, str]:
-    command = [DYMN_TAG, *paths, "-o", str(output), "--weights", str(GOLDEN / "dymn04_seed0.pt"), "--device", "cpu",
-               "--window", "2", "--hop", "1", "--top", "all", "--timeline", *options]
-    subprocess.run(command, check=True, capture_output=True, timeout=120)
+    args = [*paths, "-o", str(output), "--weights", str(GOLDEN / "dymn04_seed0.pt"), "--device", "cpu",
+            "--window", "2", "--hop", "1", "--top", "all", "--timeline", *options]
+    dymn_tag(args, timeout=120, check=True)
     return {json.loads(line)["path"]: line for line in output.read_text().splitlines()}
 
 
@@ -174,6 +171,7 @@ def plain_records(corpus, tmp_path_factory) -> dict[str, str]:
     return dymn_tag_records(corpus, tmp_path_factory.mktemp("plain") / "plain.jsonl")
 
 
+@pytest.mark.slow
 @settings(max_examples=2, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
 def test_dymn_tag_records_are_byte_identical_whatever_the_batching(corpus, plain_records, tmp_path_factory, data):
