@@ -4,9 +4,9 @@ Targets are checked before the model loads (the runs name a model that is neithe
 downloadable here: reaching the load would fail with exit 1, so exit 2 shows that nothing was
 loaded); a rerun replaces, `--resume` continues only an output of the same model and settings;
 interruptions (SIGKILL at random moments, SIGTERM during a `--resume`), a full disk, FIFOs, pipes,
-devices and links. Runs use batches of one window decoded in process (`-b 1 -j 0`): a window's
-scores then never depend on its batch, so a resumed output can be compared byte for byte with a
-clean run's.
+devices and links. A resumed output is compared byte for byte with a clean run's: the CPU results
+are batch-invariant (tests/inference/test_batch_invariance.py); the runs use `-b 1 -j 0` all the
+same, the cheapest settings (no decode worker to start).
 """
 
 from __future__ import annotations
