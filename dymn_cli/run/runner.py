@@ -219,7 +219,7 @@ def label_inputs(
 
     def settle(done: Input) -> None:
         if done.path in missing:
-            failure = TagFailure(done.path, "no such file or folder")
+            failure = TagFailure(done.path, "file not found")  # (the decoder's words for a file gone later)
             _count(summary, failure)
             for sink in sinks:
                 sink.write(failure)

@@ -81,7 +81,7 @@ def test_a_missing_path_is_a_failed_input_in_its_place(folder, tmp_path):
     target = tmp_path / "out.jsonl"
     summary = run([tmp_path / "missing.wav", folder / "a.wav"], tagger=FakeTagger(), output=target)
     assert (summary.tagged, summary.failed, summary.exit_code, summary.problems) == (1, 1, 1, [])
-    assert records(target)[0] == {"path": str(tmp_path / "missing.wav"), "error": "no such file or folder"}
+    assert records(target)[0] == {"path": str(tmp_path / "missing.wav"), "error": "file not found"}
 
 
 def test_each_outcome_reaches_the_extra_sinks_and_the_callbacks(folder, tmp_path):
