@@ -61,7 +61,8 @@ def assert_clean_stderr(stderr: bytes) -> str:
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    """The input records of a JSONL file (its first line, the header record, has no path)."""
+    return [r for r in map(json.loads, path.read_text(encoding="utf-8").splitlines()) if "path" in r]
 
 
 @pytest.fixture(scope="module")
