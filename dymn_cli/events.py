@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 
 __all__ = ["DEFAULT_THRESHOLD", "EventSettings", "SlotScores", "SoundEvent", "detect_events", "events_from_scores", "slot_scores"]
 
@@ -150,10 +150,10 @@ def events_from_scores(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     min_duration: float = 0.0,
-    class_table: Sequence[AudioSetClass] | None = None,
+    class_table: Sequence[LabelClass] | None = None,
 ) -> list[SoundEvent]:
     """Merge each column's runs of slots scoring at least `threshold` into events, sorted by start."""
-    table = audioset_classes() if class_table is None else class_table
+    table = Vocabulary.audioset() if class_table is None else class_table
     widths = np.diff(grid.edges)
     events: list[SoundEvent] = []
     with np.errstate(invalid="ignore"):

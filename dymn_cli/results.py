@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dymn_cli.audio.windows import WindowGrid
-from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.inference.pipeline import WindowOutputs
+
+if TYPE_CHECKING:
+    from dymn_cli.models.head import ClassifierHead
 
 AGGREGATES = ("mean", "max")
 
@@ -26,9 +30,9 @@ class TagResult:
     scores: np.ndarray  # [K] clip scores, aggregated over windows
     starts: np.ndarray  # [n_windows] seconds
     ends: np.ndarray  # [n_windows] seconds (the last window may reach past the end: it is zero-padded)
-    window_scores: np.ndarray  # [n_windows, K] sigmoid probabilities
+    window_scores: np.ndarray  # [n_windows, K] probabilities (AudioSet: sigmoids; a head's: its activation)
     embeddings: np.ndarray  # [n_windows, C]
-    classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
+    classes: Vocabulary = field(default_factory=Vocabulary.audioset, repr=False)  # names the K columns
     warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
 
     def window_times(self) -> tuple[np.ndarray, np.ndarray]:
@@ -73,11 +77,26 @@ class TagFailure:
 
 
 def build_result(
-    name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
+    name: str,
+    outputs: WindowOutputs,
+    *,
+    grid: WindowGrid,
+    aggregate: str,
+    sample_rate: int,
+    classes: Vocabulary,
+    head: ClassifierHead | None = None,
 ) -> TagResult:
-    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
-    # sigmoid, written so that large logits of either sign never overflow
-    window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner):
+    the AudioSet scores when `classes` has them, then the `head`'s scores of the windows' embeddings."""
+    columns = []
+    if classes.has_audioset:
+        # sigmoid, written so that large logits of either sign never overflow
+        columns.append(np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32))
+    if head is not None:
+        columns.append(head.probabilities(outputs.embeddings))
+    window_scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
+    if window_scores.shape[1] != len(classes):
+        raise ValueError(f"{window_scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

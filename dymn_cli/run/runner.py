@@ -202,6 +202,9 @@ def label_inputs(
             "model": tagger.name,
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
         }
+        head = getattr(tagger, "head", None)
+        if head is not None:  # (its classes are in the settings; here where they come from)
+            header["head"] = {"path": head.path, "classes": list(head.classes), "backbone": head.backbone.as_dict()}
         append = resume and target is not None and target.exists
         writer = writer_type(target if target is not None else output, options=options, header=header, append=append)
         if on_start is not None:
