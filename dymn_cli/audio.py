@@ -58,9 +58,13 @@ __all__ = [
     "AudioInfo",
     "AudioSource",
     "AudioDecodeWarning",
+    "StreamResampler",
     "audio_info",
+    "ffmpeg_reason",
+    "frame_to_array",
     "is_audio_path",
     "load_audio",
+    "mix_to_mono",
     "prepare_waveform",
     "stream_audio",
 ]
@@ -146,7 +150,7 @@ def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str
         try:
             parts = []
             for block in _checked_blocks(decoder, inp, 1 << 18):  # a loop, not a comprehension: warning stacklevel
-                parts.append(_mix_to_mono(block, inp.name))
+                parts.append(mix_to_mono(block, inp.name))
         finally:
             decoder.close()
     finally:
@@ -230,7 +234,7 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
     if x.shape[0] == 0 or x.shape[1] == 0:
         raise AudioError(f"{name}: contains no audio samples")
     frames = _to_float32(x, name)
-    mono = _mix_to_mono(frames, name)
+    mono = mix_to_mono(frames, name)
     return _resample(mono, source_rate, sample_rate)
 
 
@@ -264,7 +268,7 @@ def _clean(message: object) -> str:
     return " ".join(str(message).split()).rstrip(".")
 
 
-def _av_reason(exc: BaseException) -> str:
+def ffmpeg_reason(exc: BaseException) -> str:
     """FFmpeg's own words ("Invalid data found when processing input"), without errno and call site."""
     reason = _clean(getattr(exc, "strerror", None) or exc)
     if reason.startswith("Error number"):  # a decoder-private code FFmpeg has no text for
@@ -440,7 +444,7 @@ def _import_av() -> Any:
 _INT_SCALE = {"u8": 2.0**-7, "s16": 2.0**-15, "s32": 2.0**-31, "s64": 2.0**-63}
 
 
-def _frame_to_array(frame: Any) -> np.ndarray:
+def frame_to_array(frame: Any) -> np.ndarray:
     """A PyAV AudioFrame -> C-ordered float32 `[samples, channels]` (like soundfile gives)."""
     arr = frame.to_ndarray()
     fmt = frame.format.name.rstrip("p")
@@ -513,12 +517,12 @@ class _PyAVDecoder:
             except StopIteration:
                 return
             except (av.error.FFmpegError, OSError) as exc:  # the container itself is unreadable from here
-                raise _DecodeStopped(_av_reason(exc)) from None
+                raise _DecodeStopped(ffmpeg_reason(exc)) from None
             try:
                 decoded = packet.decode()
             except (av.error.FFmpegError, OSError) as exc:  # one damaged packet: skip it, like ffmpeg
                 self.skipped += 1
-                self.skip_reason = _av_reason(exc)
+                self.skip_reason = ffmpeg_reason(exc)
                 continue
             for frame in decoded:
                 if rate is None:
@@ -529,7 +533,7 @@ class _PyAVDecoder:
                         self.sample_rate = rate
                 elif frame.sample_rate != rate:
                     raise _DecodeStopped(f"the sample rate changes mid-stream ({rate} -> {frame.sample_rate} Hz)")
-                block = _frame_to_array(frame)
+                block = frame_to_array(frame)
                 if remaining is not None:
                     block = block[:remaining]
                     remaining -= len(block)
@@ -587,7 +591,7 @@ def _open_decoder(inp: _Input) -> _Decoder:
     try:
         return _PyAVDecoder(inp)
     except av.error.FFmpegError as exc:
-        av_reason = _av_reason(exc)
+        av_reason = ffmpeg_reason(exc)
     except OSError as exc:
         raise AudioError(f"{inp.name}: cannot read the file ({_clean(exc.strerror or exc)})") from None
     raise AudioError(f"{inp.name}: not a readable audio file ({_describe_failure(sf_reason, av_reason)})")
@@ -639,7 +643,7 @@ def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.
 # --------------------------------------------------------------------------- samples
 
 
-def _mix_to_mono(frames: np.ndarray, name: str) -> np.ndarray:
+def mix_to_mono(frames: np.ndarray, name: str) -> np.ndarray:
     """`[samples, channels]` C-ordered float32 -> 1-D float32, librosa's ``to_mono`` bit for bit.
 
     ``np.mean(x, axis=1)`` over a C-ordered array equals librosa's ``np.mean(x.T, axis=0)`` and does
@@ -669,25 +673,49 @@ def _resample(mono: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
     return out[:target]
 
 
+class StreamResampler:
+    """Mono float32 blocks at `in_rate` -> `out_rate`: the outputs of `feed` and `finish`, joined, equal
+    `_resample` of the joined inputs bit for bit (libsoxr's output does not depend on the chunking),
+    including librosa's zero padding to ``ceil(n * out / in)`` samples."""
+
+    def __init__(self, in_rate: float, out_rate: float) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._soxr = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        self.n_in = self.n_out = 0
+
+    def feed(self, mono: np.ndarray) -> np.ndarray:
+        self.n_in += len(mono)
+        out = mono if self._soxr is None else self._soxr.resample_chunk(mono, last=False)
+        self.n_out += len(out)
+        return out
+
+    def finish(self) -> np.ndarray:
+        """What soxr still holds, padded (or, never seen, cut) to librosa's length."""
+        if self._soxr is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        pad = _resampled_length(self.n_in, self.in_rate, self.out_rate) - (self.n_out + len(tail))
+        if pad > 0:
+            tail = np.concatenate([tail, np.zeros(pad, dtype=np.float32)])
+        elif pad < 0:  # soxr rounds, librosa takes the ceiling: cut what is still here
+            tail = tail[: max(len(tail) + pad, 0)]
+        self.n_out += len(tail)
+        return tail
+
+
 def _stream_blocks(
     inp: _Input, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
 ) -> Iterator[np.ndarray]:
     try:
         read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
-        resampler = None
-        n_in = n_out = 0
+        resampler: StreamResampler | None = None
         pending: list[np.ndarray] = []
         n_pending = 0
         for block in _checked_blocks(decoder, inp, read_frames):
-            mono = _mix_to_mono(block, inp.name)
-            n_in += len(mono)
-            if decoder.sample_rate == sample_rate:
-                out = mono
-            else:
-                if resampler is None:
-                    resampler = soxr.ResampleStream(decoder.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-                out = resampler.resample_chunk(mono, last=False)
-            n_out += len(out)
+            mono = mix_to_mono(block, inp.name)
+            if resampler is None:  # (the rate is known for sure once the first block is decoded)
+                resampler = StreamResampler(decoder.sample_rate, sample_rate)
+            out = resampler.feed(mono)
             if len(out):
                 pending.append(out)
                 n_pending += len(out)
@@ -697,16 +725,9 @@ def _stream_blocks(
                 rest = buf[block_out:]
                 pending = [rest] if len(rest) else []
                 n_pending = len(rest)
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            target = _resampled_length(n_in, decoder.sample_rate, sample_rate)
-            pad = target - (n_out + len(tail))
-            if pad > 0:
-                tail = np.concatenate([tail, np.zeros(pad, dtype=np.float32)])
-            elif pad < 0:  # never seen (soxr rounds, librosa takes the ceiling); cut what is still here
-                tail = tail[: max(len(tail) + pad, 0)]
-            if len(tail):
-                pending.append(tail)
+        tail = resampler.finish() if resampler is not None else np.zeros(0, dtype=np.float32)
+        if len(tail):
+            pending.append(tail)
         if pending:
             buf = np.concatenate(pending) if len(pending) > 1 else pending[0]
             for start in range(0, len(buf), block_out):

@@ -82,7 +82,7 @@ def tag(
     compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
     batch_size: Annotated[Optional[int], typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
     window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
-    hop: Annotated[float, typer.Option("--hop", help="Seconds between window starts.")] = 10.0,
+    hop: Annotated[Optional[float], typer.Option("--hop", help="Seconds between window starts (default: 10, with --live 1).", show_default=False)] = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
@@ -100,6 +100,9 @@ def tag(
     actors: Annotated[Optional[int], typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
     embeddings: Annotated[Optional[Path], typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
     plot: Annotated[Optional[Path], typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
+    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once.")] = False,
+    pcm: Annotated[Optional[str], typer.Option("--pcm", metavar="FORMAT:RATE:CHANNELS", help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).")] = None,
+    reconnect: Annotated[float, typer.Option("--reconnect", metavar="SECONDS", help="With --live: reopen a network stream that drops, for up to this long (0: never).", min=0.0)] = 300.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
@@ -111,6 +114,19 @@ def tag(
     from .shards import parse_shard
 
     keep_freed_memory()
+    if pcm is not None and not live:
+        raise UsageError("--pcm describes a live stream: use it with --live")
+    if live:
+        given = {"--files-from": files_from, "--resume": resume, "--timeline": timeline, "--output-dir": output_dir,
+                 "--shard": shard, "--ray": ray_target, "--embeddings": embeddings, "--plot": plot}
+        unused = [name for name, value in given.items() if value]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} cannot be used with --live")
+        _tag_live(paths or [], output=output, format=format, top=top, threshold=threshold, events=events,
+                  min_duration=min_duration, labels=labels, exclude=exclude, window=window, hop=hop, pcm=pcm,
+                  reconnect=reconnect, quiet=quiet, tagger_options=dict(model=model, weights=weights, device=device,
+                  precision=precision, compile=compile, batch_size=batch_size, sha256=sha256))
+    hop = hop if hop is not None else 10.0
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
@@ -165,6 +181,35 @@ def tag(
         )
     for problem in summary.problems:
         log.error("%s: %s", _one_line(problem.path), problem.reason)
+    if not quiet:
+        log.info(summary.line())
+    raise typer.Exit(summary.exit_code)
+
+
+def _tag_live(sources: list[str], *, output: Optional[Path], format: Optional[str], top: str, threshold: Optional[float],
+              events: bool, min_duration: float, labels: Optional[str], exclude: Optional[str], window: float,
+              hop: Optional[float], pcm: Optional[str], reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
+    """`--live`: a thin layer over `dymn_cli.live_run.tag_live`."""
+    from .extras import build_output_options
+    from .live_run import LiveSettings, tag_live
+    from .live_sources import PcmFormat
+
+    options = build_output_options(format=None, top=_parse_top(top), threshold=threshold, events=events,
+                                   min_duration=min_duration, labels=labels, exclude=exclude)
+    settings = LiveSettings(window=window, hop=hop if hop is not None else 1.0,
+                            pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect)
+
+    def make_tagger() -> Any:
+        from .tagger import Tagger
+
+        weights = tagger_options.pop("weights")
+        model = tagger_options.pop("model")
+        return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None,
+                      progress=sys.stderr.isatty() and not quiet, **tagger_options)
+
+    summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
+    if summary.interrupted is not None:
+        log.error("%s", summary.interrupted)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)

@@ -64,12 +64,16 @@ class TagFailure:
     reason: str
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Scores from logits, as float32; written so that large logits of either sign never overflow."""
+    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
+
+
 def build_result(
     name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
 ) -> TagResult:
     """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
-    # sigmoid, written so that large logits of either sign never overflow
-    window_scores = np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32)
+    window_scores = sigmoid(outputs.logits)
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

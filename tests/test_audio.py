@@ -143,12 +143,12 @@ def test_pcm_via_pyav_matches_soundfile_samples(tmp_path):
     same floats as soundfile."""
     data = np.round(noise(0.3, 44_100, 2, amplitude=0.5, seed=3) * 32767) / 32768
     wav = write_audio(tmp_path / "n.wav", data, 44_100, subtype="PCM_16")
-    from dymn_cli.audio import _frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
+    from dymn_cli.audio import frame_to_array  # noqa: PLC0415 - checks the int16 path of the converter
 
     import av  # noqa: PLC0415
 
     with av.open(str(wav)) as container:
-        frames = [_frame_to_array(f) for f in container.decode(container.streams.audio[0])]
+        frames = [frame_to_array(f) for f in container.decode(container.streams.audio[0])]
     assert np.array_equal(np.concatenate(frames), sf.read(wav, dtype="float32", always_2d=True)[0])
 
 
