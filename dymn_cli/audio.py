@@ -40,7 +40,9 @@ from __future__ import annotations
 import io
 import math
 import os
+import select
 import stat
+import time
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -50,7 +52,7 @@ import numpy as np
 import soundfile as sf
 import soxr
 
-from .errors import AudioError, UsageError
+from .errors import AudioError, TimedOut, UsageError
 
 __all__ = [
     "AUDIO_EXTENSIONS",
@@ -58,6 +60,7 @@ __all__ = [
     "AudioInfo",
     "AudioSource",
     "AudioDecodeWarning",
+    "Deadline",
     "StreamResampler",
     "audio_info",
     "ffmpeg_reason",
@@ -79,6 +82,16 @@ MAX_READ_SAMPLES = 1 << 23
 """`stream_audio` reads at most this many samples (all channels) at a time, 32 MiB of float32, whatever
 sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
 16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
+
+MIN_SOURCE_RATE = 1_000
+MAX_SOURCE_RATE = 2_000_000
+"""The sample rates (Hz) an input may have. Below 1 kHz nothing of AudioSet's classes is left; above
+2 MHz (ultrasound recorders reach 1 MHz) a header is lying: a rate of 0, 1 Hz or 4 GHz fails that input."""
+
+MAX_STREAM_BUFFER = 64 << 20
+"""A stream (standard input, a FIFO, a device) is read into memory up to this many bytes: if it ends
+there it is decoded like a file (libsndfile first); if not it is decoded as it comes, by FFmpeg, which
+needs no seeking. Memory stays bounded however long, or endless, the stream is."""
 
 AudioSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, BinaryIO]
 """A path, the bytes of a file, or a binary file object (e.g. ``sys.stdin.buffer``)."""
@@ -103,6 +116,25 @@ named explicitly."""
 
 class AudioDecodeWarning(UserWarning):
     """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
+
+
+class Deadline:
+    """When decoding an input must end: `--file-timeout` seconds after it started.
+
+    Checked between decoded blocks and while waiting for a stream's next bytes, so that a stalled
+    FIFO or standard input fails with `TimedOut` instead of hanging the run.
+    """
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.at = time.monotonic() + seconds
+
+    def remaining(self) -> float:
+        return self.at - time.monotonic()
+
+    def check(self, name: str) -> None:
+        if time.monotonic() >= self.at:
+            raise TimedOut(f"{name}: timed out after {self.seconds:g} s")
 
 
 @dataclass(frozen=True)
@@ -134,7 +166,9 @@ def is_audio_path(path: str | os.PathLike[str]) -> bool:
 # --------------------------------------------------------------------------- public functions
 
 
-def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str | None = None) -> np.ndarray:
+def load_audio(
+    source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str | None = None, deadline: Deadline | None = None
+) -> np.ndarray:
     """Decode `source` whole to a 1-D float32 mono waveform at `sample_rate`.
 
     `source` is a path, the bytes of a file, or a binary file object; a non-seekable one (a pipe,
@@ -144,12 +178,12 @@ def load_audio(source: AudioSource, *, sample_rate: int = SAMPLE_RATE, name: str
     docstring); warns `AudioDecodeWarning` when only part of it decodes.
     """
     sample_rate = _check_rate(sample_rate, "sample_rate")
-    inp = _resolve(source, name)
+    inp = _resolve(source, name, deadline)
     try:
         decoder = _open_decoder(inp)
         try:
             parts = []
-            for block in _checked_blocks(decoder, inp, 1 << 18):  # a loop, not a comprehension: warning stacklevel
+            for block in _checked_blocks(decoder, inp, 1 << 18, deadline):  # a loop, not a comprehension: warning stacklevel
                 parts.append(mix_to_mono(block, inp.name))
         finally:
             decoder.close()
@@ -165,6 +199,7 @@ def stream_audio(
     sample_rate: int = SAMPLE_RATE,
     block_seconds: float = 30.0,
     name: str | None = None,
+    deadline: Deadline | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode `source` in bounded memory: yield consecutive 1-D float32 mono blocks at `sample_rate`.
 
@@ -172,20 +207,22 @@ def stream_audio(
     shorter (never empty). Their concatenation equals ``load_audio(source, sample_rate=...)`` bit for
     bit. The input is opened (and problems found at open time raised) when this function is called;
     decoding problems later on raise `AudioError` from the iteration. Memory stays around one block
-    of decoded input plus one block of output; a non-seekable file object is still read into memory
-    first (compressed), because libsndfile needs to seek.
+    of decoded input plus one block of output; a stream (a non-seekable file object, a FIFO, a
+    device) is read into memory up to `MAX_STREAM_BUFFER` bytes, and decoded as it comes beyond that.
+    With a `deadline`, decoding raises `TimedOut` once it has passed (checked between blocks and
+    while a stream is waited for).
     """
     sample_rate = _check_rate(sample_rate, "sample_rate")
     if not (isinstance(block_seconds, (int, float)) and math.isfinite(block_seconds) and block_seconds > 0):
         raise UsageError(f"block_seconds must be a positive number of seconds, got {block_seconds!r}")
     block_out = max(int(round(block_seconds * sample_rate)), 1)
-    inp = _resolve(source, name)
+    inp = _resolve(source, name, deadline)
     try:
         decoder = _open_decoder(inp)
     except BaseException:
         inp.close()
         raise
-    return _stream_blocks(inp, decoder, sample_rate, block_seconds, block_out)
+    return _stream_blocks(inp, decoder, sample_rate, block_seconds, block_out, deadline)
 
 
 def audio_info(source: AudioSource, *, name: str | None = None) -> AudioInfo:
@@ -244,19 +281,23 @@ def prepare_waveform(array: Any, *, source_rate: int, sample_rate: int = SAMPLE_
 class _Input:
     """A resolved source: a display name plus either a real path or a seekable binary file object."""
 
-    def __init__(self, name: str, path: str | None = None, fileobj: BinaryIO | None = None, owned: bool = False):
+    def __init__(
+        self, name: str, path: str | None = None, fileobj: Any = None, owned: bool = False, streaming: bool = False
+    ):
         self.name = name
         self.path = path
         self.fileobj = fileobj
         self._owned = owned
+        self.streaming = streaming  # a stream longer than MAX_STREAM_BUFFER: read once, no seeking
 
     def rewind(self) -> None:
         if self.fileobj is not None:
             self.fileobj.seek(0)
 
-    def soundfile_target(self) -> str | BinaryIO:
+    def soundfile_target(self) -> bytes | BinaryIO:
         assert self.path is not None or self.fileobj is not None
-        return self.path if self.path is not None else self.fileobj  # type: ignore[return-value]
+        # (bytes: soundfile would encode a str strictly, and a name that is not UTF-8 would fail)
+        return os.fsencode(self.path) if self.path is not None else self.fileobj  # type: ignore[return-value]
 
     def close(self) -> None:
         if self._owned and self.fileobj is not None:
@@ -283,7 +324,7 @@ def _stream_name(obj: Any) -> str:
     return "<stream>"
 
 
-def _resolve(source: AudioSource, name: str | None = None) -> _Input:
+def _resolve(source: AudioSource, name: str | None = None, deadline: Deadline | None = None) -> _Input:
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "<bytes>"
         data = bytes(source)
@@ -291,71 +332,129 @@ def _resolve(source: AudioSource, name: str | None = None) -> _Input:
             raise AudioError(f"{name}: empty input (0 bytes)")
         return _Input(name, fileobj=io.BytesIO(data), owned=True)
     if isinstance(source, (str, os.PathLike)):
-        return _resolve_path(os.fspath(source), name)
+        return _resolve_path(os.fspath(source), name, deadline)
     if isinstance(source, io.TextIOBase):
         raise AudioError(
             f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)"
         )
     if hasattr(source, "read"):
-        return _resolve_fileobj(source, name or _stream_name(source))
+        return _resolve_fileobj(source, name or _stream_name(source), deadline)
     raise AudioError(f"{name or type(source).__name__}: not a path, bytes or binary file object")
 
 
-def _resolve_path(path: str | bytes, name: str | None = None) -> _Input:
+def _resolve_path(path: str | bytes, name: str | None = None, deadline: Deadline | None = None) -> _Input:
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     shown = name or path
     try:
-        st = os.stat(path)
+        # Never blocks (a FIFO with no writer opens at once); the type is read from what was opened,
+        # so a file swapped for a FIFO after a folder walk is still read as a stream.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except (FileNotFoundError, NotADirectoryError):
         raise AudioError(f"{shown}: file not found") from None
     except PermissionError:
         raise AudioError(f"{shown}: permission denied") from None
-    except OSError as exc:
-        raise AudioError(f"{shown}: cannot access the file ({_clean(exc.strerror or exc)})") from None
-    if stat.S_ISDIR(st.st_mode):
-        raise AudioError(f"{shown}: is a directory, not an audio file")
-    try:
-        fh = open(path, "rb")  # noqa: SIM115 - closed by _Input.close (or right here)
-    except PermissionError:
-        raise AudioError(f"{shown}: permission denied") from None
+    except IsADirectoryError:
+        raise AudioError(f"{shown}: is a directory, not an audio file") from None
     except OSError as exc:
         raise AudioError(f"{shown}: cannot open the file ({_clean(exc.strerror or exc)})") from None
-    if not stat.S_ISREG(st.st_mode):
-        # a named pipe, /dev/stdin, a process substitution: read it like a non-seekable stream
-        with fh:
-            return _buffer_stream(fh, shown)
-    fh.close()
+    try:
+        st = os.fstat(fd)
+        if stat.S_ISDIR(st.st_mode):
+            raise AudioError(f"{shown}: is a directory, not an audio file")
+        if not stat.S_ISREG(st.st_mode):
+            # a FIFO, a device, /dev/stdin, a process substitution: read as a stream, never whole
+            os.set_blocking(fd, True)  # (select() below says when a read would not block)
+            with open(fd, "rb", buffering=0, closefd=True) as fh:
+                fd = -1
+                return _buffer_stream(fh, shown, deadline)
+    except OSError as exc:
+        raise AudioError(f"{shown}: cannot read the file ({_clean(exc.strerror or exc)})") from None
+    finally:
+        if fd >= 0:
+            os.close(fd)
     if st.st_size == 0:
         raise AudioError(f"{shown}: empty file (0 bytes)")
     return _Input(shown, path=path)
 
 
-def _buffer_stream(fh: Any, name: str) -> _Input:
-    try:
-        chunks = []
+class _StreamReader:
+    """Reads a stream that may stall or never end: each read waits at most until the deadline, and
+    reads are bounded (FFmpeg asks for 32 kB at a time)."""
+
+    def __init__(self, fh: Any, name: str, deadline: Deadline | None, head: bytes = b"") -> None:
+        self._fh = fh
+        self.name = name
+        self._deadline = deadline
+        self._head = head
+        try:
+            self._fd: int | None = fh.fileno()
+        except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+            self._fd = None  # e.g. a BytesIO or a socket-like object: reads as it is
+
+    def read(self, size: int = -1) -> bytes:
+        if size is None or size < 0:
+            size = 1 << 20
+        if self._head:
+            out, self._head = self._head[:size], self._head[size:]
+            return out
+        self._wait()
+        read = getattr(self._fh, "read1", None) or self._fh.read
+        try:
+            chunk = read(size)
+        except OSError as exc:
+            raise AudioError(f"{self.name}: cannot read the input ({_clean(exc.strerror or exc)})") from None
+        if chunk is None:  # a non-blocking stream with nothing yet
+            return self.read(size)
+        if not isinstance(chunk, (bytes, bytearray, memoryview)):
+            raise AudioError(f"{self.name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
+        return bytes(chunk)
+
+    def _wait(self) -> None:
+        """Until the stream has bytes (or its end) to give, or the deadline passes. Also how a FIFO
+        opened before any writer waits for one: until then a read would say "end of file"."""
+        if self._fd is None:
+            return
+        # (read1 on a BufferedReader such as sys.stdin.buffer reads the fd directly once its buffer
+        # is empty, so select() sees every byte not yet returned)
         while True:
-            chunk = fh.read(1 << 20)
-            if not chunk:
-                break
-            if not isinstance(chunk, (bytes, bytearray, memoryview)):
-                raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
-            chunks.append(bytes(chunk))
-    except OSError as exc:
-        raise AudioError(f"{name}: cannot read the input ({_clean(exc.strerror or exc)})") from None
-    data = b"".join(chunks)
-    if not data:
-        raise AudioError(f"{name}: empty input (0 bytes)")
-    return _Input(name, fileobj=io.BytesIO(data), owned=True)
+            wait = None
+            if self._deadline is not None:
+                self._deadline.check(self.name)
+                wait = min(max(self._deadline.remaining(), 0.0), 1.0)
+            try:
+                ready, _, _ = select.select([self._fd], [], [], wait)
+            except (OSError, ValueError):
+                return  # not a selectable descriptor: read and block as it does
+            if ready:
+                return
 
 
-def _resolve_fileobj(fh: Any, name: str) -> _Input:
+def _buffer_stream(fh: Any, name: str, deadline: Deadline | None = None) -> _Input:
+    """A stream read up to `MAX_STREAM_BUFFER` bytes: decoded from memory if it ends within them,
+    else decoded as it comes (the bytes read so far first)."""
+    reader = _StreamReader(fh, name, deadline)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_STREAM_BUFFER:
+        chunk = reader.read(1 << 20)
+        if not chunk:
+            data = b"".join(chunks)
+            if not data:
+                raise AudioError(f"{name}: empty input (0 bytes)")
+            return _Input(name, fileobj=io.BytesIO(data), owned=True)
+        chunks.append(chunk)
+        size += len(chunk)
+    return _Input(name, fileobj=_StreamReader(fh, name, deadline, head=b"".join(chunks)), streaming=True)
+
+
+def _resolve_fileobj(fh: Any, name: str, deadline: Deadline | None = None) -> _Input:
     try:
-        seekable = bool(fh.seekable()) and fh.tell() == 0
+        seekable = bool(fh.seekable()) and fh.tell() == 0 and _is_regular(fh)
     except (AttributeError, OSError, ValueError):
         seekable = False
     if not seekable:
-        return _buffer_stream(fh, name)
+        return _buffer_stream(fh, name, deadline)
     try:
         size = fh.seek(0, io.SEEK_END)
         fh.seek(0)
@@ -364,6 +463,15 @@ def _resolve_fileobj(fh: Any, name: str) -> _Input:
     if size == 0:
         raise AudioError(f"{name}: empty input (0 bytes)")
     return _Input(name, fileobj=fh)
+
+
+def _is_regular(fh: Any) -> bool:
+    """Whether a file object is backed by a regular file (a character device such as /dev/zero says
+    it is seekable, and has size 0), or by no file at all (a BytesIO)."""
+    try:
+        return stat.S_ISREG(os.fstat(fh.fileno()).st_mode)
+    except (AttributeError, OSError, ValueError, io.UnsupportedOperation):
+        return True
 
 
 # --------------------------------------------------------------------------- decoders
@@ -480,21 +588,27 @@ class _PyAVDecoder:
         # "concat:..." as a protocol URL.
         self._fh = inp.fileobj if inp.fileobj is not None else open(inp.path, "rb")  # noqa: SIM115
         self._own_fh = inp.fileobj is None
+        self._name = inp.name
         try:
             self._container = av.open(self._fh, mode="r", metadata_errors="replace")
         except BaseException:
             self._close_fh()
             raise
-        streams = self._container.streams.audio
-        if not streams:
+        try:
+            streams = self._container.streams.audio
+            if not streams:
+                what = " (a video without sound)" if self._container.streams.video else ""
+                raise AudioError(f"{inp.name}: no audio stream{what}")
+            self._stream = streams[0]
+            ctx = self._stream.codec_context
+            if ctx is None:  # FFmpeg knows the container but has no decoder for this codec (or tag)
+                raise AudioError(f"{inp.name}: not a readable audio file (no decoder for its audio codec)")
+            self.sample_rate: int = ctx.sample_rate
+            self.channels: int = ctx.channels
+            self._limit = self._declared_frames() if self._trims_to_duration() else None
+        except BaseException:
             self.close()
-            what = " (a video without sound)" if self._container.streams.video else ""
-            raise AudioError(f"{inp.name}: no audio stream{what}")
-        self._stream = streams[0]
-        ctx = self._stream.codec_context
-        self.sample_rate: int = ctx.sample_rate
-        self.channels: int = ctx.channels
-        self._limit = self._declared_frames() if self._trims_to_duration() else None
+            raise
 
     def _trims_to_duration(self) -> bool:
         # mp4/mov state the exact track length (edit list); decoding gives whole AAC frames
@@ -527,6 +641,7 @@ class _PyAVDecoder:
             for frame in decoded:
                 if rate is None:
                     rate = frame.sample_rate
+                    _check_source_rate(rate, self._name)
                     if rate != self.sample_rate:  # e.g. HE-AAC, whose header gives the core rate
                         if remaining is not None:
                             remaining = int(round(remaining * rate / self.sample_rate))
@@ -577,7 +692,30 @@ _Decoder = Union[_SoundfileDecoder, _PyAVDecoder]
 
 
 def _open_decoder(inp: _Input) -> _Decoder:
-    """libsndfile first (exact librosa parity), PyAV for whatever it does not recognise."""
+    """libsndfile first (exact librosa parity), PyAV for whatever it does not recognise (and for a
+    long stream, which libsndfile cannot read without seeking). The stated sample rate is checked."""
+    decoder = _open_either_decoder(inp)
+    if decoder.backend == "pyav" and not decoder.sample_rate:
+        return decoder  # FFmpeg learns some streams' rate from their first frame: checked there
+    try:
+        _check_source_rate(decoder.sample_rate, inp.name)
+    except AudioError:
+        decoder.close()
+        raise
+    return decoder
+
+
+def _check_source_rate(rate: Any, name: str) -> None:
+    if not (isinstance(rate, (int, float)) and MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE):
+        raise AudioError(
+            f"{name}: its header states a sample rate of {rate} Hz "
+            f"(audio has {MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz; the file is damaged or not audio)"
+        )
+
+
+def _open_either_decoder(inp: _Input) -> _Decoder:
+    if inp.streaming:
+        return _open_pyav(inp, "a stream this long is decoded as it comes")
     try:
         return _SoundfileDecoder(inp)
     except (sf.LibsndfileError, RuntimeError) as exc:
@@ -587,6 +725,10 @@ def _open_decoder(inp: _Input) -> _Decoder:
     except OSError as exc:  # e.g. the file vanished between the checks and the open
         raise AudioError(f"{inp.name}: cannot read the file ({_clean(exc.strerror or exc)})") from None
     inp.rewind()
+    return _open_pyav(inp, sf_reason)
+
+
+def _open_pyav(inp: _Input, sf_reason: str) -> _PyAVDecoder:
     av = _import_av()
     try:
         return _PyAVDecoder(inp)
@@ -607,7 +749,9 @@ def _describe_failure(sf_reason: str, av_reason: str) -> str:
     return "unknown format or corrupt data"
 
 
-def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.ndarray]:
+def _checked_blocks(
+    decoder: _Decoder, inp: _Input, frames: int, deadline: Deadline | None = None
+) -> Iterator[np.ndarray]:
     """Decoded `[frames, channels]` float32 blocks; handles decoding errors and empty results.
 
     Warnings use stacklevel 3: this generator, then `load_audio` or `_stream_blocks`, then the caller.
@@ -615,6 +759,8 @@ def _checked_blocks(decoder: _Decoder, inp: _Input, frames: int) -> Iterator[np.
     total = 0
     try:
         for block in decoder.blocks(frames):
+            if deadline is not None:
+                deadline.check(inp.name)
             total += len(block)
             yield block
     except _DecodeStopped as exc:
@@ -704,14 +850,14 @@ class StreamResampler:
 
 
 def _stream_blocks(
-    inp: _Input, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int
+    inp: _Input, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int, deadline: Deadline | None
 ) -> Iterator[np.ndarray]:
     try:
         read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
         resampler: StreamResampler | None = None
         pending: list[np.ndarray] = []
         n_pending = 0
-        for block in _checked_blocks(decoder, inp, read_frames):
+        for block in _checked_blocks(decoder, inp, read_frames, deadline):
             mono = mix_to_mono(block, inp.name)
             if resampler is None:  # (the rate is known for sure once the first block is decoded)
                 resampler = StreamResampler(decoder.sample_rate, sample_rate)

@@ -19,6 +19,7 @@ import typer
 
 from . import __version__
 from .errors import DymnError, Interrupted, SignalReceived, UsageError
+from .terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
@@ -85,6 +86,7 @@ def tag(
     hop: Annotated[Optional[float], typer.Option("--hop", help="Seconds between window starts (default: 10, with --live 1).", show_default=False)] = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
     workers: Annotated[Optional[int], typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
+    file_timeout: Annotated[Optional[float], typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", show_default=False)] = None,
     files_from: Annotated[Optional[str], typer.Option("--files-from", "-T", help="Read input paths, one a line, from this file or - (stdin).")] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.")] = True,
     resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.")] = False,
@@ -169,7 +171,8 @@ def tag(
             options=options,
             extra_sinks=sinks,
             settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None, batch_size=batch_size),
+                                 decode_first=ray_target is None, batch_size=batch_size,
+                                 file_timeout=_check_timeout(file_timeout)),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout.isatty(),
@@ -180,7 +183,7 @@ def tag(
             shard=parse_shard(shard) if shard is not None else None,
         )
     for problem in summary.problems:
-        log.error("%s: %s", _one_line(problem.path), problem.reason)
+        log.error("%s: %s", problem.path, problem.reason)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
@@ -294,13 +297,23 @@ def labels_command(
         typer.echo("\n".join(lines))
 
 
+def _check_timeout(seconds: Optional[float]) -> Optional[float]:
+    if seconds is not None and not (seconds > 0 and seconds < float("inf")):
+        raise UsageError(f"--file-timeout must be a positive number of seconds, got {seconds:g}")
+    return seconds
+
+
 def _cached_size(path: Path) -> str:
     return f"{path.stat().st_size / 2**20:.1f} MiB" if path.exists() else "no"
 
 
-def _one_line(text: str) -> str:
-    """Paths may hold newlines; a report stays one line per problem."""
-    return text.replace("\\", "\\\\").replace("\n", "\\n").replace("\r", "\\r")
+class _TerminalSafeFormatter(logging.Formatter):
+    """Every line on stderr escapes what names may hold (newlines, escape sequences, bytes that are
+    not UTF-8): one line per message, and nothing in a file name drives the terminal."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        record.message = printable(record.message)
+        return super().formatMessage(record)
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -310,7 +323,9 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="dymn-tag: %(message)s", stream=sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_TerminalSafeFormatter("dymn-tag: %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
     app = commands_app if args and args[0] in SUBCOMMANDS else tag_app
     command = typer.main.get_command(app)
     for signum in (signal.SIGINT, signal.SIGTERM):  # e.g. while a model loads: 130 / 143 and one line
@@ -321,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         command.main(args=args, prog_name="dymn-tag", standalone_mode=True)
         code = 0
     except DymnError as error:
-        log.error("error: %s", _one_line(str(error)))
+        log.error("error: %s", str(error))
         code = error.exit_code
     except SignalReceived as received:
         stopped = Interrupted(received.signum)

@@ -14,6 +14,7 @@ import queue
 import signal
 import sys
 import threading
+import time
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from typing import Union
 import numpy as np
 
 from .allocator import keep_freed_memory
-from .audio import AudioDecodeWarning, stream_audio
+from .audio import AudioDecodeWarning, Deadline, stream_audio
 from .errors import AudioError, DymnError
 from .remote import is_uri, read_uri
 from .windows import WindowCutter, WindowGrid
@@ -43,6 +44,7 @@ class DecodeJob:
     index: int
     source: AudioSource  # a path, or the encoded bytes of a stream such as stdin
     name: str | None = None  # how messages name an in-memory source (e.g. <stdin>)
+    failure: str | None = None  # the input failed before decoding (e.g. an array of the wrong shape)
 
     @property
     def label(self) -> str:
@@ -50,15 +52,25 @@ class DecodeJob:
         return self.name or describe(self.source)
 
 
-def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[tuple]:
+def decode_job(
+    job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seconds: float, timeout: float | None = None
+) -> Iterator[tuple]:
     """Decode one job into window messages, ending with a `done` or an `error` message.
 
-    An `AudioDecodeWarning` (part of a damaged input could not be decoded) becomes a `warning`
-    message instead of a Python warning printed by whichever process decodes.
+    This is the one place where every decode path (worker processes, decoding in process, standard
+    input, arrays) isolates an input: whatever decoding it raises becomes one `error` message, a
+    one-line reason that names the input, and the next input goes on. An `AudioDecodeWarning` (part
+    of a damaged input could not be decoded) becomes a `warning` message instead of a Python warning
+    printed by whichever process decodes. With `timeout` (seconds), an input that is not decoded
+    by then (counted from here, the consumer's time included) fails with "timed out after N s".
     """
+    if job.failure is not None:
+        yield (ERROR, job.index, job.failure)
+        return
     cutter = WindowCutter(grid)
+    deadline = Deadline(timeout) if timeout is not None else None
     try:
-        blocks = _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name)
+        blocks = _blocks(job.source, sample_rate=sample_rate, block_seconds=block_seconds, name=job.name, deadline=deadline)
         for block in _capturing_decode_warnings(blocks):
             if isinstance(block, str):
                 yield (WARNING, job.index, _without_name(block, job.label))
@@ -73,18 +85,32 @@ def decode_job(job: DecodeJob, *, grid: WindowGrid, sample_rate: int, block_seco
             yield (WINDOW, job.index, window_index, samples)
         yield (DONE, job.index, grid.count(cutter.n_samples), cutter.n_samples)
     except DymnError as error:
-        yield (ERROR, job.index, str(error))
-    except (OSError, ValueError, RuntimeError, MemoryError) as error:
-        # A decoder failure that audio.py did not anticipate: report it for this input only.
-        yield (ERROR, job.index, f"{job.label}: {type(error).__name__}: {error}")
+        yield (ERROR, job.index, failure_reason(error, job.label))
+    except MemoryError:
+        yield (ERROR, job.index, f"{job.label}: out of memory decoding this input")
+    except Exception as error:  # noqa: BLE001 - a decoder failure audio.py did not anticipate: this input only
+        yield (ERROR, job.index, failure_reason(error, job.label))
 
 
-def _blocks(source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None) -> Iterator[np.ndarray]:
+def failure_reason(error: BaseException, label: str) -> str:
+    """`label: reason` in one line, never empty: a `DymnError`'s own message (which names the
+    input), else the exception's type and text."""
+    if isinstance(error, DymnError) and str(error).strip():
+        text = str(error).strip()  # (ours: one line already, though the name in it may hold anything)
+        return text if text.startswith(label) else f"{label}: {text}"
+    text = " ".join(str(error).split())
+    kind = type(error).__name__
+    return f"{label}: decoder error ({kind}: {text})" if text else f"{label}: decoder error ({kind})"
+
+
+def _blocks(
+    source: AudioSource, *, sample_rate: int, block_seconds: float, name: str | None, deadline: Deadline | None
+) -> Iterator[np.ndarray]:
     if isinstance(source, np.ndarray):  # already decoded and resampled by the caller
         return iter([source])
     if is_uri(source):  # s3://... and the like: fetched whole, then decoded from memory
-        return stream_audio(read_uri(source), sample_rate=sample_rate, block_seconds=block_seconds, name=name or source)
-    return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds, name=name)
+        source, name = read_uri(source), name or source
+    return stream_audio(source, sample_rate=sample_rate, block_seconds=block_seconds, name=name, deadline=deadline)
 
 
 def _capturing_decode_warnings(blocks: Iterable[np.ndarray]) -> Iterator[np.ndarray | str]:
@@ -121,8 +147,23 @@ IDLE = -1
 """A worker's slot while it decodes no job."""
 
 
+WORKER_FAILED = 70
+"""A decode worker's exit code when something outside any one decoding failed (a job that cannot be
+unpickled, say): the parent treats it like any death, and nothing is printed."""
+
+
 def decode_worker(
-    jobs, results, current, queued, slot: int, grid: WindowGrid, sample_rate: int, block_seconds: float, ahead: int
+    jobs,
+    results,
+    current,
+    queued,
+    slot: int,
+    grid: WindowGrid,
+    sample_rate: int,
+    block_seconds: float,
+    ahead: int,
+    timeout: float | None = None,
+    started=None,
 ) -> None:
     """Worker process body: decode the jobs that arrive on `jobs` until `None` comes (or the parent goes).
 
@@ -130,9 +171,12 @@ def decode_worker(
     garbles nothing but its own pipe. Two threads keep both moving whatever the decoder does: one
     takes jobs as soon as they are sent (the parent never waits on a busy worker), one sends
     messages, at most `ahead` of them waiting. `current[slot]` is the index of the job being
-    decoded, `IDLE` between jobs. `queued[slot]` counts the messages queued for sending (written by
-    the decoding thread only): the parent, which counts those it received, can tell a message on its
-    way from a worker that is still decoding.
+    decoded, `IDLE` between jobs, and `started[slot]` when that job began (`time.monotonic()`, the
+    same clock in every process): the parent kills a worker whose job overran `timeout`.
+    `queued[slot]` counts the messages queued for sending (written by the decoding thread only): the
+    parent, which counts those it received, can tell a message on its way from a worker that is still
+    decoding. Any failure outside a job's decoding ends the worker at once, without a traceback: the
+    parent reports the job it held in one line.
     """
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -147,6 +191,8 @@ def decode_worker(
                 inbox.put(job)
         except (EOFError, OSError):
             pass  # the parent is gone
+        except BaseException:  # noqa: BLE001 - e.g. a job that cannot be unpickled here
+            os._exit(WORKER_FAILED)
         inbox.put(None)
 
     def send() -> None:
@@ -155,16 +201,25 @@ def decode_worker(
                 results.send(message)
         except OSError:  # the parent is gone: nobody waits for these results
             os._exit(0)
+        except BaseException:  # noqa: BLE001
+            os._exit(WORKER_FAILED)
 
     threading.Thread(target=receive, daemon=True).start()
     sender = threading.Thread(target=send, daemon=True)
     sender.start()
-    for job in iter(inbox.get, None):
-        current[slot] = job.index
-        for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds):
-            queued[slot] += 1
-            outbox.put(message)
-        current[slot] = IDLE
+    try:
+        for job in iter(inbox.get, None):
+            if started is not None:
+                started[slot] = time.monotonic()
+            current[slot] = job.index
+            for message in decode_job(
+                job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds, timeout=timeout
+            ):
+                queued[slot] += 1
+                outbox.put(message)
+            current[slot] = IDLE
+    except BaseException:  # noqa: BLE001 - decode_job reports what decoding raises; this is anything else
+        os._exit(WORKER_FAILED)
     outbox.put(None)
     sender.join()
 

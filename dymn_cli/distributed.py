@@ -152,12 +152,14 @@ class RayTagger:
         aggregate: str = "mean",
         workers: int = 0,
         stats: PipelineStats | None = None,
+        timeout: float | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag paths, URIs or encoded bytes; one outcome per input, in input order, as they finish.
 
         `sample_rate`, `workers` and `stats` are accepted for `Tagger` compatibility: arrays are not
         taken (decode on the cluster), Ray decides how many decode tasks run, and the time spent on
-        the cluster's nodes is not measured here (`stats` stays as it was)."""
+        the cluster's nodes is not measured here (`stats` stays as it was). `timeout` is checked by
+        each decode task as it decodes (a task stuck inside a decoder is not killed)."""
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
         grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
@@ -169,7 +171,7 @@ class RayTagger:
         if not items:
             return
         assembler = _Assembler()
-        for batch in self._dataset(items, grid).iter_batches(batch_size=None, batch_format="numpy"):
+        for batch in self._dataset(items, grid, timeout).iter_batches(batch_size=None, batch_format="numpy"):
             assembler.add(batch)
             for outcome in assembler.ready():
                 name = names[outcome.index]
@@ -180,17 +182,19 @@ class RayTagger:
         if assembler.next_index != len(items):  # cannot happen unless Ray lost rows
             raise RuntimeError(f"the Ray pipeline ended with {len(items) - assembler.next_index} inputs unfinished")
 
-    def _dataset(self, items: list[dict[str, Any]], grid: WindowGrid) -> Any:
+    def _dataset(self, items: list[dict[str, Any]], grid: WindowGrid, timeout: float | None = None) -> Any:
         ray = self._ray
         blocks = min(len(items), MAX_INPUT_BLOCKS)
         decoded = ray.data.from_items(items, override_num_blocks=blocks).flat_map(
             _decode_rows,
-            fn_kwargs={"grid": grid, "sample_rate": self.sample_rate, "block_seconds": self.options.block_seconds},
+            fn_kwargs={
+                "grid": grid, "sample_rate": self.sample_rate, "block_seconds": self.options.block_seconds, "timeout": timeout
+            },
         )
         return decoded.map_batches(
             _InferenceActor,
             fn_constructor_kwargs={"network": [self._network], **self._engine_args},
-            batch_size=self.batch_size,
+            batch_size=grid.batch_size(self.batch_size),
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=self.actors),
             num_cpus=self.options.actor_cpus,
@@ -212,7 +216,9 @@ def _item(index: int, source: Any) -> dict[str, Any]:
     raise UsageError(f"the Ray runner tags paths, URIs or bytes, not {type(source).__name__} objects")
 
 
-def _decode_rows(row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, block_seconds: float) -> Iterator[dict[str, Any]]:
+def _decode_rows(
+    row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, block_seconds: float, timeout: float | None = None
+) -> Iterator[dict[str, Any]]:
     """flat_map body (a Ray task): one input -> its window rows, through `decoding.decode_job`.
 
     Rows keep one fixed shape, so Ray stores the windows as one tensor column: the `done` message
@@ -223,7 +229,7 @@ def _decode_rows(row: dict[str, Any], *, grid: WindowGrid, sample_rate: int, blo
     source = bytes(row["data"]) if row["path"] == "" else row["path"]
     job = DecodeJob(index, source, name=row["name"])
     held: tuple | None = None
-    for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds):
+    for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds, timeout=timeout):
         kind = message[0]
         if kind == WINDOW:
             if held is not None:

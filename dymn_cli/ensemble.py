@@ -16,6 +16,7 @@ from torch import nn
 
 from .errors import UsageError, WeightsError
 from .frontend import FrontEndConfig
+from .labels import audioset_classes
 from .models import build_model
 from .weights import WeightsRecord, resolve_weights
 
@@ -61,7 +62,17 @@ def load_members(
     sha256: str | None = None,
     progress: bool = False,
 ) -> Members:
-    """Resolve and build every member; a single member is returned as the plain network."""
+    """Resolve and build every member; a single member is returned as the plain network.
+
+    `sha256` is the hash of the one checkpoint asked for: with several (an ensemble) it would be
+    ambiguous, and is refused. Every member must predict the 527 AudioSet classes.
+    """
+    count = len([weights] if isinstance(weights, (str, Path)) else list(weights)) if weights is not None else len(split_names(model))
+    if sha256 is not None and count != 1:
+        raise UsageError(
+            f"--sha256 is the hash of one checkpoint, and {count} were given: check each file with "
+            "sha256sum, or load them one at a time"
+        )
     if weights is not None:
         paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
         resolved = [resolve_weights(weights=p, sha256=sha256 if len(paths) == 1 else None, progress=progress) for p in paths]
@@ -71,6 +82,13 @@ def load_members(
         resolved = [resolve_weights(model=n, sha256=sha256 if len(names) == 1 else None, progress=progress) for n in names]
         labels = names
     networks = [build_model(state_dict) for _, state_dict in resolved]
+    expected = len(audioset_classes())
+    for label, network in zip(labels, networks):
+        if network.num_classes != expected:
+            raise WeightsError(
+                f"{label}: its classifier has {network.num_classes} outputs, not the {expected} AudioSet classes "
+                "this tool labels (checkpoints with their own classes are not supported yet)"
+            )
     records = [record for record, _ in resolved]
     frontends = {record.frontend if record is not None else FrontEndConfig() for record in records}
     if len(frontends) != 1:

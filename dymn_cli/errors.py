@@ -27,6 +27,10 @@ class AudioError(DymnError):
     """An input that cannot be read or decoded as audio."""
 
 
+class TimedOut(AudioError):
+    """An input whose decoding and tagging took longer than `--file-timeout` allows."""
+
+
 class Interrupted(DymnError):
     """Stopped by a signal (SIGINT, SIGTERM); a run keeps every finished result. Exit code 128 + signal."""
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import os
+import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
+from typing import BinaryIO
 
 from .audio import AUDIO_EXTENSIONS
 from .errors import UsageError
@@ -33,9 +34,21 @@ class InputProblem:
     reason: str
 
 
+MAX_LISTED_PATH = 64 * 1024
+"""Bytes in one line of a file list at most (Linux paths are at most 4096): a longer line means the
+"list" is not one (--files-from /dev/zero), and reading stops there instead of filling memory."""
+
+SPECIAL_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+
+
 def walk_audio_files(folder: str, *, recursive: bool = True) -> Iterator[str]:
-    """Audio files under `folder` by extension, sorted; follows folder links but never loops."""
+    """Regular audio files under `folder` by extension, sorted; follows folder links but never loops.
+
+    FIFOs, sockets and devices named like audio are never opened (a FIFO would block the run): the
+    walk leaves them out and says so in one warning line at its end.
+    """
     seen: set[tuple[int, int]] = set()
+    special: list[str] = []
 
     def visit(directory: str) -> Iterator[str]:
         try:
@@ -62,12 +75,32 @@ def walk_audio_files(folder: str, *, recursive: bool = True) -> Iterator[str]:
             if is_dir:
                 subfolders.append(entry.path)
             elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
-                yield entry.path
+                kind = _special_kind(entry)
+                if kind is None:
+                    yield entry.path
+                else:
+                    special.append(f"{entry.path} ({kind})")
         if recursive:
             for sub in subfolders:
                 yield from visit(sub)
 
     yield from visit(folder)
+    if special:
+        shown = ", ".join(special[:5]) + (f" and {len(special) - 5} more" if len(special) > 5 else "")
+        logging.getLogger("dymn_cli").warning(
+            "%s: left out %d special file%s (not regular files, never opened): %s",
+            folder, len(special), "s" if len(special) > 1 else "", shown,
+        )
+
+
+def _special_kind(entry: os.DirEntry) -> str | None:
+    """What a folder entry is when it is a FIFO, socket or device (links followed), else None (a
+    regular file, or one that cannot be looked at: it then fails with its reason when tagged)."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return None
+    return SPECIAL_KINDS.get(stat.S_IFMT(mode))
 
 
 def expand_inputs(
@@ -100,15 +133,40 @@ def expand_inputs(
 
 
 def read_file_list(source: str) -> Iterator[str]:
-    """Paths one a line from a file or `-` (stdin); blank lines are ignored."""
+    """Paths one a line from a file or `-` (stdin); blank lines are ignored.
+
+    Read as bytes, line by line (memory bounded by `MAX_LISTED_PATH`, whatever the file is: a FIFO, a
+    device, an endless pipe); a name that is not UTF-8 comes back as `os.fsdecode` gives it, so that
+    it names the same file. A line too long for a path, or holding a NUL byte, stops the run with a
+    usage error: the file is not a list of paths.
+    """
     if source == STDIN:
-        stream: Iterable[str] = sys.stdin
-    else:
+        if sys.stdin is None:
+            raise UsageError("cannot read the file list from standard input: it is closed")
+        yield from _paths_in(sys.stdin.buffer, "standard input")
+        return
+    try:
+        stream = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
+    with stream:
+        yield from _paths_in(stream, source)
+
+
+def _paths_in(stream: BinaryIO, source: str) -> Iterator[str]:
+    number = 0
+    while True:
         try:
-            stream = Path(source).read_text(encoding="utf-8").splitlines()
+            line = stream.readline(MAX_LISTED_PATH + 1)
         except OSError as error:
             raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
-    for line in stream:
-        line = line.rstrip("\r\n")
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LISTED_PATH:
+            raise UsageError(f"{source}: line {number} is longer than {MAX_LISTED_PATH} bytes: not a list of paths")
+        if b"\0" in line:
+            raise UsageError(f"{source}: line {number} holds a NUL byte: not a list of paths")
+        line = line.rstrip(b"\r\n")
         if line.strip():
-            yield line
+            yield os.fsdecode(line)

@@ -24,7 +24,9 @@ from .atomic import new_file_mode
 from .errors import UsageError
 from .events import EventSettings, detect_events
 from .labels import audioset_classes
+from .names import csv_name, csv_writer, json_text, name_from_csv
 from .results import TagFailure, TagResult, rank_classes
+from .terminal import printable
 
 SCORE_DECIMALS = 8
 
@@ -179,7 +181,7 @@ class CsvWriter(Writer):
         self.validate(options=options, target=target, inputs=())
         self._file = _AtomicTextFile(target) if target is not None else None
         stream = self._file.stream if self._file is not None else sys.stdout
-        self._csv = csv.writer(stream, lineterminator="\n")
+        self._csv = csv_writer(stream)
         self._csv.writerow(self.columns(options))
 
     @classmethod
@@ -206,27 +208,28 @@ class CsvWriter(Writer):
             next(reader, None)
             for row in reader:
                 if row:
-                    rows.setdefault(row[0], []).append(row)
+                    rows.setdefault(name_from_csv(row[0]), []).append(row)
         return rows
 
     def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
         if isinstance(outcome, TagFailure):
             return []
         classes = audioset_classes()
+        path = csv_name(outcome.source)
         if self.options.events is not None:
             return [
-                [outcome.source, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
+                [path, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
                 for e in self.options.sound_events(outcome)
             ]
         if self.options.timeline:
             end_of = outcome.duration
             return [
-                [outcome.source, round(float(s), 6), round(min(float(e), end_of), 6), classes[i].name, classes[i].mid, i, score(w[i])]
+                [path, round(float(s), 6), round(min(float(e), end_of), 6), classes[i].name, classes[i].mid, i, score(w[i])]
                 for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
                 for i in self.options.select(w)
             ]
         return [
-            [outcome.source, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
+            [path, rank, classes[i].name, classes[i].mid, i, score(outcome.scores[i])]
             for rank, i in enumerate(self.options.select(outcome.scores), start=1)
         ]
 
@@ -273,13 +276,11 @@ class JsonWriter(Writer):
     def close(self) -> None:
         document = {**self.header, "files": self._files}
         if self.target is None:
-            json.dump(document, sys.stdout, indent=2, ensure_ascii=False)
-            sys.stdout.write("\n")
+            sys.stdout.write(json_text(document, indent=2) + "\n")
             sys.stdout.flush()
             return
         atomic = _AtomicTextFile(self.target)
-        json.dump(document, atomic.stream, indent=2, ensure_ascii=False)
-        atomic.stream.write("\n")
+        atomic.stream.write(json_text(document, indent=2) + "\n")
         atomic.commit()
 
 
@@ -315,7 +316,7 @@ class JsonlWriter(Writer):
         pass  # already in the file we append to
 
     def _emit(self, record: dict[str, Any]) -> None:
-        self._stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+        self._stream.write(json_text(record) + "\n")
         self._stream.flush()
 
     def close(self) -> None:
@@ -348,7 +349,7 @@ class ParquetWriter(CsvWriter):
     def read_existing(cls, target: Path) -> dict[str, Any]:
         rows: dict[str, list[list[Any]]] = {}
         for row in zip(*_pyarrow().parquet.read_table(target).to_pydict().values()):
-            rows.setdefault(row[0], []).append(list(row))
+            rows.setdefault(name_from_csv(row[0]), []).append(list(row))
         return rows
 
     def write(self, outcome: TagResult | TagFailure) -> None:
@@ -407,7 +408,7 @@ class TableWriter(Writer):
         if isinstance(outcome, TagFailure):
             return  # reported on stderr
         self._console.print(
-            f"{outcome.source}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
+            f"{printable(outcome.source)}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
             markup=False, highlight=False, soft_wrap=True,
         )
         table = Table()

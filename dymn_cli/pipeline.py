@@ -74,6 +74,7 @@ class PipelineSettings:
     workers: int = 0  # 0: decode in this process
     sample_rate: int = 32_000
     block_seconds: float = 60.0
+    timeout: float | None = None  # seconds an input may take (see decoding.decode_job); None: no limit
 
 
 def start_decoding(jobs: Iterable[DecodeJob], settings: PipelineSettings) -> Decoding:
@@ -164,10 +165,19 @@ _END = object()
 
 def _infer(engine: Inference, batch: list[tuple[int, int, np.ndarray]], pending: dict[int, _Pending]) -> None:
     logits, embeddings = engine(np.stack([samples for _, _, samples in batch]))
+    finite = np.isfinite(logits).all(axis=1) & np.isfinite(embeddings).all(axis=1)
     for row, (index, window_index, _) in enumerate(batch):
         state = pending.get(index)
-        if state is not None:  # else the input failed (and was given out) after these windows were cut
-            state.windows[window_index] = (logits[row], embeddings[row])
+        if state is None:  # the input failed (and was given out) after these windows were cut
+            continue
+        if not finite[row]:  # never a NaN score in an output, never a label ranked on one
+            if state.failure is None:
+                state.failure = (
+                    f"the network's output is not a number (NaN or infinite) for window {window_index}: "
+                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
+                )
+            continue
+        state.windows[window_index] = (logits[row], embeddings[row])
 
 
 def _outcome(index: int, state: _Pending) -> WindowOutputs | Failure:
@@ -230,7 +240,9 @@ class _InlineDecoder(Decoding):
     def messages(self) -> Iterator[tuple | None]:
         s = self.settings
         for job in self._jobs:
-            yield from decode_job(job, grid=s.grid, sample_rate=s.sample_rate, block_seconds=s.block_seconds)
+            yield from decode_job(
+                job, grid=s.grid, sample_rate=s.sample_rate, block_seconds=s.block_seconds, timeout=s.timeout
+            )
         self._done = True
         yield None
 
@@ -244,6 +256,7 @@ class _Worker:
     held: deque[int] = field(default_factory=deque)  # jobs sent to it and not finished, oldest first
     heard_from: bool = False
     received: int = 0  # messages received from it
+    timed_out: bool = False  # killed because its job overran the timeout
 
 
 class DecoderCrashLoop(DymnError):
@@ -258,7 +271,12 @@ class _WorkerPool(Decoding):
     shared slot says which) fails with "decoder crashed"; the jobs it held but had not started go to
     a new worker (a job that kills two workers between jobs, as they receive it, fails too).
     A worker killed by SIGTERM or SIGINT was stopped, not crashed: its jobs are all handed on.
+    With a timeout, a worker checks its own job's time as it decodes; one stuck inside a decoder
+    (or waiting on a stalled stream) past the timeout and a grace second is killed here, and its job
+    fails with "timed out after N s".
     """
+
+    TIMEOUT_GRACE = 1.0  # seconds a worker has to notice its own timeout before it is killed
 
     JOBS_PER_WORKER = 4  # the one being decoded and a few more: a worker never waits for work, even for short files
     FRUITLESS_DEATHS = 3  # per worker (5 at least; workers + 2 if none ever worked): deaths in a row of silent workers
@@ -269,6 +287,7 @@ class _WorkerPool(Decoding):
         self._context = multiprocessing.get_context("spawn")
         self._current = self._context.RawArray("q", settings.workers)  # the job each worker decodes
         self._queued = self._context.RawArray("q", settings.workers)  # messages each worker queued to send
+        self._started = self._context.RawArray("d", settings.workers)  # when each worker's job began
         self._ahead = max(4, -(-2 * settings.batch_size // settings.workers))  # messages a worker may send ahead
         self._workers: list[_Worker] = []
         self._jobs: dict[int, tuple[DecodeJob, int]] = {}  # unfinished jobs sent out -> (job, deaths seen)
@@ -307,8 +326,20 @@ class _WorkerPool(Decoding):
                 if not self._sending():
                     yield None  # let the consumer run a partial batch while the workers decode
                 self._receive(timeout=1.0)
+            self._kill_overdue()
 
     # ----------------------------------------------------------------------------------- internals
+
+    def _kill_overdue(self) -> None:
+        limit = self.settings.timeout
+        if limit is None:
+            return
+        now = time.monotonic()
+        for worker in list(self._workers):
+            if self._current[worker.slot] != IDLE and now - self._started[worker.slot] > limit + self.TIMEOUT_GRACE:
+                worker.timed_out = True
+                worker.process.kill()
+                self._bury(worker)
 
     def _sending(self) -> bool:
         """Whether a worker has a message queued or in the pipe that has not arrived: then it comes
@@ -323,7 +354,10 @@ class _WorkerPool(Decoding):
         results_in, results_out = self._context.Pipe(duplex=False)
         process = self._context.Process(
             target=decode_worker,
-            args=(jobs_in, results_out, self._current, self._queued, slot, s.grid, s.sample_rate, s.block_seconds, self._ahead),
+            args=(
+                jobs_in, results_out, self._current, self._queued, slot, s.grid, s.sample_rate, s.block_seconds,
+                self._ahead, s.timeout, self._started,
+            ),
             daemon=True,
         )
         try:
@@ -433,7 +467,10 @@ class _WorkerPool(Decoding):
             job, deaths = self._jobs[index]
             # The job it was decoding is the culprit; dead between jobs, the one it was receiving may be.
             suspect = not stopped and (index == decoding if decoding != IDLE else position == 0)
-            if suspect and (index == decoding or deaths >= 1):
+            if worker.timed_out and index == decoding:
+                del self._jobs[index]
+                self._inbox.append((ERROR, index, f"{job.label}: timed out after {self.settings.timeout:g} s"))
+            elif suspect and (index == decoding or deaths >= 1):
                 del self._jobs[index]
                 self._inbox.append((ERROR, index, f"{job.label}: decoder crashed ({how})"))
             else:
@@ -442,7 +479,7 @@ class _WorkerPool(Decoding):
         worker.held.clear()
         worker.jobs.close()
         worker.results.close()
-        if not worker.heard_from:  # a worker that cannot even start would be restarted for ever
+        if not worker.heard_from and not worker.timed_out:  # a worker that cannot even start would be restarted for ever
             self._fruitless_deaths += 1
             # none ever worked: give up soon (every input would fail with "decoder crashed")
             limit = len(self._workers) + 2 if not self._heard_any else max(5, self.FRUITLESS_DEATHS * len(self._workers))

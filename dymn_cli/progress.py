@@ -10,12 +10,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .inputs import Input
 from .results import TagFailure, TagResult
+from .terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
 
 class RunProgress:
-    """Tracks a labelling run; prints each failed input as one line, above the bar when there is one."""
+    """Tracks a labelling run; prints each failed input as one line, above the bar when there is one.
+    (The log's formatter makes lines terminal-safe; what goes to the bar's console is escaped here.)"""
 
     def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
@@ -49,19 +51,19 @@ class RunProgress:
 
     def advance(self, outcome: TagResult | TagFailure) -> None:
         if isinstance(outcome, TagFailure):
-            reason = outcome.reason.replace("\n", "\\n")
-            prefix = "" if reason.startswith(outcome.source.replace("\n", "\\n")) else f"{outcome.source}: "
-            line = f"{prefix}{reason}".replace("\n", "\\n")
+            shown = "<stdin>" if outcome.source == "-" else outcome.source
+            reason = outcome.reason
+            line = reason if reason.startswith(shown) else f"{shown}: {reason}"
             if self._progress is not None:
-                self._progress.console.print(f"dymn-tag: {line}", markup=False, highlight=False)
+                self._progress.console.print(f"dymn-tag: {printable(line)}", markup=False, highlight=False)
             else:
                 log.error("%s", line)
         else:
             self.audio_seconds += outcome.duration
             if outcome.warnings:  # a damaged input, tagged from what could be decoded: one line for it
-                line = f"{outcome.source}: warning: {'; '.join(outcome.warnings)}".replace("\n", "\\n")
+                line = f"{outcome.source}: warning: {'; '.join(outcome.warnings)}"
                 if self._progress is not None:
-                    self._progress.console.print(f"dymn-tag: {line}", markup=False, highlight=False)
+                    self._progress.console.print(f"dymn-tag: {printable(line)}", markup=False, highlight=False)
                 else:
                     log.warning("%s", line)
         if self._progress is not None and self._task is not None:

@@ -5,6 +5,7 @@ This is the library function behind `dymn-tag INPUTS...`; the CLI only parses op
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import signal
@@ -95,6 +96,8 @@ class RunSettings:
     # With decode_first: the batch size asked for (None: the engine's default), which sets how far
     # the workers decode ahead before the model, and with it the batch size, is known.
     batch_size: int | None = None
+    # Seconds an input may take to decode and tag before it fails ("timed out after N s"); None: no limit.
+    file_timeout: float | None = None
 
 
 def collect_inputs(
@@ -142,6 +145,7 @@ def label_inputs(
     """
     started = time.monotonic()
     summary = RunSummary()
+    WindowGrid.from_seconds(window=settings.window, hop=settings.hop, sample_rate=SAMPLE_RATE)  # checked before any work
     if parts_dir is not None:
         if output is not None:
             raise UsageError("write either a file (-o) or part files in a folder (--output-dir), not both")
@@ -194,6 +198,7 @@ def label_inputs(
                 workers=workers,
                 stats=summary.pipeline,
                 **({"decoding": early} if early is not None else {}),
+                **({"timeout": settings.file_timeout} if settings.file_timeout is not None else {}),
             )
             for item, outcome in zip(todo, outcomes):
                 # Keep the input order: records carried over from the previous run that come first.
@@ -255,7 +260,9 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     # engine's default (8 windows a lane, a lane per torch thread) from the CPUs this process may use,
     # at most 128 windows: 330 MB of read-ahead at 10 s.
     batch_hint = settings.batch_size or min(8 * _torch_threads_guess(), 128)
-    pipeline = PipelineSettings(grid=grid, batch_size=batch_hint, workers=workers, sample_rate=SAMPLE_RATE)
+    pipeline = PipelineSettings(
+        grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=SAMPLE_RATE, timeout=settings.file_timeout
+    )
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
 
 
@@ -278,17 +285,30 @@ def _worker_count(requested: int | None, todo: list[Input], *, decode_first: boo
     """Decoding processes: one core is left to the network. With `decode_first` even a single file
     gets one: started before torch's import, it has decoded the first windows by the time the model
     is ready (standard input alone is still read and decoded in process). Otherwise a single input is
-    decoded in process, where a worker would only cost its start."""
+    decoded in process, where a worker would only cost its start. With standard input among the
+    inputs everything is decoded in process: standard input is then decoded as it comes, however long
+    (a worker would need it read whole into memory first)."""
     if requested is not None:
         return requested
-    if not todo or (len(todo) == 1 and (todo[0].is_stdin or not decode_first)):
+    if not todo or any(item.is_stdin for item in todo) or (len(todo) == 1 and not decode_first):
         return 0
     return max(1, min((os.cpu_count() or 2) - 1, 8, len(todo)))
 
 
 def _read_source(item: Input) -> Any:
     """What the tagger takes for an input: the path, or the standard input stream (named <stdin>)."""
-    return sys.stdin.buffer if item.is_stdin else item.path
+    if not item.is_stdin:
+        return item.path
+    return sys.stdin.buffer if sys.stdin is not None else _ClosedStdin()
+
+
+class _ClosedStdin:
+    """Standard input when the process has none (started with `<&-`): reading it fails that input only."""
+
+    name = "<stdin>"
+
+    def read(self, size: int = -1) -> bytes:
+        raise OSError(errno.EBADF, "standard input is closed")
 
 
 def _count(summary: RunSummary, outcome: TagResult | TagFailure) -> None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from .errors import UsageError
+from .names import csv_writer, json_text
 
 log = logging.getLogger("dymn_cli")
 
@@ -300,11 +301,11 @@ def _write_merged(writer_type: type, target: Path, layout: Any, records: list[tu
     else:  # CSV rows and JSONL records, as they were read (the JSONL writer would append, a merge replaces)
         atomic = _AtomicTextFile(target)
         if writer_type.name == "csv":
-            rows = csv.writer(atomic.stream, lineterminator="\n")
+            rows = csv_writer(atomic.stream)
             rows.writerow(layout)
             for _, payload in records:
                 rows.writerows(payload)
         else:
             for _, record in records:
-                atomic.stream.write(json.dumps(record, ensure_ascii=False) + "\n")
+                atomic.stream.write(json_text(record) + "\n")
         atomic.commit()

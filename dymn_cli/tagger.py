@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import threading
 import time
@@ -14,8 +15,8 @@ from typing import Any, BinaryIO, Union
 import numpy as np
 import torch
 
-from .audio import prepare_waveform
-from .decoding import DecodeJob
+from .audio import MAX_STREAM_BUFFER, prepare_waveform
+from .decoding import DecodeJob, failure_reason
 from .engine import InferenceEngine
 from .ensemble import load_members
 from .errors import AudioError, UsageError
@@ -100,6 +101,7 @@ class Tagger:
         workers: int = 0,
         stats: PipelineStats | None = None,
         decoding: Decoding | None = None,
+        timeout: float | None = None,
     ) -> Iterator[TagResult | TagFailure]:
         """Tag many inputs through one batched pipeline; yields one outcome per input, in input order.
 
@@ -107,7 +109,16 @@ class Tagger:
         processes while the network runs. `stats` collects where the time went. `decoding` is the
         decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
+        `timeout` (seconds) fails an input whose decoding and tagging takes longer.
+
+        Every input is isolated the same way, whatever decodes it: an array of the wrong shape, a
+        stream that cannot be read, a decoder that raises or crashes, each becomes the `TagFailure`
+        of that input only. A stream (a binary file object, e.g. ``sys.stdin.buffer``) is decoded as
+        it comes, in bounded memory, when decoded in this process (`workers=0`); for a worker process
+        it is read whole first, up to `MAX_STREAM_BUFFER` bytes.
         """
+        if timeout is not None and not (timeout > 0 and math.isfinite(timeout)):
+            raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
         grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
@@ -116,9 +127,18 @@ class Tagger:
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
                 names.append(_describe(source))
-                yield DecodeJob(index, self._decodable(source, sample_rate), name=names[-1])
+                try:
+                    decodable = self._decodable(source, sample_rate, in_process=workers == 0)
+                except UsageError:  # a call that cannot work for any input (an array without its rate)
+                    raise
+                except Exception as error:  # noqa: BLE001 - this input only, like any decoding failure
+                    yield DecodeJob(index, None, name=names[-1], failure=failure_reason(error, names[-1]))
+                else:
+                    yield DecodeJob(index, decodable, name=names[-1])
 
-        settings = PipelineSettings(grid=grid, batch_size=self.batch_size, workers=workers, sample_rate=self.sample_rate)
+        settings = PipelineSettings(
+            grid=grid, batch_size=grid.batch_size(self.batch_size), workers=workers, sample_rate=self.sample_rate, timeout=timeout
+        )
         if decoding is not None and not decoding.decodes_for(settings):
             decoding.close()
             decoding = None
@@ -207,7 +227,7 @@ class Tagger:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: Source, sample_rate: int | None) -> Any:
+    def _decodable(self, source: Source, sample_rate: int | None, *, in_process: bool) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -215,11 +235,27 @@ class Tagger:
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source.read()
+            return source if in_process else _read_bounded(source, _describe(source))
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
         return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+
+
+def _read_bounded(stream: Any, name: str) -> bytes:
+    """A stream's bytes for a decode worker (which cannot share the stream), at most `MAX_STREAM_BUFFER`."""
+    try:
+        data = stream.read(MAX_STREAM_BUFFER + 1)
+    except OSError as error:
+        raise AudioError(f"{name}: cannot read the input ({error.strerror or error})") from None
+    if not isinstance(data, (bytes, bytearray)):
+        raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
+    if len(data) > MAX_STREAM_BUFFER:
+        raise AudioError(
+            f"{name}: a stream longer than {MAX_STREAM_BUFFER >> 20} MiB is decoded as it comes only in this "
+            "process: tag it with workers=0 (-j 0)"
+        )
+    return bytes(data)
 
 
 class _InMemoryAudio(np.ndarray):

@@ -16,6 +16,20 @@ import numpy as np
 from .errors import UsageError
 
 
+FRAME_HOP = 320
+"""Samples between two log-mel frames of the front end (10 ms at 32 kHz): the smallest useful hop."""
+
+MIN_WINDOW_FRAMES = 9
+"""The shortest window the networks take: 9 frames (0.09 s at 32 kHz)."""
+
+MAX_WINDOW_SECONDS = 600.0
+"""The longest window: ten minutes, 77 MB of samples and about a gigabyte of activations in the
+network (the models were trained on 10-second clips). Longer asks only for memory."""
+
+MAX_BATCH_SAMPLES = 128 * 320_000
+"""Samples in one network batch at most (128 windows of 10 s): longer windows make smaller batches."""
+
+
 @dataclass(frozen=True)
 class WindowGrid:
     """Window and hop in samples at the model's sample rate."""
@@ -29,11 +43,20 @@ class WindowGrid:
             raise UsageError(f"window must be a positive number of seconds, got {window}")
         if not (hop > 0 and math.isfinite(hop)):
             raise UsageError(f"hop must be a positive number of seconds, got {hop}")
-        window_samples = round(window * sample_rate)
-        hop_samples = round(hop * sample_rate)
-        if window_samples < 320 * 9:
-            raise UsageError(f"window must be at least 0.09 s (9 log-mel frames), got {window}")
-        return cls(window=window_samples, hop=max(1, hop_samples))
+        min_window = MIN_WINDOW_FRAMES * FRAME_HOP * sample_rate / 32_000
+        min_hop = FRAME_HOP * sample_rate / 32_000
+        if window > MAX_WINDOW_SECONDS:
+            raise UsageError(f"window must be at most {MAX_WINDOW_SECONDS:g} s, got {window:g}")
+        if round(window * sample_rate) < round(min_window):
+            raise UsageError(f"window must be at least {min_window / sample_rate:g} s (9 log-mel frames), got {window:g}")
+        if round(hop * sample_rate) < round(min_hop):
+            raise UsageError(f"hop must be at least {min_hop / sample_rate:g} s (one log-mel frame), got {hop:g}")
+        return cls(window=round(window * sample_rate), hop=round(hop * sample_rate))
+
+    def batch_size(self, wanted: int) -> int:
+        """`wanted` windows per batch, fewer where the windows are so long that the batch would hold
+        more than `MAX_BATCH_SAMPLES` samples (at least one)."""
+        return max(1, min(wanted, MAX_BATCH_SAMPLES // self.window))
 
     def count(self, n_samples: int) -> int:
         """Number of windows that cover `n_samples` samples (at least one)."""

@@ -66,7 +66,9 @@ class LiveRun:
             self.records.append((time.monotonic(), json.loads(line)))
 
     def feed(self, data: bytes, *, seconds_per_byte: float, chunk: int = 6400) -> None:
+        """Write `data` at a pace; `written` notes (bytes of this call so far, time) after each chunk."""
         start, total = time.monotonic(), 0
+        self.written = []
         for k in range(0, len(data), chunk):
             self.process.stdin.write(data[k : k + chunk])
             self.process.stdin.flush()
@@ -96,8 +98,11 @@ def weights(golden_dir) -> str:
 def test_records_arrive_while_the_pipe_is_fed_and_soon_after_their_last_sample(weights):
     audio = s16(noise_with_tones(16.0))
     run = LiveRun("-", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "2", "--hop", "1", "--top", "3")
-    time.sleep(3.0)  # (the model loads meanwhile; what is fed before is read at once)
-    run.feed(audio, seconds_per_byte=1 / (4 * RATE * 2))  # 4x real time
+    run.feed(audio[: 2 * RATE * 2], seconds_per_byte=0.0)
+    deadline = time.monotonic() + 60
+    while not run.records and time.monotonic() < deadline:  # the model has loaded once the first window is out
+        time.sleep(0.02)
+    run.feed(audio[2 * RATE * 2 :], seconds_per_byte=1 / (4 * RATE * 2))  # 4x real time
     eof = time.monotonic()
     code, stderr = run.finish()
     assert code == 0, stderr
@@ -105,11 +110,11 @@ def test_records_arrive_while_the_pipe_is_fed_and_soon_after_their_last_sample(w
     assert [w["start"] for w in windows] == [float(k) for k in range(15)]  # the last one reaches the end
     assert all(w["end"] - w["start"] == 2.0 and len(w["labels"]) == 3 and w["time"][-6] in "+-" for w in windows)
     early = [arrived for arrived, r in run.records if r["type"] == "window" and arrived < eof]
-    assert len(early) >= 10, "records must come while the stream is still being written"
+    assert len(early) >= 8, "records must come while the stream is still being written"
     latencies = []
-    for arrived, record in run.records:
+    for arrived, record in run.records[1:]:
         if record["type"] == "window" and record["end"] <= 15.0:
-            last_byte = int(record["end"] * RATE * 2)
+            last_byte = int(record["end"] * RATE * 2) - 2 * RATE * 2
             written = next(t for total, t in run.written if total >= last_byte)
             latencies.append(arrived - written)
     # 1 s at the 90th percentile on an idle machine (benchmarks/live.py); loose here: tests share the cores

@@ -758,19 +758,21 @@ import resource, struct, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GiB of address space, all told
 from dymn_cli.audio import stream_audio
 data = bytearray(open(sys.argv[1], "rb").read())
-data[24:28] = struct.pack("<I", 16_777_215)  # the WAV header's sample rate, then its byte rate
-data[28:32] = struct.pack("<I", 2 * 16_777_215)
+data[24:28] = struct.pack("<I", 2_000_000)  # the WAV header's sample rate (the highest taken), then its byte rate
+data[28:32] = struct.pack("<I", 2 * 2_000_000)
 print(sum(len(block) for block in stream_audio(bytes(data), block_seconds=60.0)))
 """
 
 
 def test_a_header_claiming_an_absurd_sample_rate_costs_no_memory(tmp_path):
-    """A 19 kB WAV that says 16.7 MHz used to make the decoder ask for a 4 GB block (60 s of it)."""
+    """A 19 kB WAV that says 16.7 MHz used to make the decoder ask for a 4 GB block (60 s of it); such a
+    rate now fails the file (tests/test_hostile_inputs.py), and 2 MHz, the highest rate taken, still
+    reads in bounded blocks."""
     wav = make_audio_file(tmp_path / "a.wav", seconds=0.3)
     done = subprocess.run([sys.executable, "-c", _ABSURD_RATE, str(wav)], capture_output=True, timeout=60,
                           env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stderr.decode()[-2000:]
-    assert int(done.stdout) == 19  # 9600 samples at "16.7 MHz", resampled to 32 kHz
+    assert int(done.stdout) == 154  # 9600 samples at 2 MHz, resampled to 32 kHz
 
 
 # --------------------------------------------------------------------------- scale
