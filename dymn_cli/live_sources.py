@@ -253,7 +253,7 @@ class LiveSource:
                 except (av.error.FFmpegError, ValueError) as error:
                     skipped += 1
                     if skipped == 1 or skipped % 100 == 0:
-                        log.warning("%s: skipped a damaged packet (%s; %d so far)", self.name, ffmpeg_reason(error), skipped)
+                        log.warning("%s: skipped a damaged packet (%s; %d skipped so far)", self.name, ffmpeg_reason(error), skipped)
                     continue
                 for frame in frames:
                     if resampler is None or frame.sample_rate != resampler.in_rate:
