@@ -87,11 +87,10 @@ class InferenceEngine:
         if self.compiled:  # (an eager forward refreshes itself; a compiled one skips that, so it is done here)
             refresh_all(self.model)
         batch = torch.as_tensor(waveforms)
-        parts = batch.tensor_split(min(self.lanes, len(batch))) if len(batch) > 1 else (batch,)
-        if self._pool is None or len(parts) == 1:
+        if self._pool is None:
             outputs = [self._run(batch)]
-        else:
-            outputs = list(self._pool.map(self._run, parts))
+        else:  # (even a single window: in a lane, on one thread, as every other window is computed)
+            outputs = list(self._pool.map(self._run, batch.tensor_split(min(self.lanes, max(len(batch), 1)))))
         logits = torch.cat([logits for logits, _ in outputs])
         embeddings = torch.cat([embeddings for _, embeddings in outputs])
         return logits.float().cpu().numpy(), embeddings.float().cpu().numpy()

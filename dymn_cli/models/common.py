@@ -60,6 +60,51 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None, *, stride: int = 1, p
     return F.conv2d(x, weight, bias, stride=stride, padding=padding, groups=groups)
 
 
+# Matrix products on the CPU are taken over at least this many rows (see `rows_product`).
+MIN_PRODUCT_ROWS = 8
+
+
+def rows_product(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`x @ matrix (+ bias)` for `x` `[..., K]`, where each row's result is the same bytes however many
+    rows `x` has (on the CPU, float32).
+
+    A window's rows share the product with the other windows of its batch. MKL computes a product of
+    fewer than 4 rows with other kernels than a larger one (a matrix-vector product for one row), and
+    their sums run in another order; from 4 rows on, every row goes through the same kernel, whatever
+    the row count and the row's place. So fewer rows are padded with zero rows up to
+    `MIN_PRODUCT_ROWS` (with a margin: that threshold is MKL's on this project's CPU), which costs
+    nothing measurable: a call with so few rows is a single window's. Checked row by row, bit for bit,
+    by tests/test_batch_invariance.py.
+    """
+    rows = x.reshape(-1, x.shape[-1])
+    n = rows.shape[0]
+    if n < MIN_PRODUCT_ROWS and x.device.type == "cpu":
+        rows = torch.cat([rows, rows.new_zeros(MIN_PRODUCT_ROWS - n, rows.shape[1])])
+    out = rows @ matrix if bias is None else torch.addmm(bias, rows, matrix)
+    return out[:n].reshape(*x.shape[:-1], matrix.shape[-1])
+
+
+def linear(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
+    """`F.linear`, each row's result independent of the row count (`rows_product`)."""
+    return rows_product(x, weight.t(), bias)
+
+
+def sigmoid(x: Tensor) -> Tensor:
+    """`torch.sigmoid` of `x` `[B, ...]`, computed for each of the B windows as if it were alone (CPU).
+
+    torch's CPU kernel runs over a tensor in whole vectors with a vectorised exp and finishes the few
+    elements left at its end with the C library's exp, which rounds differently: over a batch, where
+    a window's elements fall would depend on the windows before it. Written into rows kept one
+    element apart, the batch cannot be taken as one run of memory: the kernel goes over each window's
+    elements on their own, exactly as over that window alone.
+    """
+    if x.device.type != "cpu" or x.shape[0] < 2:
+        return torch.sigmoid(x)
+    rows = x.reshape(x.shape[0], -1)
+    out = torch.empty(rows.shape[0], rows.shape[1] + 1, dtype=x.dtype)[:, :-1]
+    return torch.sigmoid(rows, out=out).unflatten(1, x.shape[1:])
+
+
 def batch_norm(channels: int) -> nn.BatchNorm2d:
     return nn.BatchNorm2d(channels, eps=BN_EPS)
 
@@ -240,5 +285,6 @@ class TaggingNet(nn.Module):
         head = self.classifier
         # Pool once: the head's own pooling and flattening (entries 0 and 1) would recompute `embedding`.
         embedding = torch.flatten(head[0](features), 1)
-        logits = head[5](head[4](head[3](head[2](embedding))))
+        hidden = head[4](head[3](linear(embedding, head[2].weight, head[2].bias)))
+        logits = linear(hidden, head[5].weight, head[5].bias)
         return logits, embedding

@@ -12,7 +12,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dymn_cli.models.common import ConvNormAct, TaggingNet, batch_norm, bn_scale_shift, classifier_head, conv2d, md
+from dymn_cli.models.common import (
+    ConvNormAct,
+    TaggingNet,
+    batch_norm,
+    bn_scale_shift,
+    classifier_head,
+    conv2d,
+    linear,
+    md,
+    rows_product,
+    sigmoid,
+)
 
 # (in, kernel, expanded, out, hardswish, stride) before width scaling, spec section 2.
 BLOCK_SETTINGS: tuple[tuple[int, int, int, int, bool, int], ...] = (
@@ -103,7 +114,7 @@ class DynamicConv(nn.Module):
     def mixed_kernels(attention: Tensor, bank: Tensor) -> Tensor:
         """Each sample's kernel `[B, O, I/groups, k, k]` from its mixing weights `attention` `[B, 4]`
         (the softmax of `residuals(h)`) and a bank from `folded_bank`."""
-        return (attention @ bank.flatten(1)).view(-1, *bank.shape[1:])
+        return rows_product(attention, bank.flatten(1)).view(-1, *bank.shape[1:])
 
     def conv(self, x: Tensor, kernels: Tensor, bias: Tensor) -> Tensor:
         """Convolve each sample of `x` `[n, I, F, T]` with its own kernel from `kernels` `[n, O, I/groups, k, k]`."""
@@ -141,7 +152,7 @@ class DyReLU(nn.Module):
 
         Contiguous over channels: strided operands slow the elementwise kernels down.
         """
-        theta = 2.0 * torch.sigmoid(theta) - 1.0
+        theta = 2.0 * sigmoid(theta) - 1.0
         coefs = theta.view(-1, self.channels, 2 * DYRELU_M) * self.lambdas + self.init_v
         return coefs.permute(2, 0, 1).contiguous()[..., None, None]
 
@@ -160,8 +171,8 @@ class ContextGen(nn.Module):
     """Context generator (spec 2.2): context vector `h` `[B, H]` and the coordinate attention gates.
 
     It works on short sequences (F + T positions), where the cost is per call, not per element: its 1x1
-    convolutions run as `F.linear` on `[B, positions, channels]` (the modules only hold the checkpoint's
-    parameters), with `joint_norm` folded into `joint_conv` (`derive`).
+    convolutions run as matrix products (`linear`) on `[B, positions, channels]` (the modules only hold
+    the checkpoint's parameters), with `joint_norm` folded into `joint_conv` (`derive`).
     """
 
     def __init__(self, in_channels: int, expanded: int, *, context: int, stride: int) -> None:
@@ -184,12 +195,12 @@ class ContextGen(nn.Module):
         for the batch that `chunks` (consecutive groups of samples) make up."""
         f = chunks[0].shape[2]
         seq = torch.cat([_profiles(x) for x in chunks])
-        z = F.hardswish(F.linear(seq, *self.joint))
+        z = F.hardswish(linear(seq, *self.joint))
         h = z.mean(dim=1)
         freq = self.pool(z[:, :f].transpose(1, 2)).transpose(1, 2)  # [B, F', H]
         time = self.pool(z[:, f:].transpose(1, 2)).transpose(1, 2)  # [B, T', H]
-        gate_f = torch.sigmoid(F.linear(freq, *self.to_f))
-        gate_t = torch.sigmoid(F.linear(time, *self.to_t))
+        gate_f = sigmoid(linear(freq, *self.to_f))
+        gate_t = sigmoid(linear(time, *self.to_t))
         return h, gate_f.transpose(1, 2)[:, :, :, None], gate_t.transpose(1, 2)[:, :, None, :]
 
 
@@ -278,7 +289,7 @@ class DyBlock(nn.Module):
 
     def dynamics(self, chunks: list[Tensor]) -> BlockDynamics:
         h, gate_f, gate_t = self.context_gen(chunks)
-        heads = F.linear(h, *self.heads)
+        heads = linear(h, *self.heads)
         n = len(self.banks)
         attention = torch.softmax(heads[:, : n * NUM_KERNELS].view(-1, n, NUM_KERNELS), dim=-1)
         kernels = [DynamicConv.mixed_kernels(attention[:, i], bank) for i, (bank, _) in enumerate(self.banks)]

@@ -10,7 +10,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from dymn_cli.models.common import ConvNormAct, TaggingNet, classifier_head, md
+from dymn_cli.models.common import ConvNormAct, TaggingNet, classifier_head, linear, md, sigmoid
 
 # (in, kernel, expanded, out, squeeze-excitation, hardswish, stride) before width scaling, spec `mn.md`.
 BLOCK_SETTINGS: tuple[tuple[int, int, int, int, bool, bool, int], ...] = (
@@ -41,8 +41,8 @@ class SqueezeExcitation(nn.Module):
         self.fc2 = nn.Linear(squeeze, channels)
 
     def forward(self, x: Tensor) -> Tensor:
-        scale = self.fc2(torch.relu(self.fc1(x.mean(dim=(2, 3)))))
-        return x * torch.sigmoid(scale)[:, :, None, None]
+        squeezed = torch.relu(linear(x.mean(dim=(2, 3)), self.fc1.weight, self.fc1.bias))
+        return x * sigmoid(linear(squeezed, self.fc2.weight, self.fc2.bias))[:, :, None, None]
 
 
 class ConcurrentSE(nn.Module):
