@@ -50,8 +50,11 @@ def audio(seconds: float, seed: int = 0) -> np.ndarray:
 
 
 def latencies(seconds: float, speed: float, settle: float) -> list[float]:
-    process = subprocess.Popen([DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", "--weights", str(WEIGHTS), "-q"],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    process = subprocess.Popen(
+        [DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", "--weights", str(WEIGHTS), "-q"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
     arrivals: list[tuple[float, dict]] = []
 
     def read() -> None:
@@ -87,8 +90,9 @@ def throughput(minutes: float, folder: Path) -> tuple[float, float]:
     soundfile.write(path, samples, RATE, subtype="PCM_16")
     common = ["--weights", str(WEIGHTS), "--window", "10", "--hop", "1", "-q"]
     start = time.perf_counter()
-    live = subprocess.run([DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", *common], input=samples.tobytes(),
-                          capture_output=True, check=True)
+    live = subprocess.run(
+        [DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", *common], input=samples.tobytes(), capture_output=True, check=True
+    )
     live_wall = time.perf_counter() - start
     start = time.perf_counter()
     subprocess.run([DYMN_TAG, str(path), "--format", "jsonl", *common], capture_output=True, check=True)
@@ -99,9 +103,27 @@ def throughput(minutes: float, folder: Path) -> tuple[float, float]:
 
 def memory(hours: float, folder: Path) -> dict:
     result = folder / "rss.json"
-    process = subprocess.Popen([sys.executable, str(ROOT / "benchmarks" / "peak_rss.py"), str(result), DYMN_TAG, "--live", "-",
-                                "--pcm", "s16le:32000:1", "--weights", str(WEIGHTS), "--hop", "10", "--events", "-q",
-                                "-o", os.devnull], stdin=subprocess.PIPE)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "peak_rss.py"),
+            str(result),
+            DYMN_TAG,
+            "--live",
+            "-",
+            "--pcm",
+            "s16le:32000:1",
+            "--weights",
+            str(WEIGHTS),
+            "--hop",
+            "10",
+            "--events",
+            "-q",
+            "-o",
+            os.devnull,
+        ],
+        stdin=subprocess.PIPE,
+    )
     minute = audio(60.0).tobytes()
     for _ in range(int(hours * 60)):
         process.stdin.write(minute)
@@ -129,12 +151,16 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         live_wall, offline_wall = throughput(args.minutes, Path(folder))
         audio_seconds = args.minutes * 60
-        print(f"throughput, {args.minutes:g} min of audio, window 10 s, hop 1 s: live stream at full speed {live_wall:.1f} s "
-              f"({audio_seconds / live_wall:.0f}x real time), offline file {offline_wall:.1f} s "
-              f"({audio_seconds / offline_wall:.0f}x); live / offline time {live_wall / offline_wall:.2f}")
+        print(
+            f"throughput, {args.minutes:g} min of audio, window 10 s, hop 1 s: live stream at full speed {live_wall:.1f} s "
+            f"({audio_seconds / live_wall:.0f}x real time), offline file {offline_wall:.1f} s "
+            f"({audio_seconds / offline_wall:.0f}x); live / offline time {live_wall / offline_wall:.2f}"
+        )
         rss = memory(args.hours, Path(folder))
-        print(f"memory: {args.hours:g} h of audio through a pipe at full speed (hop 10 s, --events): "
-              f"{rss['wall']:.0f} s, exit {rss['returncode']}, peak RSS {rss['peak_mib']:.0f} MiB")
+        print(
+            f"memory: {args.hours:g} h of audio through a pipe at full speed (hop 10 s, --events): "
+            f"{rss['wall']:.0f} s, exit {rss['returncode']}, peak RSS {rss['peak_mib']:.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

@@ -221,8 +221,9 @@ class LiveSource:
 
         options = {"rw_timeout": str(int(NETWORK_TIMEOUT * 1e6))} if self.network else {}
         try:
-            container = av.open(opened, mode="r", options=options, timeout=NETWORK_TIMEOUT if self.network else None,
-                                metadata_errors="replace")
+            container = av.open(
+                opened, mode="r", options=options, timeout=NETWORK_TIMEOUT if self.network else None, metadata_errors="replace"
+            )
         except av.error.FFmpegError as error:
             raise AudioError(f"{self.name}: cannot open the stream ({ffmpeg_reason(error)})") from None
         try:
@@ -253,7 +254,9 @@ class LiveSource:
                 except (av.error.FFmpegError, ValueError) as error:
                     skipped += 1
                     if skipped == 1 or skipped % 100 == 0:
-                        log.warning("%s: skipped a damaged packet (%s; %d skipped so far)", self.name, ffmpeg_reason(error), skipped)
+                        log.warning(
+                            "%s: skipped a damaged packet (%s; %d skipped so far)", self.name, ffmpeg_reason(error), skipped
+                        )
                     continue
                 for frame in frames:
                     if resampler is None or frame.sample_rate != resampler.in_rate:
@@ -282,6 +285,7 @@ class LiveSource:
     def _network(self, stop: threading.Event) -> Iterator[Arrival | SourceGap]:
         assert isinstance(self.target, str)
         lost: float | None = None  # wall time the stream dropped, until audio comes again
+        reason = ""  # why it dropped
         pause = FIRST_PAUSE
         opened = False
         while not stop.is_set():
@@ -298,8 +302,12 @@ class LiveSource:
                         got_audio = opened = True
                         if lost is not None:
                             gap = SourceGap(lost, time.time(), reason)
-                            log.warning("%s: no audio for %.1f s (%s); reconnected, stream time goes on",
-                                        self.name, gap.resumed - gap.lost, reason)
+                            log.warning(
+                                "%s: no audio for %.1f s (%s); reconnected, stream time goes on",
+                                self.name,
+                                gap.resumed - gap.lost,
+                                reason,
+                            )
                             yield gap
                             lost, pause = None, FIRST_PAUSE
                     yield item
@@ -319,7 +327,9 @@ class LiveSource:
                     return
                 log.warning("%s: the stream dropped (%s); reconnecting", self.name, reason)
             if time.time() - lost >= self.reconnect:
-                raise AudioError(f"{self.name}: the stream dropped and could not be reopened within {self.reconnect:g} s ({reason})")
+                raise AudioError(
+                    f"{self.name}: the stream dropped and could not be reopened within {self.reconnect:g} s ({reason})"
+                )
             stop.wait(pause)
             pause = min(pause * 2, LONGEST_PAUSE)
 

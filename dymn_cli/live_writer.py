@@ -25,7 +25,12 @@ def live_record(record: LiveRecord, options: OutputOptions) -> dict[str, Any]:
             "labels": label_entries(record.scores, options),
         }
     if isinstance(record, LiveEvent):
-        return {"type": "event", "source": record.source, **record.event.as_dict(decimals=SCORE_DECIMALS), "time": _iso(record.time)}
+        return {
+            "type": "event",
+            "source": record.source,
+            **record.event.as_dict(decimals=SCORE_DECIMALS),
+            "time": _iso(record.time),
+        }
     if isinstance(record, StreamGap):
         return {
             "type": "gap",

@@ -47,15 +47,25 @@ def s16(frames: np.ndarray) -> bytes:
 def streaming_wav_header(rate: int, channels: int) -> bytes:
     """A 16-bit WAV header as `arecord` writes it to a pipe: the lengths unknown (0x7fffffff)."""
     fmt = struct.pack("<HHIIHH", 1, channels, rate, rate * channels * 2, channels * 2, 16)
-    return b"RIFF" + struct.pack("<I", 0x7FFFFFFF) + b"WAVE" + b"fmt " + struct.pack("<I", 16) + fmt + b"data" + struct.pack("<I", 0x7FFFFFFF)
+    return (
+        b"RIFF"
+        + struct.pack("<I", 0x7FFFFFFF)
+        + b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", 16)
+        + fmt
+        + b"data"
+        + struct.pack("<I", 0x7FFFFFFF)
+    )
 
 
 class LiveRun:
     """`dymn-tag --live ...` with stdin a pipe we write at a chosen pace; records read as they come."""
 
     def __init__(self, *args: str) -> None:
-        self.process = subprocess.Popen([DYMN_TAG, "--live", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE)
+        self.process = subprocess.Popen(
+            [DYMN_TAG, "--live", *args], stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+        )
         self.records: list[tuple[float, dict]] = []  # (monotonic arrival, record)
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()
@@ -146,9 +156,11 @@ def test_pcm_gives_the_records_of_the_same_audio_in_a_streamed_wav(weights, enco
     subtype = {"s16le": "PCM_16", "s32le": "PCM_32", "f32le": "FLOAT"}[encoding]
     soundfile.write(wav, frames, 48_000, subtype=subtype)
     decoded, _ = soundfile.read(wav, dtype="float32", always_2d=True)
-    raw = {"s16le": lambda: soundfile.read(wav, dtype="int16")[0].astype("<i2").tobytes(),
-           "s32le": lambda: soundfile.read(wav, dtype="int32")[0].astype("<i4").tobytes(),
-           "f32le": lambda: decoded.astype("<f4").tobytes()}[encoding]()
+    raw = {
+        "s16le": lambda: soundfile.read(wav, dtype="int16")[0].astype("<i2").tobytes(),
+        "s32le": lambda: soundfile.read(wav, dtype="int32")[0].astype("<i4").tobytes(),
+        "f32le": lambda: decoded.astype("<f4").tobytes(),
+    }[encoding]()
     common = ["--weights", weights, "--window", "2", "--hop", "0.5", "--top", "5", "--batch-size", "1", "--events"]
     outputs = []
     for args, data in ((["--pcm", f"{encoding}:48000:2"], raw), ([], wav.read_bytes())):
@@ -200,8 +212,11 @@ def test_several_fifos_side_by_side_each_record_names_its_source(weights, tmp_pa
     fifos = [tmp_path / "one", tmp_path / "two"]
     for fifo in fifos:
         os.mkfifo(fifo)
-    process = subprocess.Popen([DYMN_TAG, "--live", *map(str, fifos), "--pcm", "s16le:32000:1", "--weights", weights,
-                                "--window", "1", "--hop", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [DYMN_TAG, "--live", *map(str, fifos), "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1", "--hop", "1"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
 
     def feed(fifo: Path, seconds: float) -> None:
         with open(fifo, "wb") as pipe:
@@ -215,15 +230,21 @@ def test_several_fifos_side_by_side_each_record_names_its_source(weights, tmp_pa
     records = [json.loads(line) for line in out.decode().splitlines()]
     starts = {str(f): [r["start"] for r in records if r["type"] == "window" and r["source"] == str(f)] for f in fifos}
     assert starts == {str(fifos[0]): [0.0, 1.0, 2.0], str(fifos[1]): [0.0, 1.0, 2.0, 3.0, 4.0]}
-    assert sorted((r["source"], r["duration"]) for r in records if r["type"] == "end") == [(str(fifos[0]), 3.0), (str(fifos[1]), 5.0)]
+    assert sorted((r["source"], r["duration"]) for r in records if r["type"] == "end") == [
+        (str(fifos[0]), 3.0),
+        (str(fifos[1]), 5.0),
+    ]
 
 
 def test_a_dropped_http_stream_is_reopened_and_stream_time_goes_on(weights, tmp_path):
     soundfile.write(tmp_path / "radio.wav", noise_with_tones(4.0), RATE, subtype="PCM_16")
     with serve_directory(tmp_path) as server:
         server.drop_after = 44 + 2 * RATE * 2  # every response: the header and 2 s of audio, then the connection closes
-        process = subprocess.Popen([DYMN_TAG, "--live", server.url + "radio.wav", "--weights", weights, "--window", "1",
-                                    "--hop", "1"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [DYMN_TAG, "--live", server.url + "radio.wav", "--weights", weights, "--window", "1", "--hop", "1"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         records: list[dict] = []
         reader = threading.Thread(target=lambda: records.extend(json.loads(line) for line in process.stdout), daemon=True)
         reader.start()
@@ -244,18 +265,26 @@ def test_a_dropped_http_stream_is_reopened_and_stream_time_goes_on(weights, tmp_
 
 
 def test_an_unreachable_url_and_a_missing_path_fail_with_one_line(weights, tmp_path):
-    done = subprocess.run([DYMN_TAG, "--live", "http://127.0.0.1:9/none.wav", str(tmp_path / "missing"),
-                           "--weights", weights], capture_output=True, timeout=120)
+    done = subprocess.run(
+        [DYMN_TAG, "--live", "http://127.0.0.1:9/none.wav", str(tmp_path / "missing"), "--weights", weights],
+        capture_output=True,
+        timeout=120,
+    )
     assert done.returncode == 1
-    errors = [line for line in done.stderr.decode().splitlines() if "error" not in line and ("none.wav" in line or "missing" in line)]
+    errors = [
+        line for line in done.stderr.decode().splitlines() if "error" not in line and ("none.wav" in line or "missing" in line)
+    ]
     assert any("cannot open the stream" in line for line in errors) and any("file not found" in line for line in errors)
     assert b"Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
-    [(["--pcm", "s16:32000:1"], b"FORMAT:RATE:CHANNELS"), (["--timeline"], b"--timeline cannot be used with --live"),
-     (["--format", "csv"], b"JSON Lines")],
+    [
+        (["--pcm", "s16:32000:1"], b"FORMAT:RATE:CHANNELS"),
+        (["--timeline"], b"--timeline cannot be used with --live"),
+        (["--format", "csv"], b"JSON Lines"),
+    ],
 )
 def test_usage_errors(args, message, weights):
     done = subprocess.run([DYMN_TAG, "--live", "-", *args, "--weights", weights], capture_output=True, input=b"", timeout=60)
@@ -267,12 +296,15 @@ def test_usage_errors(args, message, weights):
 @pytest.mark.parametrize("encoding", ["s16le", "s24le", "s32le", "f32le", "u8", "s16be"])
 def test_pcm_samples_are_scaled_as_libsndfile_reads_them(encoding, tmp_path):
     frames = noise_with_tones(0.5, channels=2)
-    subtype = {"s16le": "PCM_16", "s16be": "PCM_16", "s24le": "PCM_24", "s32le": "PCM_32", "f32le": "FLOAT", "u8": "PCM_U8"}[encoding]
+    subtype = {"s16le": "PCM_16", "s16be": "PCM_16", "s24le": "PCM_24", "s32le": "PCM_32", "f32le": "FLOAT", "u8": "PCM_U8"}[
+        encoding
+    ]
     endian = "BIG" if encoding.endswith("be") else "LITTLE"
     path = tmp_path / "a.raw"
     soundfile.write(path, frames, RATE, subtype=subtype, format="RAW", endian=endian)
-    expected = soundfile.read(path, dtype="float32", always_2d=True, samplerate=RATE, channels=2, subtype=subtype,
-                              format="RAW", endian=endian)[0]
+    expected = soundfile.read(
+        path, dtype="float32", always_2d=True, samplerate=RATE, channels=2, subtype=subtype, format="RAW", endian=endian
+    )[0]
     np.testing.assert_array_equal(PcmFormat.parse(f"{encoding}:{RATE}:2").to_frames(path.read_bytes()), expected)
 
 
@@ -281,8 +313,26 @@ def test_memory_stays_flat_over_hours_of_audio_at_full_speed(weights, tmp_path):
     (windows every 10 minutes keep the network's share of the time small)."""
     records = tmp_path / "records.jsonl"
     with open(records, "wb") as out:
-        process = subprocess.Popen([DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1",
-                                    "--hop", "600", "--events", "-q"], stdin=subprocess.PIPE, stdout=out, stderr=subprocess.PIPE)
+        process = subprocess.Popen(
+            [
+                DYMN_TAG,
+                "--live",
+                "-",
+                "--pcm",
+                "s16le:32000:1",
+                "--weights",
+                weights,
+                "--window",
+                "1",
+                "--hop",
+                "600",
+                "--events",
+                "-q",
+            ],
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.PIPE,
+        )
         hour = s16(noise_with_tones(60.0)) * 60
         rss = []
         for _ in range(3):
