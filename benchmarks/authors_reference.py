@@ -20,9 +20,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from dymn_cli.frontend import FrontEndConfig, kaldi_mel_bank
 from dymn_cli.models.common import ConvNormAct
 from dymn_cli.models.dymn import ContextGen, DyBlock, DyMN, DynamicConv, DyReLU
+from dymn_cli.models.frontend import FrontEndConfig, kaldi_mel_bank
 
 TEMPERATURE = 1.0  # the authors' loader sets it for the AudioSet checkpoints; they still divide by it
 

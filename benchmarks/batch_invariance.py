@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dymn_cli.engine import InferenceEngine
-from dymn_cli.models import build_model
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.models.build import build_model
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 

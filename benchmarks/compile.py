@@ -22,8 +22,8 @@ os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="dymn-compile-ca
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from dymn_cli.engine import InferenceEngine  # noqa: E402
-from dymn_cli.models import create_model  # noqa: E402
+from dymn_cli.inference.engine import InferenceEngine  # noqa: E402
+from dymn_cli.models.build import create_model  # noqa: E402
 
 
 def timed(fn) -> float:

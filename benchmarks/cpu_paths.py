@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from dymn_cli.engine import InferenceEngine
-from dymn_cli.models import create_model
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.models.build import create_model
 from dymn_cli.models.common import conv2d
 from dymn_cli.models.dymn import _profiles
 

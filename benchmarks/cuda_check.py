@@ -23,12 +23,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-
-from dymn_cli.engine import InferenceEngine, resolve_device
-from dymn_cli.models import build_model
-from dymn_cli.weights import load_checkpoint
 from cpu_paths import fastest  # (this folder: run as a script)
 from end_to_end import WEIGHTS, make_corpus, run_dymn_tag
+
+from dymn_cli.inference.engine import InferenceEngine, resolve_device
+from dymn_cli.models.build import build_model
+from dymn_cli.models.checkpoints import load_checkpoint
 
 
 def engine_rates(device: torch.device, batches: list[int], rounds: int) -> None:

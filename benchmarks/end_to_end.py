@@ -38,12 +38,12 @@ from pathlib import Path
 import numpy as np
 import soundfile
 import torch
-
 from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
-from dymn_cli.audio import load_audio, stream_audio
-from dymn_cli.models import build_model
-from dymn_cli.weights import load_checkpoint
-from dymn_cli.windows import WindowGrid
+
+from dymn_cli.audio.decode import load_audio, stream_audio
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.models.build import build_model
+from dymn_cli.models.checkpoints import load_checkpoint
 
 ROOT = Path(__file__).resolve().parent.parent
 WEIGHTS = ROOT / "tests" / "golden" / "dymn10_seed0.pt"

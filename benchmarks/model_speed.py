@@ -31,11 +31,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
 from torch import Tensor, nn
 
-from authors_reference import AuthorsLogMel, authors_dymn_forward  # (this folder: run as a script)
-from dymn_cli.frontend import LogMel
-from dymn_cli.models import create_model
+from dymn_cli.models.build import create_model
+from dymn_cli.models.frontend import LogMel
 
 FAMILY_WIDTH = {
     "dymn04": ("dymn", 0.4),

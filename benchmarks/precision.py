@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from dymn_cli.engine import InferenceEngine, resolve_device
-from dymn_cli.models import build_model
+from dymn_cli.inference.engine import InferenceEngine, resolve_device
+from dymn_cli.models.build import build_model
 
 GOLDEN = Path(__file__).resolve().parent.parent / "tests" / "golden"
 MODELS = ("dymn04", "dymn10", "mn04")

@@ -71,8 +71,9 @@ def main() -> None:
     import ray
     import torch
 
-    from dymn_cli.distributed import RayOptions, RayTagger
-    from dymn_cli.run import _worker_count
+    from dymn_cli.inference.distributed import RayOptions
+    from dymn_cli.ray_tagger import RayTagger
+    from dymn_cli.run.runner import _worker_count
     from dymn_cli.tagger import Tagger
 
     torch.set_num_threads(args.threads)

@@ -1,3 +1,3 @@
-from dymn_cli.cli import main
+from dymn_cli.cli.main import main
 
 main()

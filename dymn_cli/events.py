@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
 
 __all__ = [
     "DEFAULT_THRESHOLD",

@@ -12,9 +12,9 @@ from datetime import datetime
 
 import numpy as np
 
-from .events import SoundEvent
-from .labels import AudioSetClass, audioset_classes
-from .results import rank_classes
+from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.events import SoundEvent
+from dymn_cli.results import rank_classes
 
 __all__ = ["LiveEvent", "LiveRecord", "LiveWindow", "StreamEnd", "StreamGap", "wall_time"]
 

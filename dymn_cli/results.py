@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .labels import AudioSetClass, audioset_classes
-from .pipeline import WindowOutputs
-from .windows import WindowGrid
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.inference.pipeline import WindowOutputs
 
 AGGREGATES = ("mean", "max")
 

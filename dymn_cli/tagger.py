@@ -10,38 +10,43 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any, BinaryIO, Union
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
 
-from .audio import MAX_STREAM_BUFFER, prepare_waveform
-from .decoding import DecodeJob, failure_reason
-from .engine import InferenceEngine
-from .ensemble import load_members
-from .errors import AudioError, UsageError
-from .events import EventDetector, EventSettings, SoundEvent
-from .labels import audioset_classes
-from .live_results import LiveEvent, LiveRecord, LiveWindow, StreamEnd, StreamGap, wall_time
-from .live_sources import LiveSource, LiveTarget, PcmFormat
-from .pipeline import Decoding, Failure, PipelineSettings, PipelineStats, WindowOutputs, run_pipeline
-from .results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes, sigmoid
-from .windows import WindowGrid
+from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.live import LiveSource, LiveTarget, PcmFormat
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.events import EventDetector, EventSettings, SoundEvent
+from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
+from dymn_cli.inference.engine import InferenceEngine
+from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
+from dymn_cli.live_results import LiveEvent, LiveRecord, LiveWindow, StreamEnd, StreamGap, wall_time
+from dymn_cli.models.ensemble import load_members
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes, sigmoid
+from dymn_cli.tagging import AudioTagger, source_name
 
 LIVE_HOP = 1.0
 """Default hop of a live stream: a record every second (and events on a 1 s grid)."""
 
-__all__ = ["AGGREGATES", "LIVE_HOP", "Source", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+__all__ = ["AGGREGATES", "LIVE_HOP", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
-Source = Union[str, Path, bytes, BinaryIO, np.ndarray, torch.Tensor]
+TagSource = str | Path | bytes | BinaryIO | np.ndarray | torch.Tensor
+"""What `Tagger` tags: a path, the bytes of a file, a binary file object, or a waveform with its rate."""
 
 
-class Tagger:
+class Tagger(AudioTagger):
     """Tags audio with a published model (or an ensemble of them).
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
     """
+
+    takes_decoding = True
 
     def __init__(
         self,
@@ -77,7 +82,7 @@ class Tagger:
 
     def tag(
         self,
-        source: Source,
+        source: TagSource,
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -92,7 +97,7 @@ class Tagger:
 
     def tag_many(
         self,
-        sources: Iterable[Source],
+        sources: Iterable[TagSource],
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
@@ -107,7 +112,7 @@ class Tagger:
 
         A bad input yields a `TagFailure` and the others go on. `workers > 0` decodes in that many
         processes while the network runs. `stats` collects where the time went. `decoding` is the
-        decoding of these same `sources` (paths), started earlier by `pipeline.start_decoding`; it is
+        decoding of these same `sources` (paths), started earlier by `worker_pool.start_decoding`; it is
         used if it cuts the windows this model needs, else stopped and the sources decoded anew.
         `timeout` (seconds) fails an input whose decoding and tagging takes longer.
 
@@ -121,12 +126,12 @@ class Tagger:
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
+        grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 
         def jobs() -> Iterator[DecodeJob]:
             for index, source in enumerate(sources):
-                names.append(_describe(source))
+                names.append(source_name(source))
                 try:
                     decodable = self._decodable(source, sample_rate, in_process=workers == 0)
                 except UsageError:  # a call that cannot work for any input (an array without its rate)
@@ -143,7 +148,7 @@ class Tagger:
             decoding.close()
             decoding = None
         if decoding is not None:
-            names.extend(map(_describe, sources))
+            names.extend(map(source_name, sources))
         started = decoding if decoding is not None else jobs()
         for outcome in run_pipeline(started, engine=self.engine, settings=settings, stats=stats):
             name = names[outcome.index]
@@ -179,25 +184,37 @@ class Tagger:
         >>> for record in Tagger("dymn10_as").stream("-", pcm="s16le:32000:1"):  # doctest: +SKIP
         ...     print(record)
         """
-        from .live_pipeline import LiveOutputs, SourceInterruption, stream_windows
+        from dymn_cli.inference.live import LiveOutputs, SourceInterruption, stream_windows
 
-        targets = [sources] if isinstance(sources, (str, int, os.PathLike, LiveSource)) or hasattr(sources, "read") else list(sources)  # type: ignore[arg-type]
+        targets = (
+            [sources] if isinstance(sources, (str, int, os.PathLike, LiveSource)) or hasattr(sources, "read") else list(sources)
+        )  # type: ignore[arg-type]
         if not targets:
             raise UsageError("no live source given")
-        live = [t if isinstance(t, LiveSource) else LiveSource(t, pcm=pcm, reconnect=reconnect, sample_rate=self.sample_rate) for t in targets]
+        live = [
+            t if isinstance(t, LiveSource) else LiveSource(t, pcm=pcm, reconnect=reconnect, sample_rate=self.sample_rate)
+            for t in targets
+        ]
         grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
         rate = self.sample_rate
         detectors = [
-            EventDetector(threshold=events.threshold, min_duration=events.min_duration, classes=event_classes, class_table=self.classes)
-            if events is not None else None
+            EventDetector(
+                threshold=events.threshold, min_duration=events.min_duration, classes=event_classes, class_table=self.classes
+            )
+            if events is not None
+            else None
             for _ in live
         ]
-        recent: list[deque[tuple[int, float]]] = [deque(maxlen=grid.window // grid.hop + 4) for _ in live]  # (start, wall) of windows
+        recent: list[deque[tuple[int, float]]] = [
+            deque(maxlen=grid.window // grid.hop + 4) for _ in live
+        ]  # (start, wall) of windows
         stop = stop if stop is not None else threading.Event()
 
         def when(i: int, seconds: float) -> datetime:
             position = round(seconds * rate)
-            start, wall = next(((s, w) for s, w in reversed(recent[i]) if s <= position), recent[i][0] if recent[i] else (0, time.time()))
+            start, wall = next(
+                ((s, w) for s, w in reversed(recent[i]) if s <= position), recent[i][0] if recent[i] else (0, time.time())
+            )
             return wall_time(wall + (position - start) / rate)
 
         def event_records(i: int, found: list[SoundEvent]) -> Iterator[LiveEvent]:
@@ -209,25 +226,36 @@ class Tagger:
                 i = item.source
                 scores = sigmoid(item.logits[None])[0]
                 recent[i].append((item.start, item.wall_start))
-                yield LiveWindow(live[i].name, item.index, item.start / rate, item.end / rate, wall_time(item.wall_start),
-                                 scores, item.embedding, time.monotonic() - item.arrived, self.classes)
+                yield LiveWindow(
+                    live[i].name,
+                    item.index,
+                    item.start / rate,
+                    item.end / rate,
+                    wall_time(item.wall_start),
+                    scores,
+                    item.embedding,
+                    time.monotonic() - item.arrived,
+                    self.classes,
+                )
                 detector = detectors[i]
                 if detector is not None:
                     yield from event_records(i, detector.feed([item.start / rate], [item.end / rate], scores[None]))
             elif isinstance(item, SourceInterruption):
                 gap = item.gap
-                yield StreamGap(live[item.source].name, item.position / rate, wall_time(gap.lost), wall_time(gap.resumed), gap.reason)
+                yield StreamGap(
+                    live[item.source].name, item.position / rate, wall_time(gap.lost), wall_time(gap.resumed), gap.reason
+                )
             else:
                 detector = detectors[item.source]
                 if detector is not None and item.n_samples:
                     yield from event_records(item.source, detector.finish(item.n_samples / rate))
                 yield StreamEnd(live[item.source].name, item.n_samples / rate, item.error)
 
-    def embed(self, source: Source, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
+    def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: Source, sample_rate: int | None, *, in_process: bool) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -235,7 +263,7 @@ class Tagger:
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source if in_process else _read_bounded(source, _describe(source))
+            return source if in_process else _read_bounded(source, source_name(source))
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
@@ -263,13 +291,3 @@ class _InMemoryAudio(np.ndarray):
 
     def __new__(cls, array: np.ndarray) -> _InMemoryAudio:
         return np.asarray(array, dtype=np.float32).view(cls)
-
-
-def _describe(source: Source) -> str:
-    if isinstance(source, (str, Path)):
-        return os.fspath(source)
-    if isinstance(source, (np.ndarray, torch.Tensor)):
-        return "<array>"
-    if isinstance(source, (bytes, bytearray)):
-        return "<bytes>"
-    return getattr(source, "name", None) if isinstance(getattr(source, "name", None), str) else "<stream>"

@@ -302,3 +302,11 @@ def truncate_file(path: str | os.PathLike[str], keep: float | int) -> Path:
     n = keep if isinstance(keep, int) else int(len(data) * keep)
     path.write_bytes(data[:n])
     return path
+
+
+def tone(path: Path, *, freq: float, seconds: float, rate: int = 32_000, noise: float = 0.0, seed: int = 0) -> Path:
+    t = np.arange(int(seconds * rate)) / rate
+    x = 0.5 * np.sin(2 * np.pi * freq * t) + noise * np.random.default_rng(seed).standard_normal(len(t))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(path, x.astype(np.float32), rate)
+    return path

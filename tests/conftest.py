@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-GOLDEN = Path(__file__).parent / "golden"
+from tests.support import GOLDEN
 
 
 @pytest.fixture(scope="session")

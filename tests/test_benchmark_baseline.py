@@ -4,15 +4,14 @@ it reproduces the golden front end and network outputs, so the speed-ups measure
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import pytest
 import torch
 
 from benchmarks.authors_reference import AuthorsLogMel, authors_dymn_forward
-from dymn_cli.models import build_model
+from dymn_cli.models.build import build_model
+from tests.support import GOLDEN
 
-GOLDEN = Path(__file__).parent / "golden"
 LOGMEL_TOL = 5e-4  # golden README
 
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dymn_cli.audio.windows import WindowGrid
+from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.events import EventSettings, detect_events, slot_scores
-from dymn_cli.labels import audioset_classes
 from dymn_cli.tagger import TagResult
-from dymn_cli.windows import WindowGrid
 
 RATE = 32_000
 DOG, BARK, SPEECH = 74, 75, 0

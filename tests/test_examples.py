@@ -5,7 +5,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLES = Path(__file__).parent.parent / "examples"
+import pytest
+
+from tests.support import EXAMPLES
+
+pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
 
 
 def test_shell_example_runs(golden_dir):

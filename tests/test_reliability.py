@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
@@ -37,30 +36,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from dymn_cli import Tagger
-from dymn_cli.audio import AudioDecodeWarning
-from dymn_cli.decoding import DecodeJob
-from dymn_cli.pipeline import DecoderCrashLoop, Failure, PipelineSettings, WindowOutputs, run_pipeline
+from dymn_cli.audio.decode import AudioDecodeWarning
+from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.errors import AudioError
-from dymn_cli.outputs import OutputOptions
-from dymn_cli.run import RunSettings, label_inputs
+from dymn_cli.inference.decode_stage import DecodeJob
+from dymn_cli.inference.pipeline import Failure, WindowOutputs, run_pipeline
+from dymn_cli.inference.worker_pool import DecoderCrashLoop, PipelineSettings
+from dymn_cli.run.runner import RunSettings, label_inputs
 from dymn_cli.tagger import TagFailure, TagResult
-from dymn_cli.windows import WindowGrid
+from dymn_cli.writers.base import OutputOptions
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
 from tests.crash_sources import ExitOnArrival, SegfaultOnOpen, die_at_start
 from tests.permissions import mode_respecting_prefix
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, dymn_tag
 
-WEIGHTS = str(Path(__file__).parent / "golden" / "dymn04_seed0.pt")
-DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
+WEIGHTS = str(DYMN04_WEIGHTS)
 FAST = ["--weights", WEIGHTS, "--device", "cpu", "--window", "1", "--hop", "1", "--top", "3"]
 SUMMARY = re.compile(r"^dymn-tag: (\d+) tagged, (\d+) failed, (\d+) skipped, [\d.]+ h of audio in [\d.]+ s")
 RATE = 32_000
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-def dymn_tag(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([DYMN_TAG, *args], capture_output=True, timeout=180, **kwargs)
 
 
 def jsonl(path: Path) -> list[dict]:
@@ -239,6 +235,7 @@ def _build_corpus(root: Path, outside: Path) -> tuple[dict[str, tuple[str, str]]
     return expect, listing
 
 
+@pytest.mark.slow
 def test_a_folder_of_awkward_inputs_gives_one_clear_outcome_each(tmp_path):
     expect, listing = _build_corpus(tmp_path / "corpus", tmp_path)
     root = tmp_path / "corpus"
@@ -284,10 +281,11 @@ def test_a_folder_of_awkward_inputs_gives_one_clear_outcome_each(tmp_path):
     reference = by_path[str(root / "float64.wav")]["labels"]
     for name, tolerance in (("int16.wav", 5e-3), ("int24.wav", 1e-4)):  # (16 bits: quantisation noise)
         labels = by_path[str(root / name)]["labels"]
-        assert [l["index"] for l in labels] == [l["index"] for l in reference]
-        assert [l["score"] for l in labels] == pytest.approx([l["score"] for l in reference], abs=tolerance)
+        assert [label["index"] for label in labels] == [label["index"] for label in reference]
+        assert [label["score"] for label in labels] == pytest.approx([label["score"] for label in reference], abs=tolerance)
 
 
+@pytest.mark.slow
 def test_an_unreadable_file_and_folder(tmp_path):
     """Mode 000 on a file and on a folder; as root the run loses the capabilities that ignore modes."""
     prefix = mode_respecting_prefix()
@@ -321,6 +319,7 @@ def test_an_unreadable_file_and_folder(tmp_path):
     ]
 
 
+@pytest.mark.slow
 def test_a_file_deleted_while_the_run_goes_on(tmp_path):
     first = tmp_path / "first.wav"
     os.mkfifo(first)  # the run waits here until the test feeds it
@@ -343,6 +342,7 @@ def test_a_file_deleted_while_the_run_goes_on(tmp_path):
 # --------------------------------------------------------------------------- dying decode workers
 
 
+@pytest.mark.slow
 def test_a_decode_worker_killed_mid_file_fails_only_that_file(tmp_path):
     paths = [make_audio_file(tmp_path / f"a{i}.wav", seconds=0.3 + 0.1 * i, seed=i) for i in range(8)]
     stuck = tmp_path / "stuck.wav"
@@ -428,6 +428,7 @@ def _assert_same_windows(expected: list, got: list) -> None:
         np.testing.assert_allclose(a.logits, b.logits, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_a_segfaulting_decoder_costs_only_its_job(tagger, tmp_path):
     good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5 + 0.5 * i, seed=i)) for i in range(6)]
     # two workers: the second takes job 1 (and holds job 3, not started), and dies on opening job 1
@@ -438,6 +439,7 @@ def test_a_segfaulting_decoder_costs_only_its_job(tagger, tmp_path):
     _assert_same_windows(_pipeline(tagger, good, workers=0), [o for o in pooled if o.index != 1])
 
 
+@pytest.mark.slow
 def test_a_job_that_kills_workers_as_they_receive_it_fails_on_the_second_death(tagger, tmp_path):
     good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5, seed=i)) for i in range(3)]
     pooled = _pipeline(tagger, [ExitOnArrival(), *good], workers=1)
@@ -445,11 +447,12 @@ def test_a_job_that_kills_workers_as_they_receive_it_fails_on_the_second_death(t
     _assert_same_windows(_pipeline(tagger, good, workers=0), pooled[1:])
 
 
+@pytest.mark.slow
 def test_workers_that_cannot_start_stop_the_run_with_one_clear_error(tagger, tmp_path, monkeypatch):
     """Not an endless round of restarts, each input failing with "decoder crashed"."""
-    import dymn_cli.pipeline
+    import dymn_cli.inference.worker_pool
 
-    monkeypatch.setattr(dymn_cli.pipeline, "decode_worker", die_at_start)
+    monkeypatch.setattr(dymn_cli.inference.worker_pool, "decode_worker", die_at_start)
     good = [str(make_audio_file(tmp_path / f"g{i}.wav", seconds=0.5, seed=i)) for i in range(6)]
     started = time.monotonic()
     with pytest.raises(DecoderCrashLoop, match=r"keep dying before they send anything \(exit code 255\); --workers 0"):
@@ -523,8 +526,8 @@ def _assert_same_output(fmt: str, got, want) -> None:
     assert [r["path"] for r in got] == [r["path"] for r in want]
     for a, b in zip(got, want):
         assert {k: v for k, v in a.items() if k != "labels"} == {k: v for k, v in b.items() if k != "labels"}
-        assert [l["index"] for l in a.get("labels", [])] == [l["index"] for l in b.get("labels", [])]
-        assert [l["score"] for l in a.get("labels", [])] == pytest.approx([l["score"] for l in b.get("labels", [])], abs=1e-6)
+        assert [label["index"] for label in a.get("labels", [])] == [label["index"] for label in b.get("labels", [])]
+        assert [label["score"] for label in a.get("labels", [])] == pytest.approx([label["score"] for label in b.get("labels", [])], abs=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -536,6 +539,7 @@ def _assert_same_output(fmt: str, got, want) -> None:
     ],
     ids=lambda v: v if isinstance(v, str) else signal.Signals(v).name,
 )
+@pytest.mark.slow
 def test_a_stopped_run_keeps_its_results_and_resume_completes_it(tmp_path, tagger, fmt, signum):
     paths, fifo = _resume_corpus(tmp_path / "audio")
     out = tmp_path / "out"
@@ -603,6 +607,7 @@ def test_a_signal_that_lands_inside_logging_still_stops_the_run(tagger, tmp_path
     assert signal.getsignal(signal.SIGTERM) is before
 
 
+@pytest.mark.slow
 def test_resume_on_the_command_line(tmp_path, tagger):
     paths, fifo = _resume_corpus(tmp_path / "audio")
     fifo.unlink()
@@ -622,6 +627,7 @@ def test_resume_on_the_command_line(tmp_path, tagger):
     _assert_same_output("jsonl", jsonl(target), jsonl(reference))
 
 
+@pytest.mark.slow
 def test_resume_refuses_a_csv_with_other_columns(tmp_path):
     """A CSV of clip scores cannot be continued as a timeline (or from any other table): one usage
     error naming the file, and the file is left as it was."""
@@ -642,6 +648,7 @@ def test_resume_refuses_a_csv_with_other_columns(tmp_path):
     assert again.returncode == 0 and target.read_bytes() == before, again.stderr
 
 
+@pytest.mark.slow
 def test_resume_refuses_json_written_with_other_settings(tmp_path):
     audio = make_audio_file(tmp_path / "a.wav", seconds=0.5)
     target = tmp_path / "labels.json"
@@ -656,6 +663,7 @@ def test_resume_refuses_json_written_with_other_settings(tmp_path):
     assert target.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_resume_checks_parquet_columns_and_settings(tmp_path):
     pytest.importorskip("pyarrow")
     audio = make_audio_file(tmp_path / "a.wav", seconds=0.5)
@@ -679,6 +687,7 @@ class _RunsCode:
         return (os.system, (f"echo pwned > {self.marker}",))
 
 
+@pytest.mark.slow
 def test_weights_that_would_run_code_are_refused_by_the_command(tmp_path):
     marker = tmp_path / "pwned"
     evil = tmp_path / "evil.pt"
@@ -756,7 +765,7 @@ def test_fuzzed_audio_gives_a_result_or_a_clean_error(tagger, fuzz_strategy, dat
 _ABSURD_RATE = """
 import resource, struct, sys
 resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # 2 GiB of address space, all told
-from dymn_cli.audio import stream_audio
+from dymn_cli.audio.decode import stream_audio
 data = bytearray(open(sys.argv[1], "rb").read())
 data[24:28] = struct.pack("<I", 2_000_000)  # the WAV header's sample rate (the highest taken), then its byte rate
 data[28:32] = struct.pack("<I", 2 * 2_000_000)
@@ -764,6 +773,7 @@ print(sum(len(block) for block in stream_audio(bytes(data), block_seconds=60.0))
 """
 
 
+@pytest.mark.slow
 def test_a_header_claiming_an_absurd_sample_rate_costs_no_memory(tmp_path):
     """A 19 kB WAV that says 16.7 MHz used to make the decoder ask for a 4 GB block (60 s of it); such a
     rate now fails the file (tests/test_hostile_inputs.py), and 2 MHz, the highest rate taken, still
@@ -778,6 +788,7 @@ def test_a_header_claiming_an_absurd_sample_rate_costs_no_memory(tmp_path):
 # --------------------------------------------------------------------------- scale
 
 
+@pytest.mark.slow
 def test_two_hundred_files_a_quarter_of_them_bad(tmp_path):
     root = tmp_path / "many"
     root.mkdir()

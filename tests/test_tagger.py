@@ -83,6 +83,7 @@ def test_tag_many_isolates_bad_inputs_and_keeps_order(tagger, tmp_path, frontend
     np.testing.assert_array_equal(outcomes[0].scores, outcomes[3].scores)
 
 
+@pytest.mark.slow
 def test_tag_many_with_worker_processes_equals_inline(tagger, tmp_path, frontend_golden):
     import soundfile
 

@@ -7,7 +7,7 @@ Module names and their order are those of the authors' code, because they are th
 from __future__ import annotations
 
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

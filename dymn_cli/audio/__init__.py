@@ -1,0 +1,1 @@
+"""Audio in: decoding backends (libsndfile, PyAV), resampling, the window grid, inputs named by URI."""

@@ -1,0 +1,24 @@
+"""`dymn-tag merge OUTPUTS... -o FILE`: join the outputs of shards or part files into one file."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+log = logging.getLogger("dymn_cli")
+
+
+def merge_command(
+    outputs: Annotated[list[Path], typer.Argument(help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl or .parquet.")],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
+) -> None:
+    """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""
+    from dymn_cli.writers.merge import merge_outputs
+
+    summary = merge_outputs(outputs, output)
+    if not quiet:
+        log.info(summary.line(output))

@@ -1,0 +1,188 @@
+"""Which inputs a run tags: paths, folder trees, file lists and stdin, in a stable order."""
+
+from __future__ import annotations
+
+import logging
+import os
+import stat
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import BinaryIO
+
+from dymn_cli.audio.paths import AUDIO_EXTENSIONS, STDIN
+from dymn_cli.audio.uris import is_uri, list_uri, one_line
+from dymn_cli.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Input:
+    """One thing to tag: a file path, or `-` for audio on standard input."""
+
+    path: str
+
+    @property
+    def is_stdin(self) -> bool:
+        return self.path == STDIN
+
+
+@dataclass
+class InputProblem:
+    path: str
+    reason: str
+
+
+MAX_LISTED_PATH = 64 * 1024
+"""Bytes in one line of a file list at most (Linux paths are at most 4096): a longer line means the
+"list" is not one (--files-from /dev/zero), and reading stops there instead of filling memory."""
+
+SPECIAL_KINDS = {stat.S_IFIFO: "FIFO", stat.S_IFSOCK: "socket", stat.S_IFCHR: "character device", stat.S_IFBLK: "block device"}
+
+
+def walk_audio_files(folder: str, *, recursive: bool = True) -> Iterator[str]:
+    """Regular audio files under `folder` by extension, sorted; follows folder links but never loops.
+
+    FIFOs, sockets and devices named like audio are never opened (a FIFO would block the run): the
+    walk leaves them out and says so in one warning line at its end.
+    """
+    seen: set[tuple[int, int]] = set()
+    special: list[str] = []
+
+    def visit(directory: str) -> Iterator[str]:
+        try:
+            info = os.stat(directory)
+        except OSError:
+            return
+        key = (info.st_dev, info.st_ino)
+        if key in seen:  # a link back to a folder already walked: a loop
+            return
+        seen.add(key)
+        try:
+            entries = sorted(os.scandir(directory), key=lambda e: e.name)
+        except OSError as error:  # not lost without a word: one line on stderr
+            logging.getLogger("dymn_cli").warning(
+                "%s: cannot list this folder (%s); its files are left out", directory, error.strerror or error
+            )
+            return
+        subfolders = []
+        for entry in entries:
+            try:
+                is_dir = entry.is_dir()
+            except OSError:  # e.g. a link loop: taken as a file, which then fails with the reason
+                is_dir = False
+            if is_dir:
+                subfolders.append(entry.path)
+            elif os.path.splitext(entry.name)[1].lower() in AUDIO_EXTENSIONS:
+                kind = _special_kind(entry)
+                if kind is None:
+                    yield entry.path
+                else:
+                    special.append(f"{entry.path} ({kind})")
+        if recursive:
+            for sub in subfolders:
+                yield from visit(sub)
+
+    yield from visit(folder)
+    if special:
+        shown = ", ".join(special[:5]) + (f" and {len(special) - 5} more" if len(special) > 5 else "")
+        logging.getLogger("dymn_cli").warning(
+            "%s: left out %d special file%s (not regular files, never opened): %s",
+            folder, len(special), "s" if len(special) > 1 else "", shown,
+        )
+
+
+def _special_kind(entry: os.DirEntry) -> str | None:
+    """What a folder entry is when it is a FIFO, socket or device (links followed), else None (a
+    regular file, or one that cannot be looked at: it then fails with its reason when tagged)."""
+    try:
+        mode = entry.stat().st_mode
+    except OSError:
+        return None
+    return SPECIAL_KINDS.get(stat.S_IFMT(mode))
+
+
+def expand_inputs(
+    paths: Iterable[str], *, recursive: bool = True, problems: list[InputProblem] | None = None
+) -> Iterator[Input]:
+    """Files as given, folders walked, `-` for stdin; each path once (the first time it is named).
+
+    A path that does not exist is recorded in `problems` when that list is given (paths a user typed),
+    else passed on as an input that will fail with its reason (paths from a file list).
+    """
+    seen: set[str] = set()
+    for path in paths:
+        if path == STDIN:
+            candidates: Iterable[str] = [STDIN]
+        elif is_uri(path):  # s3://bucket/audio and the like, listed through pyarrow (see audio/uris.py)
+            candidates = _expand_uri(path, recursive=recursive, problems=problems)
+        elif os.path.isdir(path):
+            candidates = walk_audio_files(path, recursive=recursive)
+        elif os.path.lexists(path) or problems is None:
+            candidates = [path]
+        else:
+            problems.append(InputProblem(path, "no such file or folder"))
+            continue
+        for candidate in candidates:
+            key = candidate if candidate == STDIN or is_uri(candidate) else os.path.abspath(candidate)
+            if key in seen:
+                continue
+            seen.add(key)
+            yield Input(candidate)
+
+
+def _expand_uri(uri: str, *, recursive: bool, problems: list[InputProblem] | None) -> list[str]:
+    """`list_uri` for `expand_inputs`: a URI that names nothing is a problem when `problems`
+    is given (typed by the user), else passed on to fail as an input (from a file list)."""
+    try:
+        found = list_uri(uri, recursive=recursive)
+    except (OSError, ValueError) as error:
+        if problems is None:
+            return [uri]
+        problems.append(InputProblem(uri, f"cannot list: {one_line(error)}"))
+        return []
+    if found is None:
+        if problems is None:
+            return [uri]
+        problems.append(InputProblem(uri, "no such file or folder"))
+        return []
+    return found
+
+
+def read_file_list(source: str) -> Iterator[str]:
+    """Paths one a line from a file or `-` (stdin); blank lines are ignored.
+
+    Read as bytes, line by line (memory bounded by `MAX_LISTED_PATH`, whatever the file is: a FIFO, a
+    device, an endless pipe); a name that is not UTF-8 comes back as `os.fsdecode` gives it, so that
+    it names the same file. A line too long for a path, or holding a NUL byte, stops the run with a
+    usage error: the file is not a list of paths.
+    """
+    if source == STDIN:
+        if sys.stdin is None:
+            raise UsageError("cannot read the file list from standard input: it is closed")
+        yield from _paths_in(sys.stdin.buffer, "standard input")
+        return
+    try:
+        stream = open(source, "rb")  # noqa: SIM115 - closed below
+    except OSError as error:
+        raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
+    with stream:
+        yield from _paths_in(stream, source)
+
+
+def _paths_in(stream: BinaryIO, source: str) -> Iterator[str]:
+    number = 0
+    while True:
+        try:
+            line = stream.readline(MAX_LISTED_PATH + 1)
+        except OSError as error:
+            raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
+        if not line:
+            return
+        number += 1
+        if len(line) > MAX_LISTED_PATH:
+            raise UsageError(f"{source}: line {number} is longer than {MAX_LISTED_PATH} bytes: not a list of paths")
+        if b"\0" in line:
+            raise UsageError(f"{source}: line {number} holds a NUL byte: not a list of paths")
+        line = line.rstrip(b"\r\n")
+        if line.strip():
+            yield os.fsdecode(line)

@@ -1,0 +1,63 @@
+"""What every tagger offers, on this machine (`tagger.Tagger`) or on a Ray cluster
+(`ray_tagger.RayTagger`): the run takes one of them, or a factory that builds one, and tells
+which it got from this base class alone. Free of torch, so that a run can check its inputs and
+start decoding before torch is imported.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from dymn_cli.results import TagFailure, TagResult
+
+if TYPE_CHECKING:
+    from dymn_cli.inference.pipeline import PipelineStats
+    from dymn_cli.inference.worker_pool import Decoding
+
+
+class AudioTagger(ABC):
+    """A model ready to tag: its `name`, the `sample_rate` it listens at, and `tag_many`."""
+
+    name: str
+    takes_decoding: ClassVar[bool] = False
+    """Whether `tag_many` can take over a decoding started on this machine before the tagger was
+    built (`decoding=`); a tagger that decodes elsewhere (on a cluster) cannot."""
+
+    @property
+    @abstractmethod
+    def sample_rate(self) -> int:
+        """The rate the model listens at; inputs are resampled to it."""
+
+    @abstractmethod
+    def tag_many(
+        self,
+        sources: Iterable[Any],
+        *,
+        sample_rate: int | None = None,
+        window: float = 10.0,
+        hop: float = 10.0,
+        aggregate: str = "mean",
+        workers: int = 0,
+        stats: PipelineStats | None = None,
+        decoding: Decoding | None = None,
+        timeout: float | None = None,
+    ) -> Iterator[TagResult | TagFailure]:
+        """One outcome per input, in input order; a bad input is a `TagFailure` and the others go on;
+        one that takes longer than `timeout` seconds fails with "timed out after N s"."""
+
+
+def source_name(source: Any) -> str:
+    """How results and messages name an input given to a tagger: its path, or what it is."""
+    if isinstance(source, (str, os.PathLike)):
+        return os.fspath(source)
+    if isinstance(source, (bytes, bytearray)):
+        return "<bytes>"
+    if isinstance(source, np.ndarray) or type(source).__module__.split(".")[0] == "torch":
+        return "<array>"
+    name = getattr(source, "name", None)
+    return name if isinstance(name, str) else "<stream>"

@@ -1,0 +1,1 @@
+"""Results out: output formats, editor exports (Audacity, Raven), embeddings archives, plots."""

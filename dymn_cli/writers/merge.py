@@ -1,0 +1,89 @@
+"""`dymn-tag merge OUTPUTS... -o FILE`: outputs of one format (files, or folders of part files)
+joined into one file, in the order a folder walk gives (per folder: files by name, then subfolders by
+name), which is the order `dymn-tag FOLDER` writes; so merging the shards of a folder gives the
+single-machine output of that folder, byte for byte for CSV, JSON and JSONL. Each format reads and
+writes its own files (`Writer.read_existing`, `read_layout`, `write_merged`)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dymn_cli.audio.paths import walk_order_key
+from dymn_cli.errors import UsageError
+from dymn_cli.writers.parts import part_files
+from dymn_cli.writers.registry import MERGEABLE_FORMATS, writer_class
+
+log = logging.getLogger("dymn_cli")
+
+
+@dataclass
+class MergeSummary:
+    files: int = 0
+    inputs: int = 0
+    duplicates: list[str] = field(default_factory=list)
+
+    def line(self, target: Path) -> str:
+        again = f", {len(self.duplicates)} recorded more than once (the last result kept)" if self.duplicates else ""
+        return f"merged {self.inputs} inputs from {self.files} files into {target}{again}"
+
+
+def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
+    """Join outputs of one format (files, or folders of part files) into `target`, in folder-walk
+    order. An input recorded in several outputs keeps its last record, except that an error record
+    never replaces a result (a re-run shard may have fixed what failed before, not the other way)."""
+    writer_type = writer_class(None, target, stdout_is_terminal=False)
+    if writer_type.name not in MERGEABLE_FORMATS:
+        raise UsageError(f"merge writes {', '.join(MERGEABLE_FORMATS)}: not {target.suffix or target.name}")
+    files = _merge_sources(sources, extension=writer_type.extension)
+    if any(f.resolve() == target.resolve() for f in files if target.exists()):
+        raise UsageError(f"{target} is one of the outputs to merge: write the merged file elsewhere")
+    summary = MergeSummary(files=len(files))
+    merged: dict[str, Any] = {}
+    layout: Any = None
+    for path in files:
+        try:
+            this_layout = writer_type.read_layout(path)
+            records = writer_type.read_existing(path)
+        except (OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+            raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from error
+        if layout is None:
+            layout = this_layout
+        elif this_layout != layout and this_layout is not None:
+            raise UsageError(f"{path} was written with other settings or columns than {files[0]}: they cannot be merged")
+        for key, payload in records.items():
+            if key in merged:
+                summary.duplicates.append(key)
+                if _is_error(payload) and not _is_error(merged[key]):
+                    continue
+            merged[key] = payload
+    summary.inputs = len(merged)
+    ordered = sorted(merged, key=walk_order_key)
+    writer_type.write_merged(target, layout, [(key, merged[key]) for key in ordered])
+    return summary
+
+
+def _merge_sources(sources: Iterable[str | Path], *, extension: str) -> list[Path]:
+    files: list[Path] = []
+    for source in map(Path, sources):
+        if source.is_dir():
+            found = part_files(source, extension=extension)
+            if not found:
+                log.warning("%s: no %s files in this folder", source, extension)
+            files += found
+        elif source.is_file():
+            if source.suffix.lower() != extension:
+                raise UsageError(f"{source}: merge joins outputs of one format: expected {extension} files like the merged file")
+            files.append(source)
+        else:
+            raise UsageError(f"{source}: no such file or folder")
+    if not files:
+        raise UsageError("nothing to merge")
+    return files
+
+
+def _is_error(payload: Any) -> bool:
+    return isinstance(payload, dict) and "error" in payload
