@@ -2,7 +2,7 @@
 path, and memory over a day of audio, in one run.
 
     flock /work/suite.lock python benchmarks/live.py             # (alone on the cores: flock)
-    python benchmarks/live.py --realtime 60 --hours 24
+    python benchmarks/live.py --realtime 60 --hours 24 --parts latency,throughput,memory
 
 Every figure comes from `dymn-tag` subprocesses with the dymn10 architecture (the golden random
 weights: speed and memory do not depend on the values), on this machine's CPUs:
@@ -142,25 +142,29 @@ def main() -> None:
     parser.add_argument("--realtime", type=float, default=60.0, help="seconds of audio fed at real time (and 4x as much at 4x)")
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of audio for the throughput")
     parser.add_argument("--hours", type=float, default=24.0, help="hours of audio for the memory")
+    parser.add_argument("--parts", default="latency,throughput,memory", help="which measurements, comma-separated")
     parser.add_argument("--settle", type=float, default=6.0, help="seconds for the model to load before feeding")
     args = parser.parse_args()
     print(f"dymn-tag --live, dymn10 (random weights), {os.cpu_count()} CPUs, torch threads from the default")
-    for speed, seconds in ((1.0, args.realtime), (4.0, 4 * args.realtime)):
+    parts = set(args.parts.split(","))
+    for speed, seconds in ((1.0, args.realtime), (4.0, 4 * args.realtime)) if "latency" in parts else ():
         found = latencies(seconds, speed, args.settle)
         print(f"latency at {speed:g}x real time ({seconds:g} s of audio, window 10 s, hop 1 s): {describe(found)}")
     with tempfile.TemporaryDirectory() as folder:
-        live_wall, offline_wall = throughput(args.minutes, Path(folder))
-        audio_seconds = args.minutes * 60
-        print(
-            f"throughput, {args.minutes:g} min of audio, window 10 s, hop 1 s: live stream at full speed {live_wall:.1f} s "
-            f"({audio_seconds / live_wall:.0f}x real time), offline file {offline_wall:.1f} s "
-            f"({audio_seconds / offline_wall:.0f}x); live / offline time {live_wall / offline_wall:.2f}"
-        )
-        rss = memory(args.hours, Path(folder))
-        print(
-            f"memory: {args.hours:g} h of audio through a pipe at full speed (hop 10 s, --events): "
-            f"{rss['wall']:.0f} s, exit {rss['returncode']}, peak RSS {rss['peak_mib']:.0f} MiB"
-        )
+        if "throughput" in parts:
+            live_wall, offline_wall = throughput(args.minutes, Path(folder))
+            audio_seconds = args.minutes * 60
+            print(
+                f"throughput, {args.minutes:g} min of audio, window 10 s, hop 1 s: live stream at full speed {live_wall:.1f} s "
+                f"({audio_seconds / live_wall:.0f}x real time), offline file {offline_wall:.1f} s "
+                f"({audio_seconds / offline_wall:.0f}x); live / offline time {live_wall / offline_wall:.2f}"
+            )
+        if "memory" in parts:
+            rss = memory(args.hours, Path(folder))
+            print(
+                f"memory: {args.hours:g} h of audio through a pipe at full speed (hop 10 s, --events): "
+                f"{rss['wall']:.0f} s, exit {rss['returncode']}, peak RSS {rss['peak_mib']:.0f} MiB"
+            )
 
 
 if __name__ == "__main__":
