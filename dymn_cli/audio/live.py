@@ -221,9 +221,18 @@ class LiveSource:
         """Decode one opened stream to its end. Returns (samples decoded, whether it ended cleanly)."""
         av = import_av()
         options = {"rw_timeout": str(int(NETWORK_TIMEOUT * 1e6))} if self.network else {}
+        raw = None
+        if self.pcm is not None:  # (headerless PCM from a URL: FFmpeg's raw demuxers have the same names)
+            raw = self.pcm.encoding
+            options.update(sample_rate=str(self.pcm.sample_rate), ch_layout=f"{self.pcm.channels}c")
         try:
             container = av.open(
-                opened, mode="r", options=options, timeout=NETWORK_TIMEOUT if self.network else None, metadata_errors="replace"
+                opened,
+                mode="r",
+                format=raw,
+                options=options,
+                timeout=NETWORK_TIMEOUT if self.network else None,
+                metadata_errors="replace",
             )
         except av.error.FFmpegError as error:
             raise AudioError(f"{self.name}: cannot open the stream ({ffmpeg_message(error)})") from None
@@ -275,8 +284,9 @@ class LiveSource:
                 decoded += len(tail)
                 if len(tail):
                     yield Arrival(tail, time.monotonic(), time.time())
-            if clean and self.network:  # a network stream of a known length that was read to its end has ended
-                clean = bool(container.duration) and decoded >= container.duration / 1e6 * self.sample_rate - self.sample_rate
+            if clean and self.network:  # a network stream of a known length read to its end (give or take a guess) has ended
+                expected = (container.duration or 0) / 1e6 * self.sample_rate
+                clean = expected > 0 and decoded >= 0.98 * expected - self.sample_rate
             return decoded, clean
         finally:
             container.close()

@@ -158,6 +158,9 @@ def stream_windows(
     finally:
         stop.set()
         closed.set()
+        until = time.monotonic() + STOP_GRACE  # (a reader may hold decoder state: let it end before the interpreter does)
+        for reader in readers:
+            reader.join(timeout=max(0.0, until - time.monotonic()))
 
 
 def _window(i: int, index: int, window: np.ndarray, state: _SourceState, grid: WindowGrid) -> tuple:

@@ -44,15 +44,18 @@ class LiveSummary:
     elapsed: float = 0.0
     failures: list[tuple[str, str]] = field(default_factory=list)
     interrupted: Interrupted | None = None
+    output_closed: bool = False  # whoever read the records stopped reading
 
     @property
     def exit_code(self) -> int:
         if self.interrupted is not None:
             return self.interrupted.exit_code
+        if self.output_closed:
+            return 128 + signal.SIGPIPE
         return 1 if self.failures else 0
 
     def line(self) -> str:
-        stopped = f", {self.interrupted}" if self.interrupted else ""
+        stopped = f", {self.interrupted}" if self.interrupted else ", the output was closed" if self.output_closed else ""
         return (
             f"{self.windows} window{'s' if self.windows != 1 else ''}, {self.events} event{'s' if self.events != 1 else ''}, "
             f"{self.gaps} gap{'s' if self.gaps != 1 else ''}, {len(self.failures)} failed source{'s' if len(self.failures) != 1 else ''}; "
@@ -98,6 +101,10 @@ def tag_live(
                 _count(summary, record)
         except SignalReceived as stopped:  # the second signal: at once
             received.append(stopped.signum)
+        except BrokenPipeError:  # the reader went away (`| head`): stop like a pipeline does, quietly
+            stop.set()
+            writer.discard()
+            summary.output_closed = True
         finally:
             writer.close()
             summary.elapsed = time.monotonic() - started

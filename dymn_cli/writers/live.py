@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -67,6 +68,12 @@ class LiveJsonlWriter:
     def write(self, record: LiveRecord) -> None:
         self._stream.write(json.dumps(live_record(record, self.options), ensure_ascii=False) + "\n")
         self._stream.flush()
+
+    def discard(self) -> None:
+        """The reader is gone: drop what is buffered (so that no flush at exit fails again)."""
+        if self._stream is sys.stdout:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            self._stream = sys.stdout
 
     def close(self) -> None:
         if self._stream is not sys.stdout:

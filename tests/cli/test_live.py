@@ -368,3 +368,32 @@ def test_damaged_packets_are_skipped_with_a_warning(weights, tmp_path):
     assert code == 0, stderr
     assert "skipped a damaged packet" in stderr and "Traceback" not in stderr
     assert len(run.of("window")) >= 5 and run.of("end")[0]["duration"] > 5.0
+
+
+@pytest.mark.slow
+def test_headerless_pcm_from_a_url_ends_with_its_file(weights, tmp_path):
+    (tmp_path / "a.raw").write_bytes(s16(noise_with_tones(5.0)))
+    with serve_directory(tmp_path) as server:
+        done = subprocess.run(
+            [DYMN_TAG, "--live", server.url + "a.raw", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1"],
+            capture_output=True,
+            timeout=120,
+        )
+    assert done.returncode == 0, done.stderr.decode()
+    records = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [r["start"] for r in records if r["type"] == "window"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert records[-1] == {"type": "end", "source": server.url + "a.raw", "duration": 5.0}
+
+
+@pytest.mark.slow
+def test_a_closed_output_stops_the_run_quietly(weights):
+    run = LiveRun("-", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1")
+    run.process.stdin.write(s16(noise_with_tones(3.0)))
+    run.process.stdin.flush()
+    deadline = time.monotonic() + 60
+    while not run.records and time.monotonic() < deadline:
+        time.sleep(0.02)
+    run.process.stdout.close()  # like `| head -1`
+    run.process.stdin.write(s16(noise_with_tones(3.0)))
+    code, stderr = run.finish()
+    assert code == 141 and "the output was closed" in stderr and "Traceback" not in stderr and "leaked" not in stderr
