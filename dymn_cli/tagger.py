@@ -15,7 +15,7 @@ from typing import Any, BinaryIO
 import numpy as np
 import torch
 
-from dymn_cli.audio.decode import MAX_STREAM_BUFFER, prepare_waveform
+from dymn_cli.audio.decode import Deadline, prepare_waveform, read_stream
 from dymn_cli.audio.live import LiveSource, LiveTarget, PcmFormat
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.audioset.labels import audioset_classes
@@ -133,7 +133,7 @@ class Tagger(AudioTagger):
             for index, source in enumerate(sources):
                 names.append(source_name(source))
                 try:
-                    decodable = self._decodable(source, sample_rate, in_process=workers == 0)
+                    decodable = self._decodable(source, sample_rate, in_process=workers == 0, timeout=timeout)
                 except UsageError:  # a call that cannot work for any input (an array without its rate)
                     raise
                 except Exception as error:  # noqa: BLE001 - this input only, like any decoding failure
@@ -255,7 +255,7 @@ class Tagger(AudioTagger):
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 
-    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool) -> Any:
+    def _decodable(self, source: TagSource, sample_rate: int | None, *, in_process: bool, timeout: float | None) -> Any:
         if isinstance(source, (np.ndarray, torch.Tensor)):
             if sample_rate is None:
                 raise UsageError("an array needs its sample_rate")
@@ -263,27 +263,14 @@ class Tagger(AudioTagger):
         if isinstance(source, (str, Path, bytes, bytearray)):
             return os.fspath(source) if isinstance(source, Path) else source
         if hasattr(source, "read"):
-            return source if in_process else _read_bounded(source, source_name(source))
+            if in_process:  # decoded as it comes, in bounded memory
+                return source
+            deadline = Deadline(timeout) if timeout is not None else None
+            return read_stream(source, source_name(source), deadline=deadline)
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
         return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
-
-
-def _read_bounded(stream: Any, name: str) -> bytes:
-    """A stream's bytes for a decode worker (which cannot share the stream), at most `MAX_STREAM_BUFFER`."""
-    try:
-        data = stream.read(MAX_STREAM_BUFFER + 1)
-    except OSError as error:
-        raise AudioError(f"{name}: cannot read the input ({error.strerror or error})") from None
-    if not isinstance(data, (bytes, bytearray)):
-        raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
-    if len(data) > MAX_STREAM_BUFFER:
-        raise AudioError(
-            f"{name}: a stream longer than {MAX_STREAM_BUFFER >> 20} MiB is decoded as it comes only in this "
-            "process: tag it with workers=0 (-j 0)"
-        )
-    return bytes(data)
 
 
 class _InMemoryAudio(np.ndarray):

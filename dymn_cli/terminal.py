@@ -6,7 +6,9 @@ that every message stays one line and the terminal does only what we print.
 
 from __future__ import annotations
 
+import os
 import re
+import sys
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -28,3 +30,19 @@ def printable(text: str) -> str:
     """`text` with control characters (C0, DEL, C1), backslashes and lone surrogates escaped
     (``\\n``, ``\\r``, ``\\t``, ``\\\\``, ``\\x1b``, a non-UTF-8 byte of a name as ``\\xff``)."""
     return _UNSAFE.sub(_escape, text)
+
+
+def quiet_native_stderr() -> None:
+    """Send what C libraries print on stderr (mpg123's "Note: Illegal Audio-MPEG-Header", ...) to
+    /dev/null; Python's `sys.stderr` keeps the real one. A decoding problem reaches the user as one
+    clean line, through our messages; the libraries' chatter would only interleave with those lines,
+    raw (control characters and all). For decode workers, and for dymn-tag, which decodes in process."""
+    try:
+        sys.stderr.flush()
+        kept = os.dup(2)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        os.close(devnull)
+        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
+    except (OSError, AttributeError, ValueError):
+        pass  # (no stderr at all, e.g. started with 2>&-: nothing to protect)

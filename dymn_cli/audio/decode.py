@@ -49,7 +49,15 @@ from dymn_cli.audio.backend import AudioInfo, DecodeStopped, check_source_rate
 from dymn_cli.audio.pyav_backend import PyAVDecoder, ffmpeg_message, import_av
 from dymn_cli.audio.samples import StreamResampler, check_rate, mix_to_mono, resample, to_float32, to_numpy
 from dymn_cli.audio.soundfile_backend import SoundfileDecoder
-from dymn_cli.audio.sources import MAX_STREAM_BUFFER, AudioSource, Deadline, ResolvedSource, one_line, resolve_source
+from dymn_cli.audio.sources import (
+    MAX_STREAM_BUFFER,
+    AudioSource,
+    Deadline,
+    ResolvedSource,
+    one_line,
+    read_stream,
+    resolve_source,
+)
 from dymn_cli.errors import AudioError, UsageError
 
 __all__ = [
@@ -62,6 +70,7 @@ __all__ = [
     "audio_info",
     "load_audio",
     "prepare_waveform",
+    "read_stream",
     "stream_audio",
 ]
 
@@ -75,6 +84,7 @@ MAX_READ_SAMPLES = 1 << 23
 """`stream_audio` reads at most this many samples (all channels) at a time, 32 MiB of float32, whatever
 sample rate and channel count a (possibly corrupt) header claims: a 19 kB WAV whose header says
 16.7 MHz would otherwise ask for a 4 GB block. The output does not depend on the read size."""
+
 
 class AudioDecodeWarning(UserWarning):
     """Part of a (truncated or damaged) input could not be decoded; the rest is used."""
@@ -263,8 +273,7 @@ def _checked_blocks(
         if total == 0:
             raise AudioError(f"{inp.name}: cannot decode the audio ({exc})") from None
         warnings.warn(
-            f"{inp.name}: decoding stopped after {total / decoder.sample_rate:.2f} s ({exc}); "
-            "using the audio before that point",
+            f"{inp.name}: decoding stopped after {total / decoder.sample_rate:.2f} s ({exc}); using the audio before that point",
             AudioDecodeWarning,
             stacklevel=3,
         )
@@ -275,19 +284,19 @@ def _checked_blocks(
         raise AudioError(f"{inp.name}: contains no audio samples")
     if decoder.skipped:
         warnings.warn(
-            f"{inp.name}: {decoder.skipped} damaged packet(s) could not be decoded and were skipped "
-            f"({decoder.skip_reason})",
+            f"{inp.name}: {decoder.skipped} damaged packet(s) could not be decoded and were skipped ({decoder.skip_reason})",
             AudioDecodeWarning,
             stacklevel=3,
         )
-
 
 
 def _stream_blocks(
     inp: ResolvedSource, decoder: _Decoder, sample_rate: int, block_seconds: float, block_out: int, deadline: Deadline | None
 ) -> Iterator[np.ndarray]:
     try:
-        read_frames = max(min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1)
+        read_frames = max(
+            min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1
+        )
         resampler: StreamResampler | None = None
         pending: list[np.ndarray] = []
         n_pending = 0

@@ -45,13 +45,10 @@ class Deadline:
             raise TimedOut(f"{name}: timed out after {self.seconds:g} s")
 
 
-
 class ResolvedSource:
     """A resolved source: a display name plus either a real path or a seekable binary file object."""
 
-    def __init__(
-        self, name: str, path: str | None = None, fileobj: Any = None, owned: bool = False, streaming: bool = False
-    ):
+    def __init__(self, name: str, path: str | None = None, fileobj: Any = None, owned: bool = False, streaming: bool = False):
         self.name = name
         self.path = path
         self.fileobj = fileobj
@@ -94,9 +91,7 @@ def resolve_source(source: AudioSource, name: str | None = None, deadline: Deadl
     if isinstance(source, (str, os.PathLike)):
         return _resolve_path(os.fspath(source), name, deadline)
     if isinstance(source, io.TextIOBase):
-        raise AudioError(
-            f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)"
-        )
+        raise AudioError(f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
     if hasattr(source, "read"):
         return _resolve_fileobj(source, name or _stream_name(source), deadline)
     raise AudioError(f"{name or type(source).__name__}: not a path, bytes or binary file object")
@@ -158,14 +153,16 @@ class _StreamReader:
         if self._head:
             out, self._head = self._head[:size], self._head[size:]
             return out
-        self._wait()
         read = getattr(self._fh, "read1", None) or self._fh.read
-        try:
-            chunk = read(size)
-        except OSError as exc:
-            raise AudioError(f"{self.name}: cannot read the input ({one_line(exc.strerror or exc)})") from None
-        if chunk is None:  # a non-blocking stream with nothing yet
-            return self.read(size)
+        while True:
+            self._wait()
+            try:
+                chunk = read(size)
+            except OSError as exc:
+                raise AudioError(f"{self.name}: cannot read the input ({one_line(exc.strerror or exc)})") from None
+            if chunk is not None:
+                break
+            time.sleep(0.01)  # a non-blocking stream with nothing yet, and no descriptor to wait on
         if not isinstance(chunk, (bytes, bytearray, memoryview)):
             raise AudioError(f"{self.name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
         return bytes(chunk)
@@ -206,6 +203,25 @@ def _buffer_stream(fh: Any, name: str, deadline: Deadline | None = None) -> Reso
         chunks.append(chunk)
         size += len(chunk)
     return ResolvedSource(name, fileobj=_StreamReader(fh, name, deadline, head=b"".join(chunks)), streaming=True)
+
+
+def read_stream(stream: Any, name: str, *, deadline: Deadline | None = None) -> bytes:
+    """All the bytes of a binary stream that ends within `MAX_STREAM_BUFFER` bytes (for a decode
+    worker, which cannot share the stream); `AudioError` for a longer one, `TimedOut` past `deadline`."""
+    if isinstance(stream, io.TextIOBase):
+        raise AudioError(f"{name}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
+    reader = _StreamReader(stream, name, deadline)
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := reader.read(1 << 20):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > MAX_STREAM_BUFFER:
+            raise AudioError(
+                f"{name}: a stream longer than {MAX_STREAM_BUFFER >> 20} MiB is decoded as it comes only in "
+                "the process that reads it: tag it with workers=0 (-j 0)"
+            )
+    return b"".join(chunks)
 
 
 def _resolve_fileobj(fh: Any, name: str, deadline: Deadline | None = None) -> ResolvedSource:

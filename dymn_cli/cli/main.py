@@ -19,7 +19,7 @@ from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
 from dymn_cli.cli.tag import tag_app
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
-from dymn_cli.terminal import printable
+from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
 
@@ -47,6 +47,7 @@ def _interrupt(signum: int, frame: object) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    quiet_native_stderr()  # (decoders in this process print their own notes on fd 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter("dymn-tag: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
@@ -74,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     # collection over torch's objects at exit (0.3 s of every run, see README "Performance").
     gc.freeze()
     sys.exit(code)
+
 
 if __name__ == "__main__":
     main()

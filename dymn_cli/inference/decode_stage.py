@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import queue
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -28,11 +27,11 @@ from dymn_cli.audio.uris import is_uri, read_uri
 from dymn_cli.audio.windows import WindowCutter, WindowGrid
 from dymn_cli.errors import AudioError, DymnError
 from dymn_cli.inference.allocator import keep_freed_memory
+from dymn_cli.terminal import quiet_native_stderr
 
 JobSource = str | Path | bytes | np.ndarray
 """What a decode job decodes: a path or URI, the encoded bytes of a stream (stdin), or a waveform
 already decoded and resampled."""
-
 
 
 # Messages from the decode stage about the job numbered `index`: named tuples, cheap to pickle.
@@ -210,7 +209,7 @@ def decode_worker(
     """
     # Ctrl-C reaches the whole process group: the parent handles it and stops the workers.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _quiet_native_stderr()
+    quiet_native_stderr()
     keep_freed_memory()
     inbox: queue.SimpleQueue = queue.SimpleQueue()
     outbox: queue.Queue = queue.Queue(maxsize=max(ahead, 1))
@@ -242,9 +241,7 @@ def decode_worker(
             if started is not None:
                 started[slot] = time.monotonic()
             current[slot] = job.index
-            for message in decode_job(
-                job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds, timeout=timeout
-            ):
+            for message in decode_job(job, grid=grid, sample_rate=sample_rate, block_seconds=block_seconds, timeout=timeout):
                 queued[slot] += 1
                 outbox.put(message)
             current[slot] = IDLE
@@ -252,17 +249,3 @@ def decode_worker(
         os._exit(WORKER_FAILED)
     outbox.put(None)
     sender.join()
-
-
-def _quiet_native_stderr() -> None:
-    """Send what C libraries print on stderr (mpg123's "Note: Illegal Audio-MPEG-Header", ...) to
-    /dev/null; Python's `sys.stderr` keeps the real one. A decoding problem reaches the user as one
-    clean line, through the messages; the libraries' chatter would only interleave with those lines."""
-    try:
-        kept = os.dup(2)
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, 2)
-        os.close(devnull)
-        sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
-    except OSError:
-        pass
