@@ -8,6 +8,7 @@ numbers."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -387,13 +388,19 @@ def test_headerless_pcm_from_a_url_ends_with_its_file(weights, tmp_path):
 
 @pytest.mark.slow
 def test_a_closed_output_stops_the_run_quietly(weights):
-    run = LiveRun("-", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1")
-    run.process.stdin.write(s16(noise_with_tones(3.0)))
-    run.process.stdin.flush()
-    deadline = time.monotonic() + 60
-    while not run.records and time.monotonic() < deadline:
-        time.sleep(0.02)
-    run.process.stdout.close()  # like `| head -1`
-    run.process.stdin.write(s16(noise_with_tones(3.0)))
-    code, stderr = run.finish()
+    process = subprocess.Popen(
+        [DYMN_TAG, "--live", "-", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    process.stdin.write(s16(noise_with_tones(3.0)))
+    process.stdin.flush()
+    assert json.loads(process.stdout.readline())["type"] == "window"
+    process.stdout.close()  # like `| head -1`
+    with contextlib.suppress(BrokenPipeError):  # (it may have stopped already)
+        process.stdin.write(s16(noise_with_tones(3.0)))
+        process.stdin.close()
+    stderr = process.stderr.read().decode()
+    code = process.wait(120)
     assert code == 141 and "the output was closed" in stderr and "Traceback" not in stderr and "leaked" not in stderr
