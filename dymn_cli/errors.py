@@ -23,6 +23,10 @@ class DownloadError(WeightsError):
     """A download that failed or whose content does not match the expected hash."""
 
 
+class HeadError(UsageError):
+    """A classification head file that cannot be read, or that does not fit the model it is used with."""
+
+
 class AudioError(DymnError):
     """An input that cannot be read or decoded as audio."""
 

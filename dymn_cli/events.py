@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 
 __all__ = [
     "DEFAULT_THRESHOLD",
@@ -169,7 +169,7 @@ def events_from_scores(
     *,
     threshold: float = DEFAULT_THRESHOLD,
     min_duration: float = 0.0,
-    class_table: Sequence[AudioSetClass] | None = None,
+    class_table: Sequence[LabelClass] | None = None,
 ) -> list[SoundEvent]:
     """Merge each column's runs of slots scoring at least `threshold` into events, sorted by start."""
     runs = _Runs(grid.classes, threshold=threshold, min_duration=min_duration, class_table=class_table)
@@ -195,7 +195,7 @@ class EventDetector:
         threshold: float = DEFAULT_THRESHOLD,
         min_duration: float = 0.0,
         classes: Sequence[int] | None = None,
-        class_table: Sequence[AudioSetClass] | None = None,
+        class_table: Sequence[LabelClass] | None = None,
     ) -> None:
         EventSettings(threshold, min_duration)  # validates
         self._classes = None if classes is None else np.asarray(classes, dtype=np.int64)
@@ -207,7 +207,9 @@ class EventDetector:
         self._scores: list[np.ndarray] = []  # the windows that may still cover a slot after `_done`
         self._done = 0.0  # slots before this edge are final
 
-    def feed(self, starts: Sequence[float] | np.ndarray, ends: Sequence[float] | np.ndarray, scores: np.ndarray) -> list[SoundEvent]:
+    def feed(
+        self, starts: Sequence[float] | np.ndarray, ends: Sequence[float] | np.ndarray, scores: np.ndarray
+    ) -> list[SoundEvent]:
         """Add windows; return the events that ended before the last one's start."""
         scores = np.asarray(scores)
         if self._runs is None:
@@ -243,10 +245,12 @@ class EventDetector:
 class _Runs:
     """Each watched column's open run of active slots, carried from one stretch of slots to the next."""
 
-    def __init__(self, columns: np.ndarray, *, threshold: float, min_duration: float, class_table: Sequence[AudioSetClass] | None) -> None:
+    def __init__(
+        self, columns: np.ndarray, *, threshold: float, min_duration: float, class_table: Sequence[LabelClass] | None
+    ) -> None:
         self.columns = np.asarray(columns, dtype=np.int64)
         self.threshold, self.min_duration = threshold, min_duration
-        self.table = audioset_classes() if class_table is None else class_table
+        self.table = Vocabulary.audioset() if class_table is None else class_table
         self.open: dict[int, list[float]] = {}  # column -> [start, peak, sum of score x width, width]
 
     def add(self, grid: SlotScores) -> list[SoundEvent]:
@@ -286,8 +290,9 @@ class _Runs:
         start, peak, total, width = run
         if end - start < self.min_duration - _EPS:
             return []
-        cls = self.table[int(self.columns[column])]
-        return [SoundEvent(label=cls.name, mid=cls.mid, index=cls.index, start=start, end=end, peak=peak, mean=total / width)]
+        index = int(self.columns[column])
+        cls = self.table[index]
+        return [SoundEvent(label=cls.name, mid=cls.mid, index=index, start=start, end=end, peak=peak, mean=total / width)]
 
 
 def _event_order(event: SoundEvent) -> tuple[float, float, int]:

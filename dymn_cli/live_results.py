@@ -6,13 +6,12 @@ Times: `start`/`end` are seconds of stream time (the audio's own clock, continuo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import numpy as np
 
-from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.events import SoundEvent
 from dymn_cli.results import rank_classes
 
@@ -33,10 +32,10 @@ class LiveWindow:
     start: float  # stream seconds
     end: float  # stream seconds (the last window of an ended stream may reach past its end: zero-padded)
     time: datetime  # when the window's first sample arrived
-    scores: np.ndarray  # [K] sigmoid probabilities
+    scores: np.ndarray  # [K] probabilities of the tagger's classes
     embedding: np.ndarray  # [C]
     latency: float  # seconds from the arrival of the window's last sample to its scores
-    classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
+    classes: Vocabulary = field(default_factory=Vocabulary.audioset, repr=False)
 
     def top(self, k: int | None = 10, *, threshold: float | None = None) -> list[tuple[str, float]]:
         """`[(label, score), ...]`, best first."""

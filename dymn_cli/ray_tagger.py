@@ -14,12 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from dymn_cli.audio.uris import is_uri
-from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.inference.distributed import RAY_BATCH_SIZE, RayOptions, RayPipeline
 from dymn_cli.inference.pipeline import Failure, PipelineStats
 from dymn_cli.inference.worker_pool import Decoding
 from dymn_cli.models.ensemble import load_members
+from dymn_cli.models.head import ClassifierHead, load_head
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result
 from dymn_cli.tagging import AudioTagger, source_name
 
@@ -43,14 +44,22 @@ class RayTagger(AudioTagger):
         sha256: str | None = None,
         progress: bool = False,
         ray: RayOptions = RayOptions(),
+        head: ClassifierHead | str | Path | None = None,
+        with_audioset: bool = False,
     ) -> None:
+        if head is not None and not isinstance(head, ClassifierHead):
+            head = load_head(head)  # (before the model: a bad head file fails fast)
         batch_size = RAY_BATCH_SIZE if batch_size is None else batch_size
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
         self.records = members.records
+        self.weight_files = members.paths
+        self.embedding_dim = int(members.network.embedding_dim)
         self.frontend_config = members.frontend
         self.batch_size = batch_size
-        self.classes = audioset_classes()
+        self.classes = Vocabulary.audioset()
+        if head is not None:
+            self.use_head(head, with_audioset=with_audioset)
         self.pipeline = RayPipeline(members.network, frontend=members.frontend, options=ray, device=device,
                                     precision=precision, compile=compile, batch_size=batch_size)
 
@@ -93,7 +102,7 @@ class RayTagger(AudioTagger):
             if isinstance(outcome, Failure):
                 yield TagFailure(name, outcome.reason)
             else:
-                yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+                yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head)
 
 
 def _item(index: int, source: Any) -> dict[str, Any]:

@@ -7,12 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from dymn_cli.audio.windows import WindowGrid
-from dymn_cli.audioset.labels import AudioSetClass, audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.inference.pipeline import WindowOutputs
+
+if TYPE_CHECKING:
+    from dymn_cli.models.head import ClassifierHead
 
 AGGREGATES = ("mean", "max")
 
@@ -26,9 +30,9 @@ class TagResult:
     scores: np.ndarray  # [K] clip scores, aggregated over windows
     starts: np.ndarray  # [n_windows] seconds
     ends: np.ndarray  # [n_windows] seconds (the last window may reach past the end: it is zero-padded)
-    window_scores: np.ndarray  # [n_windows, K] sigmoid probabilities
+    window_scores: np.ndarray  # [n_windows, K] probabilities (AudioSet: sigmoids; a head's: its activation)
     embeddings: np.ndarray  # [n_windows, C]
-    classes: Sequence[AudioSetClass] = field(default_factory=audioset_classes, repr=False)
+    classes: Vocabulary = field(default_factory=Vocabulary.audioset, repr=False)  # names the K columns
     warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
 
     @property
@@ -69,11 +73,34 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
 
 
+def score_windows(
+    logits: np.ndarray, embeddings: np.ndarray, *, classes: Vocabulary, head: ClassifierHead | None = None
+) -> np.ndarray:
+    """`[n, len(classes)]` window scores: the AudioSet scores when `classes` has them, then the `head`'s
+    scores of the windows' embeddings."""
+    columns = []
+    if classes.has_audioset:
+        columns.append(sigmoid(logits))
+    if head is not None:
+        columns.append(head.probabilities(embeddings))
+    scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
+    if scores.shape[1] != len(classes):
+        raise ValueError(f"{scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
+    return scores
+
+
 def build_result(
-    name: str, outputs: WindowOutputs, *, grid: WindowGrid, aggregate: str, sample_rate: int, classes: Sequence[AudioSetClass]
+    name: str,
+    outputs: WindowOutputs,
+    *,
+    grid: WindowGrid,
+    aggregate: str,
+    sample_rate: int,
+    classes: Vocabulary,
+    head: ClassifierHead | None = None,
 ) -> TagResult:
     """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
-    window_scores = sigmoid(outputs.logits)
+    window_scores = score_windows(outputs.logits, outputs.embeddings, classes=classes, head=head)
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

@@ -18,7 +18,7 @@ import torch
 from dymn_cli.audio.decode import Deadline, prepare_waveform, read_stream
 from dymn_cli.audio.live import LiveSource, LiveTarget, PcmFormat
 from dymn_cli.audio.windows import WindowGrid
-from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.events import EventDetector, EventSettings, SoundEvent
 from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
@@ -27,7 +27,8 @@ from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, r
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings
 from dymn_cli.live_results import LiveEvent, LiveRecord, LiveWindow, StreamEnd, StreamGap, wall_time
 from dymn_cli.models.ensemble import load_members
-from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes, sigmoid
+from dymn_cli.models.head import ClassifierHead, load_head
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes, score_windows
 from dymn_cli.tagging import AudioTagger, source_name
 
 LIVE_HOP = 1.0
@@ -44,6 +45,11 @@ class Tagger(AudioTagger):
 
     >>> tagger = Tagger("dymn10_as")                      # doctest: +SKIP
     >>> tagger.tag("song.wav", window=10.0, hop=5.0).top(5)  # doctest: +SKIP
+
+    With a classification head (`dymn-tag train`, `dymn_cli.transfer.train_head`), results score the
+    head's classes, alone or after the AudioSet classes (`with_audioset=True`):
+
+    >>> Tagger("dymn10_as", head="frogs.safetensors").tag("pond.wav").top(3)  # doctest: +SKIP
     """
 
     takes_decoding = True
@@ -59,9 +65,15 @@ class Tagger(AudioTagger):
         compile: bool = False,
         sha256: str | None = None,
         progress: bool = False,
+        head: ClassifierHead | str | Path | None = None,
+        with_audioset: bool = False,
     ) -> None:
+        if head is not None and not isinstance(head, ClassifierHead):
+            head = load_head(head)  # (before the model: a bad head file fails fast)
         members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
         self.name = members.name
+        self.weight_files = members.paths
+        self.embedding_dim = int(members.network.embedding_dim)
         self.records = members.records
         self.network = members.network
         self.frontend_config = members.frontend
@@ -70,7 +82,10 @@ class Tagger(AudioTagger):
         )
         # (None: as many windows as keep the engine's lanes efficient, 16 with two lanes)
         self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
-        self.classes = audioset_classes()
+        self.head: ClassifierHead | None = None
+        self.classes = Vocabulary.audioset()
+        if head is not None:
+            self.use_head(head, with_audioset=with_audioset)
 
     @property
     def device(self) -> torch.device:
@@ -224,7 +239,7 @@ class Tagger(AudioTagger):
         for item in stream_windows(live, engine=self.engine, grid=grid, batch_size=self.batch_size, stop=stop):
             if isinstance(item, LiveOutputs):
                 i = item.source
-                scores = sigmoid(item.logits[None])[0]
+                scores = score_windows(item.logits[None], item.embedding[None], classes=self.classes, head=self.head)[0]
                 recent[i].append((item.start, item.wall_start))
                 yield LiveWindow(
                     live[i].name,
@@ -270,7 +285,9 @@ class Tagger(AudioTagger):
         raise UsageError(f"cannot tag an object of type {type(source).__name__}")
 
     def _result(self, name: str, outputs: WindowOutputs, grid: WindowGrid, aggregate: str) -> TagResult:
-        return build_result(name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes)
+        return build_result(
+            name, outputs, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head
+        )
 
 
 class _InMemoryAudio(np.ndarray):

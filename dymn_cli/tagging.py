@@ -6,13 +6,18 @@ start decoding before torch is imported.
 
 from __future__ import annotations
 
+import functools
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
+from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.models.head import Backbone, ClassifierHead, load_head
+from dymn_cli.models.weights import sha256_file
 from dymn_cli.results import TagFailure, TagResult
 
 if TYPE_CHECKING:
@@ -21,9 +26,17 @@ if TYPE_CHECKING:
 
 
 class AudioTagger(ABC):
-    """A model ready to tag: its `name`, the `sample_rate` it listens at, and `tag_many`."""
+    """A model ready to tag: its `name`, the `sample_rate` it listens at, and `tag_many`.
+
+    It reports the classes of `classes`: the AudioSet classes, or a classification head's (`use_head`),
+    alone or after them. Subclasses set `weight_files` (the checkpoint files, for `backbone`) and
+    `embedding_dim`, and build their results with `classes` and `head`."""
 
     name: str
+    weight_files: list[Path]
+    embedding_dim: int
+    head: ClassifierHead | None = None
+    classes: Vocabulary = Vocabulary.audioset()
     takes_decoding: ClassVar[bool] = False
     """Whether `tag_many` can take over a decoding started on this machine before the tagger was
     built (`decoding=`); a tagger that decodes elsewhere (on a cluster) cannot."""
@@ -49,6 +62,21 @@ class AudioTagger(ABC):
     ) -> Iterator[TagResult | TagFailure]:
         """One outcome per input, in input order; a bad input is a `TagFailure` and the others go on;
         one that takes longer than `timeout` seconds fails with "timed out after N s"."""
+
+    @functools.cached_property
+    def backbone(self) -> Backbone:
+        """The network as a head file records it: name, SHA-256 of each checkpoint file, embedding width
+        (hashed on first use: only runs with a head pay for it)."""
+        return Backbone(self.name, tuple(sha256_file(p) for p in self.weight_files), int(self.embedding_dim))
+
+    def use_head(self, head: ClassifierHead | str | os.PathLike[str], *, with_audioset: bool = False) -> ClassifierHead:
+        """Score a head's classes from now on (after the AudioSet classes if `with_audioset`).
+        Raises `HeadError` if the head was trained on another network. Returns the head."""
+        loaded = head if isinstance(head, ClassifierHead) else load_head(head)
+        loaded.check_backbone(self.backbone)
+        self.head = loaded
+        self.classes = Vocabulary.with_head(loaded.classes, audioset=with_audioset)
+        return loaded
 
 
 def source_name(source: Any) -> str:

@@ -20,6 +20,7 @@ from importlib import resources
 from pathlib import Path
 
 from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import AUDIOSET, LabelClass, Vocabulary
 from dymn_cli.errors import UsageError
 
 __all__ = ["ClassInfo", "Ontology", "OntologyNode", "find_classes", "ontology", "parse_label_terms", "select_classes"]
@@ -152,12 +153,13 @@ def ontology() -> Ontology:
     return Ontology(json.loads(text))
 
 
-def parse_label_terms(spec: str | Sequence[str]) -> list[str]:
+def parse_label_terms(spec: str | Sequence[str], *, extra_names: Iterable[str] = ()) -> list[str]:
     """Terms from a comma-separated list, or from `@file` (one term a line; blank lines and `#` comments
     are skipped). Names that contain commas ("Male speech, man speaking") are kept whole: adjacent
-    pieces are joined whenever together they name a node."""
+    pieces are joined whenever together they name a node (or one of `extra_names`, a head's classes)."""
+    extra = {_key(name) for name in extra_names}
     if not isinstance(spec, str):
-        return [term for item in spec for term in parse_label_terms(item)]
+        return [term for item in spec for term in parse_label_terms(item, extra_names=extra)]
     spec = spec.strip()
     if spec.startswith("@"):
         source = Path(spec[1:])
@@ -166,7 +168,7 @@ def parse_label_terms(spec: str | Sequence[str]) -> list[str]:
         except OSError as error:
             raise UsageError(f"{source}: cannot read the label list: {error.strerror or error}") from error
         return [term for line in lines if line.strip() and not line.lstrip().startswith("#")
-                for term in parse_label_terms(line)]
+                for term in parse_label_terms(line, extra_names=extra)]
     pieces = [p.strip() for p in spec.split(",")]
     known = ontology()
     terms: list[str] = []
@@ -175,7 +177,7 @@ def parse_label_terms(spec: str | Sequence[str]) -> list[str]:
         # The longest run of pieces, from i, that names a node; a single piece otherwise.
         for j in range(len(pieces), i + 1, -1):
             joined = ", ".join(pieces[i:j])
-            if known.is_known(joined):
+            if _key(joined) in extra or known.is_known(joined):
                 terms.append(joined)
                 i = j
                 break
@@ -187,30 +189,61 @@ def parse_label_terms(spec: str | Sequence[str]) -> list[str]:
 
 
 def select_classes(
-    labels: str | Sequence[str] | None = None, exclude: str | Sequence[str] | None = None
+    labels: str | Sequence[str] | None = None,
+    exclude: str | Sequence[str] | None = None,
+    *,
+    vocabulary: Vocabulary | None = None,
 ) -> list[int] | None:
     """Class indices to report: those `labels` select (all if None) minus those `exclude` selects.
 
-    Each of `labels` and `exclude` is a comma-separated string, `@file`, or a list of terms. Returns
-    None when neither is given (every class). Raises `UsageError` for an unknown term, with the
-    closest names, and when nothing is left.
+    Each of `labels` and `exclude` is a comma-separated string, `@file`, or a list of terms. Indices
+    are into `vocabulary` (default: the AudioSet classes). A term names a head's class (by name or
+    id, `head:<name>`), or an AudioSet class or ontology node (by name or mid), which selects AudioSet
+    classes only, and only when the vocabulary has them. Returns None when neither is given (every
+    class). Raises `UsageError` for an unknown term, with the closest names, and when nothing is left.
     """
     if labels is None and exclude is None:
         return None
-    known = ontology()
-    wanted_terms = parse_label_terms(labels) if labels is not None else None
+    vocabulary = vocabulary if vocabulary is not None else Vocabulary.audioset()
+    own = [c for c in vocabulary if c.source != AUDIOSET]
+    own_names = [c.name for c in own]
+    wanted_terms = parse_label_terms(labels, extra_names=own_names) if labels is not None else None
     if wanted_terms is not None and not wanted_terms:
         raise UsageError("--labels is empty")
     wanted = (
-        {i for term in wanted_terms for i in known.resolve(term)}
+        {i for term in wanted_terms for i in _resolve(term, vocabulary, own)}
         if wanted_terms is not None
-        else set(range(len(audioset_classes())))
+        else set(range(len(vocabulary)))
     )
-    dropped = {i for term in parse_label_terms(exclude) for i in known.resolve(term)} if exclude is not None else set()
+    dropped = (
+        {i for term in parse_label_terms(exclude, extra_names=own_names) for i in _resolve(term, vocabulary, own)}
+        if exclude is not None else set()
+    )
     kept = sorted(wanted - dropped)
     if not kept:
-        raise UsageError("no AudioSet class is left after --labels and --exclude")
+        raise UsageError(f"no {'class' if own else 'AudioSet class'} is left after --labels and --exclude")
     return kept
+
+
+def _resolve(term: str, vocabulary: Vocabulary, own: Sequence[LabelClass]) -> list[int]:
+    """Vocabulary indices a term selects: a head's class first, else AudioSet classes via the ontology."""
+    key = _key(term)
+    hits = [c.index for c in own if _key(c.name) == key or c.id.lower() == term.strip().lower()]
+    known = ontology()
+    if vocabulary.has_audioset and (not hits or known.is_known(term)):
+        # (AudioSet classes come first: their vocabulary index is their model output index)
+        return hits + known.resolve(term)
+    if hits:
+        return hits
+    if known.is_known(term):
+        raise UsageError(
+            f"{term.strip()!r} is an AudioSet label, and this run reports only the head's classes "
+            f"({_or_list([c.name for c in own][:5])}{'...' if len(own) > 5 else ''}): add --with-audioset"
+        )
+    names = {_key(c.name): c.name for c in own}
+    close = [names[k] for k in difflib.get_close_matches(key, list(names), n=5, cutoff=0.6)]
+    raise UsageError(f"unknown class {term.strip()!r}" + (f": did you mean {_or_list(close)}?" if close else
+                     f": the head's classes are {_or_list([c.name for c in own][:10])}"))
 
 
 def find_classes(query: str | None = None) -> list[ClassInfo]:

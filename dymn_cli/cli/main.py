@@ -17,7 +17,9 @@ from dymn_cli.cli.download import download_command
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
+from dymn_cli.cli.search import search_command
 from dymn_cli.cli.tag import tag_app
+from dymn_cli.cli.train import train_command
 from dymn_cli.errors import DymnError, Interrupted, SignalReceived
 from dymn_cli.terminal import printable, quiet_native_stderr
 
@@ -28,7 +30,9 @@ commands_app.command("models")(models_command)
 commands_app.command("download")(download_command)
 commands_app.command("merge")(merge_command)
 commands_app.command("labels")(labels_command)
-SUBCOMMANDS = ("models", "download", "labels", "merge")
+commands_app.command("train")(train_command)
+commands_app.command("search")(search_command)
+SUBCOMMANDS = ("models", "download", "labels", "merge", "train", "search")
 
 
 class _TerminalSafeFormatter(logging.Formatter):

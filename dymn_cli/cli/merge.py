@@ -13,7 +13,7 @@ log = logging.getLogger("dymn_cli")
 
 def merge_command(
     outputs: Annotated[list[Path], typer.Argument(help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl or .parquet.")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.")],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join outputs into one file, inputs in folder-walk order (the order `dymn-tag FOLDER` writes)."""

@@ -35,6 +35,11 @@ Examples:
   dymn-tag park.wav --labels Animal --exclude Insect --timeline --plot park.png
 
   dymn-tag labels dog                           classes matching 'dog' (and below the node Dog)
+
+  dymn-tag train sounds/ -o sounds.safetensors  a head for your own classes (sounds/<class>/*.wav)
+  dymn-tag pond.wav --head sounds.safetensors   tag with its classes (--with-audioset: and AudioSet's)
+
+  dymn-tag search query.wav --index library.npz the most similar clips (index: --embeddings)
 """
 
 tag_app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, rich_markup_mode=None)
@@ -72,8 +77,8 @@ def tag(
     precision: Annotated[str, typer.Option("--precision", help="auto (float16 on CUDA, float32 on CPU), float32, float16 or bfloat16.")] = "auto",
     compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster than the default).")] = False,
     batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False)] = None,
-    window: Annotated[float, typer.Option("--window", help="Window length in seconds.")] = 10.0,
-    hop: Annotated[float | None, typer.Option("--hop", help="Seconds between window starts (default: 10, with --live 1).", show_default=False)] = None,
+    window: Annotated[float | None, typer.Option("--window", help="Window length in seconds (default: 10, or the --head's).", show_default=False)] = None,
+    hop: Annotated[float | None, typer.Option("--hop", help="Seconds between window starts (default: 10, or the --head's).", show_default=False)] = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Clip score from window scores: mean or max.")] = "mean",
     workers: Annotated[int | None, typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)] = None,
     file_timeout: Annotated[float | None, typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", show_default=False)] = None,
@@ -92,16 +97,18 @@ def tag(
     actors: Annotated[int | None, typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
     embeddings: Annotated[Path | None, typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
-    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once.")] = False,
+    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).")] = False,
     pcm: Annotated[str | None, typer.Option("--pcm", metavar="FORMAT:RATE:CHANNELS", help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).")] = None,
     reconnect: Annotated[float, typer.Option("--reconnect", metavar="SECONDS", help="With --live: reopen a network stream that drops, for up to this long (0: never).", min=0.0)] = 300.0,
+    head: Annotated[Path | None, typer.Option("--head", help="Score the classes of this head (from `dymn-tag train`) instead of AudioSet's.")] = None,
+    with_audioset: Annotated[bool, typer.Option("--with-audioset", help="With --head: the AudioSet classes too, before the head's.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
     version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.")] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.allocator import keep_freed_memory
-    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
+    from dymn_cli.run.options import build_output_options, build_sinks, choose_head, per_input_format, writer_target
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
@@ -114,18 +121,22 @@ def tag(
         unused = [name for name, value in given.items() if value]
         if unused:
             raise UsageError(f"{', '.join(unused)} cannot be used with --live")
+        chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop if hop is not None or head else 1.0)
         _tag_live(paths or [], output=output, format=format, top=top, threshold=threshold, events=events,
-                  min_duration=min_duration, labels=labels, exclude=exclude, window=window, hop=hop, pcm=pcm,
+                  min_duration=min_duration, labels=labels, exclude=exclude, chosen=chosen, pcm=pcm,
                   reconnect=reconnect, quiet=quiet, tagger_options=dict(model=model, weights=weights, device=device,
-                  precision=precision, compile=compile, batch_size=batch_size, sha256=sha256))
-    hop = hop if hop is not None else 10.0
+                  precision=precision, compile=compile, batch_size=batch_size, sha256=sha256,
+                  with_audioset=with_audioset))
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
+    chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
     options = build_output_options(format=format, top=_parse_top(top), threshold=threshold, timeline=timeline,
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude)
+                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude,
+                                   vocabulary=chosen.vocabulary)
     parts_dir = output_dir if output_dir is not None and not per_input_format(format) else None
     target = writer_target(format=format, output=output, output_dir=None if parts_dir is not None else output_dir)
-    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume)
+    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume,
+                        window=chosen.window, hop=chosen.hop)
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
 
@@ -151,6 +162,8 @@ def tag(
             compile=compile,
             sha256=sha256,
             progress=interactive,
+            head=chosen.head,
+            with_audioset=with_audioset,
         )
 
     with RunProgress(enabled=interactive) as progress:
@@ -161,7 +174,7 @@ def tag(
             format=format,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=window, hop=hop, aggregate=aggregate, workers=workers, recursive=recursive,
+            settings=RunSettings(window=chosen.window, hop=chosen.hop, aggregate=aggregate, workers=workers, recursive=recursive,
                                  decode_first=ray_target is None, batch_size=batch_size,
                                  file_timeout=_check_timeout(file_timeout)),
             files_from=files_from,
@@ -181,16 +194,16 @@ def tag(
 
 
 def _tag_live(sources: list[str], *, output: Path | None, format: str | None, top: str, threshold: float | None,
-              events: bool, min_duration: float, labels: str | None, exclude: str | None, window: float,
-              hop: float | None, pcm: str | None, reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
+              events: bool, min_duration: float, labels: str | None, exclude: str | None, chosen: Any,
+              pcm: str | None, reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
     """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
     from dymn_cli.audio.live import PcmFormat
     from dymn_cli.run.live import LiveSettings, tag_live
     from dymn_cli.run.options import build_output_options
 
     options = build_output_options(format=None, top=_parse_top(top), threshold=threshold, events=events,
-                                   min_duration=min_duration, labels=labels, exclude=exclude)
-    settings = LiveSettings(window=window, hop=hop if hop is not None else 1.0,
+                                   min_duration=min_duration, labels=labels, exclude=exclude, vocabulary=chosen.vocabulary)
+    settings = LiveSettings(window=chosen.window, hop=chosen.hop,
                             pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect)
 
     def make_tagger() -> Any:
@@ -198,7 +211,7 @@ def _tag_live(sources: list[str], *, output: Path | None, format: str | None, to
 
         weights, model = tagger_options.pop("weights"), tagger_options.pop("model")
         return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None,
-                      progress=sys.stderr.isatty() and not quiet, **tagger_options)
+                      progress=sys.stderr.isatty() and not quiet, head=chosen.head, **tagger_options)
 
     summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
     if summary.interrupted is not None:

@@ -19,7 +19,7 @@ from dymn_cli.errors import UsageError, WeightsError
 from dymn_cli.models.build import build_model
 from dymn_cli.models.checkpoints import resolve_weights
 from dymn_cli.models.frontend import FrontEndConfig
-from dymn_cli.models.weights import WeightsRecord
+from dymn_cli.models.weights import WeightsRecord, cached_path
 
 
 class Ensemble(nn.Module):
@@ -43,6 +43,7 @@ class Members:
     records: list[WeightsRecord | None]
     network: nn.Module
     frontend: FrontEndConfig
+    paths: list[Path]  # each member's checkpoint file (a local file, or the cached download)
 
 
 def split_names(model: str | Sequence[str] | None) -> list[str]:
@@ -78,10 +79,12 @@ def load_members(
         paths = [weights] if isinstance(weights, (str, Path)) else list(weights)
         resolved = [resolve_weights(weights=p, sha256=sha256 if len(paths) == 1 else None, progress=progress) for p in paths]
         labels = [Path(p).stem for p in paths]
+        files = [Path(p).expanduser() for p in paths]
     else:
         names = split_names(model)
         resolved = [resolve_weights(model=n, sha256=sha256 if len(names) == 1 else None, progress=progress) for n in names]
         labels = names
+        files = [cached_path(record) for record, _ in resolved if record is not None]
     networks = [build_model(state_dict) for _, state_dict in resolved]
     expected = len(audioset_classes())
     for label, network in zip(labels, networks):
@@ -97,4 +100,4 @@ def load_members(
     if len({n.num_classes for n in networks}) != 1:
         raise WeightsError("ensemble members predict different numbers of classes")
     network = networks[0] if len(networks) == 1 else Ensemble(networks)
-    return Members(name=",".join(labels), records=records, network=network, frontend=frontends.pop())
+    return Members(name=",".join(labels), records=records, network=network, frontend=frontends.pop(), paths=files)

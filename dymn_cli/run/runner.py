@@ -183,6 +183,9 @@ def label_inputs(
             "model": tagger.name,
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
         }
+        head = getattr(tagger, "head", None)
+        if head is not None:  # (its classes are in the settings; here where they come from)
+            header["head"] = {"path": head.path, "classes": list(head.classes), "backbone": head.backbone.as_dict()}
         writer = writer_type(output, options=options, header=header)
         if on_start is not None:
             on_start(todo)

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.audioset.vocabulary import AUDIOSET, Vocabulary
 from dymn_cli.events import EventSettings, detect_events
 from dymn_cli.results import TagFailure, TagResult, rank_classes
 
@@ -26,6 +26,7 @@ class OutputOptions:
     timeline: bool = False
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
     events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
+    vocabulary: Vocabulary | None = None  # the classes the run reports (None: the AudioSet classes)
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
@@ -46,6 +47,10 @@ class OutputOptions:
             described["n_classes"] = len(self.classes)
         if self.events is not None:
             described["events"] = {"threshold": self.events.threshold, "min_duration": self.events.min_duration}
+        if self.vocabulary is not None and self.vocabulary != Vocabulary.audioset():
+            # (a run with a head: its classes, so that --resume never mixes outputs of other classes)
+            described["head_classes"] = [c.name for c in self.vocabulary if c.source != AUDIOSET]
+            described["audioset"] = self.vocabulary.has_audioset
         return described
 
 
@@ -67,8 +72,7 @@ def score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
 
-def label_entries(scores: np.ndarray, options: OutputOptions) -> list[dict[str, Any]]:
-    classes = audioset_classes()
+def label_entries(scores: np.ndarray, options: OutputOptions, classes: Vocabulary) -> list[dict[str, Any]]:
     return [
         {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
         for i in options.select(scores)
@@ -83,11 +87,11 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
         "path": outcome.source,
         "duration": round(outcome.duration, 6),
         "n_windows": len(outcome.starts),
-        "labels": label_entries(outcome.scores, options),
+        "labels": label_entries(outcome.scores, options, outcome.classes),
     }
     if options.timeline:
         record["windows"] = [
-            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options)}
+            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options, outcome.classes)}
             for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
         ]
     if options.events is not None:

@@ -6,24 +6,30 @@ Arrays (load with `numpy.load(path)`; no pickles):
 - `clip_embeddings` `[n_files, C]` float32: each clip's embedding, the mean of its windows' embeddings;
 - with windows: `window_embeddings` `[n_windows_total, C]` float32, `window_path_index` `[n_windows_total]`
   int64 (the row of `paths` each window belongs to), `window_starts`, `window_ends` `[n_windows_total]`
-  float64 seconds.
+  float64 seconds;
+- when the run's windows are known: `window_seconds`, `hop_seconds` (0-d float64), the window and hop the
+  embeddings were computed with (`dymn-tag search` embeds its queries the same way).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from dymn_cli.atomic import atomic_binary_file
+from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
 
-__all__ = ["EmbeddingWriter", "embedding_arrays", "save_embeddings"]
+__all__ = ["EmbeddingWriter", "embedding_arrays", "merge_embeddings", "save_embeddings"]
 
 
-def embedding_arrays(results: Iterable[TagResult], *, windows: bool = False) -> dict[str, np.ndarray]:
+def embedding_arrays(
+    results: Iterable[TagResult], *, windows: bool = False, window: float | None = None, hop: float | None = None
+) -> dict[str, np.ndarray]:
     """The arrays of the archive (see the module docstring) for these results."""
     results = list(results)
     width = results[0].embeddings.shape[1] if results else 0
@@ -44,13 +50,23 @@ def embedding_arrays(results: Iterable[TagResult], *, windows: bool = False) -> 
             if results else np.zeros(0)
         arrays["window_ends"] = np.concatenate([np.asarray(r.ends, dtype=np.float64) for r in results]) \
             if results else np.zeros(0)
+    if window is not None and hop is not None:
+        arrays["window_seconds"] = np.array(float(window))
+        arrays["hop_seconds"] = np.array(float(hop))
     return arrays
 
 
-def save_embeddings(results: Iterable[TagResult], path: str | os.PathLike[str], *, windows: bool = False) -> Path:
+def save_embeddings(
+    results: Iterable[TagResult],
+    path: str | os.PathLike[str],
+    *,
+    windows: bool = False,
+    window: float | None = None,
+    hop: float | None = None,
+) -> Path:
     """Write the archive atomically (temporary file beside it, then rename); returns its path as given."""
     target = Path(path)
-    arrays = embedding_arrays(results, windows=windows)
+    arrays = embedding_arrays(results, windows=windows, window=window, hop=hop)
     with atomic_binary_file(target) as stream:
         np.savez(stream, **arrays)
     return target
@@ -60,9 +76,12 @@ class EmbeddingWriter:
     """A result sink for `label_inputs(extra_sinks=...)`: collects embeddings and writes them on `close`
     (also when the run is interrupted, with the inputs finished so far)."""
 
-    def __init__(self, path: str | os.PathLike[str], *, windows: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, windows: bool = False, window: float | None = None, hop: float | None = None
+    ) -> None:
         self.path = Path(path)
         self.windows = windows
+        self.window, self.hop = window, hop
         self._results: list[TagResult] = []
 
     def write(self, outcome: TagResult | TagFailure) -> None:
@@ -77,4 +96,61 @@ class EmbeddingWriter:
             ))
 
     def close(self) -> None:
-        save_embeddings(self._results, self.path, windows=self.windows)
+        save_embeddings(self._results, self.path, windows=self.windows, window=self.window, hop=self.hop)
+
+
+def merge_embeddings(
+    sources: Sequence[Path], target: str | os.PathLike[str], *, order_key: Callable[[str], Any] = str
+) -> tuple[int, list[str]]:
+    """Join archives (e.g. of `--shard` jobs) into one at `target`, inputs sorted by `order_key` of their
+    paths; an input in several archives keeps its last one. Returns (inputs, paths found more than once).
+    The archives must agree on their layout (windows or not), width, and window and hop where recorded."""
+    entries: dict[str, dict[str, np.ndarray]] = {}
+    duplicates: list[str] = []
+    layout: tuple[Any, ...] | None = None
+    for source in sources:
+        try:
+            with np.load(source, allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in archive.files}
+        except (OSError, ValueError) as error:
+            raise UsageError(f"{source}: cannot read it as an embeddings archive: {error}") from None
+        if "paths" not in arrays or "clip_embeddings" not in arrays:
+            raise UsageError(f"{source}: not an embeddings archive (no paths and clip_embeddings)")
+        windows = "window_embeddings" in arrays
+        this = (windows, arrays["clip_embeddings"].shape[1], *(float(arrays[k]) for k in ("window_seconds", "hop_seconds") if k in arrays))
+        if layout is None:
+            layout = this
+        elif this[:2] != layout[:2] or (len(this) == len(layout) == 4 and this != layout):
+            raise UsageError(f"{source} was written with other settings (windows, width, window or hop) than {sources[0]}")
+        for row, path in enumerate(arrays["paths"].tolist()):
+            if path in entries:
+                duplicates.append(path)
+            entry = {"clip": arrays["clip_embeddings"][row]}
+            if windows:
+                mine = arrays["window_path_index"] == row
+                entry.update(embeddings=arrays["window_embeddings"][mine], starts=arrays["window_starts"][mine],
+                             ends=arrays["window_ends"][mine])
+            entries[path] = entry
+        timing = {k: float(arrays[k]) for k in ("window_seconds", "hop_seconds") if k in arrays}
+    if layout is None:
+        raise UsageError("nothing to merge")
+    ordered = sorted(entries, key=order_key)
+    width = layout[1]
+    merged: dict[str, np.ndarray] = {
+        "paths": np.array(ordered, dtype=str),
+        "clip_embeddings": np.stack([entries[p]["clip"] for p in ordered]).astype(np.float32) if ordered
+        else np.zeros((0, width), dtype=np.float32),
+    }
+    if layout[0]:
+        parts = [entries[p] for p in ordered]
+        merged["window_embeddings"] = np.concatenate([e["embeddings"] for e in parts]).astype(np.float32) \
+            if parts else np.zeros((0, width), dtype=np.float32)
+        merged["window_path_index"] = np.concatenate([np.full(len(e["starts"]), n, dtype=np.int64) for n, e in enumerate(parts)]) \
+            if parts else np.zeros(0, dtype=np.int64)
+        merged["window_starts"] = np.concatenate([e["starts"] for e in parts]) if parts else np.zeros(0)
+        merged["window_ends"] = np.concatenate([e["ends"] for e in parts]) if parts else np.zeros(0)
+    if len(layout) == 4:
+        merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
+    with atomic_binary_file(Path(target)) as stream:
+        np.savez(stream, **merged)
+    return len(ordered), duplicates

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dymn_cli.atomic import AtomicFile, atomic_binary_file, atomic_text_file
-from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.terminal import printable
@@ -72,7 +71,7 @@ class CsvWriter(Writer):
     def rows(self, outcome: TagResult | TagFailure) -> list[list[Any]]:
         if isinstance(outcome, TagFailure):
             return []
-        classes = audioset_classes()
+        classes = outcome.classes
         path = csv_name(outcome.source)
         if self.options.events is not None:
             return [
@@ -324,7 +323,7 @@ class TableWriter(Writer):
         table.add_column("rank", justify="right")
         table.add_column("label")
         table.add_column("score", justify="right")
-        classes = audioset_classes()
+        classes = outcome.classes
         for rank, i in enumerate(self.options.select(outcome.scores), start=1):
             table.add_row(str(rank), classes[i].name, f"{outcome.scores[i]:.4f}")
         self._console.print(table)

@@ -23,7 +23,7 @@ def live_record(record: LiveRecord, options: OutputOptions) -> dict[str, Any]:
             "start": round(record.start, 6),
             "end": round(record.end, 6),
             "time": _iso(record.time),
-            "labels": label_entries(record.scores, options),
+            "labels": label_entries(record.scores, options, record.classes),
         }
     if isinstance(record, LiveEvent):
         return {

@@ -34,7 +34,16 @@ class MergeSummary:
 def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     """Join outputs of one format (files, or folders of part files) into `target`, in folder-walk
     order. An input recorded in several outputs keeps its last record, except that an error record
-    never replaces a result (a re-run shard may have fixed what failed before, not the other way)."""
+    never replaces a result (a re-run shard may have fixed what failed before, not the other way).
+    A `.npz` target joins embeddings archives (`--embeddings`)."""
+    if target.suffix.lower() == ".npz":
+        from dymn_cli.writers.embeddings import merge_embeddings
+
+        archives = _merge_sources(sources, extension=".npz")
+        if any(f.resolve() == target.resolve() for f in archives if target.exists()):
+            raise UsageError(f"{target} is one of the archives to merge: write the merged file elsewhere")
+        inputs, duplicates = merge_embeddings(archives, target, order_key=walk_order_key)
+        return MergeSummary(files=len(archives), inputs=inputs, duplicates=duplicates)
     writer_type = writer_class(None, target, stdout_is_terminal=False)
     if writer_type.name not in MERGEABLE_FORMATS:
         raise UsageError(f"merge writes {', '.join(MERGEABLE_FORMATS)}: not {target.suffix or target.name}")
