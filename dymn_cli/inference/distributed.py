@@ -222,7 +222,7 @@ class _Assembler:
             if error:
                 state.failure = state.failure or error
                 continue
-            state.windows[int(batch["window"][row])] = (batch["logits"][row], batch["embeddings"][row])
+            state.add_window(int(batch["window"][row]), batch["logits"][row], batch["embeddings"][row])
             if batch["n_windows"][row] >= 0:
                 state.expected, state.n_samples = int(batch["n_windows"][row]), int(batch["n_samples"][row])
 

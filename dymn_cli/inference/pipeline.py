@@ -52,6 +52,18 @@ class PendingInput:
     def complete(self) -> bool:
         return self.failure is not None or (self.expected is not None and len(self.windows) == self.expected)
 
+    def add_window(self, window_index: int, logits: np.ndarray, embedding: np.ndarray) -> None:
+        """Keep what the network said about one window; an output that is not finite fails the input
+        (never a NaN score in an output, never a label ranked on one)."""
+        if not (np.isfinite(logits).all() and np.isfinite(embedding).all()):
+            if self.failure is None:
+                self.failure = (
+                    f"the network's output is not a number (NaN or infinite) for window {window_index}: "
+                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
+                )
+            return
+        self.windows[window_index] = (logits, embedding)
+
     def outcome(self, index: int) -> WindowOutputs | Failure:
         """What the complete input `index` comes to: its windows in order, or its failure."""
         if self.failure is not None:
@@ -148,16 +160,7 @@ _END = object()
 
 def _infer(engine: Inference, batch: list[WindowMessage], pending: dict[int, PendingInput]) -> None:
     logits, embeddings = engine(np.stack([window.samples for window in batch]))
-    finite = np.isfinite(logits).all(axis=1) & np.isfinite(embeddings).all(axis=1)
     for row, window in enumerate(batch):
         state = pending.get(window.index)
-        if state is None:  # the input failed (and was given out) after these windows were cut
-            continue
-        if not finite[row]:  # never a NaN score in an output, never a label ranked on one
-            if state.failure is None:
-                state.failure = (
-                    f"the network's output is not a number (NaN or infinite) for window {window.window_index}: "
-                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
-                )
-            continue
-        state.windows[window.window_index] = (logits[row], embeddings[row])
+        if state is not None:  # else the input failed (and was given out) after these windows were cut
+            state.add_window(window.window_index, logits[row], embeddings[row])

@@ -392,6 +392,18 @@ def test_a_network_output_that_is_not_a_number_fails_the_input_never_a_nan_score
     json.loads(out.read_text(encoding="utf-8"), parse_constant=lambda c: pytest.fail(f"{c} in the JSON"))
 
 
+def test_the_ray_runner_shares_the_check_for_outputs_that_are_not_numbers():
+    """The local pipeline and the Ray runner's assembly keep windows through `PendingInput.add_window`."""
+    from dymn_cli.inference.pipeline import Failure, PendingInput
+
+    state = PendingInput(expected=2)
+    state.add_window(0, np.zeros(527, np.float32), np.zeros(8, np.float32))
+    state.add_window(1, np.full(527, np.inf, np.float32), np.zeros(8, np.float32))
+    assert state.complete()
+    outcome = state.outcome(0)
+    assert isinstance(outcome, Failure) and "not a number" in outcome.reason and "window 1" in outcome.reason
+
+
 # --------------------------------------------------------------------------- the API and the fuzz
 
 
