@@ -13,7 +13,7 @@ shares follow from b and the lane count) and the lane count itself. The windows:
 recordings, tones, noise, silence, a clipped one and a zero-padded last window.
 
 Prints the mismatches (at most a few per case) and one line per case; exits 1 if any window differs.
-The same check, smaller, is tests/test_batch_invariance.py.
+The same check, smaller, is tests/inference/test_batch_invariance.py.
 """
 
 from __future__ import annotations

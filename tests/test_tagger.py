@@ -56,7 +56,7 @@ def test_batch_size_does_not_change_results(golden_dir, frontend_golden):
     wave = frontend_golden["long_23.7s"].numpy()
     one = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu", batch_size=1).tag(wave, sample_rate=32_000, hop=2.5)
     many = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu", batch_size=7).tag(wave, sample_rate=32_000, hop=2.5)
-    np.testing.assert_array_equal(one.window_scores, many.window_scores)  # (bitwise: tests/test_batch_invariance.py)
+    np.testing.assert_array_equal(one.window_scores, many.window_scores)  # (bitwise: tests/inference/test_batch_invariance.py)
     np.testing.assert_array_equal(one.embeddings, many.embeddings)
 
 

@@ -74,7 +74,7 @@ def rows_product(x: Tensor, matrix: Tensor, bias: Tensor | None = None) -> Tenso
     the row count and the row's place. So fewer rows are padded with zero rows up to
     `MIN_PRODUCT_ROWS` (with a margin: that threshold is MKL's on this project's CPU), which costs
     nothing measurable: a call with so few rows is a single window's. Checked row by row, bit for bit,
-    by tests/test_batch_invariance.py.
+    by tests/inference/test_batch_invariance.py.
     """
     rows = x.reshape(-1, x.shape[-1])
     n = rows.shape[0]
