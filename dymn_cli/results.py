@@ -76,6 +76,27 @@ class TagFailure:
     reason: str
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Scores from logits, as float32; written so that large logits of either sign never overflow."""
+    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
+
+
+def score_windows(
+    logits: np.ndarray, embeddings: np.ndarray, *, classes: Vocabulary, head: ClassifierHead | None = None
+) -> np.ndarray:
+    """`[n, len(classes)]` window scores: the AudioSet scores when `classes` has them, then the `head`'s
+    scores of the windows' embeddings."""
+    columns = []
+    if classes.has_audioset:
+        columns.append(sigmoid(logits))
+    if head is not None:
+        columns.append(head.probabilities(embeddings))
+    scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
+    if scores.shape[1] != len(classes):
+        raise ValueError(f"{scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
+    return scores
+
+
 def build_result(
     name: str,
     outputs: WindowOutputs,
@@ -86,17 +107,8 @@ def build_result(
     classes: Vocabulary,
     head: ClassifierHead | None = None,
 ) -> TagResult:
-    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner):
-    the AudioSet scores when `classes` has them, then the `head`'s scores of the windows' embeddings."""
-    columns = []
-    if classes.has_audioset:
-        # sigmoid, written so that large logits of either sign never overflow
-        columns.append(np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32))
-    if head is not None:
-        columns.append(head.probabilities(outputs.embeddings))
-    window_scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
-    if window_scores.shape[1] != len(classes):
-        raise ValueError(f"{window_scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
+    window_scores = score_windows(outputs.logits, outputs.embeddings, classes=classes, head=head)
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

@@ -98,6 +98,9 @@ def tag(
     actors: Annotated[int | None, typer.Option("--actors", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1)] = None,
     embeddings: Annotated[Path | None, typer.Option("--embeddings", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.")] = None,
     plot: Annotated[Path | None, typer.Option("--plot", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).")] = None,
+    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).")] = False,
+    pcm: Annotated[str | None, typer.Option("--pcm", metavar="FORMAT:RATE:CHANNELS", help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).")] = None,
+    reconnect: Annotated[float, typer.Option("--reconnect", metavar="SECONDS", help="With --live: reopen a network stream that drops, for up to this long (0: never).", min=0.0)] = 300.0,
     head: Annotated[Path | None, typer.Option("--head", help="Score the classes of this head (from `dymn-tag train`) instead of AudioSet's.")] = None,
     with_audioset: Annotated[bool, typer.Option("--with-audioset", help="With --head: the AudioSet classes too, before the head's.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
@@ -110,6 +113,21 @@ def tag(
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
+    if pcm is not None and not live:
+        raise UsageError("--pcm describes a live stream: use it with --live")
+    if live:
+        given = {"--files-from": files_from, "--resume": resume, "--timeline": timeline, "--output-dir": output_dir,
+                 "--shard": shard, "--ray": ray_target, "--embeddings": embeddings, "--plot": plot,
+                 "--file-timeout": file_timeout}
+        unused = [name for name, value in given.items() if value]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} cannot be used with --live")
+        chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop if hop is not None or head else 1.0)
+        _tag_live(paths or [], output=output, format=format, top=top, threshold=threshold, events=events,
+                  min_duration=min_duration, labels=labels, exclude=exclude, chosen=chosen, pcm=pcm,
+                  reconnect=reconnect, quiet=quiet, tagger_options=dict(model=model, weights=weights, device=device,
+                  precision=precision, compile=compile, batch_size=batch_size, sha256=sha256,
+                  with_audioset=with_audioset))
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
@@ -175,6 +193,34 @@ def tag(
         raise OutputClosed("standard output closed")
     for problem in summary.problems:
         log.error("%s: %s", problem.path, problem.reason)
+    if not quiet:
+        log.info(summary.line())
+    raise typer.Exit(summary.exit_code)
+
+
+def _tag_live(sources: list[str], *, output: Path | None, format: str | None, top: str, threshold: float | None,
+              events: bool, min_duration: float, labels: str | None, exclude: str | None, chosen: Any,
+              pcm: str | None, reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
+    """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
+    from dymn_cli.audio.live import PcmFormat
+    from dymn_cli.run.live import LiveSettings, tag_live
+    from dymn_cli.run.options import build_output_options
+
+    options = build_output_options(format=None, top=_parse_top(top), threshold=threshold, events=events,
+                                   min_duration=min_duration, labels=labels, exclude=exclude, vocabulary=chosen.vocabulary)
+    settings = LiveSettings(window=chosen.window, hop=chosen.hop,
+                            pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect)
+
+    def make_tagger() -> Any:
+        from dymn_cli.tagger import Tagger
+
+        weights, model = tagger_options.pop("weights"), tagger_options.pop("model")
+        return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None,
+                      progress=sys.stderr.isatty() and not quiet, head=chosen.head, **tagger_options)
+
+    summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
+    if summary.interrupted is not None:
+        log.error("%s", summary.interrupted)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
