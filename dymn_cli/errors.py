@@ -53,3 +53,15 @@ class SignalReceived(BaseException):
     def __init__(self, signum: int) -> None:
         super().__init__(signum)
         self.signum = signum
+
+
+class OutputError(DymnError):
+    """An output that cannot be written (disk full, quota, I/O error): the run stops, the earlier
+    output stays in place."""
+
+
+class OutputClosed(DymnError):
+    """The reader of a stream output (stdout in a pipe, a FIFO) went away: the run stops at once,
+    silently, with the status of a process ended by SIGPIPE (141), as `seq 9 | head -1` ends `seq`."""
+
+    exit_code = 141

@@ -29,6 +29,14 @@ starts where its first slot starts and ends where its last slot ends (never past
 file). `peak` is the highest slot score in the event and `mean` the slot scores' mean weighted by
 the slots' durations. Events shorter than `min_duration` are dropped. Time not covered by any
 window (when `hop > window`) is never part of an event.
+
+One algorithm for files and streams
+-----------------------------------
+`EventDetector` takes windows in stream order and reports each event once, when it ends: after window
+`i` arrives, every slot before its start is final (later windows start later and cover none of them).
+`detect_events` feeds it a whole file's windows at once, a live stream feeds it window by window; slot
+scores and each event's running sums are computed slot by slot in the same order either way, so the
+event lists are equal to the last bit.
 """
 
 from __future__ import annotations
@@ -41,7 +49,17 @@ import numpy as np
 
 from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 
-__all__ = ["DEFAULT_THRESHOLD", "EventSettings", "SlotScores", "SoundEvent", "detect_events", "events_from_scores", "slot_scores"]
+__all__ = [
+    "DEFAULT_THRESHOLD",
+    "EventDetector",
+    "EventSettings",
+    "SlotScores",
+    "SoundEvent",
+    "detect_events",
+    "events_from_scores",
+    "slot_scores",
+    "strongest_labels",
+]
 
 DEFAULT_THRESHOLD = 0.5
 _EPS = 1e-9  # seconds: window edges computed from sample counts agree to far better than this
@@ -113,8 +131,10 @@ def slot_scores(
     duration: float,
     *,
     classes: Sequence[int] | None = None,
+    origin: float = 0.0,
 ) -> SlotScores:
-    """Per-slot scores (see the module docstring) for windows sorted by start, all of one length."""
+    """Per-slot scores (see the module docstring) for windows sorted by start, all of one length: the
+    slots from `origin` (0, or an edge where an earlier call stopped) to `duration`."""
     starts = np.asarray(starts, dtype=np.float64)
     ends = np.asarray(ends, dtype=np.float64)
     columns = np.arange(window_scores.shape[1]) if classes is None else np.asarray(classes, dtype=np.int64)
@@ -123,10 +143,10 @@ def slot_scores(
         raise ValueError("starts, ends and window_scores must have one entry per window")
     if np.any(np.diff(starts) < 0) or np.any(np.diff(ends) < 0) or np.any(ends <= starts):
         raise ValueError("windows must be sorted by start and by end, each ending after it starts")
-    if not duration > 0:
-        raise ValueError(f"duration must be positive, got {duration}")
-    cuts = np.concatenate([[0.0, duration], starts, ends])
-    cuts = np.unique(np.round(np.clip(cuts, 0.0, duration), 9))
+    if not duration > origin:
+        raise ValueError(f"duration must be positive (after {origin}), got {duration}")
+    cuts = np.concatenate([[origin, duration], starts, ends])
+    cuts = np.unique(np.round(np.clip(cuts, origin, duration), 9))
     left, right = cuts[:-1], cuts[1:]
     # Windows covering [u, v] fully are those with start <= u and end >= v: a contiguous run of indices.
     last = np.searchsorted(starts, left + _EPS, side="right") - 1
@@ -153,28 +173,131 @@ def events_from_scores(
     class_table: Sequence[LabelClass] | None = None,
 ) -> list[SoundEvent]:
     """Merge each column's runs of slots scoring at least `threshold` into events, sorted by start."""
-    table = Vocabulary.audioset() if class_table is None else class_table
-    widths = np.diff(grid.edges)
-    events: list[SoundEvent] = []
-    with np.errstate(invalid="ignore"):
-        active = grid.scores >= threshold  # NaN (no window) is never active
-    for column, index in enumerate(grid.classes):
-        on = active[:, column]
-        if not on.any():
-            continue
-        change = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
-        for begin, stop in zip(np.flatnonzero(change == 1), np.flatnonzero(change == -1)):
-            start, end = float(grid.edges[begin]), float(grid.edges[stop])
-            if end - start < min_duration - _EPS:
-                continue
-            values = grid.scores[begin:stop, column]
-            cls = table[int(index)]
-            events.append(SoundEvent(
-                label=cls.name, mid=cls.mid, index=int(index), start=start, end=end,
-                peak=float(values.max()), mean=float(np.average(values, weights=widths[begin:stop])),
-            ))
-    events.sort(key=lambda e: (e.start, -e.peak, e.index))
-    return events
+    runs = _Runs(grid.classes, threshold=threshold, min_duration=min_duration, class_table=class_table)
+    events = runs.add(grid) + runs.close_all(float(grid.edges[-1]))
+    return sorted(events, key=_event_order)
+
+
+class EventDetector:
+    """Sound events from windows fed in stream order, each reported once, when it ends.
+
+    >>> detector = EventDetector(threshold=0.5)
+    >>> for start, end, scores in windows:       # doctest: +SKIP
+    ...     for event in detector.feed([start], [end], scores[None]): ...
+    >>> last = detector.finish(duration)       # doctest: +SKIP
+
+    Windows are all of one length and come sorted by start; `scores` are `[n, 527]` (all classes,
+    `classes` picks the columns watched).
+    """
+
+    def __init__(
+        self,
+        *,
+        threshold: float = DEFAULT_THRESHOLD,
+        min_duration: float = 0.0,
+        classes: Sequence[int] | None = None,
+        class_table: Sequence[LabelClass] | None = None,
+    ) -> None:
+        EventSettings(threshold, min_duration)  # validates
+        self._classes = None if classes is None else np.asarray(classes, dtype=np.int64)
+        self._table = class_table
+        self._threshold, self._min_duration = threshold, min_duration
+        self._runs: _Runs | None = None
+        self._starts: list[float] = []
+        self._ends: list[float] = []
+        self._scores: list[np.ndarray] = []  # the windows that may still cover a slot after `_done`
+        self._done = 0.0  # slots before this edge are final
+
+    def feed(
+        self, starts: Sequence[float] | np.ndarray, ends: Sequence[float] | np.ndarray, scores: np.ndarray
+    ) -> list[SoundEvent]:
+        """Add windows; return the events that ended before the last one's start."""
+        scores = np.asarray(scores)
+        if self._runs is None:
+            columns = np.arange(scores.shape[1]) if self._classes is None else self._classes
+            self._runs = _Runs(columns, threshold=self._threshold, min_duration=self._min_duration, class_table=self._table)
+        if not len(starts):
+            return []
+        self._starts.extend(float(s) for s in starts)
+        self._ends.extend(float(e) for e in ends)
+        self._scores.extend(np.asarray(scores)[:, self._runs.columns].astype(np.float64))
+        return self._finalize(self._starts[-1])
+
+    def finish(self, duration: float) -> list[SoundEvent]:
+        """The stream ended after `duration` seconds: the remaining slots, and every event still open."""
+        if self._runs is None:
+            return []
+        events = self._finalize(duration) if duration > self._done else []
+        return events + self._runs.close_all(duration)
+
+    def _finalize(self, edge: float) -> list[SoundEvent]:
+        assert self._runs is not None
+        if not edge > self._done + _EPS:
+            return []
+        grid = slot_scores(np.array(self._starts), np.array(self._ends), np.array(self._scores), edge, origin=self._done)
+        grid = SlotScores(edges=grid.edges, scores=grid.scores, classes=self._runs.columns)
+        events = self._runs.add(grid)
+        self._done = float(grid.edges[-1])
+        keep = next((k for k, end in enumerate(self._ends) if end > self._done + _EPS), len(self._ends))
+        del self._starts[:keep], self._ends[:keep], self._scores[:keep]
+        return events
+
+
+class _Runs:
+    """Each watched column's open run of active slots, carried from one stretch of slots to the next."""
+
+    def __init__(
+        self, columns: np.ndarray, *, threshold: float, min_duration: float, class_table: Sequence[LabelClass] | None
+    ) -> None:
+        self.columns = np.asarray(columns, dtype=np.int64)
+        self.threshold, self.min_duration = threshold, min_duration
+        self.table = Vocabulary.audioset() if class_table is None else class_table
+        self.open: dict[int, list[float]] = {}  # column -> [start, peak, sum of score x width, width]
+
+    def add(self, grid: SlotScores) -> list[SoundEvent]:
+        """Slots that follow the previous ones; returns the runs that ended among them."""
+        widths = np.diff(grid.edges)
+        with np.errstate(invalid="ignore"):
+            active = grid.scores >= self.threshold  # NaN (no window) is never active
+        events: list[SoundEvent] = []
+        for column in sorted(set(np.flatnonzero(active.any(axis=0)).tolist()) | set(self.open)):
+            on = active[:, column]
+            run = self.open.pop(column, None)
+            if run is not None and not on[0]:
+                events.extend(self._event(column, run, float(grid.edges[0])))
+                run = None
+            change = np.diff(np.concatenate([[0], on.astype(np.int8), [0]]))
+            for begin, stop in zip(np.flatnonzero(change == 1), np.flatnonzero(change == -1)):
+                if run is None:
+                    run = [float(grid.edges[begin]), -np.inf, 0.0, 0.0]
+                for slot in range(begin, stop):  # (one slot at a time: the same sums however the slots were split)
+                    value, width = float(grid.scores[slot, column]), float(widths[slot])
+                    run[1] = max(run[1], value)
+                    run[2] += value * width
+                    run[3] += width
+                if stop < len(on):
+                    events.extend(self._event(column, run, float(grid.edges[stop])))
+                    run = None
+            if run is not None:
+                self.open[column] = run
+        return events
+
+    def close_all(self, end: float) -> list[SoundEvent]:
+        events = [e for column, run in sorted(self.open.items()) for e in self._event(column, run, end)]
+        self.open = {}
+        return events
+
+    def _event(self, column: int, run: list[float], end: float) -> list[SoundEvent]:
+        start, peak, total, width = run
+        if end - start < self.min_duration - _EPS:
+            return []
+        index = int(self.columns[column])
+        cls = self.table[index]
+        return [SoundEvent(label=cls.name, mid=cls.mid, index=index, start=start, end=end, peak=peak, mean=total / width)]
+
+
+def _event_order(event: SoundEvent) -> tuple[float, float, int]:
+    return (event.start, -event.peak, event.index)
 
 
 def detect_events(
@@ -188,9 +311,9 @@ def detect_events(
 
     >>> events = detect_events(tagger.tag("walk.wav", window=2.0, hop=0.5), threshold=0.4)  # doctest: +SKIP
     """
-    EventSettings(threshold, min_duration)  # validates
-    grid = slot_scores(result.starts, result.ends, result.window_scores, result.duration, classes=classes)
-    return events_from_scores(grid, threshold=threshold, min_duration=min_duration, class_table=result.classes)
+    detector = EventDetector(threshold=threshold, min_duration=min_duration, classes=classes, class_table=result.classes)
+    events = detector.feed(result.starts, result.ends, result.window_scores) + detector.finish(result.duration)
+    return sorted(events, key=_event_order)
 
 
 def strongest_labels(events: Sequence[SoundEvent], top: int | None) -> list[SoundEvent]:

@@ -35,6 +35,14 @@ class TagResult:
     classes: Vocabulary = field(default_factory=Vocabulary.audioset, repr=False)  # names the K columns
     warnings: list[str] = field(default_factory=list)  # parts of a damaged input that could not be decoded
 
+    def window_times(self) -> tuple[np.ndarray, np.ndarray]:
+        """`(starts, ends)` of the windows as every output writes them (timelines, CSV rows, the
+        embeddings archive), so that they join on (path, start, end): seconds to the microsecond,
+        each `end` clipped to the end of the file (the last window's padding is not audio)."""
+        starts = np.array([round(float(s), 6) for s in self.starts], dtype=np.float64)
+        ends = np.array([round(min(float(e), self.duration), 6) for e in self.ends], dtype=np.float64)
+        return starts, ends
+
     @property
     def embedding(self) -> np.ndarray:
         """Clip embedding: the mean of the windows' embeddings."""
@@ -68,6 +76,27 @@ class TagFailure:
     reason: str
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """Scores from logits, as float32; written so that large logits of either sign never overflow."""
+    return np.exp(-np.logaddexp(0.0, -logits.astype(np.float64))).astype(np.float32)
+
+
+def score_windows(
+    logits: np.ndarray, embeddings: np.ndarray, *, classes: Vocabulary, head: ClassifierHead | None = None
+) -> np.ndarray:
+    """`[n, len(classes)]` window scores: the AudioSet scores when `classes` has them, then the `head`'s
+    scores of the windows' embeddings."""
+    columns = []
+    if classes.has_audioset:
+        columns.append(sigmoid(logits))
+    if head is not None:
+        columns.append(head.probabilities(embeddings))
+    scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
+    if scores.shape[1] != len(classes):
+        raise ValueError(f"{scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
+    return scores
+
+
 def build_result(
     name: str,
     outputs: WindowOutputs,
@@ -78,17 +107,8 @@ def build_result(
     classes: Vocabulary,
     head: ClassifierHead | None = None,
 ) -> TagResult:
-    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner):
-    the AudioSet scores when `classes` has them, then the `head`'s scores of the windows' embeddings."""
-    columns = []
-    if classes.has_audioset:
-        # sigmoid, written so that large logits of either sign never overflow
-        columns.append(np.exp(-np.logaddexp(0.0, -outputs.logits.astype(np.float64))).astype(np.float32))
-    if head is not None:
-        columns.append(head.probabilities(outputs.embeddings))
-    window_scores = np.concatenate(columns, axis=1) if len(columns) > 1 else columns[0]
-    if window_scores.shape[1] != len(classes):
-        raise ValueError(f"{window_scores.shape[1]} scores per window for a vocabulary of {len(classes)} classes")
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
+    window_scores = score_windows(outputs.logits, outputs.embeddings, classes=classes, head=head)
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 import os
+import threading
+import time
+from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -12,19 +16,25 @@ import numpy as np
 import torch
 
 from dymn_cli.audio.decode import Deadline, prepare_waveform, read_stream
+from dymn_cli.audio.live import LiveSource, LiveTarget, PcmFormat
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.events import EventDetector, EventSettings, SoundEvent
 from dymn_cli.inference.decode_stage import DecodeJob, failure_reason
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.pipeline import Failure, PipelineStats, WindowOutputs, run_pipeline
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, exit_if_script_rerun
+from dymn_cli.live_results import LiveEvent, LiveRecord, LiveWindow, StreamEnd, StreamGap, wall_time
 from dymn_cli.models.ensemble import load_members
 from dymn_cli.models.head import ClassifierHead, load_head
-from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes
+from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes, score_windows
 from dymn_cli.tagging import AudioTagger, source_name
 
-__all__ = ["AGGREGATES", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
+LIVE_HOP = 1.0
+"""Default hop of a live stream: a record every second (and events on a 1 s grid)."""
+
+__all__ = ["AGGREGATES", "LIVE_HOP", "TagSource", "TagFailure", "TagResult", "Tagger", "build_result", "rank_classes"]
 
 TagSource = str | Path | bytes | BinaryIO | np.ndarray | torch.Tensor
 """What `Tagger` tags: a path, the bytes of a file, a binary file object, or a waveform with its rate."""
@@ -162,6 +172,100 @@ class Tagger(AudioTagger):
                 yield TagFailure(name, outcome.reason)
             else:
                 yield self._result(name, outcome, grid, aggregate)
+
+    def stream(
+        self,
+        sources: LiveTarget | LiveSource | Sequence[LiveTarget | LiveSource],
+        *,
+        window: float = 10.0,
+        hop: float = LIVE_HOP,
+        pcm: str | PcmFormat | None = None,
+        events: EventSettings | None = None,
+        event_classes: Sequence[int] | None = None,
+        reconnect: float = 300.0,
+        stop: threading.Event | None = None,
+    ) -> Iterator[LiveRecord]:
+        """Tag live streams as they arrive: yields a `LiveWindow` for each window as soon as its last
+        sample is in, with `events` a `LiveEvent` for each sound event when it ends (among
+        `event_classes` if given), a `StreamGap` when a network source dropped and came back, and a
+        `StreamEnd` when a source ends. Several sources are tagged side by side.
+
+        A source is `-` (standard input), a FIFO, device or file path, a network URL FFmpeg opens
+        (`http(s)://`, `rtsp://`, `rtmp://`, `srt://`, `udp://`), a file descriptor or a binary file
+        object with one, or a `LiveSource`. `pcm` (`"s16le:48000:2"`) reads headerless PCM instead of a
+        container. A network source that drops is reopened with backoff for up to `reconnect` seconds
+        (0: never). Setting `stop` ends every source where it is: what has arrived is tagged (the last
+        windows zero-padded, as at the end of a file), the open events are closed, and the iteration ends.
+
+        >>> for record in Tagger("dymn10_as").stream("-", pcm="s16le:32000:1"):  # doctest: +SKIP
+        ...     print(record)
+        """
+        from dymn_cli.inference.live import LiveOutputs, SourceInterruption, stream_windows
+
+        targets = (
+            [sources] if isinstance(sources, (str, int, os.PathLike, LiveSource)) or hasattr(sources, "read") else list(sources)
+        )  # type: ignore[arg-type]
+        if not targets:
+            raise UsageError("no live source given")
+        live = [
+            t if isinstance(t, LiveSource) else LiveSource(t, pcm=pcm, reconnect=reconnect, sample_rate=self.sample_rate)
+            for t in targets
+        ]
+        grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
+        rate = self.sample_rate
+        detectors = [
+            EventDetector(
+                threshold=events.threshold, min_duration=events.min_duration, classes=event_classes, class_table=self.classes
+            )
+            if events is not None
+            else None
+            for _ in live
+        ]
+        recent: list[deque[tuple[int, float]]] = [
+            deque(maxlen=grid.window // grid.hop + 4) for _ in live
+        ]  # (start, wall) of windows
+        stop = stop if stop is not None else threading.Event()
+
+        def when(i: int, seconds: float) -> datetime:
+            position = round(seconds * rate)
+            start, wall = next(
+                ((s, w) for s, w in reversed(recent[i]) if s <= position), recent[i][0] if recent[i] else (0, time.time())
+            )
+            return wall_time(wall + (position - start) / rate)
+
+        def event_records(i: int, found: list[SoundEvent]) -> Iterator[LiveEvent]:
+            for event in sorted(found, key=lambda e: (e.start, -e.peak, e.index)):
+                yield LiveEvent(live[i].name, event, when(i, event.start))
+
+        for item in stream_windows(live, engine=self.engine, grid=grid, batch_size=self.batch_size, stop=stop):
+            if isinstance(item, LiveOutputs):
+                i = item.source
+                scores = score_windows(item.logits[None], item.embedding[None], classes=self.classes, head=self.head)[0]
+                recent[i].append((item.start, item.wall_start))
+                yield LiveWindow(
+                    live[i].name,
+                    item.index,
+                    item.start / rate,
+                    item.end / rate,
+                    wall_time(item.wall_start),
+                    scores,
+                    item.embedding,
+                    time.monotonic() - item.arrived,
+                    self.classes,
+                )
+                detector = detectors[i]
+                if detector is not None:
+                    yield from event_records(i, detector.feed([item.start / rate], [item.end / rate], scores[None]))
+            elif isinstance(item, SourceInterruption):
+                gap = item.gap
+                yield StreamGap(
+                    live[item.source].name, item.position / rate, wall_time(gap.lost), wall_time(gap.resumed), gap.reason
+                )
+            else:
+                detector = detectors[item.source]
+                if detector is not None and item.n_samples:
+                    yield from event_records(item.source, detector.finish(item.n_samples / rate))
+                yield StreamEnd(live[item.source].name, item.n_samples / rate, item.error)
 
     def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""

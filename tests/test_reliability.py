@@ -60,7 +60,9 @@ RATE = 32_000
 
 
 def jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    """The input records of a JSONL output (a file's first line, the header record, has no path)."""
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+    return [r for r in records if "path" in r]
 
 
 def one_line(path: str) -> str:
@@ -543,6 +545,7 @@ def _assert_same_output(fmt: str, got, want) -> None:
 def test_a_stopped_run_keeps_its_results_and_resume_completes_it(tmp_path, tagger, fmt, signum):
     paths, fifo = _resume_corpus(tmp_path / "audio")
     out = tmp_path / "out"
+    out.mkdir()
     target = out / f"labels.{fmt}"
     with live_run([*map(str, paths), *FAST, "--workers", "0", "--batch-size", "1", "-o", str(target)]) as run:
         run.wait_for_line(f"{paths[5]}: not a readable audio file")  # inputs 0-5 are done; 6 holds the run

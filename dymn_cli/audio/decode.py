@@ -44,11 +44,10 @@ from typing import Any
 
 import numpy as np
 import soundfile as sf
-import soxr
 
 from dymn_cli.audio.backend import AudioInfo, DecodeStopped, check_source_rate
 from dymn_cli.audio.pyav_backend import PyAVDecoder, ffmpeg_message, import_av
-from dymn_cli.audio.samples import check_rate, mix_to_mono, resample, resampled_length, to_float32, to_numpy
+from dymn_cli.audio.samples import StreamResampler, check_rate, mix_to_mono, resample, to_float32, to_numpy
 from dymn_cli.audio.soundfile_backend import SoundfileDecoder
 from dymn_cli.audio.sources import (
     MAX_STREAM_BUFFER,
@@ -298,20 +297,14 @@ def _stream_blocks(
         read_frames = max(
             min(int(math.ceil(block_seconds * decoder.sample_rate)), MAX_READ_SAMPLES // max(decoder.channels, 1)), 1
         )
-        resampler = None
-        n_in = n_out = 0
+        resampler: StreamResampler | None = None
         pending: list[np.ndarray] = []
         n_pending = 0
         for block in _checked_blocks(decoder, inp, read_frames, deadline):
             mono = mix_to_mono(block, inp.name)
-            n_in += len(mono)
-            if decoder.sample_rate == sample_rate:
-                out = mono
-            else:
-                if resampler is None:
-                    resampler = soxr.ResampleStream(decoder.sample_rate, sample_rate, 1, dtype="float32", quality="HQ")
-                out = resampler.resample_chunk(mono, last=False)
-            n_out += len(out)
+            if resampler is None:  # (the rate is known for sure once the first block is decoded)
+                resampler = StreamResampler(decoder.sample_rate, sample_rate)
+            out = resampler.feed(mono)
             if len(out):
                 pending.append(out)
                 n_pending += len(out)
@@ -321,16 +314,9 @@ def _stream_blocks(
                 rest = buf[block_out:]
                 pending = [rest] if len(rest) else []
                 n_pending = len(rest)
-        if resampler is not None:
-            tail = resampler.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
-            target = resampled_length(n_in, decoder.sample_rate, sample_rate)
-            pad = target - (n_out + len(tail))
-            if pad > 0:
-                tail = np.concatenate([tail, np.zeros(pad, dtype=np.float32)])
-            elif pad < 0:  # never seen (soxr rounds, librosa takes the ceiling); cut what is still here
-                tail = tail[: max(len(tail) + pad, 0)]
-            if len(tail):
-                pending.append(tail)
+        tail = resampler.finish() if resampler is not None else np.zeros(0, dtype=np.float32)
+        if len(tail):
+            pending.append(tail)
         if pending:
             buf = np.concatenate(pending) if len(pending) > 1 else pending[0]
             for start in range(0, len(buf), block_out):

@@ -42,6 +42,36 @@ def resample(mono: np.ndarray, in_rate: float, out_rate: float) -> np.ndarray:
     return out[:target]
 
 
+class StreamResampler:
+    """Mono float32 blocks at `in_rate` -> `out_rate`: the outputs of `feed` and `finish`, joined, equal
+    `resample` of the joined inputs bit for bit (libsoxr's output does not depend on the chunking),
+    including librosa's zero padding to ``ceil(n * out / in)`` samples."""
+
+    def __init__(self, in_rate: float, out_rate: float) -> None:
+        self.in_rate, self.out_rate = in_rate, out_rate
+        self._soxr = None if in_rate == out_rate else soxr.ResampleStream(in_rate, out_rate, 1, dtype="float32", quality="HQ")
+        self.n_in = self.n_out = 0
+
+    def feed(self, mono: np.ndarray) -> np.ndarray:
+        self.n_in += len(mono)
+        out = mono if self._soxr is None else self._soxr.resample_chunk(mono, last=False)
+        self.n_out += len(out)
+        return out
+
+    def finish(self) -> np.ndarray:
+        """What soxr still holds, padded (or, never seen, cut) to librosa's length."""
+        if self._soxr is None:
+            return np.zeros(0, dtype=np.float32)
+        tail = self._soxr.resample_chunk(np.zeros(0, dtype=np.float32), last=True)
+        pad = resampled_length(self.n_in, self.in_rate, self.out_rate) - (self.n_out + len(tail))
+        if pad > 0:
+            tail = np.concatenate([tail, np.zeros(pad, dtype=np.float32)])
+        elif pad < 0:  # soxr rounds, librosa takes the ceiling: cut what is still here
+            tail = tail[: max(len(tail) + pad, 0)]
+        self.n_out += len(tail)
+        return tail
+
+
 def check_rate(rate: Any, what: str) -> int:
     try:
         ok = float(rate) > 0 and math.isfinite(float(rate))

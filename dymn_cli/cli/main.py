@@ -2,7 +2,8 @@
 
 Errors are `DymnError`s raised below this layer and Click's usage errors; `main` turns them into one
 line on stderr (`dymn-tag: error: ...`) and an exit code, in one place: 0 all tagged, 1 some input
-failed, 2 usage error, 130/143 stopped by a signal.
+failed or an output could not be written, 2 usage error, 130/143 stopped by a signal, 141 (SIGPIPE)
+the reader of the output went away.
 
 Which command runs: `dymn-tag tag PATHS...` always tags. Otherwise a first argument that names a
 command (`models`, `labels`, ...) runs that command, unless a file or folder of that name exists: a
@@ -29,7 +30,7 @@ from dymn_cli.cli.models import models_command
 from dymn_cli.cli.search import search_command
 from dymn_cli.cli.tag import EXAMPLES, tag_app
 from dymn_cli.cli.train import train_command
-from dymn_cli.errors import DymnError, Interrupted, SignalReceived
+from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
 from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
@@ -95,6 +96,20 @@ def _interrupt(signum: int, frame: object) -> None:
     raise SignalReceived(signum)
 
 
+def _end_as_sigpipe() -> None:
+    """End the way `seq 100 | head -1` ends `seq`: killed by SIGPIPE, which shells report as 141,
+    with nothing on stderr. (Python ignores SIGPIPE; its default action is restored for this.)"""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)  # (nothing left to flush into the closed pipe at exit)
+    except OSError:
+        pass
+    logging.shutdown()
+    if hasattr(signal, "SIGPIPE"):
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
+        os.kill(os.getpid(), signal.SIGPIPE)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -113,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
     except typer.Abort:
         code = 130
+    except OutputClosed:
+        _end_as_sigpipe()
+        code = OutputClosed.exit_code
     except DymnError as error:
         log.error("error: %s", str(error))
         code = error.exit_code

@@ -14,7 +14,7 @@ import typer
 from dymn_cli.cli import panels
 from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
 from dymn_cli.cli.help import CommandWithPanels
-from dymn_cli.errors import UsageError
+from dymn_cli.errors import OutputClosed, UsageError
 from dymn_cli.run.shards import DEFAULT_PART_SIZE, parse_shard
 from dymn_cli.version import __version__
 
@@ -65,12 +65,16 @@ def tag(
     files_from: Annotated[str | None, typer.Option("--files-from", "-T", metavar="FILE", help="Read input paths, one a line, from this file or - (stdin).", rich_help_panel=panels.INPUT)] = None,
     recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)] = True,
     file_timeout: Annotated[float | None, typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", callback=positive_seconds, show_default=False, rich_help_panel=panels.INPUT)] = None,
+    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).", rich_help_panel=panels.INPUT)] = False,
+    pcm: Annotated[str | None, typer.Option("--pcm", metavar="FORMAT:RATE:CHANNELS", help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).", rich_help_panel=panels.INPUT)] = None,
+    reconnect: Annotated[float, typer.Option("--reconnect", metavar="SECONDS", help="With --live: reopen a network stream that drops, for up to this long (0: never).", min=0.0, rich_help_panel=panels.INPUT)] = 300.0,
     output: Annotated[list[Path] | None, typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
     format: Annotated[OutputFormat | None, typer.Option("-f", "--format", case_sensitive=False, metavar="FORMAT", help="table, csv, json, jsonl, parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
     wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
     output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
     part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = DEFAULT_PART_SIZE,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o (written with the same model and settings) and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
+    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing output file (without --resume, a run replaces it).", rich_help_panel=panels.OUTPUT)] = False,
     embeddings: Annotated[Path | None, typer.Option("--embeddings", metavar="FILE", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.", rich_help_panel=panels.OUTPUT)] = None,
     plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE|DIR", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).", rich_help_panel=panels.OUTPUT)] = None,
     top: Annotated[str, typer.Option("--top", "-k", metavar="K|all", help="How many labels per input (with --events: the K labels with the highest peak), or all.", callback=parse_top, rich_help_panel=panels.LABELS)] = "10",
@@ -107,6 +111,24 @@ def tag(
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
+    if pcm is not None and not live:
+        raise UsageError("--pcm describes a live stream: use it with --live")
+    if live:
+        given = {"--files-from": files_from, "--resume": resume, "--timeline": timeline, "--output-dir": output_dir,
+                 "--shard": shard, "--ray": ray_target, "--embeddings": embeddings, "--plot": plot,
+                 "--file-timeout": file_timeout, "--wide": wide}
+        unused = [name for name, value in given.items() if value]
+        if unused:
+            raise UsageError(f"{', '.join(unused)} cannot be used with --live")
+        chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop if hop is not None or head else 1.0)
+        if output and len(output) > 1:
+            raise UsageError("--live writes one output: give a single -o")
+        _tag_live(paths or [], output=output[0] if output else None, format=format.value if format is not None else None,
+                  top=top, threshold=threshold, events=events,
+                  min_duration=min_duration, labels=labels, exclude=exclude, chosen=chosen, pcm=pcm,
+                  reconnect=reconnect, quiet=quiet, tagger_options=dict(model=model, weights=weights, device=device,
+                  precision=precision.value, compile=compile, batch_size=batch_size, sha256=sha256,
+                  with_audioset=with_audioset))
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     format_name = format.value if format is not None else None
@@ -172,7 +194,7 @@ def tag(
                                  decode_first=ray_target is None, batch_size=batch_size, file_timeout=file_timeout),
             files_from=files_from,
             resume=resume,
-            stdout_is_terminal=sys.stdout.isatty(),
+            stdout_is_terminal=sys.stdout is not None and sys.stdout.isatty(),
             on_start=progress.start,
             on_outcome=progress.advance,
             parts_dir=parts_dir,
@@ -180,9 +202,48 @@ def tag(
             shard=parse_shard(shard) if shard is not None else None,
             more_outputs=more_outputs,
             stats=stats,
+            model_name=_model_name(model, weights),
+            no_overwrite=no_overwrite,
         )
+    if summary.output_closed:  # the reader went away (`| head`): no word, the status of SIGPIPE
+        raise OutputClosed("standard output closed")
     for problem in summary.problems:
         log.error("%s: %s", problem.path, problem.reason)
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
+
+
+def _tag_live(sources: list[str], *, output: Path | None, format: str | None, top: int | None, threshold: float | None,
+              events: bool, min_duration: float, labels: str | None, exclude: str | None, chosen: Any,
+              pcm: str | None, reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
+    """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
+    from dymn_cli.audio.live import PcmFormat
+    from dymn_cli.run.live import LiveSettings, tag_live
+    from dymn_cli.run.options import build_output_options
+
+    options = build_output_options(format=None, top=top, threshold=threshold, events=events,
+                                   min_duration=min_duration, labels=labels, exclude=exclude, vocabulary=chosen.vocabulary)
+    settings = LiveSettings(window=chosen.window, hop=chosen.hop,
+                            pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect)
+
+    def make_tagger() -> Any:
+        from dymn_cli.tagger import Tagger
+
+        weights, model = tagger_options.pop("weights"), tagger_options.pop("model")
+        return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None,
+                      progress=sys.stderr.isatty() and not quiet, head=chosen.head, **tagger_options)
+
+    summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
+    if summary.interrupted is not None:
+        log.error("%s", summary.interrupted)
+    if not quiet:
+        log.info(summary.line())
+    raise typer.Exit(summary.exit_code)
+
+
+def _model_name(model: str, weights: list[Path] | None) -> str:
+    """The name the tagger will give its model (`Tagger.name`), known before it loads."""
+    if weights:
+        return ",".join(Path(w).stem for w in weights)
+    return ",".join(n.strip() for n in model.split(",") if n.strip())

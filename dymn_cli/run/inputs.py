@@ -102,12 +102,17 @@ def _special_kind(entry: os.DirEntry) -> str | None:
 
 
 def expand_inputs(
-    paths: Iterable[str], *, recursive: bool = True, problems: list[InputProblem] | None = None
+    paths: Iterable[str],
+    *,
+    recursive: bool = True,
+    problems: list[InputProblem] | None = None,
+    empty_folders: list[InputProblem] | None = None,
 ) -> Iterator[Input]:
     """Files as given, folders walked, `-` for stdin; each path once (the first time it is named).
 
     A path that does not exist is recorded in `problems` when that list is given (paths a user typed),
-    else passed on as an input that will fail with its reason (paths from a file list).
+    else passed on as an input that will fail with its reason (paths from a file list). A folder without
+    an audio file is recorded in `problems`, or in `empty_folders` when only that list is given.
     """
     seen: set[str] = set()
     for path in paths:
@@ -130,9 +135,10 @@ def expand_inputs(
                 continue
             seen.add(key)
             yield Input(candidate)
-        if not found and problems is not None and os.path.isdir(path):
+        empty = problems if problems is not None else empty_folders
+        if not found and empty is not None and os.path.isdir(path):
             walked = "in this folder tree" if recursive else "in this folder (--no-recursive)"
-            problems.append(InputProblem(path, f"no audio file found {walked}"))
+            empty.append(InputProblem(path, f"no audio file found {walked}"))
 
 
 def audio_seconds(item: Input) -> float | None:

@@ -78,9 +78,11 @@ def build_output_options(
     if min_duration < 0:
         raise UsageError(f"--min-duration must be at least 0, got {min_duration}")
     wants_events = events or per_input_format(format)
-    settings = EventSettings(
-        threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, min_duration=min_duration
-    ) if wants_events else None
+    settings = (
+        EventSettings(threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, min_duration=min_duration)
+        if wants_events
+        else None
+    )
     return OutputOptions(
         top=top,
         threshold=threshold,
@@ -131,5 +133,9 @@ def build_sinks(
         single = plot.suffix.lower() == ".png" and not plot.is_dir()
         if single and (len(paths) != 1 or files_from is not None or os.path.isdir(paths[0])):
             raise UsageError(f"--plot {plot} draws one input; give --plot a folder to draw several")
+        if not single:
+            from dymn_cli.writers.targets import check_folder
+
+            check_folder(plot, option="--plot")
         sinks.append(PlotWriter(plot, options=options, single=single))
     return sinks

@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from dymn_cli.errors import Interrupted, SignalReceived, UsageError
+from dymn_cli.audio.uris import is_uri
+from dymn_cli.errors import Interrupted, OutputClosed, OutputError, SignalReceived, UsageError
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
@@ -29,7 +30,9 @@ from dymn_cli.run.shards import DEFAULT_PART_SIZE, Shard, part_stem, select_shar
 from dymn_cli.tagging import AudioTagger
 from dymn_cli.writers.base import OutputOptions, Writer
 from dymn_cli.writers.parts import part_writer
+from dymn_cli.writers.previous import PreviousRecords
 from dymn_cli.writers.registry import writer_class
+from dymn_cli.writers.targets import Target, check_targets, resolve_target
 
 log = logging.getLogger("dymn_cli")
 
@@ -56,11 +59,14 @@ class RunSummary:
     failures: list[TagFailure] = field(default_factory=list)
     problems: list[InputProblem] = field(default_factory=list)
     interrupted: Interrupted | None = None
+    output_closed: bool = False  # the reader of a stream output went away: the run stopped there
     load_seconds: float = 0.0  # loading the model (0: a tagger was passed in ready)
     pipeline: PipelineStats = field(default_factory=PipelineStats)
 
     @property
     def exit_code(self) -> int:
+        if self.output_closed:
+            return OutputClosed.exit_code
         if self.interrupted is not None:
             return self.interrupted.exit_code
         if self.problems:
@@ -119,7 +125,10 @@ def collect_inputs(
     if files_from == STDIN and STDIN in paths:
         raise UsageError("standard input cannot carry both audio (-) and a file list (--files-from -)")
     named = list(paths)
-    inputs = list(expand_inputs(named, recursive=recursive, problems=problems))
+    # A path that does not exist is an input that fails ("no such file or folder"), whichever way it
+    # was named: counted as failed, recorded as such, exit 1 (unless no input exists at all).
+    # A folder without audio is a problem (exit 2), reported before the model loads when nothing else is left.
+    inputs = list(expand_inputs(named, recursive=recursive, problems=None, empty_folders=problems))
     if files_from is not None:
         listed = expand_inputs(read_file_list(files_from), recursive=recursive, problems=None)
         seen = {i.path for i in inputs}
@@ -148,6 +157,8 @@ def label_inputs(
     shard: Shard | None = None,
     more_outputs: Sequence[Path] = (),
     stats: PipelineStats | None = None,
+    model_name: str | None = None,
+    no_overwrite: bool = False,
 ) -> RunSummary:
     """Tag every input and write the outcomes; a bad input is reported and the others go on.
 
@@ -158,6 +169,12 @@ def label_inputs(
     tags only that shard of the inputs (see `dymn_cli.run.shards`). `more_outputs` are further files
     written by the same run, each in the format of its extension. `stats` (the summary's `pipeline`)
     may be given to watch the windows go through the network while the run goes.
+
+    Every output is checked before any work (`dymn_cli.writers.targets.check_targets`): `model_name`, the
+    name the factory's model will have, lets `--resume` check the earlier output's model before it
+    loads too. Without `resume` an existing output is replaced (`no_overwrite`: refused instead). A
+    write error stops the run with `OutputError` (the earlier output stays); a stream output whose
+    reader went away stops it at once (`summary.output_closed`).
     """
     started = time.monotonic()
     summary = RunSummary(pipeline=stats if stats is not None else PipelineStats())
@@ -172,14 +189,19 @@ def label_inputs(
     inputs = collect_inputs(paths, files_from=files_from, recursive=settings.recursive, problems=summary.problems)
     if not inputs and summary.problems and files_from is None:
         raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in summary.problems))
+    missing = _missing_paths(inputs)
     if shard is not None:
         inputs = select_shard(inputs, shard)
     writer_type.validate(options=options, target=output, inputs=inputs)
-    more_types = _more_outputs(more_outputs, output, options=options, inputs=inputs, resume=resume)
+    more_types = _more_outputs(more_outputs, options=options, inputs=inputs, resume=resume)
+    target = _check_outputs(
+        writer_type, output, extra_sinks, inputs, resume=resume, no_overwrite=no_overwrite, more_outputs=more_outputs
+    )
     run_settings = {"window": settings.window, "hop": settings.hop, "aggregate": settings.aggregate, **options.settings()}
-    previous = _previous_records(writer_type, output, options, run_settings) if resume else {}
-    todo = [i for i in inputs if i.path not in previous]
-    summary.skipped = len(inputs) - len(todo)
+    previous = _previous_records(writer_type, output, options, run_settings, model_name) if resume else PreviousRecords()
+    missing -= {path for path in missing if path in previous}
+    todo = [i for i in inputs if i.path not in previous and i.path not in missing]
+    summary.skipped = len(inputs) - len(todo) - len(missing)
     workers = _worker_count(settings.workers, todo, decode_first=settings.decode_first)
     early = _decode_first(todo, settings, workers) if settings.decode_first else None
     try:
@@ -192,6 +214,8 @@ def label_inputs(
         if early is not None and not tagger.takes_decoding:  # (e.g. a RayTagger decodes on its cluster)
             early.close()
             early = None
+        if resume and previous and model_name is None:  # (the model is known only now)
+            _check_previous_model(writer_type, output, options, run_settings, tagger.name)
         header = {
             "model": tagger.name,
             "settings": {**run_settings, "sample_rate": tagger.sample_rate},
@@ -199,18 +223,35 @@ def label_inputs(
         head = getattr(tagger, "head", None)
         if head is not None:  # (its classes are in the settings; here where they come from)
             header["head"] = {"path": head.path, "classes": list(head.classes), "backbone": head.backbone.as_dict()}
-        writer = writer_type(output, options=options, header=header)
+        append = resume and target is not None and target.exists
+        writer = writer_type(target if target is not None else output, options=options, header=header, append=append)
         more_writers = [kind(path, options=options, header=header) for path, kind in more_types]
         if on_start is not None:
             on_start(todo)
     except BaseException:
         if early is not None:
             early.close()
+        previous.close()
         raise
     sinks: list[ResultSink] = [writer, *more_writers, *extra_sinks]
-    carried = deque(i for i in inputs if i.path in previous)
+    # inputs whose record is known without the tagger, in input order: carried over from the earlier
+    # output (--resume), or failed because they do not exist
+    carried = deque(i for i in inputs if i.path in previous or i.path in missing)
     position = {i.path: n for n, i in enumerate(inputs)}
+
+    def settle(done: Input) -> None:
+        if done.path in missing:
+            failure = TagFailure(done.path, "file not found")  # (the decoder's words for a file gone later)
+            _count(summary, failure)
+            for sink in sinks:
+                sink.write(failure)
+            if on_outcome is not None:
+                on_outcome(failure)
+        else:
+            writer.write_existing(done.path, previous[done.path])
+
     outcomes: Any = iter(())
+    write_error: OutputError | None = None
     with _signals_as_exceptions() as stop:
         try:
             outcomes = tagger.tag_many(
@@ -224,10 +265,9 @@ def label_inputs(
                 timeout=settings.file_timeout,
             )
             for item, outcome in zip(todo, outcomes):
-                # Keep the input order: records carried over from the previous run that come first.
+                # Keep the input order: records carried over (or missing inputs) that come first.
                 while carried and position[carried[0].path] < position[item.path]:
-                    done = carried.popleft()
-                    writer.write_existing(done.path, previous[done.path])
+                    settle(carried.popleft())
                 outcome.source = item.path
                 _count(summary, outcome)
                 for sink in sinks:
@@ -237,37 +277,38 @@ def label_inputs(
                 if stop.received is not None:  # (in case something on the way swallowed the first raise)
                     raise SignalReceived(stop.received)
             while carried:
-                done = carried.popleft()
-                writer.write_existing(done.path, previous[done.path])
+                settle(carried.popleft())
         except SignalReceived as stopped:
             summary.interrupted = Interrupted(stopped.signum)
         except KeyboardInterrupt:
             summary.interrupted = Interrupted(signal.SIGINT)
+        except OutputClosed:
+            summary.output_closed = True
+        except OutputError as error:
+            write_error = error
         finally:
             stop.disarm()  # a signal from here on is only noted: the outputs are never left half-written
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
             if early is not None:
                 early.close()  # (if the pipeline never started, it still holds them)
-            for sink in sinks:
-                sink.close()
+            carried = deque(i for i in carried if i.path in previous)  # (not the missing inputs: not reached)
+            write_error, closed = _finish_outputs(writer, sinks, carried, previous, write_error)
+            summary.output_closed = summary.output_closed or closed
             summary.elapsed = time.monotonic() - started
         if summary.interrupted is None and stop.received is not None:
             summary.interrupted = Interrupted(stop.received)
+    if write_error is not None:
+        raise write_error
     return summary
 
 
-def _more_outputs(
-    paths: Sequence[Path], output: Path | None, *, options: OutputOptions, inputs: list[Input], resume: bool
-) -> list[tuple[Path, type[Writer]]]:
-    """The writer of each further output file (format from its extension), checked before the model loads."""
+def _more_outputs(paths: Sequence[Path], *, options: OutputOptions, inputs: list[Input], resume: bool) -> list[tuple[Path, type[Writer]]]:
+    """The writer of each further output file (format from its extension), checked before the model loads;
+    `_check_outputs` then checks them as files like every other output."""
     if not paths:
         return []
     if resume:
         raise UsageError("--resume continues one output file: give a single -o")
-    named = [os.path.abspath(p) for p in ([output] if output is not None else []) + list(paths)]
-    repeated = sorted({p for p in named if named.count(p) > 1})
-    if repeated:
-        raise UsageError(f"{repeated[0]}: named twice as an output")
     kinds = []
     for path in paths:
         kind = writer_class(None, path, stdout_is_terminal=False)
@@ -276,19 +317,98 @@ def _more_outputs(
     return kinds
 
 
+def _finish_outputs(
+    writer: Any, sinks: Sequence[ResultSink], carried: deque[Input], previous: PreviousRecords, error: OutputError | None
+) -> tuple[OutputError | None, bool]:
+    """Close every output, also after an interruption: the records an earlier output held that this
+    run has not reached yet are carried over too (an interrupted `--resume` keeps all of them). An
+    output that failed keeps what it held before; the others are finished. Returns the first write
+    error, and whether a stream's reader went away meanwhile."""
+    closed = False
+    try:
+        while carried and error is None:
+            done = carried.popleft()
+            writer.write_existing(done.path, previous[done.path])
+    except OutputClosed:
+        closed = True
+    except OutputError as failed:
+        error = failed
+    for sink in sinks:
+        try:
+            sink.close()
+        except OutputClosed:
+            closed = True
+        except OutputError as failed:
+            error = error or failed
+            getattr(sink, "discard", lambda: None)()
+    previous.close()
+    return error, closed
+
+
+def _missing_paths(inputs: list[Input]) -> set[str]:
+    """The inputs that do not exist: each is one failed input ("no such file or folder"), whichever way
+    it was named (command line, folder walk, file list); a run where no input exists at all is a usage
+    error, before the model loads."""
+    missing = {i.path for i in inputs if not i.is_stdin and not is_uri(i.path) and not os.path.lexists(i.path)}
+    if inputs and len(missing) == len(inputs):
+        shown = [i.path for i in inputs[:5]]
+        raise UsageError("; ".join(f"{path}: no such file or folder" for path in shown) + (" ..." if len(inputs) > 5 else ""))
+    return missing
+
+
+def _check_outputs(
+    writer_type: Any,
+    output: Path | None,
+    sinks: Sequence[ResultSink],
+    inputs: list[Input],
+    *,
+    resume: bool,
+    no_overwrite: bool,
+    more_outputs: Sequence[Path] = (),
+) -> Target | None:
+    """Check the run's file outputs before any work (see `dymn_cli.writers.targets.check_targets`) and the
+    overwrite rule; returns the main output's `Target` (None: a folder of part or per-input files)."""
+    folder = writer_type.per_input or hasattr(writer_type, "part_size")
+    named: list[tuple[str, Path | None]] = [] if folder else [("-o", output)]
+    named += [(f"-o #{n}", path) for n, path in enumerate(more_outputs, start=1 if folder else 2)]  # (several -o)
+    named += [(getattr(s, "option", "an output"), getattr(s, "path", None)) for s in sinks]
+    targets = check_targets(named, inputs=[i.path for i in inputs if not i.is_stdin and not is_uri(i.path)])
+    if folder:
+        return None
+    target = targets.get("-o") or resolve_target(None)
+    if resume and output is not None and not target.is_file:
+        raise UsageError(f"{output}: --resume needs a file to continue, not a stream (pipe, terminal or device)")
+    if no_overwrite and not resume and target.is_file and target.exists:
+        raise UsageError(f"{output}: already exists (--no-overwrite): add --resume to continue it, or name another file")
+    for option, other in targets.items():
+        if no_overwrite and option != "-o" and other.is_file and other.exists:
+            raise UsageError(f"{other.path}: already exists (--no-overwrite)")
+    return target
+
+
 def _previous_records(
-    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any]
-) -> dict[str, Any]:
+    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str | None
+) -> PreviousRecords:
+    """What the earlier output holds, once it is known to have been written by this kind of run
+    (read in bounded memory: see `dymn_cli.previous`)."""
     if output is None:
         raise UsageError("--resume needs an output file (-o)")
     if not writer_type.resumable:
         raise UsageError(f"--resume does not work with the {writer_type.name} format")
     if not output.exists():
-        return {}
+        return PreviousRecords()
     try:
-        writer_type.check_resumable(output, options=options, settings=settings)
-        return writer_type.read_existing(output)
-    except (OSError, ValueError, KeyError, StopIteration) as error:
+        writer_type.check_resumable(output, options=options, settings=settings, model=model)
+        return PreviousRecords.read(writer_type, output, payloads=writer_type.carries_over())
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, UnicodeDecodeError) as error:
+        raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+
+
+def _check_previous_model(writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str) -> None:
+    assert output is not None
+    try:
+        writer_type.check_resumable(output, options=options, settings=settings, model=model)
+    except (OSError, ValueError, KeyError) as error:
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error
 
 

@@ -142,15 +142,26 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
 
 
 def _embeddings(archive: Any, source: Path, name: str, memory_map: bool) -> np.ndarray:
-    """`[n, C]` float32 embeddings of an archive, mapped from the file when stored as `np.savez` stores
-    them (uncompressed, little-endian float32, C order), and copied into memory unless `memory_map`."""
-    mapped = _memory_map(source, name)
-    if mapped is not None:
-        return mapped if memory_map else np.array(mapped)
-    return np.ascontiguousarray(archive[name], dtype=np.float32)
+    """`[n, C]` float32 embeddings of an archive. Stored as `np.savez` stores them (uncompressed,
+    little-endian float32, C order), they are read straight from the file into memory, or mapped with
+    `memory_map`; otherwise (compressed, another dtype) through numpy's reader."""
+    located = _locate(source, name)
+    if located is None:
+        return np.ascontiguousarray(archive[name], dtype=np.float32)
+    offset, shape = located
+    if memory_map and shape[0]:
+        return np.memmap(source, dtype=np.float32, mode="r", offset=offset, shape=shape)
+    embeddings = np.empty(shape, dtype=np.float32)
+    with open(source, "rb") as stream:  # (read into place: no second copy, no mapping counted as resident)
+        stream.seek(offset)
+        if stream.readinto(memoryview(embeddings).cast("B")) != embeddings.nbytes:
+            raise UsageError(f"{source}: a damaged embeddings archive (its {name} are cut short)")
+    return embeddings
 
 
-def _memory_map(source: Path, name: str) -> np.ndarray | None:
+def _locate(source: Path, name: str) -> tuple[int, tuple[int, int]] | None:
+    """Where the array `name` of an `.npz` starts in the file, and its shape, when it is stored
+    uncompressed as little-endian float32 in C order; else None."""
     try:
         with zipfile.ZipFile(source) as archive:
             info = archive.getinfo(f"{name}.npy")
@@ -162,8 +173,7 @@ def _memory_map(source: Path, name: str) -> np.ndarray | None:
             if local[:4] != b"PK\x03\x04":
                 return None
             name_length, extra_length = struct.unpack("<HH", local[26:30])
-            start = info.header_offset + 30 + name_length + extra_length
-            stream.seek(start)
+            stream.seek(info.header_offset + 30 + name_length + extra_length)
             version = np.lib.format.read_magic(stream)
             readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
             if version not in readers:
@@ -174,9 +184,7 @@ def _memory_map(source: Path, name: str) -> np.ndarray | None:
         return None
     if fortran or dtype != np.dtype("<f4") or len(shape) != 2:
         return None
-    if not shape[0]:
-        return np.zeros(shape, dtype=np.float32)
-    return np.memmap(source, dtype=np.float32, mode="r", offset=offset, shape=shape)
+    return offset, (int(shape[0]), int(shape[1]))
 
 
 def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list[list[SearchHit]]:

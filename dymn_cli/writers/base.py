@@ -1,9 +1,14 @@
 """What every output writer shares: which labels an output keeps (`OutputOptions`), the JSON record
-of one input, and the `Writer` base class that formats, part files and editor exports subclass."""
+of one input, and the `Writer` base class that formats, part files and editor exports subclass.
+
+Every writer writes through `dymn_cli.writers.targets`, which holds the rules (README, Reliability):
+never a broken or mixed file under the real name, streams written in place, links written through.
+Each output says which model and settings wrote it, so that `--resume` and `merge` never mix the
+records of two kinds of run."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -14,6 +19,7 @@ from dymn_cli.audioset.vocabulary import AUDIOSET, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events, strongest_labels
 from dymn_cli.results import TagFailure, TagResult, rank_classes
+from dymn_cli.writers.targets import Target
 
 SCORE_DECIMALS = 8
 
@@ -80,6 +86,15 @@ def check_settings(earlier: dict[str, Any], settings: dict[str, Any]) -> None:
         raise ValueError(f"it was written with other settings: {described}")
 
 
+def check_header(header: dict[str, Any] | None, *, settings: dict[str, Any], model: str | None) -> None:
+    """Raise `ValueError` unless an earlier output's header (model and settings) is this run's."""
+    if header is None:
+        raise ValueError("it holds no record of the model and settings that wrote it (not written by this version of dymn-tag)")
+    check_settings(header.get("settings", {}), settings)
+    if model is not None and header.get("model") != model:
+        raise ValueError(f"it was written by the model {header.get('model')} (this run: {model})")
+
+
 def score(value: float) -> float:
     return round(float(value), SCORE_DECIMALS)
 
@@ -102,9 +117,10 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
         "labels": label_entries(outcome.scores, options, outcome.classes),
     }
     if options.timeline:
+        starts, ends = outcome.window_times()
         record["windows"] = [
-            {"start": round(float(s), 6), "end": round(min(float(e), outcome.duration), 6), "labels": label_entries(w, options, outcome.classes)}
-            for s, e, w in zip(outcome.starts, outcome.ends, outcome.window_scores)
+            {"start": float(s), "end": float(e), "labels": label_entries(w, options, outcome.classes)}
+            for s, e, w in zip(starts, ends, outcome.window_scores)
         ]
     if options.events is not None:
         record["events"] = options.sound_events(outcome)
@@ -114,7 +130,13 @@ def file_record(outcome: TagResult | TagFailure, options: OutputOptions) -> dict
 
 
 class Writer:
-    """Base of the output writers. `target` None means standard output."""
+    """Base of the output writers. `target` None means standard output.
+
+    Each writer writes through `dymn_cli.writers.targets` (never a broken or mixed file under the real name),
+    and can say, in bounded memory, what an earlier output of its format holds: its header (the
+    model and settings that wrote it) and its records, one input at a time. With `append`, the
+    writer continues an earlier output (`--resume`) instead of replacing it.
+    """
 
     name: ClassVar[str]
     extension: ClassVar[str]
@@ -122,10 +144,11 @@ class Writer:
     per_input: ClassVar[bool] = False  # one file per input; `target` is then a folder (None: beside each input)
     wide: ClassVar[bool] = False  # writes the one-row-per-input table of --wide
 
-    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
-        self.target = target
+    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+        self.target = target.path if isinstance(target, Target) else target
         self.options = options
         self.header = header
+        self.append = append
 
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
@@ -134,14 +157,32 @@ class Writer:
             raise UsageError(f"--wide writes csv or parquet, not {cls.name}")
 
     @classmethod
-    def read_existing(cls, target: Path) -> dict[str, Any]:
-        """Inputs already recorded in an earlier output: path -> what was written for it."""
+    def read_header(cls, target: Path) -> dict[str, Any] | None:
+        """The model and settings an earlier output was written with (None: it does not say)."""
+        return None
+
+    @classmethod
+    def iter_records(cls, target: Path, *, payloads: bool = True) -> Iterator[tuple[str, Any]]:
+        """`(path, what was written for it)` for each input an earlier output recorded, read as it goes
+        (`payloads=False`: the payloads are not needed, e.g. None)."""
         raise NotImplementedError
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
-        """Raise `ValueError` if an earlier output cannot be continued by a run with these `options` and
-        `settings` (the header's settings that are known before the model loads)."""
+    def read_existing(cls, target: Path) -> dict[str, Any]:
+        """Inputs already recorded in an earlier output: path -> what was written for it."""
+        return dict(cls.iter_records(target))
+
+    @classmethod
+    def carries_over(cls) -> bool:
+        """Whether `--resume` rewrites the earlier records (True) or appends to the file holding them."""
+        return True
+
+    @classmethod
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any], model: str | None = None) -> None:
+        """Raise `ValueError` if an earlier output cannot be continued by a run with these `options`,
+        `settings` (the header's settings that are known before the model loads) and `model` (None:
+        not known yet)."""
+        check_header(cls.read_header(target), settings=settings, model=model)
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         raise NotImplementedError
@@ -153,15 +194,34 @@ class Writer:
     def close(self) -> None:
         """Finish the output; called at the end of every run, interrupted or not."""
 
+    def discard(self) -> None:
+        """Give up (a write error, a closed pipe): the target keeps what it held before, or (JSON
+        Lines) the whole records written so far."""
+
     # `dymn-tag merge` and part files (--output-dir) take the formats that can read their own files back.
     mergeable: ClassVar[bool] = False
 
     @classmethod
     def read_layout(cls, target: Path) -> Any:
-        """What must agree between outputs merged into one (columns, header); None if nothing must."""
-        raise NotImplementedError
+        """What must agree between outputs merged into one: `(columns, header)`, the columns of a
+        table (None for JSON and JSON Lines) and the model and settings (None: the file does not say)."""
+        return None, cls.read_header(target)
 
     @classmethod
-    def write_merged(cls, target: Path, layout: Any, records: list[tuple[str, Any]]) -> None:
-        """Write `records` (path, what `read_existing` gave for it), in this order, as one output."""
-        raise NotImplementedError
+    def options_for(cls, columns: Sequence[str] | None) -> OutputOptions:
+        """Output options that write a table with these columns (the default options otherwise)."""
+        return OutputOptions()
+
+    @classmethod
+    def write_merged(cls, target: Any, layout: Any, records: list[tuple[str, Any]]) -> None:
+        """Write `records` (path, what `iter_records` gave for it), in this order, as one output of
+        `layout`, by the same rules as a run's output (whole or not at all)."""
+        columns, header = layout
+        writer = cls(target, options=cls.options_for(columns), header=header or {})
+        try:
+            for key, payload in records:
+                writer.write_existing(key, payload)
+        except BaseException:
+            writer.discard()
+            raise
+        writer.close()

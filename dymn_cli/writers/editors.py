@@ -4,7 +4,8 @@
 File > Import > Labels reads); `--format raven` writes `<stem>.Table.1.selections.txt`, a Raven
 selection table (File > Open Selection Table). Each goes next to its input, or under `--output-dir`
 mirroring the input's path (see `per_input_target`). Events are cut by `dymn_cli.events`. Files are
-written to a temporary name and renamed into place, so none is ever half-written.
+written by the rules of `dymn_cli.writers.targets`: to a temporary name, renamed into place (through a link),
+so none is ever half-written; a run replaces the files of an earlier one.
 """
 
 from __future__ import annotations
@@ -14,13 +15,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dymn_cli.atomic import atomic_text_file
 from dymn_cli.audio.decode import audio_info
 from dymn_cli.audio.paths import STDIN
 from dymn_cli.errors import DymnError, UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events, strongest_labels
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.writers.base import OutputOptions, Writer
+from dymn_cli.writers.targets import check_folder, written
 
 __all__ = ["AudacityWriter", "EventFileWriter", "RavenWriter", "per_input_target", "event_settings"]
 
@@ -75,8 +76,8 @@ class EventFileWriter(Writer):
     extension = ".txt"
     suffix: ClassVar[str]
 
-    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any]) -> None:
-        super().__init__(target, options=options, header=header)
+    def __init__(self, target: Path | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+        super().__init__(target, options=options, header=header, append=append)
         self.settings = event_settings(options)
         self.sample_rate = int(header.get("settings", {}).get("sample_rate", 32_000))
         self.written: list[Path] = []
@@ -87,6 +88,8 @@ class EventFileWriter(Writer):
         super().validate(options=options, target=target, inputs=inputs)
         if target is not None and target.exists() and not target.is_dir():
             raise UsageError(f"{target}: --format {cls.name} writes one file per input: give a folder (--output-dir)")
+        if target is not None:
+            check_folder(target, option="--output-dir")
         if target is None and any(getattr(i, "path", i) == STDIN for i in inputs):
             raise UsageError(f"--format {cls.name} writes one file per input: audio from standard input (-) needs --output-dir")
 
@@ -105,8 +108,8 @@ class EventFileWriter(Writer):
         if isinstance(outcome, TagFailure):
             return  # reported on stderr; no file, so that a failed input is not mistaken for a quiet one
         path = self.target_for(outcome.source)
-        with atomic_text_file(path) as stream:
-            stream.write(self.render(self.events(outcome)))
+        with written(path, make_folders=True) as out:
+            out.write(self.render(self.events(outcome)))
         self.written.append(path)
 
 

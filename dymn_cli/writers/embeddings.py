@@ -6,13 +6,15 @@ Arrays (load with `numpy.load(path)`; no pickles):
 - `clip_embeddings` `[n_files, C]` float32: each clip's embedding, the mean of its windows' embeddings;
 - with windows: `window_embeddings` `[n_windows_total, C]` float32, `window_path_index` `[n_windows_total]`
   int64 (the row of `paths` each window belongs to), `window_starts`, `window_ends` `[n_windows_total]`
-  float64 seconds;
+  float64 seconds: the same numbers as the timelines' `start` and `end` (to the microsecond, `end`
+  clipped to the end of the file), so that the two join on (path, start, end);
 - when the run's windows are known: `window_seconds`, `hop_seconds` (0-d float64), the window and hop the
   embeddings were computed with (`dymn-tag search` embeds its queries the same way).
 """
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -20,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.atomic import atomic_binary_file
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.writers.targets import written
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "merge_embeddings", "save_embeddings"]
 
@@ -46,10 +48,10 @@ def embedding_arrays(
         arrays["window_path_index"] = np.concatenate(
             [np.full(len(r.starts), n, dtype=np.int64) for n, r in enumerate(results)]
         ) if results else np.zeros(0, dtype=np.int64)
-        arrays["window_starts"] = np.concatenate([np.asarray(r.starts, dtype=np.float64) for r in results]) \
-            if results else np.zeros(0)
-        arrays["window_ends"] = np.concatenate([np.asarray(r.ends, dtype=np.float64) for r in results]) \
-            if results else np.zeros(0)
+        # the window record every output shares (`TagResult.window_times`): they join on (path, start, end)
+        times = [r.window_times() for r in results]
+        arrays["window_starts"] = np.concatenate([s for s, _ in times]) if results else np.zeros(0)
+        arrays["window_ends"] = np.concatenate([e for _, e in times]) if results else np.zeros(0)
     if window is not None and hop is not None:
         arrays["window_seconds"] = np.array(float(window))
         arrays["hop_seconds"] = np.array(float(hop))
@@ -64,17 +66,21 @@ def save_embeddings(
     window: float | None = None,
     hop: float | None = None,
 ) -> Path:
-    """Write the archive atomically (temporary file beside it, then rename); returns its path as given."""
+    """Write the archive whole or not at all (see `dymn_cli.writers.targets`); returns its path as given."""
     target = Path(path)
     arrays = embedding_arrays(results, windows=windows, window=window, hop=hop)
-    with atomic_binary_file(target) as stream:
-        np.savez(stream, **arrays)
+    buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
+    np.savez(buffer, **arrays)
+    with written(target) as stream:
+        stream.write(buffer.getvalue())
     return target
 
 
 class EmbeddingWriter:
     """A result sink for `label_inputs(extra_sinks=...)`: collects embeddings and writes them on `close`
     (also when the run is interrupted, with the inputs finished so far)."""
+
+    option = "--embeddings"
 
     def __init__(
         self, path: str | os.PathLike[str], *, windows: bool = False, window: float | None = None, hop: float | None = None
@@ -151,6 +157,8 @@ def merge_embeddings(
         merged["window_ends"] = np.concatenate([e["ends"] for e in parts]) if parts else np.zeros(0)
     if len(layout) == 4:
         merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
-    with atomic_binary_file(Path(target)) as stream:
-        np.savez(stream, **merged)
+    buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
+    np.savez(buffer, **merged)
+    with written(Path(target)) as stream:  # (the rules of every output: dymn_cli.writers.targets)
+        stream.write(buffer.getvalue())
     return len(ordered), duplicates

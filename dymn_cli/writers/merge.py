@@ -16,6 +16,7 @@ from dymn_cli.audio.paths import walk_order_key
 from dymn_cli.errors import UsageError
 from dymn_cli.writers.parts import part_files
 from dymn_cli.writers.registry import MERGEABLE_FORMATS, writer_class
+from dymn_cli.writers.targets import check_targets
 
 log = logging.getLogger("dymn_cli")
 
@@ -48,8 +49,10 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     if writer_type.name not in MERGEABLE_FORMATS:
         raise UsageError(f"merge writes {', '.join(MERGEABLE_FORMATS)}: not {target.suffix or target.name}")
     files = _merge_sources(sources, extension=writer_type.extension)
-    if any(f.resolve() == target.resolve() for f in files if target.exists()):
-        raise UsageError(f"{target} is one of the outputs to merge: write the merged file elsewhere")
+    try:  # (the rules of every output: see dymn_cli.writers.targets)
+        resolved = check_targets([("-o", target)], inputs=[str(f) for f in files])["-o"]
+    except UsageError as error:
+        raise UsageError(str(error).replace("is one of the inputs", "is one of the outputs to merge")) from None
     summary = MergeSummary(files=len(files))
     merged: dict[str, Any] = {}
     layout: Any = None
@@ -57,12 +60,14 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
         try:
             this_layout = writer_type.read_layout(path)
             records = writer_type.read_existing(path)
-        except (OSError, ValueError, KeyError, UnicodeDecodeError) as error:
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from error
         if layout is None:
             layout = this_layout
-        elif this_layout != layout and this_layout is not None:
-            raise UsageError(f"{path} was written with other settings or columns than {files[0]}: they cannot be merged")
+        elif this_layout != layout:
+            raise UsageError(
+                f"{path} was written with another model, other settings or columns than {files[0]}: they cannot be merged"
+            )
         for key, payload in records.items():
             if key in merged:
                 summary.duplicates.append(key)
@@ -71,7 +76,7 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
             merged[key] = payload
     summary.inputs = len(merged)
     ordered = sorted(merged, key=walk_order_key)
-    writer_type.write_merged(target, layout, [(key, merged[key]) for key in ordered])
+    writer_type.write_merged(resolved, layout, [(key, merged[key]) for key in ordered])
     return summary
 
 

@@ -5,13 +5,14 @@ and `--resume` goes on from them."""
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
-from dymn_cli.errors import UsageError
+from dymn_cli.errors import OutputError, UsageError
 from dymn_cli.writers.base import OutputOptions, Writer
 from dymn_cli.writers.registry import MERGEABLE_FORMATS, WRITERS
+from dymn_cli.writers.targets import check_folder
 
 
 class PartWriter(Writer):
@@ -27,10 +28,13 @@ class PartWriter(Writer):
     part_size: ClassVar[int]
     stem: ClassVar[str]
 
-    def __init__(self, target: Path, *, options: OutputOptions, header: dict[str, Any]) -> None:
+    def __init__(self, target: Path, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
         super().__init__(Path(target), options=options, header=header)
         self.target = Path(target)
-        self.target.mkdir(parents=True, exist_ok=True)
+        try:
+            self.target.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise OutputError(f"{self.target}: cannot make this folder: {error.strerror or error}") from None
         self._number = 1 + max(own_part_numbers(self.target, stem=self.stem, extension=self.extension), default=-1)
         self._current: Any = None
         self._count = 0
@@ -41,16 +45,31 @@ class PartWriter(Writer):
         cls.base.validate(options=options, target=None, inputs=inputs)
 
     @classmethod
-    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any]) -> None:
-        for part in part_files(Path(target), extension=cls.extension):
-            cls.base.check_resumable(part, options=options, settings=settings)
+    def carries_over(cls) -> bool:
+        return False  # the earlier parts stay as they are
 
     @classmethod
-    def read_existing(cls, target: Path) -> dict[str, Any]:
-        records: dict[str, Any] = {}
+    def check_resumable(cls, target: Path, *, options: OutputOptions, settings: dict[str, Any], model: str | None = None) -> None:
         for part in part_files(Path(target), extension=cls.extension):
-            records.update(cls.base.read_existing(part))
-        return records
+            try:
+                cls.base.check_resumable(part, options=options, settings=settings, model=model)
+            except ValueError as error:
+                raise ValueError(f"{part.name}: {error}") from None
+
+    @classmethod
+    def read_header(cls, target: Path) -> dict[str, Any] | None:
+        parts = part_files(Path(target), extension=cls.extension)
+        return cls.base.read_header(parts[0]) if parts else None
+
+    @classmethod
+    def iter_records(cls, target: Path, *, payloads: bool = True) -> Iterator[tuple[str, Any]]:
+        for part in part_files(Path(target), extension=cls.extension):
+            yield from cls.base.iter_records(part, payloads=payloads)
+
+    def discard(self) -> None:
+        if self._current is not None:
+            current, self._current = self._current, None
+            current.discard()
 
     def write(self, outcome: Any) -> None:
         if self._current is None:
@@ -85,8 +104,7 @@ def part_writer(format: str | None, folder: Path, *, part_size: int, stem: str =
         raise UsageError(f"--output-dir writes part files in {', '.join(MERGEABLE_FORMATS)}: not --format {format}")
     if part_size < 1:
         raise UsageError(f"--part-size must be at least 1, got {part_size}")
-    if folder.exists() and not folder.is_dir():
-        raise UsageError(f"--output-dir {folder}: not a folder")
+    check_folder(folder, option="--output-dir")
     base = WRITERS[format]
     if not resume and folder.is_dir() and own_part_numbers(folder, stem=stem, extension=base.extension):
         raise UsageError(f"{folder} already holds {stem}-*{base.extension} files: add --resume to go on, or use an empty folder")

@@ -21,10 +21,10 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.atomic import atomic_binary_file
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.events import SoundEvent, slot_scores
 from dymn_cli.results import TagFailure, TagResult, rank_classes
+from dymn_cli.writers.targets import written
 
 __all__ = ["MAX_LABELS", "PlotWriter", "loudness", "loudness_of_waveform", "plot_timeline", "require_matplotlib"]
 
@@ -194,7 +194,7 @@ def plot_timeline(
     if events:
         heat_axes.set_title("outlined: sound events", loc="right", fontsize=9, color="#555555")
 
-    with atomic_binary_file(target) as stream:
+    with written(Path(target), make_folders=True) as stream:
         figure.savefig(stream, format="png", dpi=dpi)
     return target
 
@@ -220,6 +220,8 @@ class PlotWriter:
         require_matplotlib()
         self.target = Path(target)
         self.single = self.target.suffix.lower() == ".png" if single is None else single
+        self.path = self.target if self.single else None  # (the file checked with the run's other outputs)
+        self.option = "--plot"
         self.options = options
         self.written: list[Path] = []
         self._used: dict[Path, str] = {}

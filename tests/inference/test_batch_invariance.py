@@ -163,7 +163,9 @@ def dymn_tag_records(paths: list[str], output: Path, *options: str) -> dict[str,
     args = [*paths, "-o", str(output), "--weights", str(GOLDEN / "dymn04_seed0.pt"), "--device", "cpu",
             "--window", "2", "--hop", "1", "--top", "all", "--timeline", *options]
     dymn_tag(args, timeout=120, check=True)
-    return {json.loads(line)["path"]: line for line in output.read_text().splitlines()}
+    header, *lines = output.read_text().splitlines()  # (a JSONL file's first line says what wrote it)
+    assert "path" not in json.loads(header)
+    return {json.loads(line)["path"]: line for line in lines}
 
 
 @pytest.fixture(scope="module")

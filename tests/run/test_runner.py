@@ -25,7 +25,10 @@ def folder(tmp_path) -> Path:
 
 
 def records(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    """The input records of a JSONL file (its first line, the header record, says what wrote it)."""
+    header, *lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert "path" not in header and "settings" in header
+    return lines
 
 
 def run(paths, **kwargs):
@@ -72,11 +75,13 @@ def test_resume_skips_what_the_output_holds_and_keeps_the_input_order(folder, tm
     assert sorted(Path(r["path"]).name for r in records(target)) == ["a.wav", "b.wav", "broken.wav", "c.wav"]
 
 
-def test_missing_paths_named_by_the_user_are_problems_beside_the_results(folder, tmp_path):
+def test_a_missing_path_is_a_failed_input_in_its_place(folder, tmp_path):
+    """Counted and recorded like any input that fails, whether named, walked or listed (#13); the
+    tagger never sees it."""
     target = tmp_path / "out.jsonl"
-    summary = run([folder / "a.wav", tmp_path / "missing.wav"], tagger=FakeTagger(), output=target)
-    assert [p.path for p in summary.problems] == [str(tmp_path / "missing.wav")]
-    assert summary.exit_code == UsageError.exit_code and len(records(target)) == 1
+    summary = run([tmp_path / "missing.wav", folder / "a.wav"], tagger=FakeTagger(), output=target)
+    assert (summary.tagged, summary.failed, summary.exit_code, summary.problems) == (1, 1, 1, [])
+    assert records(target)[0] == {"path": str(tmp_path / "missing.wav"), "error": "file not found"}
 
 
 def test_each_outcome_reaches_the_extra_sinks_and_the_callbacks(folder, tmp_path):

@@ -131,8 +131,10 @@ def test_embedding_archive(tmp_path):
         np.testing.assert_array_equal(archive["window_embeddings"], np.concatenate([r.embeddings for r in results]))
         counts = [len(r.starts) for r in results]
         np.testing.assert_array_equal(archive["window_path_index"], np.repeat([0, 1], counts))
-        np.testing.assert_array_equal(archive["window_starts"], np.concatenate([r.starts for r in results]))
-        np.testing.assert_array_equal(archive["window_ends"], np.concatenate([r.ends for r in results]))
+        # the window record of the timelines (`TagResult.window_times`): `end` clipped to the file's end
+        np.testing.assert_array_equal(archive["window_starts"], np.concatenate([r.window_times()[0] for r in results]))
+        np.testing.assert_array_equal(archive["window_ends"], np.concatenate([r.window_times()[1] for r in results]))
+        assert archive["window_ends"].max() <= max(r.duration for r in results)
     clip_only = save_embeddings(results, tmp_path / "clips.npz")
     with np.load(clip_only) as archive:
         assert set(archive.files) == {"paths", "clip_embeddings"} and archive["clip_embeddings"].shape == (2, 6)
