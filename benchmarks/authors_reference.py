@@ -39,8 +39,16 @@ class AuthorsLogMel(nn.Module):
     def forward(self, waveforms: Tensor) -> Tensor:
         c = self.config
         x = F.conv1d(waveforms.unsqueeze(1), self.preemphasis).squeeze(1)
-        spec = torch.stft(x, c.n_fft, hop_length=c.hop_length, win_length=c.win_length, center=True,
-                          normalized=False, window=self.window, return_complex=True)
+        spec = torch.stft(
+            x,
+            c.n_fft,
+            hop_length=c.hop_length,
+            win_length=c.win_length,
+            center=True,
+            normalized=False,
+            window=self.window,
+            return_complex=True,
+        )
         power = (torch.view_as_real(spec) ** 2).sum(dim=-1)
         mel_bank = kaldi_mel_bank(c)  # rebuilt on every call, as torchaudio's get_mel_banks is there
         mels = torch.matmul(mel_bank, power)

@@ -61,8 +61,15 @@ def one_thread(fn):
         torch.set_num_threads(threads)
 
 
-def check(model: torch.nn.Module, windows: np.ndarray, engine: InferenceEngine, threads: int, rng: np.random.Generator,
-          shuffles: int, report: int = 3) -> tuple[int, int]:
+def check(
+    model: torch.nn.Module,
+    windows: np.ndarray,
+    engine: InferenceEngine,
+    threads: int,
+    rng: np.random.Generator,
+    shuffles: int,
+    report: int = 3,
+) -> tuple[int, int]:
     """(windows compared, windows that differ) for every run of consecutive windows and a few shuffles."""
     alone_engine = InferenceEngine(model, device="cpu", lanes=1)
     alone = [one_thread(lambda w=w: alone_engine(w[None])) for w in windows]
@@ -78,12 +85,15 @@ def check(model: torch.nn.Module, windows: np.ndarray, engine: InferenceEngine, 
             for position, index in enumerate(rows):
                 compared += 1
                 same = torch.equal(torch.from_numpy(logits[position]), torch.from_numpy(alone[index][0][0])) and torch.equal(
-                    torch.from_numpy(embeddings[position]), torch.from_numpy(alone[index][1][0]))
+                    torch.from_numpy(embeddings[position]), torch.from_numpy(alone[index][1][0])
+                )
                 if not same:
                     differ += 1
                     if differ <= report:
                         gap = np.abs(logits[position] - alone[index][0][0]).max()
-                        print(f"    window {index} at position {position} of a batch of {len(rows)}: logits differ by up to {gap:.3g}")
+                        print(
+                            f"    window {index} at position {position} of a batch of {len(rows)}: logits differ by up to {gap:.3g}"
+                        )
     finally:
         torch.set_num_threads(previous)
     return compared, differ
@@ -99,8 +109,10 @@ def main() -> None:
 
     rng = np.random.default_rng(0)
     failed = False
-    print(f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, float32 on the CPU; "
-          f"batch sizes 1 to {args.windows}, every start, {args.shuffles} shuffled batches")
+    print(
+        f"torch {torch.__version__}, {torch.backends.cpu.get_cpu_capability()}, float32 on the CPU; "
+        f"batch sizes 1 to {args.windows}, every start, {args.shuffles} shuffled batches"
+    )
     for name in args.models:
         model = build_model(torch.load(GOLDEN / f"{name}_seed0.pt"))
         for seconds in args.lengths:
@@ -110,8 +122,11 @@ def main() -> None:
                 engine = InferenceEngine(model, device="cpu", lanes=lanes)
                 compared, differ = check(model, windows, engine, threads=lanes, rng=rng, shuffles=args.shuffles)
                 failed |= differ > 0
-                print(f"{name}, {seconds:g} s windows, {lanes} lane(s) on {lanes} thread(s): {compared} windows compared, "
-                      f"{differ} differ ({time.perf_counter() - start:.0f} s)", flush=True)
+                print(
+                    f"{name}, {seconds:g} s windows, {lanes} lane(s) on {lanes} thread(s): {compared} windows compared, "
+                    f"{differ} differ ({time.perf_counter() - start:.0f} s)",
+                    flush=True,
+                )
     sys.exit(1 if failed else 0)
 
 

@@ -46,14 +46,19 @@ def main() -> None:
         "eager": InferenceEngine(create_model(family="dymn", width=1.0), device=args.device),
         "compiled": InferenceEngine(create_model(family="dymn", width=1.0), device=args.device, compile=True),
     }
-    print(f"torch {torch.__version__}, device {args.device}, dymn10, batch {args.batch}, "
-          f"{engines['eager'].lanes} lane(s) eager, {engines['compiled'].lanes} compiled")
+    print(
+        f"torch {torch.__version__}, device {args.device}, dymn10, batch {args.batch}, "
+        f"{engines['eager'].lanes} lane(s) eager, {engines['compiled'].lanes} compiled"
+    )
     for name, engine in engines.items():
         first = timed(lambda: engine(waves))
         best = min(timed(lambda: engine(waves)) for _ in range(args.rounds))
         print(f"{name:9s} first call {first:7.1f} s, then {1e3 * best / args.batch:6.2f} ms per window", end="")
         if name == "compiled":
-            print(f", first call at batch {args.batch // 2 + 1}: {timed(lambda: engine(waves[: args.batch // 2 + 1])):.1f} s", end="")
+            print(
+                f", first call at batch {args.batch // 2 + 1}: {timed(lambda: engine(waves[: args.batch // 2 + 1])):.1f} s",
+                end="",
+            )
         print()
 
 

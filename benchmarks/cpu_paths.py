@@ -33,8 +33,18 @@ from dymn_cli.models.common import conv2d
 from dymn_cli.models.dymn import _profiles
 
 # (in, out, F, T) of dymn10's 1x1 convolutions at the resolutions they run at, for a 10 s window
-ONE_BY_ONE = [(16, 64, 64, 500), (64, 24, 32, 250), (24, 72, 32, 250), (72, 24, 32, 250), (40, 120, 16, 125),
-              (120, 40, 16, 125), (80, 480, 8, 63), (480, 112, 8, 63), (160, 960, 4, 32), (960, 160, 4, 32)]
+ONE_BY_ONE = [
+    (16, 64, 64, 500),
+    (64, 24, 32, 250),
+    (24, 72, 32, 250),
+    (72, 24, 32, 250),
+    (40, 120, 16, 125),
+    (120, 40, 16, 125),
+    (80, 480, 8, 63),
+    (480, 112, 8, 63),
+    (160, 960, 4, 32),
+    (960, 160, 4, 32),
+]
 MAPS = [(16, 64, 500), (24, 32, 250), (40, 16, 125), (80, 8, 63), (112, 8, 63), (160, 4, 32)]  # (C, F, T)
 
 
@@ -97,16 +107,20 @@ def main() -> None:
             w, b = torch.randn(o, c, 1, 1), torch.randn(o)
             ours += one_thread(lambda: conv2d(x, w, b), rounds)
             theirs += one_thread(lambda: F.conv2d(x, w, b), rounds)
-        print(f"\n1. 1x1 convolutions, one sample, one thread: oneDNN {1e3 * ours:.2f} ms, "
-              f"F.conv2d {1e3 * theirs:.2f} ms ({theirs / ours:.2f}x)")
+        print(
+            f"\n1. 1x1 convolutions, one sample, one thread: oneDNN {1e3 * ours:.2f} ms, "
+            f"F.conv2d {1e3 * theirs:.2f} ms ({theirs / ours:.2f}x)"
+        )
 
         ours = theirs = 0.0
         for c, f, t in MAPS:
             x = torch.randn(1, c, f, t).contiguous(memory_format=torch.channels_last)
             ours += one_thread(lambda: _profiles(x), rounds)
             theirs += one_thread(lambda: (x.mean(dim=3), x.mean(dim=2)), rounds)
-        print(f"2. context means over channels-last maps, one thread: [F, T, C] view {1e3 * ours:.2f} ms, "
-              f"torch's mean {1e3 * theirs:.2f} ms ({theirs / ours:.1f}x)")
+        print(
+            f"2. context means over channels-last maps, one thread: [F, T, C] view {1e3 * ours:.2f} ms, "
+            f"torch's mean {1e3 * theirs:.2f} ms ({theirs / ours:.1f}x)"
+        )
 
         mels = torch.randn(8, 1, 128, 1000)
         cells = {n: 1e3 * one_thread(lambda: model(mels[:n]), rounds) / n for n in (1, 2, 4, 8)}
@@ -118,8 +132,10 @@ def main() -> None:
     for engine in (lanes, one_lane):
         engine(waves)  # warm-up
     best = {engine.lanes: 1e3 * fastest(lambda: engine(waves), rounds) / len(waves) for engine in (lanes, one_lane)}
-    print(f"4. engine, batch of 16, ms per window (front end included): {lanes.lanes} lanes {best[lanes.lanes]:.1f}, "
-          f"1 lane on {torch.get_num_threads()} threads {best[1]:.1f}")
+    print(
+        f"4. engine, batch of 16, ms per window (front end included): {lanes.lanes} lanes {best[lanes.lanes]:.1f}, "
+        f"1 lane on {torch.get_num_threads()} threads {best[1]:.1f}"
+    )
     shared = np.repeat(waves[:8], lanes.lanes, axis=0)  # 8 windows a lane
     threads = 1e3 * fastest(lambda: lanes(shared), rounds) / 8  # a call's wall time is each lane's CPU time
     processes = lanes_as_processes(lanes.lanes, rounds)
@@ -128,13 +144,17 @@ def main() -> None:
     with torch.inference_mode():
         speeds = {"float32": fastest(lambda: model(x), rounds)}
         for name, dtype in (("bfloat16", torch.bfloat16), ("float16", torch.float16)):
+
             def autocast_call(dtype: torch.dtype = dtype) -> None:
                 with torch.autocast("cpu", dtype=dtype):
                     model(x)
+
             speeds[name] = fastest(autocast_call, max(1, rounds // 2))
     print("5. dymn10 at batch 16, ms per window: " + ", ".join(f"{k} {1e3 * v / 16:.1f}" for k, v in speeds.items()))
-    print(f"6. {lanes.lanes} lanes at once, 8 windows each, CPU ms per window in a lane (front end included): "
-          f"as threads of one process {threads:.1f}, as {lanes.lanes} processes {processes:.1f} ({threads / processes:.2f}x)")
+    print(
+        f"6. {lanes.lanes} lanes at once, 8 windows each, CPU ms per window in a lane (front end included): "
+        f"as threads of one process {threads:.1f}, as {lanes.lanes} processes {processes:.1f} ({threads / processes:.2f}x)"
+    )
 
 
 if __name__ == "__main__":

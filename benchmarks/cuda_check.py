@@ -81,8 +81,10 @@ def main() -> None:
     output.unlink(missing_ok=True)
     extra = ["--device", device.type, "--batch-size", str(args.batch_size)]
     wall, peak, summary = run_dymn_tag(folder, output, extra)
-    print(f"2. end to end, {audio_s / 3600:.1f} h of audio, --batch-size {args.batch_size}: {wall:.1f} s, "
-          f"{audio_s / wall:,.0f}x realtime, peak RSS {peak:.0f} MiB")
+    print(
+        f"2. end to end, {audio_s / 3600:.1f} h of audio, --batch-size {args.batch_size}: {wall:.1f} s, "
+        f"{audio_s / wall:,.0f}x realtime, peak RSS {peak:.0f} MiB"
+    )
     print(f"   dymn-tag's summary: {summary.removeprefix('dymn-tag: ')}")
 
 

@@ -115,8 +115,9 @@ def run_dymn_tag(inputs: Path, output: Path, extra: list[str], env: dict[str, st
     command = [exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra]
     with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
-        subprocess.run([sys.executable, str(PEAK_RSS), str(result), *command], stderr=stderr,
-                       env={**os.environ, **(env or {})}, check=True)
+        subprocess.run(
+            [sys.executable, str(PEAK_RSS), str(result), *command], stderr=stderr, env={**os.environ, **(env or {})}, check=True
+        )
         record = json.loads(result.read_text())
         stderr.seek(0)
         lines = stderr.read().strip().splitlines()
@@ -154,9 +155,11 @@ def long_files(folder: Path, hours: float) -> None:
         wall, peak, _ = run_dymn_tag(path, folder / "long.jsonl", [])
         wall_plain, peak_plain, _ = run_dymn_tag(path, folder / "long.jsonl", [], GLIBC_DEFAULTS)
         raw_mib = seconds * 32_000 * 4 / 2**20
-        print(f"  {seconds / 3600:.2f} h ({raw_mib:.0f} MiB as a 32 kHz float32 waveform): {wall:.1f} s, "
-              f"{seconds / wall:.0f}x realtime, peak RSS {peak:.0f} MiB "
-              f"(glibc malloc defaults: {wall_plain:.1f} s, {peak_plain:.0f} MiB)")
+        print(
+            f"  {seconds / 3600:.2f} h ({raw_mib:.0f} MiB as a 32 kHz float32 waveform): {wall:.1f} s, "
+            f"{seconds / wall:.0f}x realtime, peak RSS {peak:.0f} MiB "
+            f"(glibc malloc defaults: {wall_plain:.1f} s, {peak_plain:.0f} MiB)"
+        )
 
 
 def main() -> None:
@@ -164,15 +167,18 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=Path("/tmp/dymn-bench-corpus"))
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--long-hours", type=float, default=0.0)
-    parser.add_argument("--hop", type=float, default=10.0,
-                        help="seconds between 10 s windows, for both (the authors' example defaults to 2.5)")
+    parser.add_argument(
+        "--hop", type=float, default=10.0, help="seconds between 10 s windows, for both (the authors' example defaults to 2.5)"
+    )
     parser.add_argument("--dymn-tag-args", default="", help="extra options for dymn-tag, e.g. '--workers 2'")
     args = parser.parse_args()
 
     paths = make_corpus(args.corpus, args.files)
     audio_s = sum(soundfile.info(p).duration for p in paths)
-    print(f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {os.cpu_count()} CPU cores, "
-          f"torch {torch.__version__}; 10 s windows every {args.hop:g} s")
+    print(
+        f"corpus: {len(paths)} files, {audio_s / 60:.1f} min of audio, {os.cpu_count()} CPU cores, "
+        f"torch {torch.__version__}; 10 s windows every {args.hop:g} s"
+    )
 
     output = args.corpus.parent / "dymn-bench-out.jsonl"
     output.unlink(missing_ok=True)
@@ -186,26 +192,34 @@ def main() -> None:
     decode_s = decode_only(paths)
 
     records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines())}
-    diffs = np.array([
-        max(abs(label["score"] - float(base_scores[path][label["index"]])) for label in record["labels"])
-        for path, record in records.items()
-    ])
+    diffs = np.array(
+        [
+            max(abs(label["score"] - float(base_scores[path][label["index"]])) for label in record["labels"])
+            for path, record in records.items()
+        ]
+    )
     run_s = float(re.search(r" in ([0-9.]+) s", summary).group(1))  # its run, torch's import and model load included
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
     print(f"{'(b) glibc malloc defaults':28s}{wall_plain:9.1f}{audio_s / wall_plain:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
-    print(f"  without dymn-tag's process start and exit ({wall_tag - run_s:.1f} s; the baseline's are not "
-          f"timed either, nor is its import of torch): {wall_base / run_s:.2f}x")
+    print(
+        f"  without dymn-tag's process start and exit ({wall_tag - run_s:.1f} s; the baseline's are not "
+        f"timed either, nor is its import of torch): {wall_base / run_s:.2f}x"
+    )
     print("\nbaseline stages: " + ", ".join(f"{k} {v:.1f} s" for k, v in base_stages.items()))
-    print(f"dymn-tag's own summary (time from the start of its run; model load includes importing torch): "
-          f"{summary.removeprefix('dymn-tag: ')}")
+    print(
+        f"dymn-tag's own summary (time from the start of its run; model load includes importing torch): "
+        f"{summary.removeprefix('dymn-tag: ')}"
+    )
     print(f"decode + resample alone, streamed, one process: {decode_s:.1f} s ({audio_s / decode_s:.0f}x realtime)")
     print(f"dymn-tag peak RSS (largest process): {peak_tag:.0f} MiB ({peak_plain:.0f} MiB with glibc malloc defaults)")
-    print(f"scores, dymn-tag against the baseline, largest difference per file over {len(diffs)} files: "
-          f"median {np.median(diffs):.1e}, {np.sum(diffs > 1e-3)} files above 1e-3, largest {diffs.max():.1e} "
-          "(float32 rounding that the random weights amplify; see above)")
+    print(
+        f"scores, dymn-tag against the baseline, largest difference per file over {len(diffs)} files: "
+        f"median {np.median(diffs):.1e}, {np.sum(diffs > 1e-3)} files above 1e-3, largest {diffs.max():.1e} "
+        "(float32 rounding that the random weights amplify; see above)"
+    )
     if args.long_hours:
         long_files(args.corpus.parent / "dymn-bench-long", args.long_hours)
 

@@ -37,7 +37,9 @@ def main() -> None:
     device = resolve_device(args.device)
     frontend = torch.load(GOLDEN / "frontend.pt")
     waves = np.stack([frontend["waves"][k].numpy() for k in sorted(frontend["waves"])])
-    print(f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}")
+    print(
+        f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'CPU'}), torch {torch.__version__}"
+    )
     print(f"{'model':<8}{'precision':<11}{'max |logit diff|':>18}{'max |score diff|':>18}{'same top 10':>13}")
     for name in MODELS:
         model = build_model(torch.load(GOLDEN / f"{name}_seed0.pt"))

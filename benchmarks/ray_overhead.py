@@ -104,20 +104,28 @@ def main() -> None:
         ray.shutdown()
 
     t_single = min(single.values())
-    print(f"folder: {args.files} files x {args.seconds:g} s = {audio:g} s of audio; {Path(args.weights).name}; batch "
-          f"{args.batch_size}; {os.cpu_count()} CPUs (load average {load_before:.1f}); torch {torch.__version__}, "
-          f"ray {ray.__version__}; best of {args.repeats}")
+    print(
+        f"folder: {args.files} files x {args.seconds:g} s = {audio:g} s of audio; {Path(args.weights).name}; batch "
+        f"{args.batch_size}; {os.cpu_count()} CPUs (load average {load_before:.1f}); torch {torch.__version__}, "
+        f"ray {ray.__version__}; best of {args.repeats}"
+    )
     for n, seconds in single.items():
-        print(f"single machine : {seconds:7.2f} s  {args.files / seconds:7.2f} files/s  {audio / seconds:7.1f} x real time"
-              f"  (-j {n}, {args.threads} torch thread(s))")
+        print(
+            f"single machine : {seconds:7.2f} s  {args.files / seconds:7.2f} files/s  {audio / seconds:7.1f} x real time"
+            f"  (-j {n}, {args.threads} torch thread(s))"
+        )
     print(f"ray start      : {t_start:7.2f} s  (local instance, {args.cpus} CPUs); RayTagger setup {t_setup:.2f} s")
     print(f"ray, 1 file    : {t_one:7.2f} s  (the fixed cost of a pipeline)")
-    print(f"ray, folder    : {t_ray:7.2f} s  {args.files / t_ray:7.2f} files/s  {audio / t_ray:7.1f} x real time"
-          f"  ({args.actors} actor(s), {actor_threads} torch thread(s) each)")
+    print(
+        f"ray, folder    : {t_ray:7.2f} s  {args.files / t_ray:7.2f} files/s  {audio / t_ray:7.1f} x real time"
+        f"  ({args.actors} actor(s), {actor_threads} torch thread(s) each)"
+    )
     marginal = (args.files - 1) / (t_ray - t_one) if t_ray > t_one else float("inf")
     print(f"ray, marginal  : {marginal:7.2f} files/s  {marginal * args.seconds:7.1f} x real time (fixed cost left out)")
-    print(f"overhead       : {t_ray - t_single:+.2f} s per run ({t_ray / t_single:.1f}x the best single machine); "
-          f"{t_start + t_setup + t_ray - t_single:+.2f} s with starting Ray and shipping the model")
+    print(
+        f"overhead       : {t_ray - t_single:+.2f} s per run ({t_ray / t_single:.1f}x the best single machine); "
+        f"{t_start + t_setup + t_ray - t_single:+.2f} s with starting Ray and shipping the model"
+    )
 
 
 if __name__ == "__main__":

@@ -60,8 +60,15 @@ class RayTagger(AudioTagger):
         self.classes = Vocabulary.audioset()
         if head is not None:
             self.use_head(head, with_audioset=with_audioset)
-        self.pipeline = RayPipeline(members.network, frontend=members.frontend, options=ray, device=device,
-                                    precision=precision, compile=compile, batch_size=batch_size)
+        self.pipeline = RayPipeline(
+            members.network,
+            frontend=members.frontend,
+            options=ray,
+            device=device,
+            precision=precision,
+            compile=compile,
+            batch_size=batch_size,
+        )
 
     @property
     def sample_rate(self) -> int:
@@ -102,7 +109,15 @@ class RayTagger(AudioTagger):
             if isinstance(outcome, Failure):
                 yield TagFailure(name, outcome.reason)
             else:
-                yield build_result(name, outcome, grid=grid, aggregate=aggregate, sample_rate=self.sample_rate, classes=self.classes, head=self.head)
+                yield build_result(
+                    name,
+                    outcome,
+                    grid=grid,
+                    aggregate=aggregate,
+                    sample_rate=self.sample_rate,
+                    classes=self.classes,
+                    head=self.head,
+                )
 
 
 def _item(index: int, source: Any) -> dict[str, Any]:

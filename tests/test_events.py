@@ -25,8 +25,15 @@ def grid_times(duration: float, window: float, hop: float) -> tuple[np.ndarray, 
     return starts, starts + grid.window / RATE
 
 
-def result_with_sounds(duration: float, window: float, hop: float, sounds: dict[int, list[tuple[float, float]]],
-                       *, high: float = 0.9, low: float = 0.1) -> TagResult:
+def result_with_sounds(
+    duration: float,
+    window: float,
+    hop: float,
+    sounds: dict[int, list[tuple[float, float]]],
+    *,
+    high: float = 0.9,
+    low: float = 0.1,
+) -> TagResult:
     """A result whose windows score `high` for a class whenever one of its sounds overlaps the window
     (what a tagger trained on clip-level labels does) and `low` otherwise."""
     starts, ends = grid_times(duration, window, hop)
@@ -34,8 +41,15 @@ def result_with_sounds(duration: float, window: float, hop: float, sounds: dict[
     for index, spans in sounds.items():
         for a, b in spans:
             scores[(starts < b) & (ends > a), index] = high
-    return TagResult(source="synthetic.wav", duration=duration, scores=scores.mean(axis=0), starts=starts, ends=ends,
-                     window_scores=scores, embeddings=np.zeros((len(starts), 4), dtype=np.float32))
+    return TagResult(
+        source="synthetic.wav",
+        duration=duration,
+        scores=scores.mean(axis=0),
+        starts=starts,
+        ends=ends,
+        window_scores=scores,
+        embeddings=np.zeros((len(starts), 4), dtype=np.float32),
+    )
 
 
 def test_hop_equal_to_window_gives_whole_windows_clipped_at_the_end():

@@ -13,8 +13,11 @@ pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode worke
 
 
 def test_shell_example_runs(golden_dir):
-    env = {**os.environ, "WEIGHTS": str(golden_dir / "dymn04_seed0.pt"),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
+    env = {
+        **os.environ,
+        "WEIGHTS": str(golden_dir / "dymn04_seed0.pt"),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
     done = subprocess.run(["bash", str(EXAMPLES / "tag_folder.sh")], capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
@@ -23,8 +26,11 @@ def test_shell_example_runs(golden_dir):
 
 
 def test_python_example_runs(golden_dir):
-    done = subprocess.run([sys.executable, str(EXAMPLES / "tag_with_python.py"), str(golden_dir / "dymn04_seed0.pt")],
-                          capture_output=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(EXAMPLES / "tag_with_python.py"), str(golden_dir / "dymn04_seed0.pt")],
+        capture_output=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert "chimes_and_noise.wav: 12.0 s, 5 windows" in out and "embedding of a 440 Hz tone: 384 values" in out

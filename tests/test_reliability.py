@@ -88,14 +88,20 @@ class LiveRun:
 
     def __init__(self, args: list[str], **kwargs) -> None:
         self.proc = subprocess.Popen(
-            [DYMN_TAG, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
-            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL), **kwargs,
+            [DYMN_TAG, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+            **kwargs,
         )
         self.lines: list[str] = []
         self.stdout = b""
         self._changed = threading.Condition()
-        self._threads = [threading.Thread(target=self._read_stderr, daemon=True),
-                         threading.Thread(target=self._read_stdout, daemon=True)]
+        self._threads = [
+            threading.Thread(target=self._read_stderr, daemon=True),
+            threading.Thread(target=self._read_stdout, daemon=True),
+        ]
         for thread in self._threads:
             thread.start()
 
@@ -161,7 +167,7 @@ def writing_end(fifo: Path, run: LiveRun, timeout: float = 90) -> Iterator[int]:
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
-        view = view[os.write(fd, view):]
+        view = view[os.write(fd, view) :]
 
 
 def wav_bytes(tmp: Path, **kwargs) -> bytes:
@@ -302,8 +308,7 @@ def test_an_unreadable_file_and_folder(tmp_path):
     (data / "locked_dir").chmod(0)
     target = tmp_path / "labels.jsonl"
     try:
-        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "-o", str(target)],
-                              capture_output=True, timeout=180)
+        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "-o", str(target)], capture_output=True, timeout=180)
     finally:
         (data / "locked_dir").chmod(0o755)
         (data / "locked.wav").chmod(0o644)
@@ -529,15 +534,21 @@ def _assert_same_output(fmt: str, got, want) -> None:
     for a, b in zip(got, want):
         assert {k: v for k, v in a.items() if k != "labels"} == {k: v for k, v in b.items() if k != "labels"}
         assert [label["index"] for label in a.get("labels", [])] == [label["index"] for label in b.get("labels", [])]
-        assert [label["score"] for label in a.get("labels", [])] == pytest.approx([label["score"] for label in b.get("labels", [])], abs=1e-6)
+        assert [label["score"] for label in a.get("labels", [])] == pytest.approx(
+            [label["score"] for label in b.get("labels", [])], abs=1e-6
+        )
 
 
 @pytest.mark.parametrize(
     "fmt, signum",
     [
-        ("jsonl", signal.SIGKILL), ("jsonl", signal.SIGTERM), ("jsonl", signal.SIGINT),
-        ("csv", signal.SIGKILL), ("csv", signal.SIGTERM),
-        ("json", signal.SIGKILL), ("json", signal.SIGTERM),
+        ("jsonl", signal.SIGKILL),
+        ("jsonl", signal.SIGTERM),
+        ("jsonl", signal.SIGINT),
+        ("csv", signal.SIGKILL),
+        ("csv", signal.SIGTERM),
+        ("json", signal.SIGKILL),
+        ("json", signal.SIGTERM),
     ],
     ids=lambda v: v if isinstance(v, str) else signal.Signals(v).name,
 )
@@ -574,7 +585,9 @@ def test_a_stopped_run_keeps_its_results_and_resume_completes_it(tmp_path, tagge
     make_audio_file(fifo, seconds=0.5, seed=99)
     settings_ = RunSettings(window=1.0, hop=1.0, workers=0)
     options = OutputOptions(top=3)
-    summary = label_inputs([str(p) for p in paths], tagger=tagger, output=target, resume=True, settings=settings_, options=options)
+    summary = label_inputs(
+        [str(p) for p in paths], tagger=tagger, output=target, resume=True, settings=settings_, options=options
+    )
     assert summary.interrupted is None
     assert summary.skipped == (0 if signum == signal.SIGKILL and fmt != "jsonl" else 5 if fmt == "csv" else 6)
     reference = tmp_path / f"reference.{fmt}"
@@ -601,8 +614,13 @@ def test_a_signal_that_lands_inside_logging_still_stops_the_run(tagger, tmp_path
     logger.addHandler(handler)
     before = signal.getsignal(signal.SIGTERM)
     try:
-        summary = label_inputs(paths, tagger=tagger, output=tmp_path / "labels.jsonl", settings=RunSettings(window=1.0, hop=1.0, workers=0),
-                               on_outcome=lambda outcome: logger.warning("done: %s", outcome.source))
+        summary = label_inputs(
+            paths,
+            tagger=tagger,
+            output=tmp_path / "labels.jsonl",
+            settings=RunSettings(window=1.0, hop=1.0, workers=0),
+            on_outcome=lambda outcome: logger.warning("done: %s", outcome.source),
+        )
     finally:
         logger.removeHandler(handler)
     assert summary.interrupted is not None and summary.interrupted.exit_code == 143
@@ -782,8 +800,12 @@ def test_a_header_claiming_an_absurd_sample_rate_costs_no_memory(tmp_path):
     rate now fails the file (tests/test_hostile_inputs.py), and 2 MHz, the highest rate taken, still
     reads in bounded blocks."""
     wav = make_audio_file(tmp_path / "a.wav", seconds=0.3)
-    done = subprocess.run([sys.executable, "-c", _ABSURD_RATE, str(wav)], capture_output=True, timeout=60,
-                          env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"})
+    done = subprocess.run(
+        [sys.executable, "-c", _ABSURD_RATE, str(wav)],
+        capture_output=True,
+        timeout=60,
+        env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
+    )
     assert done.returncode == 0, done.stderr.decode()[-2000:]
     assert int(done.stdout) == 154  # 9600 samples at 2 MHz, resampled to 32 kHz
 

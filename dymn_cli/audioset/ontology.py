@@ -167,8 +167,12 @@ def parse_label_terms(spec: str | Sequence[str], *, extra_names: Iterable[str] =
             lines = source.read_text(encoding="utf-8").splitlines()
         except OSError as error:
             raise UsageError(f"{source}: cannot read the label list: {error.strerror or error}") from error
-        return [term for line in lines if line.strip() and not line.lstrip().startswith("#")
-                for term in parse_label_terms(line, extra_names=extra)]
+        return [
+            term
+            for line in lines
+            if line.strip() and not line.lstrip().startswith("#")
+            for term in parse_label_terms(line, extra_names=extra)
+        ]
     pieces = [p.strip() for p in spec.split(",")]
     known = ontology()
     terms: list[str] = []
@@ -217,7 +221,8 @@ def select_classes(
     )
     dropped = (
         {i for term in parse_label_terms(exclude, extra_names=own_names) for i in _resolve(term, vocabulary, own)}
-        if exclude is not None else set()
+        if exclude is not None
+        else set()
     )
     kept = sorted(wanted - dropped)
     if not kept:
@@ -242,8 +247,10 @@ def _resolve(term: str, vocabulary: Vocabulary, own: Sequence[LabelClass]) -> li
         )
     names = {_key(c.name): c.name for c in own}
     close = [names[k] for k in difflib.get_close_matches(key, list(names), n=5, cutoff=0.6)]
-    raise UsageError(f"unknown class {term.strip()!r}" + (f": did you mean {_or_list(close)}?" if close else
-                     f": the head's classes are {_or_list([c.name for c in own][:10])}"))
+    raise UsageError(
+        f"unknown class {term.strip()!r}"
+        + (f": did you mean {_or_list(close)}?" if close else f": the head's classes are {_or_list([c.name for c in own][:10])}")
+    )
 
 
 def find_classes(query: str | None = None) -> list[ClassInfo]:

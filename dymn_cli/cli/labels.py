@@ -9,7 +9,14 @@ import typer
 
 
 def labels_command(
-    query: Annotated[list[str] | None, typer.Argument(metavar="QUERY", help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.", show_default=False)] = None,
+    query: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="QUERY",
+            help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """The AudioSet classes matching a query, with their place in the ontology.
 

@@ -12,8 +12,23 @@ log = logging.getLogger("dymn_cli")
 
 
 def merge_command(
-    outputs: Annotated[list[Path], typer.Argument(metavar="OUTPUT", help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).", show_default=False)],
-    output: Annotated[Path, typer.Option("-o", "--output", metavar="FILE", help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.")],
+    outputs: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar="OUTPUT",
+            help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).",
+            show_default=False,
+        ),
+    ],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
+        ),
+    ],
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join the outputs of shards or part files into one file.

@@ -61,47 +61,368 @@ def _shard(value: str | None) -> str | None:
 
 @tag_app.command(cls=CommandWithPanels)
 def tag(
-    paths: Annotated[list[str] | None, typer.Argument(metavar="PATHS", help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.", show_default=False)] = None,
-    files_from: Annotated[str | None, typer.Option("--files-from", "-T", metavar="FILE", help="Read input paths, one a line, from this file or - (stdin).", rich_help_panel=panels.INPUT)] = None,
-    recursive: Annotated[bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)] = True,
-    file_timeout: Annotated[float | None, typer.Option("--file-timeout", metavar="SECONDS", help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).", callback=positive_seconds, show_default=False, rich_help_panel=panels.INPUT)] = None,
-    live: Annotated[bool, typer.Option("--live", help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).", rich_help_panel=panels.INPUT)] = False,
-    pcm: Annotated[str | None, typer.Option("--pcm", metavar="FORMAT:RATE:CHANNELS", help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).", rich_help_panel=panels.INPUT)] = None,
-    reconnect: Annotated[float, typer.Option("--reconnect", metavar="SECONDS", help="With --live: reopen a network stream that drops, for up to this long (0: never).", min=0.0, rich_help_panel=panels.INPUT)] = 300.0,
-    output: Annotated[list[Path] | None, typer.Option("-o", "--output", metavar="FILE", help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
-    format: Annotated[OutputFormat | None, typer.Option("-f", "--format", case_sensitive=False, metavar="FORMAT", help="table, csv, json, jsonl, parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity, raven: a sound-event file per input.", show_default=False, rich_help_panel=panels.OUTPUT)] = None,
-    wide: Annotated[bool, typer.Option("--wide", help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.", rich_help_panel=panels.OUTPUT)] = False,
-    output_dir: Annotated[Path | None, typer.Option("--output-dir", metavar="DIR", help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.", rich_help_panel=panels.OUTPUT)] = None,
-    part_size: Annotated[int, typer.Option("--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT)] = DEFAULT_PART_SIZE,
-    resume: Annotated[bool, typer.Option("--resume", help="Skip inputs already recorded in -o (written with the same model and settings) and add the rest.", rich_help_panel=panels.OUTPUT)] = False,
-    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing output file (without --resume, a run replaces it).", rich_help_panel=panels.OUTPUT)] = False,
-    embeddings: Annotated[Path | None, typer.Option("--embeddings", metavar="FILE", help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.", rich_help_panel=panels.OUTPUT)] = None,
-    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE|DIR", help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).", rich_help_panel=panels.OUTPUT)] = None,
-    top: Annotated[str, typer.Option("--top", "-k", metavar="K|all", help="How many labels per input (with --events: the K labels with the highest peak), or all.", callback=parse_top, rich_help_panel=panels.LABELS)] = "10",
-    threshold: Annotated[float | None, typer.Option("--threshold", "-t", metavar="SCORE", help="Keep only labels scoring at least this (0 to 1).", min=0.0, max=1.0, rich_help_panel=panels.LABELS)] = None,
-    labels: Annotated[str | None, typer.Option("--labels", metavar="NAMES", help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.", rich_help_panel=panels.LABELS)] = None,
-    exclude: Annotated[str | None, typer.Option("--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS)] = None,
-    timeline: Annotated[bool, typer.Option("--timeline", help="Also report each window's labels (CSV: a row per window and label); honours --top and --threshold.", rich_help_panel=panels.LABELS)] = False,
-    events: Annotated[bool, typer.Option("--events", help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.", rich_help_panel=panels.LABELS)] = False,
-    min_duration: Annotated[float, typer.Option("--min-duration", metavar="SECONDS", help="Drop sound events shorter than this.", min=0.0, rich_help_panel=panels.LABELS)] = 0.0,
-    model: Annotated[str, typer.Option("--model", "-m", metavar="NAME", help="Published model (see dymn-tag models), or several joined by commas for an ensemble.", rich_help_panel=panels.MODEL)] = "dymn10_as",
-    weights: Annotated[list[Path] | None, typer.Option("--weights", "-w", metavar="FILE", help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.", show_default=False, rich_help_panel=panels.MODEL)] = None,
-    sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL)] = None,
-    head: Annotated[Path | None, typer.Option("--head", metavar="FILE", help="Score the classes of this head (from dymn-tag train) instead of AudioSet's.", rich_help_panel=panels.MODEL)] = None,
-    with_audioset: Annotated[bool, typer.Option("--with-audioset", help="With --head: the AudioSet classes too, before the head's.", rich_help_panel=panels.MODEL)] = False,
-    window: Annotated[float | None, typer.Option("--window", metavar="SECONDS", help="Window length (default: 10, or the --head's).", callback=positive_seconds, show_default=False, rich_help_panel=panels.WINDOWS)] = None,
-    hop: Annotated[float | None, typer.Option("--hop", metavar="SECONDS", help="Time between window starts (default: 10, or the --head's).", callback=positive_seconds, show_default=False, rich_help_panel=panels.WINDOWS)] = None,
-    aggregate: Annotated[Aggregate, typer.Option("--aggregate", case_sensitive=False, help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS)] = Aggregate.mean,
-    device: Annotated[str, typer.Option("--device", "-d", metavar="auto|cpu|cuda[:N]", help="Where the network runs (auto: CUDA when there is one).", callback=check_device, rich_help_panel=panels.COMPUTE)] = "auto",
-    precision: Annotated[Precision, typer.Option("--precision", case_sensitive=False, metavar="PRECISION", help="auto (float16 on CUDA, float32 on the CPU), float32, float16 or bfloat16.", rich_help_panel=panels.COMPUTE)] = Precision.auto,
-    batch_size: Annotated[int | None, typer.Option("--batch-size", "-b", metavar="N", help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).", min=1, show_default=False, rich_help_panel=panels.COMPUTE)] = None,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", metavar="N", help="Decoding processes (default: from the CPU count; 0: decode in this process).", min=0, rich_help_panel=panels.COMPUTE)] = None,
-    compile: Annotated[bool, typer.Option("--compile", help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster).", rich_help_panel=panels.COMPUTE)] = False,
-    shard: Annotated[str | None, typer.Option("--shard", metavar="I/N", help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.", callback=_shard, rich_help_panel=panels.SCALE_OUT)] = None,
-    ray_target: Annotated[str | None, typer.Option("--ray", metavar="local|auto|ADDRESS", help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.", rich_help_panel=panels.SCALE_OUT)] = None,
-    actors: Annotated[int | None, typer.Option("--actors", metavar="N", help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).", min=1, rich_help_panel=panels.SCALE_OUT)] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress display, no summary.", rich_help_panel=panels.GENERAL)] = False,
-    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL)] = False,
+    paths: Annotated[
+        list[str] | None,
+        typer.Argument(
+            metavar="PATHS",
+            help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.",
+            show_default=False,
+        ),
+    ] = None,
+    files_from: Annotated[
+        str | None,
+        typer.Option(
+            "--files-from",
+            "-T",
+            metavar="FILE",
+            help="Read input paths, one a line, from this file or - (stdin).",
+            rich_help_panel=panels.INPUT,
+        ),
+    ] = None,
+    recursive: Annotated[
+        bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)
+    ] = True,
+    file_timeout: Annotated[
+        float | None,
+        typer.Option(
+            "--file-timeout",
+            metavar="SECONDS",
+            help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).",
+            callback=positive_seconds,
+            show_default=False,
+            rich_help_panel=panels.INPUT,
+        ),
+    ] = None,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).",
+            rich_help_panel=panels.INPUT,
+        ),
+    ] = False,
+    pcm: Annotated[
+        str | None,
+        typer.Option(
+            "--pcm",
+            metavar="FORMAT:RATE:CHANNELS",
+            help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).",
+            rich_help_panel=panels.INPUT,
+        ),
+    ] = None,
+    reconnect: Annotated[
+        float,
+        typer.Option(
+            "--reconnect",
+            metavar="SECONDS",
+            help="With --live: reopen a network stream that drops, for up to this long (0: never).",
+            min=0.0,
+            rich_help_panel=panels.INPUT,
+        ),
+    ] = 300.0,
+    output: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "-o",
+            "--output",
+            metavar="FILE",
+            help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.",
+            show_default=False,
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = None,
+    format: Annotated[
+        OutputFormat | None,
+        typer.Option(
+            "-f",
+            "--format",
+            case_sensitive=False,
+            metavar="FORMAT",
+            help="table, csv, json, jsonl, parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity, raven: a sound-event file per input.",
+            show_default=False,
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = None,
+    wide: Annotated[
+        bool,
+        typer.Option(
+            "--wide",
+            help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = False,
+    output_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-dir",
+            metavar="DIR",
+            help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = None,
+    part_size: Annotated[
+        int,
+        typer.Option(
+            "--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT
+        ),
+    ] = DEFAULT_PART_SIZE,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Skip inputs already recorded in -o (written with the same model and settings) and add the rest.",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = False,
+    no_overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--no-overwrite",
+            "-n",
+            help="Refuse to replace an existing output file (without --resume, a run replaces it).",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = False,
+    embeddings: Annotated[
+        Path | None,
+        typer.Option(
+            "--embeddings",
+            metavar="FILE",
+            help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar="FILE|DIR",
+            help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).",
+            rich_help_panel=panels.OUTPUT,
+        ),
+    ] = None,
+    top: Annotated[
+        str,
+        typer.Option(
+            "--top",
+            "-k",
+            metavar="K|all",
+            help="How many labels per input (with --events: the K labels with the highest peak), or all.",
+            callback=parse_top,
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = "10",
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--threshold",
+            "-t",
+            metavar="SCORE",
+            help="Keep only labels scoring at least this (0 to 1).",
+            min=0.0,
+            max=1.0,
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = None,
+    labels: Annotated[
+        str | None,
+        typer.Option(
+            "--labels",
+            metavar="NAMES",
+            help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.",
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = None,
+    exclude: Annotated[
+        str | None,
+        typer.Option(
+            "--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS
+        ),
+    ] = None,
+    timeline: Annotated[
+        bool,
+        typer.Option(
+            "--timeline",
+            help="Also report each window's labels (CSV: a row per window and label); honours --top and --threshold.",
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = False,
+    events: Annotated[
+        bool,
+        typer.Option(
+            "--events",
+            help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.",
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = False,
+    min_duration: Annotated[
+        float,
+        typer.Option(
+            "--min-duration",
+            metavar="SECONDS",
+            help="Drop sound events shorter than this.",
+            min=0.0,
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = 0.0,
+    model: Annotated[
+        str,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar="NAME",
+            help="Published model (see dymn-tag models), or several joined by commas for an ensemble.",
+            rich_help_panel=panels.MODEL,
+        ),
+    ] = "dymn10_as",
+    weights: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--weights",
+            "-w",
+            metavar="FILE",
+            help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.",
+            show_default=False,
+            rich_help_panel=panels.MODEL,
+        ),
+    ] = None,
+    sha256: Annotated[
+        str | None,
+        typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL),
+    ] = None,
+    head: Annotated[
+        Path | None,
+        typer.Option(
+            "--head",
+            metavar="FILE",
+            help="Score the classes of this head (from dymn-tag train) instead of AudioSet's.",
+            rich_help_panel=panels.MODEL,
+        ),
+    ] = None,
+    with_audioset: Annotated[
+        bool,
+        typer.Option(
+            "--with-audioset", help="With --head: the AudioSet classes too, before the head's.", rich_help_panel=panels.MODEL
+        ),
+    ] = False,
+    window: Annotated[
+        float | None,
+        typer.Option(
+            "--window",
+            metavar="SECONDS",
+            help="Window length (default: 10, or the --head's).",
+            callback=positive_seconds,
+            show_default=False,
+            rich_help_panel=panels.WINDOWS,
+        ),
+    ] = None,
+    hop: Annotated[
+        float | None,
+        typer.Option(
+            "--hop",
+            metavar="SECONDS",
+            help="Time between window starts (default: 10, or the --head's).",
+            callback=positive_seconds,
+            show_default=False,
+            rich_help_panel=panels.WINDOWS,
+        ),
+    ] = None,
+    aggregate: Annotated[
+        Aggregate,
+        typer.Option(
+            "--aggregate", case_sensitive=False, help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS
+        ),
+    ] = Aggregate.mean,
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            "-d",
+            metavar="auto|cpu|cuda[:N]",
+            help="Where the network runs (auto: CUDA when there is one).",
+            callback=check_device,
+            rich_help_panel=panels.COMPUTE,
+        ),
+    ] = "auto",
+    precision: Annotated[
+        Precision,
+        typer.Option(
+            "--precision",
+            case_sensitive=False,
+            metavar="PRECISION",
+            help="auto (float16 on CUDA, float32 on the CPU), float32, float16 or bfloat16.",
+            rich_help_panel=panels.COMPUTE,
+        ),
+    ] = Precision.auto,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            "-b",
+            metavar="N",
+            help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).",
+            min=1,
+            show_default=False,
+            rich_help_panel=panels.COMPUTE,
+        ),
+    ] = None,
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            "--workers",
+            "-j",
+            metavar="N",
+            help="Decoding processes (default: from the CPU count; 0: decode in this process).",
+            min=0,
+            rich_help_panel=panels.COMPUTE,
+        ),
+    ] = None,
+    compile: Annotated[
+        bool,
+        typer.Option(
+            "--compile",
+            help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster).",
+            rich_help_panel=panels.COMPUTE,
+        ),
+    ] = False,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="I/N",
+            help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.",
+            callback=_shard,
+            rich_help_panel=panels.SCALE_OUT,
+        ),
+    ] = None,
+    ray_target: Annotated[
+        str | None,
+        typer.Option(
+            "--ray",
+            metavar="local|auto|ADDRESS",
+            help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.",
+            rich_help_panel=panels.SCALE_OUT,
+        ),
+    ] = None,
+    actors: Annotated[
+        int | None,
+        typer.Option(
+            "--actors",
+            metavar="N",
+            help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).",
+            min=1,
+            rich_help_panel=panels.SCALE_OUT,
+        ),
+    ] = None,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress display, no summary.", rich_help_panel=panels.GENERAL)
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL
+        ),
+    ] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.cli.progress import RunProgress
@@ -114,30 +435,67 @@ def tag(
     if pcm is not None and not live:
         raise UsageError("--pcm describes a live stream: use it with --live")
     if live:
-        given = {"--files-from": files_from, "--resume": resume, "--timeline": timeline, "--output-dir": output_dir,
-                 "--shard": shard, "--ray": ray_target, "--embeddings": embeddings, "--plot": plot,
-                 "--file-timeout": file_timeout, "--wide": wide}
+        given = {
+            "--files-from": files_from,
+            "--resume": resume,
+            "--timeline": timeline,
+            "--output-dir": output_dir,
+            "--shard": shard,
+            "--ray": ray_target,
+            "--embeddings": embeddings,
+            "--plot": plot,
+            "--file-timeout": file_timeout,
+            "--wide": wide,
+        }
         unused = [name for name, value in given.items() if value]
         if unused:
             raise UsageError(f"{', '.join(unused)} cannot be used with --live")
         chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop if hop is not None or head else 1.0)
         if output and len(output) > 1:
             raise UsageError("--live writes one output: give a single -o")
-        _tag_live(paths or [], output=output[0] if output else None, format=format.value if format is not None else None,
-                  top=top, threshold=threshold, events=events,
-                  min_duration=min_duration, labels=labels, exclude=exclude, chosen=chosen, pcm=pcm,
-                  reconnect=reconnect, quiet=quiet, tagger_options=dict(model=model, weights=weights, device=device,
-                  precision=precision.value, compile=compile, batch_size=batch_size, sha256=sha256,
-                  with_audioset=with_audioset))
+        _tag_live(
+            paths or [],
+            output=output[0] if output else None,
+            format=format.value if format is not None else None,
+            top=top,
+            threshold=threshold,
+            events=events,
+            min_duration=min_duration,
+            labels=labels,
+            exclude=exclude,
+            chosen=chosen,
+            pcm=pcm,
+            reconnect=reconnect,
+            quiet=quiet,
+            tagger_options=dict(
+                model=model,
+                weights=weights,
+                device=device,
+                precision=precision.value,
+                compile=compile,
+                batch_size=batch_size,
+                sha256=sha256,
+                with_audioset=with_audioset,
+            ),
+        )
     inputs = paths or []
     interactive = sys.stderr.isatty() and not quiet
     format_name = format.value if format is not None else None
     if wide and format_name is None and not output:
         format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
     chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
-    options = build_output_options(format=format_name, top=top, threshold=threshold, timeline=timeline,  # type: ignore[arg-type]
-                                   events=events, min_duration=min_duration, labels=labels, exclude=exclude, wide=wide,
-                                   vocabulary=chosen.vocabulary)
+    options = build_output_options(
+        format=format_name,
+        top=top,
+        threshold=threshold,
+        timeline=timeline,  # type: ignore[arg-type]
+        events=events,
+        min_duration=min_duration,
+        labels=labels,
+        exclude=exclude,
+        wide=wide,
+        vocabulary=chosen.vocabulary,
+    )
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
     # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
     files = list(output or [])
@@ -145,8 +503,16 @@ def tag(
     if more_outputs and format_name is not None and not per_input_format(format_name):
         raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
     target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
-    sinks = build_sinks(options=options, paths=inputs, files_from=files_from, embeddings=embeddings, plot=plot, resume=resume,
-                        window=chosen.window, hop=chosen.hop)
+    sinks = build_sinks(
+        options=options,
+        paths=inputs,
+        files_from=files_from,
+        embeddings=embeddings,
+        plot=plot,
+        resume=resume,
+        window=chosen.window,
+        hop=chosen.hop,
+    )
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
 
@@ -190,8 +556,16 @@ def tag(
             format=format_name,
             options=options,
             extra_sinks=sinks,
-            settings=RunSettings(window=chosen.window, hop=chosen.hop, aggregate=aggregate.value, workers=workers, recursive=recursive,
-                                 decode_first=ray_target is None, batch_size=batch_size, file_timeout=file_timeout),
+            settings=RunSettings(
+                window=chosen.window,
+                hop=chosen.hop,
+                aggregate=aggregate.value,
+                workers=workers,
+                recursive=recursive,
+                decode_first=ray_target is None,
+                batch_size=batch_size,
+                file_timeout=file_timeout,
+            ),
             files_from=files_from,
             resume=resume,
             stdout_is_terminal=sys.stdout is not None and sys.stdout.isatty(),
@@ -214,25 +588,53 @@ def tag(
     raise typer.Exit(summary.exit_code)
 
 
-def _tag_live(sources: list[str], *, output: Path | None, format: str | None, top: int | None, threshold: float | None,
-              events: bool, min_duration: float, labels: str | None, exclude: str | None, chosen: Any,
-              pcm: str | None, reconnect: float, quiet: bool, tagger_options: dict[str, Any]) -> None:
+def _tag_live(
+    sources: list[str],
+    *,
+    output: Path | None,
+    format: str | None,
+    top: int | None,
+    threshold: float | None,
+    events: bool,
+    min_duration: float,
+    labels: str | None,
+    exclude: str | None,
+    chosen: Any,
+    pcm: str | None,
+    reconnect: float,
+    quiet: bool,
+    tagger_options: dict[str, Any],
+) -> None:
     """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
     from dymn_cli.audio.live import PcmFormat
     from dymn_cli.run.live import LiveSettings, tag_live
     from dymn_cli.run.options import build_output_options
 
-    options = build_output_options(format=None, top=top, threshold=threshold, events=events,
-                                   min_duration=min_duration, labels=labels, exclude=exclude, vocabulary=chosen.vocabulary)
-    settings = LiveSettings(window=chosen.window, hop=chosen.hop,
-                            pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect)
+    options = build_output_options(
+        format=None,
+        top=top,
+        threshold=threshold,
+        events=events,
+        min_duration=min_duration,
+        labels=labels,
+        exclude=exclude,
+        vocabulary=chosen.vocabulary,
+    )
+    settings = LiveSettings(
+        window=chosen.window, hop=chosen.hop, pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect
+    )
 
     def make_tagger() -> Any:
         from dymn_cli.tagger import Tagger
 
         weights, model = tagger_options.pop("weights"), tagger_options.pop("model")
-        return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None,
-                      progress=sys.stderr.isatty() and not quiet, head=chosen.head, **tagger_options)
+        return Tagger(
+            None if weights else model,
+            weights=[str(w) for w in weights] if weights else None,
+            progress=sys.stderr.isatty() and not quiet,
+            head=chosen.head,
+            **tagger_options,
+        )
 
     summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
     if summary.interrupted is not None:

@@ -86,8 +86,17 @@ class RayPipeline:
     The network is shipped to the actors once, through Ray's object store.
     """
 
-    def __init__(self, network: Any, *, frontend: Any, options: RayOptions, device: str = "auto",
-                 precision: str = "auto", compile: bool = False, batch_size: int = RAY_BATCH_SIZE) -> None:
+    def __init__(
+        self,
+        network: Any,
+        *,
+        frontend: Any,
+        options: RayOptions,
+        device: str = "auto",
+        precision: str = "auto",
+        compile: bool = False,
+        batch_size: int = RAY_BATCH_SIZE,
+    ) -> None:
         if batch_size < 1:
             raise UsageError(f"batch size must be at least 1, got {batch_size}")
         if precision not in PRECISIONS:
@@ -133,9 +142,7 @@ class RayPipeline:
         blocks = min(len(items), MAX_INPUT_BLOCKS)
         decoded = ray.data.from_items(items, override_num_blocks=blocks).flat_map(
             _decode_rows,
-            fn_kwargs={
-                "grid": grid, "sample_rate": sample_rate, "block_seconds": self.options.block_seconds, "timeout": timeout
-            },
+            fn_kwargs={"grid": grid, "sample_rate": sample_rate, "block_seconds": self.options.block_seconds, "timeout": timeout},
         )
         # No actor restarts: Ray keeps these actors' constructor arguments in its object store, where a
         # restart cannot count on them (ray-project/ray#53727), and says so in an error-level line on
@@ -183,23 +190,44 @@ def _decode_rows(
             yield _window_row(index, held.window_index, held.samples, n_windows=message.n_windows, n_samples=message.n_samples)
             return
         elif isinstance(message, ErrorMessage):
-            yield {"index": index, "window": -1, "samples": np.zeros(grid.window, np.float32),
-                   "n_windows": -1, "n_samples": 0, "error": message.reason}
+            yield {
+                "index": index,
+                "window": -1,
+                "samples": np.zeros(grid.window, np.float32),
+                "n_windows": -1,
+                "n_samples": 0,
+                "error": message.reason,
+            }
             return
         else:  # a decode warning (part of a damaged input lost): the worker's log reaches the driver
             log.warning("%s: %s", row["name"], message.text)
 
 
 def _window_row(index: int, window_index: int, samples: np.ndarray, *, n_windows: int, n_samples: int) -> dict[str, Any]:
-    return {"index": index, "window": window_index, "samples": samples,
-            "n_windows": n_windows, "n_samples": n_samples, "error": ""}
+    return {
+        "index": index,
+        "window": window_index,
+        "samples": samples,
+        "n_windows": n_windows,
+        "n_samples": n_samples,
+        "error": "",
+    }
 
 
 class _InferenceActor:
     """map_batches body (a Ray actor): builds the `InferenceEngine` once, then runs window batches."""
 
-    def __init__(self, *, network: list[Any], frontend: Any, device: str, precision: str, compile: bool,
-                 num_classes: int, embedding_dim: int) -> None:
+    def __init__(
+        self,
+        *,
+        network: list[Any],
+        frontend: Any,
+        device: str,
+        precision: str,
+        compile: bool,
+        num_classes: int,
+        embedding_dim: int,
+    ) -> None:
         import ray
 
         from dymn_cli.inference.engine import InferenceEngine

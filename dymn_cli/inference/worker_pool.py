@@ -95,9 +95,7 @@ class _InlineDecoder(Decoding):
     def messages(self) -> Iterator[DecodeMessage | None]:
         s = self.settings
         for job in self._jobs:
-            yield from decode_job(
-                job, grid=s.grid, sample_rate=s.sample_rate, block_seconds=s.block_seconds, timeout=s.timeout
-            )
+            yield from decode_job(job, grid=s.grid, sample_rate=s.sample_rate, block_seconds=s.block_seconds, timeout=s.timeout)
         self._done = True
         yield None
 
@@ -130,7 +128,7 @@ class ScriptRerunInWorkers(DymnError):
         super().__init__(
             "tag_many(workers=N) starts decode processes, which run your script again from the top "
             "(Python's 'spawn' start method), and there your script tags again: put the code that tags under "
-            "`if __name__ == \"__main__\":`, or pass workers=0 to decode in this process"
+            '`if __name__ == "__main__":`, or pass workers=0 to decode in this process'
         )
 
 
@@ -239,8 +237,17 @@ class _WorkerPool(Decoding):
         process = self._context.Process(
             target=decode_worker,
             args=(
-                jobs_in, results_out, self._current, self._queued, slot, s.grid, s.sample_rate, s.block_seconds,
-                self._ahead, s.timeout, self._started,
+                jobs_in,
+                results_out,
+                self._current,
+                self._queued,
+                slot,
+                s.grid,
+                s.sample_rate,
+                s.block_seconds,
+                self._ahead,
+                s.timeout,
+                self._started,
             ),
             daemon=True,
         )

@@ -120,8 +120,7 @@ def infer_spec(state_dict: Mapping[str, Any]) -> ModelSpec:
             f"not a DyMN or MobileNetV3 state dict: it has {len(keys)} entries"
             + (f" ({_describe_keys(keys)})" if keys else "")
             + "; expected keys such as 'in_c.0.weight' and 'layers.0.depth_conv.weight' (DyMN) "
-            "or 'features.0.0.weight' and 'features.1.block.0.0.weight' (MobileNetV3)"
-            + _foreign_hint(state_dict)
+            "or 'features.0.0.weight' and 'features.1.block.0.0.weight' (MobileNetV3)" + _foreign_hint(state_dict)
         )
 
     name = _FAMILY_NAMES[family]
@@ -142,8 +141,7 @@ def infer_spec(state_dict: Mapping[str, Any]) -> ModelSpec:
         if _expected_signature(width) == found:
             if len(output) != 2 or output[1] != hidden[0]:
                 raise WeightsError(
-                    f"{name} state dict: classifier.5.weight has shape {list(output)}, "
-                    f"expected [num_classes, {hidden[0]}]"
+                    f"{name} state dict: classifier.5.weight has shape {list(output)}, expected [num_classes, {hidden[0]}]"
                 )
             return ModelSpec(family=family, width=width, num_classes=output[0])
 

@@ -66,8 +66,7 @@ def download(
     except OSError as e:
         if not target.is_file():
             raise DownloadError(
-                f"cannot write to the weights cache {directory}: {e.strerror or e}; "
-                f"set {CACHE_DIR_ENV} to a writable directory"
+                f"cannot write to the weights cache {directory}: {e.strerror or e}; set {CACHE_DIR_ENV} to a writable directory"
             ) from None
         lock = contextlib.nullcontext()  # a read-only cache that already has the file
     try:
@@ -136,9 +135,7 @@ def _verify_cached(path: Path, expected: str | None) -> None:
 def _read_hash_record(record_path: Path) -> str:
     text = record_path.read_text(encoding="ascii", errors="replace").split()
     if not text or not SHA256_PATTERN.fullmatch(text[0].lower()):
-        raise DownloadError(
-            f"hash record {record_path} is unreadable; delete it and the file beside it to download again"
-        )
+        raise DownloadError(f"hash record {record_path} is unreadable; delete it and the file beside it to download again")
     return text[0].lower()
 
 
@@ -154,13 +151,10 @@ def _fetch(url: str, target: Path, expected: str | None, *, progress: bool) -> N
     try:
         digest, received, total = _stream(request, partial.stream, progress=progress, label=target.name)
         if total is not None and received != total:
-            raise DownloadError(
-                f"cannot download {url}: the connection closed after {received} of {total} bytes"
-            )
+            raise DownloadError(f"cannot download {url}: the connection closed after {received} of {total} bytes")
         if expected is not None and digest != expected:
             raise DownloadError(
-                f"downloaded {url} but its SHA-256 {digest} does not match the expected {expected}; "
-                "nothing was saved"
+                f"downloaded {url} but its SHA-256 {digest} does not match the expected {expected}; nothing was saved"
             )
         # The record first: a file in the cache then always has its record (see _verify_cached).
         _write_hash_record(target, digest)

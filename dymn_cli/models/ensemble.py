@@ -69,7 +69,9 @@ def load_members(
     `sha256` is the hash of the one checkpoint asked for: with several (an ensemble) it would be
     ambiguous, and is refused. Every member must predict the 527 AudioSet classes.
     """
-    count = len([weights] if isinstance(weights, (str, Path)) else list(weights)) if weights is not None else len(split_names(model))
+    count = (
+        len([weights] if isinstance(weights, (str, Path)) else list(weights)) if weights is not None else len(split_names(model))
+    )
     if sha256 is not None and count != 1:
         raise UsageError(
             f"--sha256 is the hash of one checkpoint, and {count} were given: check each file with "

@@ -63,9 +63,7 @@ class ConcurrentSE(nn.Module):
 class InvertedResidual(nn.Module):
     """Expand (if E != I) -> depthwise -> squeeze-excitation (optional) -> project, plus the shortcut."""
 
-    def __init__(
-        self, in_c: int, kernel: int, expanded: int, out_c: int, *, se: bool, hardswish: bool, stride: int
-    ) -> None:
+    def __init__(self, in_c: int, kernel: int, expanded: int, out_c: int, *, se: bool, hardswish: bool, stride: int) -> None:
         super().__init__()
         act = nn.Hardswish if hardswish else nn.ReLU
         self.use_residual = stride == 1 and in_c == out_c
@@ -73,9 +71,7 @@ class InvertedResidual(nn.Module):
         layers: list[nn.Module] = []
         if expanded != in_c:
             layers.append(ConvNormAct(in_c, expanded, activation=act))
-        layers.append(
-            ConvNormAct(expanded, expanded, kernel_size=kernel, stride=stride, groups=expanded, activation=act)
-        )
+        layers.append(ConvNormAct(expanded, expanded, kernel_size=kernel, stride=stride, groups=expanded, activation=act))
         if se:
             layers.append(ConcurrentSE(expanded))
         layers.append(ConvNormAct(expanded, out_c, activation=None))

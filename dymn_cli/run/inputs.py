@@ -87,7 +87,10 @@ def walk_audio_files(folder: str, *, recursive: bool = True) -> Iterator[str]:
         shown = ", ".join(special[:5]) + (f" and {len(special) - 5} more" if len(special) > 5 else "")
         logging.getLogger("dymn_cli").warning(
             "%s: left out %d special file%s (not regular files, never opened): %s",
-            folder, len(special), "s" if len(special) > 1 else "", shown,
+            folder,
+            len(special),
+            "s" if len(special) > 1 else "",
+            shown,
         )
 
 

@@ -44,14 +44,20 @@ def choose_head(
     if head is None:
         if with_audioset:
             raise UsageError("--with-audioset goes with --head: without a head the AudioSet classes are all there is")
-        return HeadChoice(None, Vocabulary.audioset(), DEFAULT_WINDOW if window is None else window,
-                          DEFAULT_WINDOW if hop is None else hop)
+        return HeadChoice(
+            None, Vocabulary.audioset(), DEFAULT_WINDOW if window is None else window, DEFAULT_WINDOW if hop is None else hop
+        )
     loaded = load_head(head)
     if window is not None and abs(window - loaded.window) > 1e-9:
-        log.warning("%s was trained on %g s windows; tagging with %g s windows may score its classes worse",
-                    head, loaded.window, window)
-    return HeadChoice(loaded, Vocabulary.with_head(loaded.classes, audioset=with_audioset),
-                      loaded.window if window is None else window, loaded.hop if hop is None else hop)
+        log.warning(
+            "%s was trained on %g s windows; tagging with %g s windows may score its classes worse", head, loaded.window, window
+        )
+    return HeadChoice(
+        loaded,
+        Vocabulary.with_head(loaded.classes, audioset=with_audioset),
+        loaded.window if window is None else window,
+        loaded.hop if hop is None else hop,
+    )
 
 
 def per_input_format(format: str | None) -> bool:

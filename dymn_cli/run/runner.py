@@ -78,8 +78,9 @@ class RunSummary:
         audio and wall time as h:mm:ss, and where the time went for as much as fits."""
         skipped = f", {self.skipped} skipped" if self.skipped else ""
         stopped = f", {self.interrupted}" if self.interrupted else ""
-        base = (f"{self.tagged} tagged, {self.failed} failed{skipped}, "
-                f"{clock(self.audio_seconds)} of audio in {clock(self.elapsed)}")
+        base = (
+            f"{self.tagged} tagged, {self.failed} failed{skipped}, {clock(self.audio_seconds)} of audio in {clock(self.elapsed)}"
+        )
         candidates = [f"{base} ({detail}){stopped}" for detail in self.timings()] + [f"{base}{stopped}"]
         return next((line for line in candidates if len(line) <= width), candidates[-1])
 
@@ -118,9 +119,7 @@ class RunSettings:
     file_timeout: float | None = None
 
 
-def collect_inputs(
-    paths: Sequence[str], *, files_from: str | None, recursive: bool, problems: list[InputProblem]
-) -> list[Input]:
+def collect_inputs(paths: Sequence[str], *, files_from: str | None, recursive: bool, problems: list[InputProblem]) -> list[Input]:
     """Inputs named on the command line and in a file list, each once, in the order given."""
     if files_from == STDIN and STDIN in paths:
         raise UsageError("standard input cannot carry both audio (-) and a file list (--files-from -)")
@@ -302,7 +301,9 @@ def label_inputs(
     return summary
 
 
-def _more_outputs(paths: Sequence[Path], *, options: OutputOptions, inputs: list[Input], resume: bool) -> list[tuple[Path, type[Writer]]]:
+def _more_outputs(
+    paths: Sequence[Path], *, options: OutputOptions, inputs: list[Input], resume: bool
+) -> list[tuple[Path, type[Writer]]]:
     """The writer of each further output file (format from its extension), checked before the model loads;
     `_check_outputs` then checks them as files like every other output."""
     if not paths:
@@ -404,7 +405,9 @@ def _previous_records(
         raise UsageError(f"{output}: cannot resume from this file: {error}") from error
 
 
-def _check_previous_model(writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str) -> None:
+def _check_previous_model(
+    writer_type: type[Writer], output: Path | None, options: OutputOptions, settings: dict[str, Any], model: str
+) -> None:
     assert output is not None
     try:
         writer_type.check_resumable(output, options=options, settings=settings, model=model)
@@ -425,7 +428,10 @@ def _decode_first(todo: list[Input], settings: RunSettings, workers: int) -> Dec
     # at most 128 windows: 330 MB of read-ahead at 10 s.
     batch_hint = settings.batch_size or min(8 * _torch_threads_guess(), 128)
     pipeline = PipelineSettings(
-        grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=frontend.sample_rate,
+        grid=grid,
+        batch_size=grid.batch_size(batch_hint),
+        workers=workers,
+        sample_rate=frontend.sample_rate,
         timeout=settings.file_timeout,
     )
     return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)

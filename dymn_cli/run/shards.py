@@ -19,6 +19,7 @@ from dymn_cli.errors import UsageError
 DEFAULT_PART_SIZE = 1000
 """Inputs per part file (`--output-dir`) unless `--part-size` says otherwise."""
 
+
 @dataclass(frozen=True)
 class Shard:
     """Shard `index` of `count` (0 <= index < count)."""

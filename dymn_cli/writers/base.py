@@ -101,8 +101,7 @@ def score(value: float) -> float:
 
 def label_entries(scores: np.ndarray, options: OutputOptions, classes: Vocabulary) -> list[dict[str, Any]]:
     return [
-        {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])}
-        for i in options.select(scores)
+        {"label": classes[i].name, "mid": classes[i].mid, "index": i, "score": score(scores[i])} for i in options.select(scores)
     ]
 
 
@@ -144,7 +143,9 @@ class Writer:
     per_input: ClassVar[bool] = False  # one file per input; `target` is then a folder (None: beside each input)
     wide: ClassVar[bool] = False  # writes the one-row-per-input table of --wide
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         self.target = target.path if isinstance(target, Target) else target
         self.options = options
         self.header = header

@@ -97,8 +97,9 @@ class EventFileWriter(Writer):
         return per_input_target(source, suffix=self.suffix, directory=self.target, used=self._used)
 
     def events(self, result: TagResult) -> list[SoundEvent]:
-        found = detect_events(result, threshold=self.settings.threshold, min_duration=self.settings.min_duration,
-                              classes=self.options.classes)
+        found = detect_events(
+            result, threshold=self.settings.threshold, min_duration=self.settings.min_duration, classes=self.options.classes
+        )
         return strongest_labels(found, self.options.top)
 
     def render(self, events: list[SoundEvent]) -> str:
@@ -132,8 +133,19 @@ class RavenWriter(EventFileWriter):
 
     name = "raven"
     suffix = ".Table.1.selections.txt"
-    COLUMNS = ("Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
-               "Label", "MID", "Peak Score", "Mean Score")
+    COLUMNS = (
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+        "Label",
+        "MID",
+        "Peak Score",
+        "Mean Score",
+    )
 
     def write(self, outcome: TagResult | TagFailure) -> None:
         if isinstance(outcome, TagResult):
@@ -155,10 +167,23 @@ class RavenWriter(EventFileWriter):
         nyquist = f"{getattr(self, '_band', self.sample_rate / 2):.1f}"
         lines = ["\t".join(self.COLUMNS)]
         for number, e in enumerate(events, start=1):
-            lines.append("\t".join([
-                str(number), "Spectrogram 1", "1", _seconds(e.start), _seconds(e.end), "0.0", nyquist,
-                _clean(e.label), e.mid, f"{e.peak:.6f}", f"{e.mean:.6f}",
-            ]))
+            lines.append(
+                "\t".join(
+                    [
+                        str(number),
+                        "Spectrogram 1",
+                        "1",
+                        _seconds(e.start),
+                        _seconds(e.end),
+                        "0.0",
+                        nyquist,
+                        _clean(e.label),
+                        e.mid,
+                        f"{e.peak:.6f}",
+                        f"{e.mean:.6f}",
+                    ]
+                )
+            )
         return "\n".join(lines) + "\n"
 
 

@@ -38,16 +38,20 @@ def embedding_arrays(
     arrays: dict[str, np.ndarray] = {
         "paths": np.array([r.source for r in results], dtype=str),
         "clip_embeddings": np.stack([r.embedding for r in results]).astype(np.float32)
-        if results else np.zeros((0, width), dtype=np.float32),
+        if results
+        else np.zeros((0, width), dtype=np.float32),
     }
     if windows:
         arrays["window_embeddings"] = (
-            np.concatenate([r.embeddings for r in results]).astype(np.float32) if results
+            np.concatenate([r.embeddings for r in results]).astype(np.float32)
+            if results
             else np.zeros((0, width), dtype=np.float32)
         )
-        arrays["window_path_index"] = np.concatenate(
-            [np.full(len(r.starts), n, dtype=np.int64) for n, r in enumerate(results)]
-        ) if results else np.zeros(0, dtype=np.int64)
+        arrays["window_path_index"] = (
+            np.concatenate([np.full(len(r.starts), n, dtype=np.int64) for n, r in enumerate(results)])
+            if results
+            else np.zeros(0, dtype=np.int64)
+        )
         # the window record every output shares (`TagResult.window_times`): they join on (path, start, end)
         times = [r.window_times() for r in results]
         arrays["window_starts"] = np.concatenate([s for s, _ in times]) if results else np.zeros(0)
@@ -95,11 +99,18 @@ class EmbeddingWriter:
             # Keep only what the archive needs: not the [n_windows, 527] scores, nor (without
             # windows) more than the clip embedding.
             embeddings = outcome.embeddings if self.windows else outcome.embedding[None, :]
-            self._results.append(TagResult(
-                source=outcome.source, duration=outcome.duration, scores=outcome.scores[:0],
-                starts=outcome.starts, ends=outcome.ends, window_scores=outcome.window_scores[:0, :0],
-                embeddings=embeddings, classes=outcome.classes,
-            ))
+            self._results.append(
+                TagResult(
+                    source=outcome.source,
+                    duration=outcome.duration,
+                    scores=outcome.scores[:0],
+                    starts=outcome.starts,
+                    ends=outcome.ends,
+                    window_scores=outcome.window_scores[:0, :0],
+                    embeddings=embeddings,
+                    classes=outcome.classes,
+                )
+            )
 
     def close(self) -> None:
         save_embeddings(self._results, self.path, windows=self.windows, window=self.window, hop=self.hop)
@@ -123,7 +134,11 @@ def merge_embeddings(
         if "paths" not in arrays or "clip_embeddings" not in arrays:
             raise UsageError(f"{source}: not an embeddings archive (no paths and clip_embeddings)")
         windows = "window_embeddings" in arrays
-        this = (windows, arrays["clip_embeddings"].shape[1], *(float(arrays[k]) for k in ("window_seconds", "hop_seconds") if k in arrays))
+        this = (
+            windows,
+            arrays["clip_embeddings"].shape[1],
+            *(float(arrays[k]) for k in ("window_seconds", "hop_seconds") if k in arrays),
+        )
         if layout is None:
             layout = this
         elif this[:2] != layout[:2] or (len(this) == len(layout) == 4 and this != layout):
@@ -134,8 +149,11 @@ def merge_embeddings(
             entry = {"clip": arrays["clip_embeddings"][row]}
             if windows:
                 mine = arrays["window_path_index"] == row
-                entry.update(embeddings=arrays["window_embeddings"][mine], starts=arrays["window_starts"][mine],
-                             ends=arrays["window_ends"][mine])
+                entry.update(
+                    embeddings=arrays["window_embeddings"][mine],
+                    starts=arrays["window_starts"][mine],
+                    ends=arrays["window_ends"][mine],
+                )
             entries[path] = entry
         timing = {k: float(arrays[k]) for k in ("window_seconds", "hop_seconds") if k in arrays}
     if layout is None:
@@ -144,15 +162,22 @@ def merge_embeddings(
     width = layout[1]
     merged: dict[str, np.ndarray] = {
         "paths": np.array(ordered, dtype=str),
-        "clip_embeddings": np.stack([entries[p]["clip"] for p in ordered]).astype(np.float32) if ordered
+        "clip_embeddings": np.stack([entries[p]["clip"] for p in ordered]).astype(np.float32)
+        if ordered
         else np.zeros((0, width), dtype=np.float32),
     }
     if layout[0]:
         parts = [entries[p] for p in ordered]
-        merged["window_embeddings"] = np.concatenate([e["embeddings"] for e in parts]).astype(np.float32) \
-            if parts else np.zeros((0, width), dtype=np.float32)
-        merged["window_path_index"] = np.concatenate([np.full(len(e["starts"]), n, dtype=np.int64) for n, e in enumerate(parts)]) \
-            if parts else np.zeros(0, dtype=np.int64)
+        merged["window_embeddings"] = (
+            np.concatenate([e["embeddings"] for e in parts]).astype(np.float32)
+            if parts
+            else np.zeros((0, width), dtype=np.float32)
+        )
+        merged["window_path_index"] = (
+            np.concatenate([np.full(len(e["starts"]), n, dtype=np.int64) for n, e in enumerate(parts)])
+            if parts
+            else np.zeros(0, dtype=np.int64)
+        )
         merged["window_starts"] = np.concatenate([e["starts"] for e in parts]) if parts else np.zeros(0)
         merged["window_ends"] = np.concatenate([e["ends"] for e in parts]) if parts else np.zeros(0)
     if len(layout) == 4:

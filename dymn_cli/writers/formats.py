@@ -40,7 +40,9 @@ class CsvWriter(Writer):
     EVENT_COLUMNS = ["path", "start", "end", "label", "mid", "index", "peak", "mean"]
     wide = True
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         super().__init__(target, options=options, header=header, append=append)
         self.validate(options=options, target=self.target, inputs=())
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
@@ -162,7 +164,9 @@ class JsonWriter(Writer):
     mergeable = True
     _INDENT = "\n    "
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         super().__init__(target, options=options, header=header, append=append)
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
         opening = json_text({**header, "files": []}, indent=2)
@@ -214,7 +218,9 @@ class JsonlWriter(Writer):
     extension = ".jsonl"
     mergeable = True
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         super().__init__(target, options=options, header=header, append=append)
         resolved = target if isinstance(target, Target) else resolve_target(target)
         first = _jsonl_line(header) if resolved.is_file and header else b""
@@ -271,7 +277,9 @@ class ParquetWriter(CsvWriter):
     STRINGS, INTEGERS = ("path", "label", "mid"), ("rank", "index")
     ROW_GROUP = 65_536
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         Writer.__init__(self, target, options=options, header=header, append=append)
         self.validate(options=options, target=self.target, inputs=())
         self._table = _ParquetTable(target, columns=self.columns(options), header=header)
@@ -326,8 +334,10 @@ class _ParquetTable:
 
     def __init__(self, target: Path | Target | None, *, columns: Sequence[str], header: dict[str, Any]) -> None:
         pa = _pyarrow()
-        self._types = [pa.string() if c in ParquetWriter.STRINGS else pa.int32() if c in ParquetWriter.INTEGERS else pa.float64()
-                       for c in columns]
+        self._types = [
+            pa.string() if c in ParquetWriter.STRINGS else pa.int32() if c in ParquetWriter.INTEGERS else pa.float64()
+            for c in columns
+        ]
         self._schema = pa.schema(list(zip(columns, self._types)), metadata={"dymn": json_text(header)})
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
         self._file.on_complete = None
@@ -388,7 +398,9 @@ class TableWriter(Writer):
     extension = ".txt"
     resumable = False
 
-    def __init__(self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False) -> None:
+    def __init__(
+        self, target: Path | Target | None, *, options: OutputOptions, header: dict[str, Any], append: bool = False
+    ) -> None:
         super().__init__(target, options=options, header=header, append=append)
         self._file = OutputFile(target if isinstance(target, Target) else resolve_target(target))
         self._terminal = not self._file.target.is_file and is_terminal(self._file.target)
@@ -403,7 +415,9 @@ class TableWriter(Writer):
         console = Console(file=buffer, width=None if self._terminal else 100, force_terminal=self._terminal or None)
         console.print(
             f"{printable(outcome.source)}  ({outcome.duration:.1f} s, {_plural(len(outcome.starts), 'window')})",
-            markup=False, highlight=False, soft_wrap=True,
+            markup=False,
+            highlight=False,
+            soft_wrap=True,
         )
         table = Table()
         table.add_column("rank", justify="right")
@@ -502,7 +516,7 @@ def _json_values(stream: TextIO) -> Iterator[Any]:
 
     skip("{")
     peek_value()
-    if buffer[position:position + 1] == "}":
+    if buffer[position : position + 1] == "}":
         return
     while True:
         key = value()
@@ -510,7 +524,7 @@ def _json_values(stream: TextIO) -> Iterator[Any]:
         if key == "files":
             skip("[")
             peek_value()
-            if buffer[position:position + 1] == "]":
+            if buffer[position : position + 1] == "]":
                 position += 1
             else:
                 while True:

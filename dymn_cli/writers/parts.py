@@ -94,7 +94,6 @@ class PartWriter(Writer):
             current.close()
 
 
-
 def part_writer(format: str | None, folder: Path, *, part_size: int, stem: str = "part", resume: bool) -> type[PartWriter]:
     """The writer type for `--output-dir FOLDER` in `format` (default JSONL). Parts are named
     `STEM-00000.ext` (the run of one shard of an array gives its own stem, so that the jobs can share

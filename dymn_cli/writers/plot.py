@@ -60,7 +60,9 @@ def loudness_of_waveform(waveform: np.ndarray, sample_rate: int, *, frame: int |
     return _times(n, frame, len(wave), sample_rate), _db(power)
 
 
-def loudness(source: str | os.PathLike[str], *, sample_rate: int = 32_000, duration: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+def loudness(
+    source: str | os.PathLike[str], *, sample_rate: int = 32_000, duration: float | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Loudness (see `loudness_of_waveform`) of an audio file, streamed in blocks: flat memory."""
     from dymn_cli.audio.decode import audio_info, stream_audio
 
@@ -147,7 +149,8 @@ def plot_timeline(
     hop = float(result.starts[1] - result.starts[0]) if len(result.starts) > 1 else window
     figure.suptitle(
         title or f"{name}   ({_clock(duration)}, {len(result.starts)} windows of {window:g} s every {hop:g} s)",
-        fontsize=13, fontweight="bold",
+        fontsize=13,
+        fontweight="bold",
     )
 
     if loud_axes is not None and level is not None:
@@ -164,13 +167,22 @@ def plot_timeline(
         slots = slot_scores(result.starts, result.ends, result.window_scores, duration, classes=picked)
         values = np.ma.masked_invalid(slots.scores.T)
         cmap = colormaps["magma"].with_extremes(bad="#d9d9d9")
-        mesh = heat_axes.pcolormesh(slots.edges, np.arange(len(picked) + 1), values, cmap=cmap, vmin=0.0, vmax=1.0,
-                                    shading="flat", rasterized=True)
+        mesh = heat_axes.pcolormesh(
+            slots.edges, np.arange(len(picked) + 1), values, cmap=cmap, vmin=0.0, vmax=1.0, shading="flat", rasterized=True
+        )
         row_of = {index: row for row, index in enumerate(picked)}
         for event in events or ():
             if event.index in row_of:
-                heat_axes.add_patch(Rectangle((event.start, row_of[event.index] + 0.06), event.end - event.start, 0.88,
-                                              fill=False, edgecolor="#00e5ff", linewidth=1.4))
+                heat_axes.add_patch(
+                    Rectangle(
+                        (event.start, row_of[event.index] + 0.06),
+                        event.end - event.start,
+                        0.88,
+                        fill=False,
+                        edgecolor="#00e5ff",
+                        linewidth=1.4,
+                    )
+                )
         bar = figure.colorbar(mesh, ax=[a for a in (loud_axes, heat_axes) if a is not None], pad=0.01, fraction=0.03)
         bar.set_label("score")
         labels = [f"{result.classes[i].name}  {float(result.scores[i]):.2f}" for i in picked]

@@ -104,9 +104,7 @@ FORMATS = [
 ]
 
 
-@pytest.mark.parametrize(
-    "ext,rate,channels,options,decoder,tolerance_ms", FORMATS, ids=[f"{f[0][1:]}-{f[1]}" for f in FORMATS]
-)
+@pytest.mark.parametrize("ext,rate,channels,options,decoder,tolerance_ms", FORMATS, ids=[f"{f[0][1:]}-{f[1]}" for f in FORMATS])
 def test_format_decodes_to_32k_mono(tmp_path, ext, rate, channels, options, decoder, tolerance_ms):
     seconds = 0.6
     path = make_audio_file(tmp_path / f"tone{ext}", seconds=seconds, sample_rate=rate, channels=channels, **options)
@@ -177,7 +175,14 @@ def test_wav_subtypes_and_channels_match_librosa(tmp_path, subtype, channels):
 
 @pytest.mark.parametrize(
     "ext,rate,channels",
-    [(".flac", 44_100, 2), (".ogg", 22_050, 2), (".mp3", 44_100, 2), (".mp3", 16_000, 1), (".mp3", 22_050, 2), (".aiff", 96_000, 6)],
+    [
+        (".flac", 44_100, 2),
+        (".ogg", 22_050, 2),
+        (".mp3", 44_100, 2),
+        (".mp3", 16_000, 1),
+        (".mp3", 22_050, 2),
+        (".aiff", 96_000, 6),
+    ],
 )
 def test_soundfile_formats_match_librosa_bit_for_bit(tmp_path, ext, rate, channels):
     """Includes the MPEG-2 mp3 rates where a seek to 0 before reading changes samples by an ulp."""
@@ -474,7 +479,9 @@ def test_stream_memory_is_bounded(tmp_path, ext, seconds):
 def test_stream_to_other_rates(tmp_path):
     path = write_audio(tmp_path / "s.wav", noise(0.5, 44_100, 2, seed=4), 44_100)
     for rate in (16_000, 44_100, 48_000):
-        assert np.array_equal(collect(stream_audio(path, sample_rate=rate, block_seconds=0.05)), load_audio(path, sample_rate=rate))
+        assert np.array_equal(
+            collect(stream_audio(path, sample_rate=rate, block_seconds=0.05)), load_audio(path, sample_rate=rate)
+        )
 
 
 def test_stream_opens_eagerly_and_checks_arguments(tmp_path):
@@ -691,11 +698,39 @@ def test_audio_extensions_are_readable():
     libsndfile = {"." + e.lower() for e in ("wav", "flac", "ogg", "mp3", "aiff", "au", "caf", "w64", "rf64", "voc")}
     libsndfile |= {".wave", ".oga", ".opus", ".aif", ".aifc", ".snd"}
     ffmpeg = {
-        ".m4a": "mp4", ".m4b": "mp4", ".m4r": "mp4", ".mp4": "mp4", ".m4v": "mp4", ".mov": "mov", ".3gp": "3gp",
-        ".3g2": "3g2", ".aac": "aac", ".wma": "asf", ".wmv": "asf", ".asf": "asf", ".mka": "matroska",
-        ".mkv": "matroska", ".webm": "webm", ".weba": "webm", ".amr": "amr", ".awb": "amr", ".3ga": "3gp",
-        ".wv": "wv", ".ac3": "ac3", ".eac3": "eac3", ".dts": "dts", ".mp2": "mp2", ".ape": "ape", ".tta": "tta",
-        ".mpc": "mpc", ".spx": "ogg", ".ra": "rm", ".avi": "avi", ".flv": "flv", ".mpg": "mpeg", ".mpeg": "mpeg",
+        ".m4a": "mp4",
+        ".m4b": "mp4",
+        ".m4r": "mp4",
+        ".mp4": "mp4",
+        ".m4v": "mp4",
+        ".mov": "mov",
+        ".3gp": "3gp",
+        ".3g2": "3g2",
+        ".aac": "aac",
+        ".wma": "asf",
+        ".wmv": "asf",
+        ".asf": "asf",
+        ".mka": "matroska",
+        ".mkv": "matroska",
+        ".webm": "webm",
+        ".weba": "webm",
+        ".amr": "amr",
+        ".awb": "amr",
+        ".3ga": "3gp",
+        ".wv": "wv",
+        ".ac3": "ac3",
+        ".eac3": "eac3",
+        ".dts": "dts",
+        ".mp2": "mp2",
+        ".ape": "ape",
+        ".tta": "tta",
+        ".mpc": "mpc",
+        ".spx": "ogg",
+        ".ra": "rm",
+        ".avi": "avi",
+        ".flv": "flv",
+        ".mpg": "mpeg",
+        ".mpeg": "mpeg",
     }
     assert AUDIO_EXTENSIONS <= libsndfile | set(ffmpeg)
     assert all(fmt in av.formats_available for fmt in ffmpeg.values())

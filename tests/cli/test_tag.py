@@ -76,8 +76,20 @@ def test_no_recursive_only_takes_the_top_folder(corpus, weights):
 
 def test_json_document(corpus, weights, tmp_path):
     target = tmp_path / "out.json"
-    done = dymn_tag([str(corpus / "sub" / "b.flac"), str(corpus / "a.wav"), "-o", str(target), "--weights", weights,
-                "--top", "all", "--hop", "5"])
+    done = dymn_tag(
+        [
+            str(corpus / "sub" / "b.flac"),
+            str(corpus / "a.wav"),
+            "-o",
+            str(target),
+            "--weights",
+            weights,
+            "--top",
+            "all",
+            "--hop",
+            "5",
+        ]
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(target.read_text())
     assert document["settings"]["hop"] == 5.0 and document["settings"]["window"] == 10.0
@@ -118,7 +130,9 @@ def test_files_from_stdin(corpus, weights):
     done = dymn_tag(["--files-from", "-", "--weights", weights], stdin=listing)
     assert done.returncode == 0, done.stderr
     assert [json.loads(line)["path"] for line in done.stdout.decode().splitlines()] == [
-        str(corpus / "a.wav"), str(corpus / "sub" / "deeper" / "c.ogg")]
+        str(corpus / "a.wav"),
+        str(corpus / "sub" / "deeper" / "c.ogg"),
+    ]
 
 
 def test_a_bad_file_exits_1_and_the_others_are_still_written(corpus, weights, tmp_path):
@@ -188,12 +202,24 @@ def test_download_from_loopback_mirror(tmp_path, golden_dir):
 
 
 def test_the_summary_fits_one_line_of_100_columns_with_durations_as_clock_time():
-    summary = RunSummary(tagged=1, audio_seconds=10.0, elapsed=4.2, load_seconds=2.9,
-                         pipeline=PipelineStats(windows=1, batches=1, inference=0.8, decoding=0.1))
+    summary = RunSummary(
+        tagged=1,
+        audio_seconds=10.0,
+        elapsed=4.2,
+        load_seconds=2.9,
+        pipeline=PipelineStats(windows=1, batches=1, inference=0.8, decoding=0.1),
+    )
     # (the waiting for audio, 0.1 s, is left out to fit: the network limited this run)
     assert summary.line() == "1 tagged, 0 failed, 0:00:10 of audio in 0:00:04 (2x realtime; load 2.9 s, network 0.8 s)"
-    huge = RunSummary(tagged=1_234_567, failed=12_345, skipped=99_999, audio_seconds=3_600 * 9_999.4, elapsed=3_600 * 25.5,
-                      load_seconds=12.3, pipeline=PipelineStats(windows=10**8, batches=10**6, inference=80_000.0, decoding=1_000.0))
+    huge = RunSummary(
+        tagged=1_234_567,
+        failed=12_345,
+        skipped=99_999,
+        audio_seconds=3_600 * 9_999.4,
+        elapsed=3_600 * 25.5,
+        load_seconds=12.3,
+        pipeline=PipelineStats(windows=10**8, batches=10**6, inference=80_000.0, decoding=1_000.0),
+    )
     line = huge.line()
     assert len("dymn-tag: " + line) <= 100, line
     assert line.startswith("1234567 tagged, 12345 failed, 99999 skipped, 9999:24:00 of audio in 25:30:00")

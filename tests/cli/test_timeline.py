@@ -83,7 +83,7 @@ def test_timeline_csv_rows_match_the_windows(corpus, weights, api, tmp_path):
         mine = [r for r in rows if r["path"] == str(path)]
         assert len(mine) == 3 * len(result.starts)
         for k, (start, end) in enumerate(zip(result.starts, result.ends)):
-            window = mine[3 * k: 3 * k + 3]
+            window = mine[3 * k : 3 * k + 3]
             assert [float(r["start"]) for r in window] == pytest.approx([float(start)] * 3)
             assert [float(r["end"]) for r in window] == pytest.approx([min(float(end), result.duration)] * 3)
             for r in window:
@@ -94,8 +94,28 @@ def test_timeline_csv_rows_match_the_windows(corpus, weights, api, tmp_path):
 
 def test_json_windows_and_events_with_label_selection(corpus, weights, api, tmp_path):
     target = tmp_path / "t.json"
-    done = tag_cli(str(corpus / "a.wav"), "--weights", weights, *WINDOW, "--timeline", "--events", "--top", "all", "--threshold",
-                   str(THRESHOLD), "--top", "all", "--labels", "Animal", "--exclude", "Dog", "--min-duration", "1", "-o", str(target))
+    done = tag_cli(
+        str(corpus / "a.wav"),
+        "--weights",
+        weights,
+        *WINDOW,
+        "--timeline",
+        "--events",
+        "--top",
+        "all",
+        "--threshold",
+        str(THRESHOLD),
+        "--top",
+        "all",
+        "--labels",
+        "Animal",
+        "--exclude",
+        "Dog",
+        "--min-duration",
+        "1",
+        "-o",
+        str(target),
+    )
     assert done.returncode == 0, done.stderr
     document = json.loads(target.read_text())
     assert document["settings"]["events"] == {"threshold": THRESHOLD, "min_duration": 1.0}
@@ -123,14 +143,27 @@ def test_json_windows_and_events_with_label_selection(corpus, weights, api, tmp_
 
 
 def test_events_csv(corpus, weights, api):
-    done = tag_cli(str(corpus / "sub" / "b.flac"), "--weights", weights, *WINDOW, "--events", "--top", "all", "--threshold", str(THRESHOLD),
-                   "--format", "csv")
+    done = tag_cli(
+        str(corpus / "sub" / "b.flac"),
+        "--weights",
+        weights,
+        *WINDOW,
+        "--events",
+        "--top",
+        "all",
+        "--threshold",
+        str(THRESHOLD),
+        "--format",
+        "csv",
+    )
     assert done.returncode == 0, done.stderr
     rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
     assert list(rows[0]) == ["path", "start", "end", "label", "mid", "index", "peak", "mean"]
     events = detect_events(api(corpus / "sub" / "b.flac"), threshold=THRESHOLD)
     assert events
-    assert [(r["label"], float(r["start"]), float(r["end"])) for r in rows] == [(e.label, pytest.approx(e.start), pytest.approx(e.end)) for e in events]
+    assert [(r["label"], float(r["start"]), float(r["end"])) for r in rows] == [
+        (e.label, pytest.approx(e.start), pytest.approx(e.end)) for e in events
+    ]
     assert [float(r["peak"]) for r in rows] == pytest.approx([e.peak for e in events], abs=1e-5)
 
 
@@ -140,11 +173,39 @@ def test_audacity_beside_inputs_and_raven_under_output_dir(corpus, weights, api,
         relative = path.relative_to(corpus)
         (work / "in" / relative).parent.mkdir(parents=True, exist_ok=True)
         (work / "in" / relative).write_bytes(path.read_bytes())
-    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--top", "all", "--labels", "Music",
-                   "--format", "audacity", cwd=work)
+    done = tag_cli(
+        "in",
+        "--weights",
+        weights,
+        *WINDOW,
+        "--threshold",
+        str(THRESHOLD),
+        "--top",
+        "all",
+        "--labels",
+        "Music",
+        "--format",
+        "audacity",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr
-    done = tag_cli("in", "--weights", weights, *WINDOW, "--threshold", str(THRESHOLD), "--top", "all", "--labels", "Music",
-                   "--format", "raven", "--output-dir", "tables", cwd=work)
+    done = tag_cli(
+        "in",
+        "--weights",
+        weights,
+        *WINDOW,
+        "--threshold",
+        str(THRESHOLD),
+        "--top",
+        "all",
+        "--labels",
+        "Music",
+        "--format",
+        "raven",
+        "--output-dir",
+        "tables",
+        cwd=work,
+    )
     assert done.returncode == 0, done.stderr
     music = select_classes(labels="Music")
     for relative, stem in ((Path("a.wav"), "a"), (Path("sub/b.flac"), "b")):
@@ -153,12 +214,14 @@ def test_audacity_beside_inputs_and_raven_under_output_dir(corpus, weights, api,
         labels = (work / "in" / relative).parent / f"{stem}.labels.txt"
         rows = [line.split("\t") for line in labels.read_text().splitlines()]
         assert [(float(a), float(b), name) for a, b, name in rows] == [
-            (pytest.approx(e.start, abs=1e-6), pytest.approx(e.end, abs=1e-6), e.label) for e in events]
+            (pytest.approx(e.start, abs=1e-6), pytest.approx(e.end, abs=1e-6), e.label) for e in events
+        ]
         table = work / "tables" / "in" / relative.parent / f"{stem}.Table.1.selections.txt"
         selections = list(csv.DictReader(table.open(newline=""), delimiter="\t"))
         assert [int(s["Selection"]) for s in selections] == list(range(1, len(events) + 1))
         assert [(float(s["Begin Time (s)"]), float(s["End Time (s)"]), s["Label"]) for s in selections] == [
-            (pytest.approx(e.start, abs=1e-6), pytest.approx(e.end, abs=1e-6), e.label) for e in events]
+            (pytest.approx(e.start, abs=1e-6), pytest.approx(e.end, abs=1e-6), e.label) for e in events
+        ]
         assert {s["View"] for s in selections} <= {"Spectrogram 1"} and {s["High Freq (Hz)"] for s in selections} <= {"16000.0"}
 
 
@@ -187,11 +250,16 @@ def test_embeddings_archive_leaves_failed_inputs_out(corpus, weights, api, tmp_p
         np.testing.assert_allclose(archive["window_starts"], np.concatenate([r.starts for r in results]))
         # the last window's end is clipped to the end of the file, as in the timeline: they join on (path, start, end)
         np.testing.assert_allclose(archive["window_ends"], np.concatenate([np.minimum(r.ends, r.duration) for r in results]))
-        timeline = {(json.loads(line)["path"], w["start"], w["end"])
-                    for line in done.stdout.decode().splitlines() if "windows" in json.loads(line)
-                    for w in json.loads(line)["windows"]}
-        archived = {(str(archive["paths"][i]), float(s), float(e))
-                    for i, s, e in zip(archive["window_path_index"], archive["window_starts"], archive["window_ends"])}
+        timeline = {
+            (json.loads(line)["path"], w["start"], w["end"])
+            for line in done.stdout.decode().splitlines()
+            if "windows" in json.loads(line)
+            for w in json.loads(line)["windows"]
+        }
+        archived = {
+            (str(archive["paths"][i]), float(s), float(e))
+            for i, s, e in zip(archive["window_path_index"], archive["window_starts"], archive["window_ends"])
+        }
         assert archived == timeline
     tagger = Tagger(weights=weights, device="cpu")
     np.testing.assert_allclose(tagger.embed(inputs[0], window=2.0, hop=HOP), results[0].embedding, atol=1e-5)

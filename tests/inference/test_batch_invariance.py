@@ -82,7 +82,10 @@ def batched_outputs_differing(engine: InferenceEngine, windows: np.ndarray, alon
             logits, embeddings = engine(windows[start : start + size])
             for position in range(size):
                 expected_logits, expected_embedding = alone[start + position]
-                if not (np.array_equal(logits[position], expected_logits[0]) and np.array_equal(embeddings[position], expected_embedding[0])):
+                if not (
+                    np.array_equal(logits[position], expected_logits[0])
+                    and np.array_equal(embeddings[position], expected_embedding[0])
+                ):
                     differing.append((start, size, position))
     return differing
 
@@ -133,14 +136,18 @@ def tagger() -> Tagger:
 
 
 def result_bytes(outcome) -> tuple[bytes, ...]:
-    return tuple(np.ascontiguousarray(a).tobytes() for a in (outcome.scores, outcome.window_scores, outcome.embedding, outcome.embeddings))
+    return tuple(
+        np.ascontiguousarray(a).tobytes() for a in (outcome.scores, outcome.window_scores, outcome.embedding, outcome.embeddings)
+    )
 
 
 WINDOWING = {"window": 2.0, "hop": 1.0}
 
 
 @pytest.mark.slow
-@settings(max_examples=8, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=8, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_tag_many_gives_the_same_bytes_for_any_batch_size_worker_count_and_order(tagger, corpus, data):
     plain = {o.source: result_bytes(o) for o in tagger.tag_many(corpus, **WINDOWING)}
@@ -160,8 +167,23 @@ def test_tag_many_gives_the_same_bytes_for_any_batch_size_worker_count_and_order
 
 
 def dymn_tag_records(paths: list[str], output: Path, *options: str) -> dict[str, str]:
-    args = [*paths, "-o", str(output), "--weights", str(GOLDEN / "dymn04_seed0.pt"), "--device", "cpu",
-            "--window", "2", "--hop", "1", "--top", "all", "--timeline", *options]
+    args = [
+        *paths,
+        "-o",
+        str(output),
+        "--weights",
+        str(GOLDEN / "dymn04_seed0.pt"),
+        "--device",
+        "cpu",
+        "--window",
+        "2",
+        "--hop",
+        "1",
+        "--top",
+        "all",
+        "--timeline",
+        *options,
+    ]
     dymn_tag(args, timeout=120, check=True)
     header, *lines = output.read_text().splitlines()  # (a JSONL file's first line says what wrote it)
     assert "path" not in json.loads(header)
@@ -174,7 +196,9 @@ def plain_records(corpus, tmp_path_factory) -> dict[str, str]:
 
 
 @pytest.mark.slow
-@settings(max_examples=2, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=2, deadline=None, derandomize=True, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.data())
 def test_dymn_tag_records_are_byte_identical_whatever_the_batching(corpus, plain_records, tmp_path_factory, data):
     folder = tmp_path_factory.mktemp("records")

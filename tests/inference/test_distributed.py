@@ -93,16 +93,36 @@ def test_folder_through_ray_equals_the_single_machine_run(ray_address, folder, d
     header, *records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
     assert header["model"] and "path" not in header  # (the header record the parts share)
     assert [r["path"] for r in records] == list(single_machine)
-    assert [r for r in records if "error" in r] == [{"path": str(folder / "sub" / "broken.wav"),
-                                                     "error": single_machine[str(folder / "sub" / "broken.wav")].reason}]
+    assert [r for r in records if "error" in r] == [
+        {"path": str(folder / "sub" / "broken.wav"), "error": single_machine[str(folder / "sub" / "broken.wav")].reason}
+    ]
 
 
 def test_cli_with_ray_reports_the_bad_file_and_writes_parts(ray_address, folder, dymn04_weights, single_machine, tmp_path):
     out = tmp_path / "out"
     done = subprocess.run(
-        [DYMN_TAG, str(folder), "--ray", ray_address, "--actors", "1", "--weights", str(dymn04_weights),
-         "--hop", str(HOP), "--top", "all", "--output-dir", str(out), "--format", "parquet", "--part-size", "3"],
-        capture_output=True, timeout=240,
+        [
+            DYMN_TAG,
+            str(folder),
+            "--ray",
+            ray_address,
+            "--actors",
+            "1",
+            "--weights",
+            str(dymn04_weights),
+            "--hop",
+            str(HOP),
+            "--top",
+            "all",
+            "--output-dir",
+            str(out),
+            "--format",
+            "parquet",
+            "--part-size",
+            "3",
+        ],
+        capture_output=True,
+        timeout=240,
     )
     stderr = done.stderr.decode()
     assert done.returncode == 1, stderr

@@ -202,7 +202,9 @@ def test_folded_constants_follow_the_parameters(name, state_dicts, cases, mels):
         other = create_model(family=name[:-2], width=0.4)
         other.load_state_dict(model.state_dict(), assign=True)
         other(mels)
-        other.load_state_dict({k: v.clone() for k, v in create_model(family=name[:-2], width=0.4).state_dict().items()}, assign=True)
+        other.load_state_dict(
+            {k: v.clone() for k, v in create_model(family=name[:-2], width=0.4).state_dict().items()}, assign=True
+        )
         assert not torch.allclose(other(mels)[0], expected, atol=1e-3)
         model64 = copy.deepcopy(model).double()
         assert model64(mels.double())[0].dtype == torch.float64
@@ -252,8 +254,10 @@ def test_conv2d_equals_torchs(in_channels, out_channels, kernel, stride, groups,
         ours, theirs = common.conv2d(x, weight, bias, **args), torch.nn.functional.conv2d(x, weight, bias, **args)
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-4)
         assert ours.stride() == theirs.stride()
-        torch.testing.assert_close(common.conv2d(x.double(), weight.double(), None, **args),
-                                   torch.nn.functional.conv2d(x.double(), weight.double(), None, **args))
+        torch.testing.assert_close(
+            common.conv2d(x.double(), weight.double(), None, **args),
+            torch.nn.functional.conv2d(x.double(), weight.double(), None, **args),
+        )
         with torch.autocast("cpu", dtype=torch.bfloat16):
             assert common.conv2d(x, weight, bias, **args).dtype == torch.bfloat16
 
@@ -346,8 +350,9 @@ def test_unknown_width_is_rejected():
 
 def test_fully_convolutional_head_is_rejected():
     with torch.device("meta"):
-        state_dict = {k: v for k, v in create_model(family="mn", width=1.0).state_dict().items()
-                      if not k.startswith("classifier")}
+        state_dict = {
+            k: v for k, v in create_model(family="mn", width=1.0).state_dict().items() if not k.startswith("classifier")
+        }
     state_dict["classifier.0.weight"] = torch.empty(527, 960, 1, 1, device="meta")
     with pytest.raises(WeightsError, match="not the MLP head"):
         infer_spec(state_dict)

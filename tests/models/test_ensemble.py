@@ -28,7 +28,9 @@ def test_ensemble_averages_member_logits(golden_dir, frontend_golden):
     wave = frontend_golden["long_23.7s"]
     result = tagger.tag(wave, sample_rate=32_000, window=10.0, hop=5.0)
 
-    windows = torch.stack([torch.nn.functional.pad(wave[s : s + 320_000], (0, max(0, s + 320_000 - len(wave)))) for s in range(0, 480_001, 160_000)])
+    windows = torch.stack(
+        [torch.nn.functional.pad(wave[s : s + 320_000], (0, max(0, s + 320_000 - len(wave)))) for s in range(0, 480_001, 160_000)]
+    )
     mels = LogMel()(windows)
     members = [build_model(load_checkpoint(p)) for p in paths]
     with torch.inference_mode():
@@ -58,7 +60,5 @@ def test_ensemble_of_registry_names_from_a_loopback_mirror(tmp_path, monkeypatch
         by_name = Tagger("dymn04_as,mn04_as", device="cpu")
     by_path = Tagger(weights=[tmp_path / "dymn04_as.pt", tmp_path / "mn04_as_mAP_432.pt"], device="cpu")
     wave = frontend_golden["short_3.3s"]
-    np.testing.assert_array_equal(
-        by_name.tag(wave, sample_rate=32_000).scores, by_path.tag(wave, sample_rate=32_000).scores
-    )
+    np.testing.assert_array_equal(by_name.tag(wave, sample_rate=32_000).scores, by_path.tag(wave, sample_rate=32_000).scores)
     assert by_name.name == "dymn04_as,mn04_as"

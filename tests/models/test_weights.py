@@ -303,7 +303,7 @@ def test_the_code_running_pickle_really_runs_code(tmp_path):
         (bytes(range(256)) * 4, "unrecognised binary data"),
         (b"\x80\x02" + bytes(range(256)), "not a readable PyTorch checkpoint"),  # looks like a pickle, is not one
         (b"PK\x03\x04" + bytes(100), "zip archive"),
-        (b"\x10\x00\x00\x00\x00\x00\x00\x00{\"w\": {}}      ", "safetensors"),
+        (b'\x10\x00\x00\x00\x00\x00\x00\x00{"w": {}}      ', "safetensors"),
     ],
     ids=["zero-bytes", "text", "html", "random-bytes", "pickle-like", "broken-zip", "safetensors"],
 )

@@ -64,8 +64,12 @@ def test_a_tagger_that_fails_to_load_stops_the_early_workers(files, tmp_path):
         raise RuntimeError("no model today")
 
     with pytest.raises(RuntimeError, match="no model today"):
-        label_inputs(files, tagger=broken_tagger, output=tmp_path / "out.jsonl",
-                     settings=RunSettings(window=1.0, hop=1.0, workers=2, decode_first=True))
+        label_inputs(
+            files,
+            tagger=broken_tagger,
+            output=tmp_path / "out.jsonl",
+            settings=RunSettings(window=1.0, hop=1.0, workers=2, decode_first=True),
+        )
     assert multiprocessing.active_children() == []
 
 
@@ -74,8 +78,9 @@ def test_a_decoding_started_for_other_windows_is_stopped_and_the_inputs_decoded_
 
     tagger = Tagger(weights=WEIGHTS, device="cpu", batch_size=2)
     other_grid = WindowGrid.from_seconds(window=1.0, hop=0.5, sample_rate=32_000)
-    early = start_decoding([DecodeJob(i, f, name=f) for i, f in enumerate(files)],
-                           PipelineSettings(grid=other_grid, batch_size=2, workers=1))
+    early = start_decoding(
+        [DecodeJob(i, f, name=f) for i, f in enumerate(files)], PipelineSettings(grid=other_grid, batch_size=2, workers=1)
+    )
     reused = list(tagger.tag_many(files, window=1.0, hop=1.0, workers=1, decoding=early))
     plain = list(tagger.tag_many(files, window=1.0, hop=1.0, workers=1))
     assert [len(r.starts) for r in reused] == [len(r.starts) for r in plain] == [3, 3, 3]
@@ -85,7 +90,9 @@ def test_a_decoding_started_for_other_windows_is_stopped_and_the_inputs_decoded_
 
 
 def _labels(path: Path) -> list[float]:
-    return [label["score"] for line in path.read_text().splitlines()[1:] for label in json.loads(line)["labels"]]  # (after the header)
+    return [
+        label["score"] for line in path.read_text().splitlines()[1:] for label in json.loads(line)["labels"]
+    ]  # (after the header)
 
 
 def test_a_single_file_gets_a_decode_worker_too(files, tmp_path):
@@ -98,8 +105,12 @@ def test_a_single_file_gets_a_decode_worker_too(files, tmp_path):
         return Tagger(weights=WEIGHTS, device="cpu")
 
     for decode_first in (True, False):
-        summary = label_inputs(files[:1], tagger=load_tagger, output=tmp_path / f"{decode_first}.jsonl",
-                               settings=RunSettings(window=1.0, hop=1.0, decode_first=decode_first))
+        summary = label_inputs(
+            files[:1],
+            tagger=load_tagger,
+            output=tmp_path / f"{decode_first}.jsonl",
+            settings=RunSettings(window=1.0, hop=1.0, decode_first=decode_first),
+        )
         assert summary.tagged == 1
     assert workers_at_load == [1, 0]  # (a library run with a tagger built already gains nothing from one)
 
@@ -109,8 +120,13 @@ def test_a_failing_progress_display_stops_the_early_workers(files, tmp_path):
         raise RuntimeError("no terminal")
 
     with pytest.raises(RuntimeError, match="no terminal"):
-        label_inputs(files, tagger=lambda: _tagger(), output=tmp_path / "out.jsonl", on_start=broken_display,
-                     settings=RunSettings(window=1.0, hop=1.0, workers=2, decode_first=True))
+        label_inputs(
+            files,
+            tagger=lambda: _tagger(),
+            output=tmp_path / "out.jsonl",
+            on_start=broken_display,
+            settings=RunSettings(window=1.0, hop=1.0, workers=2, decode_first=True),
+        )
     assert multiprocessing.active_children() == []
 
 

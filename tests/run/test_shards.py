@@ -133,8 +133,14 @@ def test_parts_resume_after_an_interruption_and_merge(tree, tmp_path):
 def test_merge_refuses_mixed_formats_and_settings(tree, tmp_path):
     a, b = tmp_path / "a.json", tmp_path / "b.json"
     fake_run(tree, output=a, shard=Shard(0, 2))
-    label_inputs([str(tree)], tagger=lambda: FakeTagger(), output=b, options=OutputOptions(top=4), shard=Shard(1, 2),
-                 settings=RunSettings(hop=5.0))
+    label_inputs(
+        [str(tree)],
+        tagger=lambda: FakeTagger(),
+        output=b,
+        options=OutputOptions(top=4),
+        shard=Shard(1, 2),
+        settings=RunSettings(hop=5.0),
+    )
     with pytest.raises(UsageError, match="other settings"):
         merge_outputs([a, b], tmp_path / "m.json")
     (tmp_path / "x.csv").write_text("path\n")

@@ -75,7 +75,15 @@ def test_raven_selection_table_under_output_dir(tmp_path, monkeypatch):
     target = out / "field" / "day1" / "walk.Table.1.selections.txt"
     with target.open(newline="") as stream:
         rows = list(csv.DictReader(stream, delimiter="\t"))
-    assert list(rows[0])[:7] == ["Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)"]
+    assert list(rows[0])[:7] == [
+        "Selection",
+        "View",
+        "Channel",
+        "Begin Time (s)",
+        "End Time (s)",
+        "Low Freq (Hz)",
+        "High Freq (Hz)",
+    ]
     expected = detect_events(result, threshold=0.5, min_duration=2.0, classes=[DOG, SPEECH])
     assert len(rows) == len(expected) == 2
     for number, (row, event) in enumerate(zip(rows, expected), start=1):
@@ -125,7 +133,14 @@ def test_embedding_archive(tmp_path):
     sink.write(results[1])
     sink.close()
     with np.load(tmp_path / "emb.npz") as archive:
-        assert set(archive.files) == {"paths", "clip_embeddings", "window_embeddings", "window_path_index", "window_starts", "window_ends"}
+        assert set(archive.files) == {
+            "paths",
+            "clip_embeddings",
+            "window_embeddings",
+            "window_path_index",
+            "window_starts",
+            "window_ends",
+        }
         assert list(archive["paths"]) == ["a.wav", "b.wav"]
         np.testing.assert_allclose(archive["clip_embeddings"], np.stack([r.embedding for r in results]), rtol=1e-6)
         np.testing.assert_array_equal(archive["window_embeddings"], np.concatenate([r.embeddings for r in results]))
