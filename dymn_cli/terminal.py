@@ -1,14 +1,23 @@
-"""Text for a terminal: what a file name may hold (any byte but / and NUL) must not drive it.
+"""Text for a terminal: what a file name may hold (any byte but / and NUL) must not drive it, and
+nothing written to the terminal lands inside a display that redraws itself (a progress bar).
 
 A name with a carriage return, an escape sequence or bytes that are not UTF-8 is shown escaped, so
 that every message stays one line and the terminal does only what we print.
+
+A live display (a bar, a spinner) redraws the bottom lines of the terminal in place. Anything else
+written to the terminal meanwhile (results on stdout, log lines on stderr) would be drawn into it:
+every such write goes through `terminal_output()`, which takes the display off the screen, lets the
+write happen, and draws the display again below it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
+import threading
+from collections.abc import Callable, Iterator
 
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\\\ud800-\udfff]")
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t", "\\": "\\\\"}
@@ -46,3 +55,34 @@ def quiet_native_stderr() -> None:
         sys.stderr = open(kept, "w", buffering=1, encoding="utf-8", errors="backslashreplace")  # noqa: SIM115
     except (OSError, AttributeError, ValueError):
         pass  # (no stderr at all, e.g. started with 2>&-: nothing to protect)
+
+
+_screen_lock = threading.RLock()  # (a log line from one thread, a result from another)
+_displays: list[tuple[Callable[[], None], Callable[[], None]]] = []
+
+
+@contextlib.contextmanager
+def live_display(hide: Callable[[], None], show: Callable[[], None]) -> Iterator[None]:
+    """While the block runs, a display that redraws itself holds the bottom of the terminal: `hide`
+    takes it off the screen (a transient rich Live: its `stop`), `show` draws it again (`start`)."""
+    with _screen_lock:
+        _displays.append((hide, show))
+    try:
+        yield
+    finally:
+        with _screen_lock:
+            _displays.remove((hide, show))
+
+
+@contextlib.contextmanager
+def terminal_output() -> Iterator[None]:
+    """Around a write to the terminal: the live displays are off the screen while it happens."""
+    with _screen_lock:
+        shown = list(_displays)
+        for hide, _ in reversed(shown):
+            hide()
+        try:
+            yield
+        finally:
+            for _, show in shown:
+                show()
