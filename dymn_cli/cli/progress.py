@@ -23,7 +23,7 @@ from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.inputs import Input, audio_seconds
 from dymn_cli.run.runner import clock
-from dymn_cli.terminal import live_display, printable
+from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")
 
@@ -73,6 +73,8 @@ class RunProgress:
         if not self.enabled:
             yield
             return
+        from dymn_cli.terminal import live_display  # (beside the run's imports: the display's own)
+
         with self._console.status(message, spinner="dots") as spinner, live_display(spinner.stop, spinner.start):
             yield
 
@@ -93,6 +95,8 @@ class RunProgress:
             refresh_per_second=1 / REFRESH_S,
         )
         self._progress.start()
+        from dymn_cli.terminal import live_display
+
         self._shown.enter_context(live_display(self._progress.stop, self._progress.start))
         self._task = self._progress.add_task("tagging", total=len(inputs), files=len(inputs), done=0, by_audio=False)
         self._windows_at_last = self.stats.windows
