@@ -25,7 +25,7 @@ from dymn_cli.cli.commands import COMMANDS, TAG, split_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.tag import EXAMPLES, tag_app
 from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
-from dymn_cli.terminal import printable, quiet_native_stderr, terminal_output
+from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
 
@@ -87,14 +87,6 @@ class _TerminalSafeFormatter(logging.Formatter):
         return super().formatMessage(record)
 
 
-class _TerminalHandler(logging.StreamHandler):  # type: ignore[type-arg]
-    """Log lines never land inside the progress display: it leaves the screen while one is written."""
-
-    def emit(self, record: logging.LogRecord) -> None:
-        with terminal_output():
-            super().emit(record)
-
-
 def _interrupt(signum: int, frame: object) -> None:
     raise SignalReceived(signum)
 
@@ -121,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(answer + "\n" if answer else "")
         sys.exit(0)
     quiet_native_stderr()  # (decoders in this process print their own notes on fd 2)
-    handler = _TerminalHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter(f"{PROG}: %(message)s"))
     logging.basicConfig(level=logging.INFO, handlers=[handler])
     command, command_args, prog_name = route(args)
