@@ -106,12 +106,13 @@ def test_the_readmes_generated_text_is_what_the_code_prints(tmp_path, name):
     )
 
 
-def test_the_install_block_gets_the_cpu_torch_before_anything_pulls_torch_from_pypi():
+def test_the_install_section_gets_the_cpu_torch_before_anything_pulls_torch_from_pypi():
     """pip keeps a torch that is installed: the CPU build must come first, or `.[torch]` pulls the
     CUDA build from PyPI (5.6 GB)."""
-    commands = [line.split("#")[0].strip() for line in readme_block("Install", "bash").splitlines()]
+    text = README.read_text()
+    section = text[text.index("## Install\n") : text.index("## Models\n")]
+    commands = [line.split("#")[0].strip() for line in section.splitlines()]
     installs = [c for c in commands if c.startswith("pip install")]
     assert installs[0] == "pip install torch --index-url https://download.pytorch.org/whl/cpu"
     assert all("torch" not in c or "-e" in c for c in installs[1:])  # (torch again only as the project's extra)
-    text = README.read_text()
-    assert "With an NVIDIA GPU" in text[text.index("## Install") : text.index("## Models")]
+    assert "With an NVIDIA GPU" in section
