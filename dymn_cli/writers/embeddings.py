@@ -24,7 +24,7 @@ import numpy as np
 
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
-from dymn_cli.writers.targets import written
+from dymn_cli.writers.output_file import written
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "merge_embeddings", "save_embeddings"]
 
