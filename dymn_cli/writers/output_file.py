@@ -18,6 +18,7 @@ from pathlib import Path
 
 from dymn_cli.atomic import new_file_mode
 from dymn_cli.errors import OutputClosed, OutputError
+from dymn_cli.terminal import terminal_output
 from dymn_cli.writers.targets import Target, describe_error, resolve_target
 
 __all__ = ["OutputFile", "rename_into_place", "written"]
@@ -40,6 +41,7 @@ class OutputFile:
         # called with the complete temporary file just before it is renamed into place (e.g. to
         # write the record of the settings that made it)
         self.on_complete: Callable[[OutputFile], None] | None = None
+        self._on_terminal = False
         try:
             if self.target.is_file:
                 assert self.target.real is not None
@@ -52,6 +54,7 @@ class OutputFile:
             else:
                 handle = os.open(self.target.real, os.O_WRONLY)  # (no O_TRUNC: a pipe or device is written, not replaced)
             self._stream: io.BufferedWriter = open(handle, "wb", closefd=True)  # type: ignore[assignment]
+            self._on_terminal = not self.target.is_file and os.isatty(handle)
         except OSError as error:
             self._fail(error)
 
@@ -72,7 +75,12 @@ class OutputFile:
         if self._done:  # (discarded after an error: nothing more goes anywhere)
             return len(data)
         try:
-            self._stream.write(data)
+            if self._on_terminal:  # (whole, with the progress display off the screen meanwhile)
+                with terminal_output():
+                    self._stream.write(data)
+                    self._stream.flush()
+            else:
+                self._stream.write(data)
         except OSError as error:
             self._fail(error)
         if self.target.is_file:

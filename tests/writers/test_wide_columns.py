@@ -8,7 +8,7 @@ import pytest
 
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import HeadError
-from dymn_cli.models.head import Backbone, ClassifierHead
+from dymn_cli.models.head import Backbone, ClassifierHead, save_head
 from dymn_cli.models.weights import sha256_file
 from tests.audio_factory import sine, write_audio
 from tests.support import DYMN04_WEIGHTS, dymn_tag
@@ -46,6 +46,33 @@ def awkward_head(names=AWKWARD):
 def test_a_head_whose_names_differ_only_in_case_is_refused():
     with pytest.raises(HeadError, match="differ in more than case: 'Dog' and 'dog'"):
         awkward_head(["Dog", "cat", "dog"])
+
+
+@pytest.mark.slow  # a dymn-tag run
+def test_a_wide_parquet_with_a_head_and_audioset_reads_in_every_client(tmp_path):
+    import duckdb
+    import pandas
+    import polars
+    import pyarrow.parquet
+
+    head = save_head(awkward_head(), tmp_path / "awkward.safetensors")
+    clip = write_audio(tmp_path / "a.wav", sine(3.0, 16_000), 16_000)
+    out = tmp_path / "wide.parquet"
+    done = dymn_tag([str(clip), "-w", str(DYMN04_WEIGHTS), "--head", str(head), "--with-audioset", "--wide", "-o", str(out)])
+    assert done.returncode == 0, done.stderr
+    columns = pyarrow.parquet.read_schema(out).names
+    assert len(columns) == 2 + 527 + len(AWKWARD) and "Speech" in columns and "head:Speech" in columns
+    assert polars.read_parquet(out).columns == columns
+    assert list(pandas.read_parquet(out).columns) == columns
+    assert [d[0] for d in duckdb.sql(f"SELECT * FROM '{out}'").description] == columns  # (DuckDB renames clashes)
+    csv = tmp_path / "wide.csv"
+    done = dymn_tag([str(clip), "-w", str(DYMN04_WEIGHTS), "--head", str(head), "--wide", "-o", str(csv)])
+    assert done.returncode == 0, done.stderr
+    assert [d[0] for d in duckdb.sql(f"SELECT * FROM read_csv('{csv}')").description] == [
+        "path",
+        "duration",
+        *(f"head:{name}" for name in AWKWARD),
+    ]
 
 
 @pytest.mark.slow

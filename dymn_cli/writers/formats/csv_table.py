@@ -46,7 +46,7 @@ class CsvWriter(Writer):
     def columns(cls, options: OutputOptions) -> list[str]:
         if options.wide:
             classes = options.class_table()
-            return ["path", "duration", *(classes[i].name for i in options.wide_classes())]
+            return ["path", "duration", *(classes[i].column for i in options.wide_classes())]
         if options.events is not None:
             return cls.EVENT_COLUMNS
         return cls.TIMELINE_COLUMNS if options.timeline else cls.CLIP_COLUMNS
