@@ -64,8 +64,6 @@ def more_output_writers(
     `check_outputs` then checks them as files like every other output."""
     if not paths:
         return []
-    if resume:
-        raise UsageError("--resume continues one output file: give a single -o")
     kinds = []
     for path in paths:
         kind = writer_class(None, path, stdout_is_terminal=False)
@@ -99,7 +97,9 @@ def check_outputs(
     if no_overwrite and not resume and target.is_file and target.exists:
         raise UsageError(f"{output}: already exists (--no-overwrite): add --resume to continue it, or name another file")
     for option, other in targets.items():
-        if no_overwrite and option != "-o" and other.is_file and other.exists:
+        if resume and option.startswith("-o #") and not other.is_file:
+            raise UsageError(f"{other.path}: --resume needs a file to continue, not a stream (pipe, terminal or device)")
+        if no_overwrite and option != "-o" and other.is_file and other.exists and not (resume and option.startswith("-o #")):
             raise UsageError(f"{other.path}: already exists (--no-overwrite)")
     return target
 
@@ -134,17 +134,22 @@ def check_previous_model(
 
 
 def finish_outputs(
-    writer: Any, sinks: Sequence[ResultSink], carried: deque[Input], previous: PreviousRecords, error: OutputError | None
+    sinks: Sequence[ResultSink],
+    unreached: Sequence[tuple[Any, deque[Input], PreviousRecords]],
+    close_previous: Any,
+    error: OutputError | None,
 ) -> tuple[OutputError | None, bool]:
-    """Close every output, also after an interruption: the records an earlier output held that this
-    run has not reached yet are carried over too (an interrupted `--resume` keeps all of them). An
-    output that failed keeps what it held before; the others are finished. Returns the first write
-    error, and whether a stream's reader went away meanwhile."""
+    """Close every output, also after an interruption: the records each earlier output held that this
+    run has not reached yet (`unreached`: each output's writer, those inputs and its records) are
+    carried over too (an interrupted `--resume` keeps all of them). An output that failed keeps what
+    it held before; the others are finished. Returns the first write error, and whether a stream's
+    reader went away meanwhile."""
     closed = False
     try:
-        while carried and error is None:
-            done = carried.popleft()
-            writer.write_existing(done.path, previous[done.path])
+        for writer, carried, previous in unreached:
+            while carried and error is None:
+                done = carried.popleft()
+                writer.write_existing(done.path, previous[done.path])
     except OutputClosed:
         closed = True
     except OutputError as failed:
@@ -157,5 +162,5 @@ def finish_outputs(
         except OutputError as failed:
             error = error or failed
             getattr(sink, "discard", lambda: None)()
-    previous.close()
+    close_previous()
     return error, closed

@@ -4,14 +4,13 @@ This is the library function behind `dymn-tag INPUTS...`; the CLI only parses op
 `label_inputs` reads as the run's steps, one function each: collect the inputs, select the shard,
 check the targets, read what is done, decode, load the tagger and open the outputs, tag and write,
 summarise. The steps live in the modules of their concern: `inputs`, `shards`, `outputs`,
-`decoding`, `summary` and `stop_signals`.
+`decoding`, `input_order`, `summary` and `stop_signals`.
 """
 
 from __future__ import annotations
 
 import signal
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from dymn_cli.inference.worker_pool import Decoding
 from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.decoding import decode_first, read_source, worker_count
+from dymn_cli.run.input_order import InputOrder
 from dymn_cli.run.inputs import Input, collect_inputs, missing_paths
 from dymn_cli.run.outputs import (
     ResultSink,
@@ -143,8 +143,17 @@ class _Plan:
     inputs: list[Input]  # every input of the run (of its shard), in order
     todo: list[Input]  # the inputs to tag
     missing: set[str]  # inputs that do not exist: each is one failed input, recorded without the tagger
-    previous: PreviousRecords  # what an earlier output holds (--resume)
+    previous: PreviousRecords  # what the earlier main output holds (--resume)
     run_settings: dict[str, Any]  # the settings that shape the scores, for the outputs' header
+    more_previous: list[PreviousRecords]  # what each further output file held (--resume), in -o order
+
+    def done(self, path: str) -> bool:
+        """Whether every output holds a record of `path` already (it is not tagged again)."""
+        return path in self.previous and all(path in more for more in self.more_previous)
+
+    def close(self) -> None:
+        for previous in (self.previous, *self.more_previous):
+            previous.close()
 
 
 @dataclass
@@ -161,6 +170,7 @@ class _Targets:
 class _Outputs:
     writer: Any  # the main output's writer (or a folder of part files)
     sinks: list[ResultSink]  # every output, the main one first
+    files: list[tuple[Any, PreviousRecords]]  # each output --resume continues, and what it held before
 
 
 def _check_targets(
@@ -197,9 +207,11 @@ def _read_done(
     previous = (
         read_previous(targets.writer_type, targets.output, options, run_settings, model_name) if resume else PreviousRecords()
     )
-    missing = missing - {path for path in missing if path in previous}
-    todo = [i for i in inputs if i.path not in previous and i.path not in missing]
-    return _Plan(inputs=inputs, todo=todo, missing=missing, previous=previous, run_settings=run_settings)
+    more = [read_previous(kind, path, options, run_settings, model_name) for path, kind in targets.more_types if resume]
+    plan = _Plan(inputs=inputs, todo=[], missing=missing, previous=previous, run_settings=run_settings, more_previous=more)
+    plan.missing = {path for path in missing if not plan.done(path)}
+    plan.todo = [i for i in inputs if not plan.done(i.path) and i.path not in plan.missing]
+    return plan
 
 
 def _decode_early(todo: list[Input], settings: RunSettings, workers: int) -> Decoding | None:
@@ -236,23 +248,34 @@ def _load_and_open(
         if early is not None and not tagger.takes_decoding:  # (e.g. a RayTagger decodes on its cluster)
             early.close()
             early = None
-        if resume and plan.previous and model_name is None:  # (the model is known only now)
-            check_previous_model(targets.writer_type, targets.output, options, plan.run_settings, tagger.name)
+        if resume and model_name is None:  # (the model is known only now)
+            for kind, path, previous in _file_outputs(targets, plan):
+                if previous:
+                    check_previous_model(kind, path, options, plan.run_settings, tagger.name)
         header = _header(tagger, plan.run_settings)
         target = targets.target
         append = resume and target is not None and target.exists
         writer = targets.writer_type(
             target if target is not None else targets.output, options=options, header=header, append=append
         )
-        more_writers = [kind(path, options=options, header=header) for path, kind in targets.more_types]
+        more_writers = [
+            kind(path, options=options, header=header, append=resume and path.exists()) for path, kind in targets.more_types
+        ]
         if on_start is not None:
             on_start(plan.todo)
     except BaseException:
         if early is not None:
             early.close()
-        plan.previous.close()
+        plan.close()
         raise
-    return tagger, _Outputs(writer=writer, sinks=[writer, *more_writers, *extra_sinks]), early
+    files = list(zip([writer, *more_writers], [plan.previous, *plan.more_previous]))
+    return tagger, _Outputs(writer=writer, sinks=[writer, *more_writers, *extra_sinks], files=files), early
+
+
+def _file_outputs(targets: _Targets, plan: _Plan) -> list[tuple[Any, Path | None, PreviousRecords]]:
+    """Each output that --resume continues: its writer class, path and earlier records, the main one first."""
+    more = [(kind, path, previous) for (path, kind), previous in zip(targets.more_types, plan.more_previous)]
+    return [(targets.writer_type, targets.output, plan.previous), *more]
 
 
 def _load_tagger(tagger: TaggerOrFactory, summary: RunSummary) -> AudioTagger:
@@ -276,46 +299,6 @@ def _header(tagger: AudioTagger, run_settings: dict[str, Any]) -> dict[str, Any]
     return header
 
 
-class _InputOrder:
-    """Hands outcomes to every output in input order: the records known without the tagger (carried
-    over from the earlier output, or failed because the input does not exist) go in between the
-    tagged ones where they belong."""
-
-    def __init__(
-        self, plan: _Plan, outputs: _Outputs, summary: RunSummary, on_outcome: Callable[[TagResult | TagFailure], None] | None
-    ) -> None:
-        self.plan, self.outputs, self.summary, self.on_outcome = plan, outputs, summary, on_outcome
-        self.carried = deque(i for i in plan.inputs if i.path in plan.previous or i.path in plan.missing)
-        self.position = {i.path: n for n, i in enumerate(plan.inputs)}
-
-    def tagged(self, item: Input, outcome: TagResult | TagFailure) -> None:
-        while self.carried and self.position[self.carried[0].path] < self.position[item.path]:
-            self._settle(self.carried.popleft())
-        outcome.source = item.path
-        self._deliver(outcome)
-
-    def settle_the_rest(self) -> None:
-        while self.carried:
-            self._settle(self.carried.popleft())
-
-    def unreached_records(self) -> deque[Input]:
-        """What the earlier output held that this run has not written yet (not the missing inputs: not reached)."""
-        return deque(i for i in self.carried if i.path in self.plan.previous)
-
-    def _settle(self, done: Input) -> None:
-        if done.path in self.plan.missing:
-            self._deliver(TagFailure(done.path, "file not found"))  # (the decoder's words for a file gone later)
-        else:
-            self.outputs.writer.write_existing(done.path, self.plan.previous[done.path])
-
-    def _deliver(self, outcome: TagResult | TagFailure) -> None:
-        self.summary.count(outcome)
-        for sink in self.outputs.sinks:
-            sink.write(outcome)
-        if self.on_outcome is not None:
-            self.on_outcome(outcome)
-
-
 def _tag_and_write(
     tagger: AudioTagger,
     plan: _Plan,
@@ -329,7 +312,7 @@ def _tag_and_write(
 ) -> OutputError | None:
     """Tag what is left and write every outcome as it comes, in input order; a signal, a closed stream
     or a write error stops the run, and every output is finished either way. Returns the write error."""
-    order = _InputOrder(plan, outputs, summary, on_outcome)
+    order = InputOrder(plan, outputs, summary, on_outcome)
     outcomes: Any = iter(())
     write_error: OutputError | None = None
     with signals_as_exceptions() as stop:
@@ -362,9 +345,7 @@ def _tag_and_write(
             getattr(outcomes, "close", lambda: None)()  # stops the decode workers now
             if decoding is not None:
                 decoding.close()  # (if the pipeline never started, it still holds them)
-            write_error, closed = finish_outputs(
-                outputs.writer, outputs.sinks, order.unreached_records(), plan.previous, write_error
-            )
+            write_error, closed = finish_outputs(outputs.sinks, order.unreached_records(), plan.close, write_error)
             summary.output_closed = summary.output_closed or closed
         if summary.interrupted is None and stop.received is not None:
             summary.interrupted = Interrupted(stop.received)
