@@ -18,7 +18,6 @@ from pathlib import Path
 
 from dymn_cli.atomic import new_file_mode
 from dymn_cli.errors import OutputClosed, OutputError
-from dymn_cli.terminal import terminal_output
 from dymn_cli.writers.targets import Target, describe_error, resolve_target
 
 __all__ = ["OutputFile", "rename_into_place", "written"]
@@ -76,6 +75,8 @@ class OutputFile:
             return len(data)
         try:
             if self._on_terminal:  # (whole, with the progress display off the screen meanwhile)
+                from dymn_cli.terminal import terminal_output
+
                 with terminal_output():
                     self._stream.write(data)
                     self._stream.flush()
