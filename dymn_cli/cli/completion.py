@@ -234,7 +234,12 @@ def run_option(option: str, args: list[str]) -> None:
     if option == SHOW:
         typer.echo(script(shell), nl=False)
         return
-    written = install(shell)
+    try:
+        written = install(shell)
+    except OSError as error:  # (a read-only home, a start-up file that is a folder...)
+        from dymn_cli.errors import OutputError
+
+        raise OutputError(f"{error.filename or 'the completion script'}: cannot write: {error.strerror or error}") from None
     logging.getLogger("dymn_cli").info(
         "%s completion installed: %s; it works in new %s sessions", shell, ", ".join(map(str, written)), shell
     )

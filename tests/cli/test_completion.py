@@ -101,6 +101,17 @@ def test_install_completion_twice_adds_one_line(tmp_path):
     assert (home / ".bash_completions" / "dymn-tag.sh").read_text() == script
 
 
+def test_an_unwritable_home_is_one_line(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".bashrc").mkdir()  # (a start-up file that cannot be written)
+    done = subprocess.run(
+        [DYMN_TAG, "--install-completion", "bash"], capture_output=True, text=True, env={**os.environ, "HOME": str(home)}
+    )
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.startswith(f"dymn-tag: error: {home / '.bashrc'}: cannot write: ") and done.stderr.count("\n") == 1
+
+
 def test_an_unknown_shell_is_one_usage_error(tmp_path):
     done = subprocess.run([DYMN_TAG, "--show-completion", "tcsh"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stdout == ""
