@@ -85,7 +85,7 @@ def test_per_input_files_and_a_table_from_one_run(folder, tmp_path):
     [
         ["-o", "x.csv", "-o", "./x.csv"],
         ["-f", "csv", "-o", "x.csv", "-o", "y.jsonl"],
-        ["-o", "x.csv", "-o", "y.jsonl", "--resume"],
+        ["-o", "x.csv", "-o", "/dev/stdout", "--resume"],  # (several -o resume, each a file: not a stream)
         ["--wide", "-o", "x.jsonl"],
         ["--wide", "--timeline", "-o", "x.csv"],
     ],
