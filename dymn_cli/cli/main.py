@@ -23,6 +23,7 @@ from typing import Any
 import typer
 
 from dymn_cli.cli.download import download_command
+from dymn_cli.cli.evaluate import evaluate_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
@@ -44,6 +45,7 @@ SUBCOMMANDS: dict[str, Callable[..., None]] = {
     "merge": merge_command,
     "train": train_command,
     "search": search_command,
+    "evaluate": evaluate_command,
 }
 
 commands_app = typer.Typer(
