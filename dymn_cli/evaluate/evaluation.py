@@ -77,17 +77,17 @@ def evaluate(
             truth_array[row, column[classes[span.label]]] = True
     scores = np.full((len(rows), len(ids)), np.nan)
     for row, result in enumerate(rows):
-        for mid, value in result.scores.items():
-            if mid in column:
-                scores[row, column[mid]] = value
+        wanted = [(column[mid], value) for mid, value in result.scores.items() if mid in column]
+        if wanted:
+            columns, values = zip(*wanted)
+            scores[row, list(columns)] = values
     missing = int(np.isnan(scores).sum())
     scores[np.isnan(scores)] = MISSING_SCORE
-    names = found.class_names()
     known = known_classes(found)
     evaluation = Evaluation(
         clip=clip_metrics(truth_array, scores, threshold=threshold),
         ids=ids,
-        names=[names.get(mid, known.get(mid, mid)) for mid in ids],
+        names=[known.get(mid, mid) for mid in ids],
         truth=truth_array,
         scores=scores,
         inputs=[path for _, path in matching.pairs],

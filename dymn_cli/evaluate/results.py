@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from dymn_cli.audioset.vocabulary import HEAD_ID_PREFIX, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.writers.names import name_from_csv
@@ -56,8 +58,8 @@ class ResultSet:
     def class_names(self) -> dict[str, str]:
         """Every class id seen in the results, with its name."""
         names: dict[str, str] = {}
-        for result in self.inputs.values():
-            names.update(result.names)
+        for table in {id(r.names): r.names for r in self.inputs.values()}.values():  # (one per file, shared)
+            names.update(table)
         return names
 
 
@@ -146,8 +148,28 @@ def _text(value: Any, what: str) -> str:
 
 
 def _labels(entries: Any, where: str, names: dict[str, str]) -> dict[str, float]:
+    """`{mid: score}` of a record's label list (checked in bulk: a `--top all` record holds 527)."""
     if not isinstance(entries, list):
         raise _Bad(f"{where}: 'labels' is not a list")
+    try:
+        mids = [entry["mid"] for entry in entries]
+        values = np.array([entry["score"] for entry in entries], dtype=np.float64)
+    except (TypeError, KeyError, ValueError):
+        return _labels_one_by_one(entries, where, names)
+    if values.dtype != np.float64 or not all(type(mid) is str and mid for mid in mids) or not np.isfinite(values).all():
+        return _labels_one_by_one(entries, where, names)
+    if any(type(entry["score"]) is bool for entry in entries):
+        return _labels_one_by_one(entries, where, names)
+    new = set(mids).difference(names)
+    if new:
+        for mid, entry in zip(mids, entries):
+            if mid in new and mid not in names:
+                names[mid] = _text(entry.get("label"), f"{where}: a label's name")
+    return dict(zip(mids, values.tolist()))
+
+
+def _labels_one_by_one(entries: list[Any], where: str, names: dict[str, str]) -> dict[str, float]:
+    """The slow path, which names the first bad entry."""
     scores: dict[str, float] = {}
     for entry in entries:
         if not isinstance(entry, dict):
@@ -158,7 +180,7 @@ def _labels(entries: Any, where: str, names: dict[str, str]) -> dict[str, float]
     return scores
 
 
-def _from_record(record: Any, file: Path, where: str) -> InputResult | tuple[str, str] | None:
+def _from_record(record: Any, file: Path, where: str, names: dict[str, str]) -> InputResult | tuple[str, str] | None:
     """One JSON input record; None for a header record (`{"model", "settings"}`, no `path`)."""
     if not isinstance(record, dict):
         raise _Bad(f"{where}: a record is not an object")
@@ -169,7 +191,6 @@ def _from_record(record: Any, file: Path, where: str) -> InputResult | tuple[str
     path = _text(record["path"], f"{where}: the path")
     if "error" in record:
         return path, str(record["error"])
-    names: dict[str, str] = {}
     result = InputResult(path, file, _labels(record.get("labels"), where, names))
     if record.get("duration") is not None:
         result.duration = _number(record["duration"], f"{where}: the duration")
@@ -211,6 +232,7 @@ def _json_value(text: str, where: str) -> Any:
 
 
 def _jsonl(file: Path) -> Iterator[InputResult | tuple[str, str]]:
+    names: dict[str, str] = {}  # (one table per file, shared by its records)
     with open(file, encoding="utf-8") as stream:
         for number, line in enumerate(stream, start=1):
             if not line.strip():
@@ -221,7 +243,7 @@ def _jsonl(file: Path) -> Iterator[InputResult | tuple[str, str]]:
                 if not line.endswith("\n") and number > 1:
                     continue  # (the half-written last line of a killed run)
                 raise
-            record = _from_record(value, file, f"line {number}")
+            record = _from_record(value, file, f"line {number}", names)
             if record is not None:
                 yield record
 
@@ -230,8 +252,9 @@ def _json(file: Path) -> Iterator[InputResult | tuple[str, str]]:
     document = _json_value(file.read_text(encoding="utf-8"), "the document")
     if not isinstance(document, dict) or not isinstance(document.get("files"), list):
         raise _Bad("no 'files' list (a dymn-tag JSON document holds {model, settings, files})")
+    names: dict[str, str] = {}
     for number, record in enumerate(document["files"], start=1):
-        found = _from_record(record, file, f"file record {number}")
+        found = _from_record(record, file, f"file record {number}", names)
         if found is not None:
             yield found
 
@@ -284,6 +307,7 @@ def _table(file: Path, header_rows: tuple[list[str], Iterator[list[Any]]]) -> It
     if columns not in (LONG_COLUMNS, TIMELINE_COLUMNS, EVENT_COLUMNS):
         raise _Bad(f"unexpected columns {','.join(columns)[:120]!r} (a dymn-tag table starts path,rank,... or path,duration,...)")
     current: InputResult | None = None
+    names: dict[str, str] = {}
     for number, row in enumerate(rows, start=2):
         if not row:
             continue
@@ -295,7 +319,7 @@ def _table(file: Path, header_rows: tuple[list[str], Iterator[list[Any]]]) -> It
         if current is None or current.path != path:
             if current is not None:
                 yield current
-            current = InputResult(path, file)
+            current = InputResult(path, file, names=names)
             if columns != LONG_COLUMNS:
                 current.windows, current.events = ([], None) if columns == TIMELINE_COLUMNS else (None, [])
         mid = _text(values["mid"], f"{where}: the mid")
