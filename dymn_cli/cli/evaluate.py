@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from dymn_cli.cli import metavars
+
 log = logging.getLogger("dymn_cli")
 
 
@@ -15,7 +17,7 @@ def evaluate_command(
     results: Annotated[
         list[Path],
         typer.Argument(
-            metavar="RESULTS...",
+            metavar=metavars.PATHS,
             help="What dymn-tag wrote: .jsonl, .json, .csv (long or --wide), .parquet, or folders of part files.",
             show_default=False,
         ),
@@ -24,45 +26,49 @@ def evaluate_command(
         list[Path],
         typer.Option(
             "--truth",
-            metavar="TRUTH",
+            metavar=metavars.FILE_OR_DIR,
             help="Ground truth: a path,label[,start,end] CSV, class folders, AudioSet segment CSVs, Raven selection "
             "tables or Audacity label files (repeat for several).",
             show_default=False,
         ),
     ],
     threshold: Annotated[
-        float, typer.Option("--threshold", "-t", metavar="SCORE", min=0.0, max=1.0, help="Score that counts as a detection.")
+        float,
+        typer.Option("--threshold", "-t", metavar=metavars.SCORE, min=0.0, max=1.0, help="Score that counts as a detection."),
     ] = 0.5,
     collar: Annotated[
-        float, typer.Option("--collar", metavar="SECONDS", min=0.0, help="Event-based figures: the onset collar.")
+        float, typer.Option("--collar", metavar=metavars.SECONDS, min=0.0, help="Event-based figures: the onset collar.")
     ] = 0.2,
     resolution: Annotated[
-        float, typer.Option("--resolution", metavar="SECONDS", min=0.01, help="Segment-based figures: the segment length.")
+        float, typer.Option("--resolution", metavar=metavars.SECONDS, min=0.01, help="Segment-based figures: the segment length.")
     ] = 1.0,
     format: Annotated[
         str | None,
         typer.Option(
             "--format",
             "-f",
-            metavar="FORMAT",
+            metavar=metavars.FORMAT,
             help="table or json (default: a table on a terminal, JSON in a pipe).",
             show_default=False,
         ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", metavar="FILE", help="Write the report to FILE.", show_default=False)
+        Path | None, typer.Option("--output", "-o", metavar=metavars.FILE, help="Write the report to FILE.", show_default=False)
     ] = None,
     plot: Annotated[
         Path | None,
         typer.Option(
-            "--plot", metavar="DIR", help="Draw precision-recall curves and the AP per class into DIR.", show_default=False
+            "--plot",
+            metavar=metavars.FILE_OR_DIR,
+            help="A folder (made if missing) for pr_curves.png and class_ap.png (needs matplotlib).",
+            show_default=False,
         ),
     ] = None,
     save_thresholds: Annotated[
         Path | None,
         typer.Option(
             "--save-thresholds",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Write each class's best-F1 threshold (CSV label,mid,threshold) for dymn-tag --thresholds.",
             show_default=False,
         ),
