@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -102,6 +103,8 @@ def _result_files(path: Path) -> list[Path]:
         return files
     if not path.exists():
         raise UsageError(f"{path}: no such results file or folder")
+    if not path.is_file() and not stat.S_ISFIFO(path.stat().st_mode):
+        raise UsageError(f"{path}: not a results file (a device or other special file)")
     if path.suffix.lower() not in RESULT_EXTENSIONS:
         raise UsageError(f"{path}: not a results file: expected .jsonl, .json, .csv or .parquet (what dymn-tag -o writes)")
     return [path]

@@ -20,6 +20,7 @@ import csv
 import math
 import os
 import re
+import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -94,6 +95,8 @@ def _read_one(path: Path) -> Truth:
         return _from_folder(path)
     if not path.exists():
         raise UsageError(f"{path}: no such truth file or folder")
+    if not path.is_file() and not stat.S_ISFIFO(path.stat().st_mode):
+        raise UsageError(f"{path}: not a truth file (a device or other special file)")
     text = _read_text(path)
     first = next((line for line in text.splitlines() if line.strip()), "")
     if "\t" in first and "begin time" in first.lower():
@@ -109,12 +112,14 @@ def _read_one(path: Path) -> Truth:
 
 
 def _read_text(path: Path) -> str:
+    """The file's text, read up to `MAX_BYTES` (a device such as /dev/zero never ends)."""
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise UsageError(f"{path}: too large for a truth file ({path.stat().st_size} bytes)")
-        data = path.read_bytes()
+        with open(path, "rb") as stream:
+            data = stream.read(MAX_BYTES + 1)
     except OSError as error:
         raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None
+    if len(data) > MAX_BYTES:
+        raise UsageError(f"{path}: too large for a truth file (over {MAX_BYTES // 2**20} MiB)")
     if b"\0" in data:
         raise UsageError(f"{path}: not a truth file: binary data")
     try:

@@ -173,3 +173,12 @@ def test_evaluate_in_process(tmp_path):
     assert evaluation.names == ["Cat", "Dog"]
     assert evaluation.clip.ap[0] == pytest.approx((1 + 2 / 3) / 2)
     assert evaluation.missing_scores == 4 and "--top all" in evaluation.warnings[-1]
+
+
+def test_devices_are_refused_not_read_forever(tmp_path):
+    for name in ("zero.jsonl", "zero.csv"):
+        (tmp_path / name).symlink_to("/dev/zero")
+    with pytest.raises(UsageError, match="zero.jsonl: not a results file"):
+        read_results([tmp_path / "zero.jsonl"])
+    with pytest.raises(UsageError, match="zero.csv: not a truth file"):
+        read_truth([tmp_path / "zero.csv"])
