@@ -352,7 +352,7 @@ def _add_window_row(current: InputResult, values: dict[str, Any], mid: str, wher
 
 def _wide(file: Path, columns: tuple[str, ...], rows: Iterator[list[Any]]) -> Iterator[InputResult]:
     ids = [_wide_column_id(name) for name in columns[2:]]
-    names = {mid: name for mid, name in zip(ids, columns[2:])}
+    names = {mid: name.removeprefix(HEAD_ID_PREFIX) for mid, name in zip(ids, columns[2:])}
     for number, row in enumerate(rows, start=2):
         if not row:
             continue
@@ -367,8 +367,10 @@ def _wide(file: Path, columns: tuple[str, ...], rows: Iterator[list[Any]]) -> It
 
 
 def _wide_column_id(name: str) -> str:
-    """A wide table's column is an AudioSet class's name (or `name (mid)` where two columns share a
-    name), else a head's class."""
+    """A wide table's column is an AudioSet class's name, or a head's class's id (`head:NAME`; older
+    tables: its bare name)."""
+    if name.startswith(HEAD_ID_PREFIX):
+        return name  # (a head's class: its column is its id)
     by_name = _audioset_ids()
     if name.lower() in by_name:
         return by_name[name.lower()]

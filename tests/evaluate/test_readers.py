@@ -182,3 +182,11 @@ def test_devices_are_refused_not_read_forever(tmp_path):
         read_results([tmp_path / "zero.jsonl"])
     with pytest.raises(UsageError, match="zero.csv: not a truth file"):
         read_truth([tmp_path / "zero.csv"])
+
+
+def test_a_wide_table_of_a_head_and_audioset(tmp_path):
+    (tmp_path / "w.csv").write_text("path,duration,Speech,head:hiss\na.wav,1.0,0.9,0.2\nb.wav,1.0,0.1,0.7\nc.wav,1.0,0.5,0.6\n")
+    (tmp_path / "t.csv").write_text("path,label\na.wav,Speech\nb.wav,hiss\nc.wav,hiss\n")
+    evaluation = evaluate([tmp_path / "w.csv"], [tmp_path / "t.csv"])
+    assert evaluation.ids == ["/m/09x0r", "head:hiss"] and evaluation.names == ["Speech", "hiss"]
+    assert evaluation.clip.ap.tolist() == [1.0, 1.0] and evaluation.missing_scores == 0
