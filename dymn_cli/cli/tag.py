@@ -233,7 +233,7 @@ def tag(
             "--top",
             "-k",
             metavar=metavars.TOP,
-            help="How many labels per input (with --events: the K labels with the highest peak), or all.",
+            help="How many labels per input (with --events: the events of the K labels with the highest peak), or all. --live: the labels of each window record; events are not limited.",
             callback=parse_top,
             rich_help_panel=panels.LABELS,
         ),
@@ -458,7 +458,7 @@ def tag(
             "--show-completion",
             callback=_completion_option("--show-completion"),
             is_eager=True,
-            help="Print the shell completion script of this shell (bash, zsh, fish; first, it may name one: --show-completion zsh).",
+            help="Print the shell completion script: bash, zsh or fish (the login shell's, or name one: dymn-tag --show-completion zsh).",
             rich_help_panel=panels.GENERAL,
         ),
     ] = False,
@@ -468,7 +468,7 @@ def tag(
             "--install-completion",
             callback=_completion_option("--install-completion"),
             is_eager=True,
-            help="Install shell completion for this shell (or the one named after it, as for --show-completion).",
+            help="Install shell completion (the login shell's, or name one: dymn-tag --install-completion fish).",
             rich_help_panel=panels.GENERAL,
         ),
     ] = False,
@@ -658,7 +658,7 @@ def _tag_live(
     tagger_options: dict[str, Any],
 ) -> None:
     """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
-    from dymn_cli.audio.live import PcmFormat
+    from dymn_cli.audio.pcm import PcmFormat
     from dymn_cli.run.live import LiveSettings, tag_live
     from dymn_cli.run.options import build_output_options
 

@@ -14,7 +14,8 @@ from pathlib import Path
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import Evaluation
 from dymn_cli.evaluate.report import PLOT_FILES, plot_report, report_json, report_tables, thresholds_csv
-from dymn_cli.writers.targets import check_folder, check_targets, resolve_target, written
+from dymn_cli.writers.output_file import written
+from dymn_cli.writers.targets import check_folder, check_targets, resolve_target
 
 __all__ = ["EvaluationOutputs", "check_outputs", "write_outputs"]
 
