@@ -76,7 +76,7 @@ def evaluate_command(
     no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
 ) -> None:
-    """Score tagging results against ground truth: mAP, AUC, d', lwlrap, F1 per class and best thresholds.
+    """Score results against ground truth: mAP, AUC, d', lwlrap, F1, best thresholds.
 
     A class missing from a result (a --top K list) counts as the lowest score: tag with --top all."""
     from dymn_cli.evaluate.evaluation import evaluate
