@@ -1,0 +1,93 @@
+"""`dymn-tag evaluate RESULTS... --truth TRUTH`: how well a run's tags match ground truth."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from dymn_cli.cli import metavars
+
+log = logging.getLogger("dymn_cli")
+
+
+def evaluate_command(
+    results: Annotated[
+        list[Path],
+        typer.Argument(
+            metavar=metavars.PATHS,
+            help="What dymn-tag wrote: .jsonl, .json, .csv (long or --wide), .parquet, or folders of part files.",
+            show_default=False,
+        ),
+    ],
+    truth: Annotated[
+        list[Path],
+        typer.Option(
+            "--truth",
+            metavar=metavars.FILE_OR_DIR,
+            help="Ground truth: a path,label[,start,end] CSV, class folders, AudioSet segment CSVs, Raven selection "
+            "tables or Audacity label files (repeat for several).",
+            show_default=False,
+        ),
+    ],
+    threshold: Annotated[
+        float,
+        typer.Option("--threshold", "-t", metavar=metavars.SCORE, min=0.0, max=1.0, help="Score that counts as a detection."),
+    ] = 0.5,
+    collar: Annotated[
+        float, typer.Option("--collar", metavar=metavars.SECONDS, min=0.0, help="Event-based figures: the onset collar.")
+    ] = 0.2,
+    resolution: Annotated[
+        float, typer.Option("--resolution", metavar=metavars.SECONDS, min=0.01, help="Segment-based figures: the segment length.")
+    ] = 1.0,
+    format: Annotated[
+        str | None,
+        typer.Option(
+            "--format",
+            "-f",
+            metavar=metavars.FORMAT,
+            help="table or json (default: a table on a terminal, JSON in a pipe).",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", metavar=metavars.FILE, help="Write the report to FILE.", show_default=False)
+    ] = None,
+    plot: Annotated[
+        Path | None,
+        typer.Option(
+            "--plot",
+            metavar=metavars.FILE_OR_DIR,
+            help="A folder (made if missing) for pr_curves.png and class_ap.png (needs matplotlib).",
+            show_default=False,
+        ),
+    ] = None,
+    save_thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--save-thresholds",
+            metavar=metavars.FILE,
+            help="Write each class's best-F1 threshold (CSV label,mid,threshold) for dymn-tag --thresholds.",
+            show_default=False,
+        ),
+    ] = None,
+    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
+) -> None:
+    """Score results against ground truth: mAP, AUC, d', lwlrap, F1, best thresholds.
+
+    A class missing from a result (a --top K list) counts as the lowest score: tag with --top all."""
+    from dymn_cli.evaluate.evaluation import evaluate
+    from dymn_cli.evaluate.outputs import EvaluationOutputs, check_outputs, write_outputs
+
+    outputs = EvaluationOutputs(
+        format=format.lower() if format else None, output=output, thresholds=save_thresholds, plot=plot, no_overwrite=no_overwrite
+    )
+    check_outputs(outputs, inputs=[*results, *truth])
+    evaluation = evaluate(results, truth, threshold=threshold, collar=collar, resolution=resolution)
+    if not quiet:
+        for warning in evaluation.warnings:
+            log.warning("warning: %s", warning)
+    write_outputs(evaluation, outputs)

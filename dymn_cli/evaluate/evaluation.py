@@ -1,0 +1,185 @@
+"""`evaluate(results, truth)`: the library function behind `dymn-tag evaluate`.
+
+It reads the RESULTS and the TRUTH, pairs their inputs (`matching`), turns the truth's labels into
+classes, builds `truth [n, classes]` and `scores [n, classes]` over the classes the truth names (the
+classes it does not name are not annotated, so neither right nor wrong), and computes the clip figures;
+with times on both sides, the event figures too.
+
+A class missing from an input's results (a `--top K` list, or `--threshold`) counts as the lowest
+score, 0; the figures are then a lower bound, and `warnings` says so (tag with `--top all`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from dymn_cli.errors import UsageError
+from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures, event_metrics, segment_metrics
+from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, printable_list, resolve_labels
+from dymn_cli.evaluate.metrics import ClipMetrics, clip_metrics
+from dymn_cli.evaluate.results import InputResult, ResultSet, read_results
+from dymn_cli.evaluate.truth import PATH, Truth, read_truth
+
+__all__ = ["Evaluation", "evaluate"]
+
+MISSING_SCORE = 0.0
+
+
+@dataclass
+class Evaluation:
+    """The figures, the classes they are over (`ids`, `names`), the arrays they come from, and what
+    the user should know (`warnings`, one line each)."""
+
+    clip: ClipMetrics
+    ids: list[str]
+    names: list[str]
+    truth: np.ndarray
+    scores: np.ndarray
+    inputs: list[str]
+    segments: SegmentFigures | None = None
+    events: EventFigures | None = None
+    warnings: list[str] = field(default_factory=list)
+    missing_scores: int = 0
+    truth_only: list[str] = field(default_factory=list)
+    results_only: list[str] = field(default_factory=list)
+
+
+def evaluate(
+    results: list[Path],
+    truth: list[Path],
+    *,
+    threshold: float = 0.5,
+    collar: float = 0.2,
+    resolution: float = 1.0,
+) -> Evaluation:
+    """Score RESULTS (files or folders of `dymn-tag` outputs) against TRUTH (see `dymn_cli.evaluate.truth`)."""
+    found = read_results(results)
+    labelled = read_truth(truth)
+    truth_name = ", ".join(str(p) for p in truth)
+    base = truth[0].parent if len(truth) == 1 and truth[0].is_file() and labelled.kind == PATH else None
+    classes = resolve_labels(labelled.labels(), found, truth_name=truth_name)
+    matching = match_inputs(labelled, found, base=base)
+    if not matching.pairs:
+        raise UsageError(
+            f"{truth_name}: the truth matches none of the {len(found.inputs)} input(s) in the results "
+            f"(truth names {labelled.kind}s like {next(iter(labelled.files))!r}, results hold paths like "
+            f"{next(iter(found.inputs))!r})"
+        )
+    ids = list(dict.fromkeys(classes.values()))
+    column = {mid: k for k, mid in enumerate(ids)}
+    rows = [found.inputs[path] for _, path in matching.pairs]
+    truth_array = np.zeros((len(rows), len(ids)), dtype=bool)
+    for row, (key, _) in enumerate(matching.pairs):
+        for span in labelled.files[key]:
+            truth_array[row, column[classes[span.label]]] = True
+    scores = np.full((len(rows), len(ids)), np.nan)
+    for row, result in enumerate(rows):
+        wanted = [(column[mid], value) for mid, value in result.scores.items() if mid in column]
+        if wanted:
+            columns, values = zip(*wanted)
+            scores[row, list(columns)] = values
+    missing = int(np.isnan(scores).sum())
+    scores[np.isnan(scores)] = MISSING_SCORE
+    known = known_classes(found)
+    evaluation = Evaluation(
+        clip=clip_metrics(truth_array, scores, threshold=threshold),
+        ids=ids,
+        names=[known.get(mid, mid) for mid in ids],
+        truth=truth_array,
+        scores=scores,
+        inputs=[path for _, path in matching.pairs],
+        missing_scores=missing,
+        truth_only=matching.truth_only,
+        results_only=matching.results_only,
+    )
+    evaluation.warnings = _warnings(found, matching, missing, scores.size, truth_name)
+    if labelled.timed:
+        _event_figures(evaluation, labelled, matching, rows, classes, threshold=threshold, collar=collar, resolution=resolution)
+    return evaluation
+
+
+def _warnings(found: ResultSet, matching: Matching, missing: int, total: int, truth_name: str) -> list[str]:
+    notes = []
+    if matching.results_only:
+        notes.append(
+            f"{len(matching.results_only)} input(s) in the results have no truth, left out: {printable_list(matching.results_only)}"
+        )
+    if matching.truth_only:
+        notes.append(
+            f"{len(matching.truth_only)} file(s) in the truth have no results, left out: {printable_list(matching.truth_only)}"
+        )
+    if matching.ambiguous:
+        notes.append(
+            f"{len(matching.ambiguous)} truth entr(ies) match several results, or one another's, left out: "
+            f"{printable_list(matching.ambiguous)}"
+        )
+    if found.failed:
+        notes.append(f"{len(found.failed)} input(s) failed when tagged (no scores): {printable_list(found.failed)}")
+    if found.duplicates:
+        notes.append(
+            f"{len(found.duplicates)} input(s) appear more than once in the results, the first kept: {printable_list(found.duplicates)}"
+        )
+    if missing:
+        notes.append(
+            f"{missing} of {total} scores are not in the results (a --top or --threshold cut): they count as the lowest score, "
+            f"{MISSING_SCORE:g}, so the figures are a lower bound; tag with --top all for exact figures"
+        )
+    return notes
+
+
+def _window_events(result: InputResult, threshold: float) -> list[tuple[str, float, float]]:
+    """Events from a timeline: the union of the windows where a class scores at least `threshold`."""
+    spans: dict[str, list[list[float]]] = {}
+    for start, end, scores in sorted(result.windows or [], key=lambda w: w[0]):
+        for mid, value in scores.items():
+            if value >= threshold:
+                runs = spans.setdefault(mid, [])
+                if runs and start <= runs[-1][1]:
+                    runs[-1][1] = max(runs[-1][1], end)
+                else:
+                    runs.append([start, end])
+    return [(mid, start, end) for mid, runs in spans.items() for start, end in runs]
+
+
+def _event_figures(
+    evaluation: Evaluation,
+    labelled: Truth,
+    matching: Matching,
+    rows: list[InputResult],
+    classes: dict[str, str],
+    *,
+    threshold: float,
+    collar: float,
+    resolution: float,
+) -> None:
+    reference: list[Event] = []
+    estimated: list[Event] = []
+    files: list[str] = []
+    untimed = 0
+    for (key, path), result in zip(matching.pairs, rows):
+        found = result.events if result.events is not None else (_window_events(result, threshold) if result.windows else None)
+        if found is None:
+            continue
+        files.append(path)
+        estimated += [Event(path, mid, start, end) for mid, start, end in found]
+        for span in labelled.files[key]:
+            end = span.end if span.end is not None else result.duration
+            if end is None:
+                untimed += 1
+                continue
+            reference.append(Event(path, classes[span.label], span.start or 0.0, max(end, span.start or 0.0)))
+    if not files:
+        evaluation.warnings.append(
+            "the truth has times but the results have no events or timeline: no event figures (tag with --events or --timeline)"
+        )
+        return
+    if untimed:
+        evaluation.warnings.append(
+            f"{untimed} truth span(s) without an end, in results without durations: left out of the event figures"
+        )
+    ids = evaluation.ids
+    evaluation.segments = segment_metrics(reference, estimated, classes=ids, files=files, resolution=resolution)
+    evaluation.events = event_metrics(reference, estimated, classes=ids, files=files, collar=collar)

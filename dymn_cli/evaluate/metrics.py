@@ -1,0 +1,237 @@
+"""Clip-level figures over arrays: `truth [n, classes]` (bool) against `scores [n, classes]` (float).
+
+Each figure is computed the way its field's reference computes it, and the tests check each against an
+independent implementation:
+
+- **AP** per class as scikit-learn's `average_precision_score` (step-wise area under the
+  precision-recall curve, tied scores one step), **mAP** the mean over the classes with positives, as
+  EfficientAT's AudioSet evaluation takes it;
+- **ROC AUC** as scikit-learn's `roc_auc_score` (ties count one half), for classes with positives and
+  negatives, and **d'** = sqrt(2) * Phi^-1(AUC), computed from the mean AUC as the AudioSet papers do;
+- **lwlrap** as the DCASE 2019 task 2 reference computes it (label-weighted label-ranking average
+  precision; ties among a clip's scores in the order `numpy.argsort` gives, as there);
+- **precision, recall, F1** at one threshold (`score >= threshold` is a positive), micro-averaged over
+  the classes, and at each class's own best-F1 threshold (the score at which its F1 peaks).
+
+Scores that are not finite numbers are refused (`ValueError`): a NaN would silently reorder a ranking.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.special import ndtri
+from scipy.stats import rankdata
+
+__all__ = [
+    "ClipMetrics",
+    "ThresholdFigures",
+    "average_precision",
+    "best_f1_threshold",
+    "check_arrays",
+    "clip_metrics",
+    "d_prime",
+    "lwlrap",
+    "roc_auc",
+    "threshold_figures",
+]
+
+
+def check_arrays(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """`truth` as bool and `scores` as float64, both `[n, classes]` of one shape; `ValueError` otherwise,
+    and for any score that is NaN or infinite."""
+    truth = np.asarray(truth)
+    scores = np.asarray(scores, dtype=np.float64)
+    if truth.ndim != 2 or truth.shape != scores.shape:
+        raise ValueError(f"truth and scores must be [n, classes] arrays of one shape, got {truth.shape} and {scores.shape}")
+    if truth.dtype != bool:
+        if not np.isin(truth, (0, 1)).all():
+            raise ValueError("truth must hold only 0/1 or False/True")
+        truth = truth.astype(bool)
+    bad = ~np.isfinite(scores)
+    if bad.any():
+        row, column = np.argwhere(bad)[0]
+        raise ValueError(
+            f"{int(bad.sum())} score(s) are not finite numbers (e.g. row {row}, class {column}: {scores[row, column]})"
+        )
+    return truth, scores
+
+
+def _ranked(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For one class, by falling score: the cumulative true and false positives at the last item of each
+    group of tied scores, and those scores (each group is one threshold, `score >= threshold`)."""
+    order = np.argsort(scores, kind="mergesort")[::-1]
+    ranked_scores, ranked_truth = scores[order], truth[order]
+    group_ends = np.r_[np.flatnonzero(np.diff(ranked_scores)), ranked_scores.size - 1]
+    true_positives = np.cumsum(ranked_truth)[group_ends]
+    false_positives = group_ends + 1 - true_positives
+    return true_positives, false_positives, ranked_scores[group_ends]
+
+
+def average_precision(truth: np.ndarray, scores: np.ndarray) -> float:
+    """AP of one class (1-D arrays) as `sklearn.metrics.average_precision_score`; NaN without positives."""
+    truth, scores = np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)
+    positives = int(truth.sum())
+    if positives == 0:
+        return math.nan
+    true_positives, false_positives, _ = _ranked(truth, scores)
+    precision = true_positives / (true_positives + false_positives)
+    recall_steps = np.diff(np.r_[0, true_positives]) / positives
+    return float(np.sum(recall_steps * precision))
+
+
+def roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
+    """ROC AUC of one class as `sklearn.metrics.roc_auc_score` (the Mann-Whitney statistic, ties one
+    half); NaN unless the class has both positives and negatives."""
+    truth, scores = np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)
+    positives = int(truth.sum())
+    negatives = truth.size - positives
+    if positives == 0 or negatives == 0:
+        return math.nan
+    ranks = rankdata(scores)
+    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))
+
+
+def d_prime(auc: float) -> float:
+    """d' = sqrt(2) * Phi^-1(AUC): the separation of two unit normals that gives this AUC."""
+    return float(math.sqrt(2.0) * ndtri(auc)) if not math.isnan(auc) else math.nan
+
+
+def lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
+    """Label-weighted label-ranking average precision, as the DCASE 2019 task 2 reference computes it:
+    for each (clip, positive class), the share of true classes among the classes ranked at or above it in
+    that clip; averaged over all (clip, positive class) pairs, so each class weighs as its positives."""
+    truth, scores = check_arrays(truth, scores)
+    n_clips, n_classes = scores.shape
+    total = 0.0
+    n_labels = int(truth.sum())
+    if n_labels == 0:
+        return math.nan
+    for clip in np.flatnonzero(truth.any(axis=1)):
+        retrieved = np.argsort(scores[clip])[::-1]  # (the reference's own ordering, ties included)
+        rank_of = np.empty(n_classes, dtype=np.int64)
+        rank_of[retrieved] = np.arange(n_classes)
+        hits = np.zeros(n_classes, dtype=bool)
+        positive_ranks = rank_of[truth[clip]]
+        hits[positive_ranks] = True
+        total += float(np.sum(np.cumsum(hits)[positive_ranks] / (1 + positive_ranks)))
+    return total / n_labels
+
+
+@dataclass(frozen=True)
+class ThresholdFigures:
+    """Precision, recall and F1 summed over classes (micro), and F1 averaged over the classes with
+    positives (macro), with the counts they come from."""
+
+    precision: float
+    recall: float
+    f1: float
+    macro_f1: float
+    true_positives: int
+    false_positives: int
+    false_negatives: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "macro_f1": self.macro_f1,
+            "true_positives": self.true_positives,
+            "false_positives": self.false_positives,
+            "false_negatives": self.false_negatives,
+        }
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    return float(numerator / denominator) if denominator else 0.0
+
+
+def threshold_figures(truth: np.ndarray, scores: np.ndarray, thresholds: float | np.ndarray) -> ThresholdFigures:
+    """The figures when `score >= threshold` is a positive: one threshold, or one per class (`[classes]`)."""
+    truth, scores = check_arrays(truth, scores)
+    predicted = scores >= np.broadcast_to(np.asarray(thresholds, dtype=np.float64), scores.shape[1:])
+    true_positives = (predicted & truth).sum(axis=0)
+    false_positives = (predicted & ~truth).sum(axis=0)
+    false_negatives = (~predicted & truth).sum(axis=0)
+    tp, fp, fn = int(true_positives.sum()), int(false_positives.sum()), int(false_negatives.sum())
+    with_positives = truth.any(axis=0)
+    class_f1 = 2 * true_positives / np.maximum(1, 2 * true_positives + false_positives + false_negatives)
+    return ThresholdFigures(
+        precision=_ratio(tp, tp + fp),
+        recall=_ratio(tp, tp + fn),
+        f1=_ratio(2 * tp, 2 * tp + fp + fn),
+        macro_f1=float(class_f1[with_positives].mean()) if with_positives.any() else math.nan,
+        true_positives=tp,
+        false_positives=fp,
+        false_negatives=fn,
+    )
+
+
+def best_f1_threshold(truth: np.ndarray, scores: np.ndarray) -> tuple[float, float]:
+    """`(threshold, F1)` for one class: the score at which `score >= threshold` gives the highest F1 (the
+    highest such score when several tie); `(NaN, NaN)` without positives."""
+    truth, scores = np.asarray(truth, dtype=bool), np.asarray(scores, dtype=np.float64)
+    positives = int(truth.sum())
+    if positives == 0:
+        return math.nan, math.nan
+    true_positives, false_positives, thresholds = _ranked(truth, scores)
+    f1 = 2 * true_positives / (true_positives + false_positives + positives)
+    best = int(np.argmax(f1))
+    return float(thresholds[best]), float(f1[best])
+
+
+@dataclass(frozen=True)
+class ClipMetrics:
+    """Every clip-level figure, and per class: positives, AP, AUC, best-F1 threshold and its F1 (NaN
+    where a class has no positives, or for AUC no negatives)."""
+
+    mAP: float  # noqa: N815 - the field's own name
+    auc: float
+    d_prime: float
+    lwlrap: float
+    threshold: float
+    at_threshold: ThresholdFigures
+    at_best_thresholds: ThresholdFigures
+    positives: np.ndarray
+    ap: np.ndarray
+    class_auc: np.ndarray
+    best_thresholds: np.ndarray
+    best_f1: np.ndarray
+
+    @property
+    def n_classes_with_positives(self) -> int:
+        return int(np.count_nonzero(self.positives))
+
+
+def _nan_mean(values: np.ndarray) -> float:
+    finite = values[~np.isnan(values)]
+    return float(finite.mean()) if finite.size else math.nan
+
+
+def clip_metrics(truth: np.ndarray, scores: np.ndarray, *, threshold: float = 0.5) -> ClipMetrics:
+    """All clip-level figures of `scores` against `truth` (see the module docstring)."""
+    truth, scores = check_arrays(truth, scores)
+    n_classes = scores.shape[1]
+    ap = np.array([average_precision(truth[:, k], scores[:, k]) for k in range(n_classes)])
+    auc = np.array([roc_auc(truth[:, k], scores[:, k]) for k in range(n_classes)])
+    best = np.array([best_f1_threshold(truth[:, k], scores[:, k]) for k in range(n_classes)]).reshape(n_classes, 2)
+    mean_auc = _nan_mean(auc)
+    # A class without positives has no best threshold: it keeps the common one.
+    per_class = np.where(np.isnan(best[:, 0]), threshold, best[:, 0])
+    return ClipMetrics(
+        mAP=_nan_mean(ap),
+        auc=mean_auc,
+        d_prime=d_prime(mean_auc),
+        lwlrap=lwlrap(truth, scores),
+        threshold=threshold,
+        at_threshold=threshold_figures(truth, scores, threshold),
+        at_best_thresholds=threshold_figures(truth, scores, per_class),
+        positives=truth.sum(axis=0),
+        ap=ap,
+        class_auc=auc,
+        best_thresholds=best[:, 0],
+        best_f1=best[:, 1],
+    )

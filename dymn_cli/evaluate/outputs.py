@@ -1,0 +1,91 @@
+"""What `dymn-tag evaluate` writes, through the output layer (`dymn_cli.writers.targets`): every
+target checked before any work (writable, not one of the inputs, not named twice, `--no-overwrite`),
+each file written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from dymn_cli.errors import UsageError
+from dymn_cli.evaluate.evaluation import Evaluation
+from dymn_cli.evaluate.report import PLOT_FILES, plot_report, report_json, report_tables, thresholds_csv
+from dymn_cli.writers.output_file import written
+from dymn_cli.writers.targets import check_folder, check_targets, resolve_target
+
+__all__ = ["EvaluationOutputs", "check_outputs", "write_outputs"]
+
+JSON, TABLE = "json", "table"
+
+
+@dataclass(frozen=True)
+class EvaluationOutputs:
+    """Where the report goes (`output` None: standard output) and in which format, and the optional files."""
+
+    format: str | None = None  # None: a table on a terminal, else JSON
+    output: Path | None = None
+    thresholds: Path | None = None
+    plot: Path | None = None
+    no_overwrite: bool = False
+
+    def report_format(self) -> str:
+        if self.format is not None:
+            return self.format
+        target = resolve_target(self.output)
+        terminal = target.descriptor is not None and os.isatty(target.descriptor)
+        return TABLE if terminal else JSON
+
+
+def check_outputs(outputs: EvaluationOutputs, *, inputs: Sequence[Path]) -> None:
+    """Every output checked before any work: `UsageError` naming the first that cannot be written."""
+    if outputs.format not in (None, JSON, TABLE):
+        raise UsageError(f"--format: {outputs.format!r} is not one of 'table', 'json'")
+    named: list[tuple[str, Path | None]] = [("-o", outputs.output), ("--save-thresholds", outputs.thresholds)]
+    if outputs.plot is not None:
+        check_folder(outputs.plot, option="--plot")
+        if outputs.plot.is_dir():  # (a folder still to be made holds nothing to check)
+            named += [("--plot", outputs.plot / name) for name in PLOT_FILES]
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise UsageError("--plot needs matplotlib: pip install 'dymn-cli[plot]'") from None
+    files = [str(p) for path in inputs for p in (path.rglob("*") if path.is_dir() else [path])]
+    targets = check_targets(named, inputs=files)
+    if outputs.no_overwrite:
+        for target in targets.values():
+            if target.is_file and target.exists:
+                raise UsageError(f"{target.path}: already exists (--no-overwrite)")
+
+
+def write_outputs(evaluation: Evaluation, outputs: EvaluationOutputs) -> None:
+    """The report (table or JSON), then the thresholds CSV and the pictures, each written whole."""
+    if outputs.thresholds is not None:
+        with written(outputs.thresholds) as out:
+            out.write(thresholds_csv(evaluation).encode("utf-8"))
+    if outputs.plot is not None:
+        for name, picture in plot_report(evaluation).items():
+            with written(outputs.plot / name, make_folders=True) as out:
+                out.write(picture)
+    if outputs.report_format() == JSON:
+        text = json.dumps(report_json(evaluation), ensure_ascii=False, indent=2) + "\n"
+    else:
+        text = _tables_text(evaluation, terminal=outputs.output is None)
+    with written(outputs.output) as out:
+        out.write(text.encode("utf-8"))
+
+
+def _tables_text(evaluation: Evaluation, *, terminal: bool) -> str:
+    from rich.console import Console
+
+    width = shutil.get_terminal_size((100, 24)).columns if terminal else 100
+    console = Console(width=width, record=True, file=open(os.devnull, "w"), color_system=None)  # noqa: SIM115
+    try:
+        for table in report_tables(evaluation):
+            console.print(table)
+        return console.export_text()
+    finally:
+        console.file.close()
