@@ -7,12 +7,15 @@ from typing import Annotated
 
 import typer
 
+from dymn_cli.cli import metavars
 from dymn_cli.errors import UsageError
 
 
 def download_command(
-    names: Annotated[list[str], typer.Argument(metavar="NAME", help="Model names (see `dymn-tag models`), or 'all'.")],
-    sha256: Annotated[str | None, typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 (one model only).")] = None,
+    names: Annotated[list[str], typer.Argument(metavar=metavars.MODEL, help="Model names (see `dymn-tag models`), or 'all'.")],
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", metavar=metavars.HEX, help="Expected SHA-256 (one model only).")
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Download published models into the cache, e.g. on a connected machine for one offline.

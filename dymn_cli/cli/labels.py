@@ -7,12 +7,14 @@ from typing import Annotated
 
 import typer
 
+from dymn_cli.cli import metavars
+
 
 def labels_command(
     query: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="QUERY",
+            metavar=metavars.QUERY,
             help="Part of a class name or mid, or an ontology node (lists its subtree); none: all classes.",
             show_default=False,
         ),

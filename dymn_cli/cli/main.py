@@ -1,13 +1,12 @@
-"""`dymn-tag`: the entry point; the commands are registered here, each in its own module.
+"""`dymn-tag`: the entry point; the commands are listed in commands.py, each in its own module.
 
 Errors are `DymnError`s raised below this layer and Click's usage errors; `main` turns them into one
 line on stderr (`dymn-tag: error: ...`) and an exit code, in one place: 0 all tagged, 1 some input
 failed or an output could not be written, 2 usage error, 130/143 stopped by a signal, 141 (SIGPIPE)
 the reader of the output went away.
 
-Which command runs: `dymn-tag tag PATHS...` always tags. Otherwise a first argument that names a
-command (`models`, `labels`, ...) runs that command, unless a file or folder of that name exists: a
-path is never shadowed, it is tagged (and a note says so). Anything else is `dymn-tag tag`.
+Which command runs is `commands.split_command`'s to say: a command name runs the command, anything
+else is `dymn-tag tag`. Shell completion answers here too, before anything else (completion.py).
 """
 
 from __future__ import annotations
@@ -17,34 +16,18 @@ import logging
 import os
 import signal
 import sys
-from collections.abc import Callable
 from typing import Any
 
 import typer
 
-from dymn_cli.cli.download import download_command
+from dymn_cli.cli import completion
+from dymn_cli.cli.commands import COMMANDS, TAG, split_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
-from dymn_cli.cli.labels import labels_command
-from dymn_cli.cli.merge import merge_command
-from dymn_cli.cli.models import models_command
-from dymn_cli.cli.search import search_command
 from dymn_cli.cli.tag import EXAMPLES, tag_app
-from dymn_cli.cli.train import train_command
 from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
 from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
-
-TAG = "tag"
-# The commands besides tagging, in the order `dymn-tag --help` lists them.
-SUBCOMMANDS: dict[str, Callable[..., None]] = {
-    "models": models_command,
-    "download": download_command,
-    "labels": labels_command,
-    "merge": merge_command,
-    "train": train_command,
-    "search": search_command,
-}
 
 commands_app = typer.Typer(
     add_completion=False,
@@ -53,26 +36,38 @@ commands_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-for _name, _function in SUBCOMMANDS.items():
+for _name, _function in COMMANDS.items():
     commands_app.command(_name, cls=CommandWithPanels)(_function)
 
 
 def command_list() -> list[tuple[str, str]]:
     """Each command with its one-line summary, as `dymn-tag --help` lists them."""
     return [(f"{TAG} PATHS...", "Tag audio (the default command; the explicit form for paths named like a command)")] + [
-        (name, first_line(function.__doc__)) for name, function in SUBCOMMANDS.items()
+        (name, first_line(function.__doc__)) for name, function in COMMANDS.items()
     ]
 
 
 def route(args: list[str]) -> tuple[Any, list[str], str]:
     """The command to run, the arguments it parses and the program name its help shows."""
-    if args and args[0] == TAG:
-        return _tag_command(), args[1:], f"{PROG} {TAG}"
-    if args and args[0] in SUBCOMMANDS:
-        if not os.path.lexists(args[0]):
-            return typer.main.get_command(commands_app), args, PROG
-        log.info("note: %s is a path here, so it is tagged; the %s command runs where no such path exists", args[0], args[0])
-    return _tag_command(), args, PROG
+    name, rest = split_command(args)
+    if name != TAG:
+        return typer.main.get_command(commands_app), [name, *rest], PROG
+    return _tag_command(), rest, f"{PROG} {TAG}" if args[:1] == [TAG] else PROG
+
+
+def command_for(name: str) -> Any:
+    """The Click command of one name in `COMMANDS` (or `tag`), as shell completion reads it."""
+    if name == TAG:
+        return _tag_command()
+    return typer.main.get_command(commands_app).commands[name]  # type: ignore[attr-defined]
+
+
+def _params(command: Any, args: list[str]) -> list[Any]:
+    """The parameters of the command that `command.main(args)` runs (a group's: its subcommand's)."""
+    subcommands = getattr(command, "commands", None)
+    if isinstance(subcommands, dict) and args and args[0] in subcommands:
+        return list(subcommands[args[0]].params)
+    return list(command.params)
 
 
 def _tag_command() -> CommandWithPanels:
@@ -113,6 +108,10 @@ def _end_as_sigpipe() -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `dymn-tag`; returns (and exits with) the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if completion.COMPLETE_VAR in os.environ:  # the shell asks what may come next (completion.py)
+        answer = completion.complete(os.environ[completion.COMPLETE_VAR], args, command_for, os.environ)
+        sys.stdout.write(answer + "\n" if answer else "")
+        sys.exit(0)
     quiet_native_stderr()  # (decoders in this process print their own notes on fd 2)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(_TerminalSafeFormatter(f"{PROG}: %(message)s"))
@@ -122,7 +121,11 @@ def main(argv: list[str] | None = None) -> int:
         if signal.getsignal(signum) is not signal.SIG_IGN:  # (a background job may be meant to ignore Ctrl-C)
             signal.signal(signum, _interrupt)
     try:
-        code = command.main(args=command_args, prog_name=prog_name, standalone_mode=False) or 0
+        if args[:1] in ([completion.SHOW], [completion.INSTALL]):  # (the shell may follow: not a path)
+            completion.run_option(args[0], args[1:])
+            code = 0
+        else:
+            code = command.main(args=command_args, prog_name=prog_name, standalone_mode=False) or 0
     except click_errors.ClickException as error:  # Click's and Typer's usage errors, in the tool's words
         log.error("error: %s", usage_message(error))
         code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
@@ -132,6 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         _end_as_sigpipe()
         code = OutputClosed.exit_code
     except DymnError as error:
+        with_local = getattr(error, "with_local", None)  # (models.download.ReleaseUnreachable: offline)
+        if with_local is not None and any(getattr(p, "name", None) == "weights" for p in _params(command, command_args)):
+            error = with_local("--weights FILE")  # where the command takes --weights, the first way out
         log.error("error: %s", str(error))
         code = error.exit_code
     except SignalReceived as received:

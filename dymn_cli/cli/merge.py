@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from dymn_cli.cli import metavars
+
 log = logging.getLogger("dymn_cli")
 
 
@@ -15,7 +17,7 @@ def merge_command(
     outputs: Annotated[
         list[Path],
         typer.Argument(
-            metavar="OUTPUT",
+            metavar=metavars.PATHS,
             help="Outputs of one format to join: files (e.g. of --shard jobs) or folders of part files (--output-dir).",
             show_default=False,
         ),
@@ -25,7 +27,7 @@ def merge_command(
         typer.Option(
             "-o",
             "--output",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
         ),
     ],

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dymn_cli.cli import metavars
+from dymn_cli.cli.choices import check_device, positive_seconds
 from dymn_cli.cli.train import local_tagger
 from dymn_cli.errors import UsageError
 
@@ -17,22 +19,51 @@ log = logging.getLogger("dymn_cli")
 
 
 def search_command(
-    queries: Annotated[list[str], typer.Argument(help="Audio files (or folders) to find look-alikes of.", show_default=False)],
-    index: Annotated[Path, typer.Option("--index", help="Embeddings archive to search (.npz from --embeddings, or merged).")],
-    top: Annotated[int, typer.Option("--top", "-k", help="How many hits per query.", min=1)] = 10,
+    queries: Annotated[
+        list[str],
+        typer.Argument(metavar=metavars.PATHS, help="Audio files (or folders) to find look-alikes of.", show_default=False),
+    ],
+    index: Annotated[
+        Path,
+        typer.Option("--index", metavar=metavars.FILE, help="Embeddings archive to search (.npz from --embeddings, or merged)."),
+    ],
+    top: Annotated[int, typer.Option("--top", "-k", metavar=metavars.K, help="How many hits per query.", min=1)] = 10,
     clips: Annotated[bool, typer.Option("--clips", help="Search the clips even when the index has window embeddings.")] = False,
-    model: Annotated[str, typer.Option("--model", "-m", help="The network that wrote the index.")] = "dymn10_as",
+    model: Annotated[
+        str, typer.Option("--model", "-m", metavar=metavars.MODEL, help="The network that wrote the index.")
+    ] = "dymn10_as",
     weights: Annotated[
-        list[Path] | None, typer.Option("--weights", "-w", help="Local checkpoint file instead of --model.")
+        list[Path] | None,
+        typer.Option("--weights", "-w", metavar=metavars.FILE, help="Local checkpoint file instead of --model."),
     ] = None,
-    sha256: Annotated[str | None, typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", metavar=metavars.HEX, help="Expected SHA-256 of the checkpoint.")
+    ] = None,
     window: Annotated[
         float | None,
-        typer.Option("--window", help="Query window in seconds (default: the index's windows, else 10).", show_default=False),
+        typer.Option(
+            "--window",
+            metavar=metavars.SECONDS,
+            callback=positive_seconds,
+            help="Query window in seconds (default: the index's windows, else 10).",
+            show_default=False,
+        ),
     ] = None,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            "-d",
+            metavar=metavars.DEVICE,
+            callback=check_device,
+            help="Where the network runs (auto: CUDA when there is one).",
+        ),
+    ] = "auto",
     format: Annotated[
-        str | None, typer.Option("-f", "--format", help="table or jsonl (default: table on a terminal, jsonl in a pipe).")
+        str | None,
+        typer.Option(
+            "-f", "--format", metavar=metavars.FORMAT, help="table or jsonl (default: table on a terminal, jsonl in a pipe)."
+        ),
     ] = None,
 ) -> None:
     """The entries of an embeddings index most similar to each query (cosine), best first."""

@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dymn_cli.cli import panels
+from dymn_cli.cli import metavars, panels
 from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
 from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.errors import OutputClosed, UsageError
@@ -50,6 +50,28 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+def _completion_option(option: str) -> Any:
+    def callback(value: bool) -> None:
+        if value:
+            from dymn_cli.cli.completion import run_option
+
+            run_option(option, [])
+            raise typer.Exit()
+
+    return callback
+
+
+def usage() -> str:
+    """What `dymn-tag` with nothing to tag prints before its error: the forms of a command line."""
+    from dymn_cli.cli.commands import command_names
+
+    return (
+        "Usage: dymn-tag [OPTIONS] PATHS...\n"
+        f"       dymn-tag COMMAND [ARGS]...   ({', '.join(command_names())})\n"
+        "Try 'dymn-tag -h' for help."
+    )
+
+
 def _shard(value: str | None) -> str | None:
     if value is not None:
         try:
@@ -64,8 +86,8 @@ def tag(
     paths: Annotated[
         list[str] | None,
         typer.Argument(
-            metavar="PATHS",
-            help="Audio files, folders (walked), or - for audio on stdin. A path is always tagged, also one named like a command.",
+            metavar=metavars.PATHS,
+            help="Audio files, folders (walked), or - for audio on stdin. A path named like a command: ./NAME, NAME/, or after tag or --.",
             show_default=False,
         ),
     ] = None,
@@ -74,7 +96,7 @@ def tag(
         typer.Option(
             "--files-from",
             "-T",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Read input paths, one a line, from this file or - (stdin).",
             rich_help_panel=panels.INPUT,
         ),
@@ -86,7 +108,7 @@ def tag(
         float | None,
         typer.Option(
             "--file-timeout",
-            metavar="SECONDS",
+            metavar=metavars.SECONDS,
             help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).",
             callback=positive_seconds,
             show_default=False,
@@ -105,7 +127,7 @@ def tag(
         str | None,
         typer.Option(
             "--pcm",
-            metavar="FORMAT:RATE:CHANNELS",
+            metavar=metavars.PCM,
             help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).",
             rich_help_panel=panels.INPUT,
         ),
@@ -114,7 +136,7 @@ def tag(
         float,
         typer.Option(
             "--reconnect",
-            metavar="SECONDS",
+            metavar=metavars.SECONDS,
             help="With --live: reopen a network stream that drops, for up to this long (0: never).",
             min=0.0,
             rich_help_panel=panels.INPUT,
@@ -125,7 +147,7 @@ def tag(
         typer.Option(
             "-o",
             "--output",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.",
             show_default=False,
             rich_help_panel=panels.OUTPUT,
@@ -137,7 +159,7 @@ def tag(
             "-f",
             "--format",
             case_sensitive=False,
-            metavar="FORMAT",
+            metavar=metavars.FORMAT,
             help="table, csv, json, jsonl, parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity, raven: a sound-event file per input.",
             show_default=False,
             rich_help_panel=panels.OUTPUT,
@@ -155,7 +177,7 @@ def tag(
         Path | None,
         typer.Option(
             "--output-dir",
-            metavar="DIR",
+            metavar=metavars.DIR,
             help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.",
             rich_help_panel=panels.OUTPUT,
         ),
@@ -163,7 +185,11 @@ def tag(
     part_size: Annotated[
         int,
         typer.Option(
-            "--part-size", metavar="N", help="Inputs per part file with --output-dir.", min=1, rich_help_panel=panels.OUTPUT
+            "--part-size",
+            metavar=metavars.N,
+            help="Inputs per part file with --output-dir.",
+            min=1,
+            rich_help_panel=panels.OUTPUT,
         ),
     ] = DEFAULT_PART_SIZE,
     resume: Annotated[
@@ -187,7 +213,7 @@ def tag(
         Path | None,
         typer.Option(
             "--embeddings",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.",
             rich_help_panel=panels.OUTPUT,
         ),
@@ -196,7 +222,7 @@ def tag(
         Path | None,
         typer.Option(
             "--plot",
-            metavar="FILE|DIR",
+            metavar=metavars.FILE_OR_DIR,
             help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).",
             rich_help_panel=panels.OUTPUT,
         ),
@@ -206,7 +232,7 @@ def tag(
         typer.Option(
             "--top",
             "-k",
-            metavar="K|all",
+            metavar=metavars.TOP,
             help="How many labels per input (with --events: the K labels with the highest peak), or all.",
             callback=parse_top,
             rich_help_panel=panels.LABELS,
@@ -217,7 +243,7 @@ def tag(
         typer.Option(
             "--threshold",
             "-t",
-            metavar="SCORE",
+            metavar=metavars.SCORE,
             help="Keep only labels scoring at least this (0 to 1).",
             min=0.0,
             max=1.0,
@@ -238,7 +264,7 @@ def tag(
         str | None,
         typer.Option(
             "--labels",
-            metavar="NAMES",
+            metavar=metavars.NAMES,
             help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.",
             rich_help_panel=panels.LABELS,
         ),
@@ -246,7 +272,10 @@ def tag(
     exclude: Annotated[
         str | None,
         typer.Option(
-            "--exclude", metavar="NAMES", help="Leave out these classes (same forms as --labels).", rich_help_panel=panels.LABELS
+            "--exclude",
+            metavar=metavars.NAMES,
+            help="Leave out these classes (same forms as --labels).",
+            rich_help_panel=panels.LABELS,
         ),
     ] = None,
     timeline: Annotated[
@@ -269,7 +298,7 @@ def tag(
         float,
         typer.Option(
             "--min-duration",
-            metavar="SECONDS",
+            metavar=metavars.SECONDS,
             help="Drop sound events shorter than this.",
             min=0.0,
             rich_help_panel=panels.LABELS,
@@ -280,7 +309,7 @@ def tag(
         typer.Option(
             "--model",
             "-m",
-            metavar="NAME",
+            metavar=metavars.MODEL,
             help="Published model (see dymn-tag models), or several joined by commas for an ensemble.",
             rich_help_panel=panels.MODEL,
         ),
@@ -290,7 +319,7 @@ def tag(
         typer.Option(
             "--weights",
             "-w",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.",
             show_default=False,
             rich_help_panel=panels.MODEL,
@@ -298,13 +327,13 @@ def tag(
     ] = None,
     sha256: Annotated[
         str | None,
-        typer.Option("--sha256", metavar="HEX", help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL),
+        typer.Option("--sha256", metavar=metavars.HEX, help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL),
     ] = None,
     head: Annotated[
         Path | None,
         typer.Option(
             "--head",
-            metavar="FILE",
+            metavar=metavars.FILE,
             help="Score the classes of this head (from dymn-tag train) instead of AudioSet's.",
             rich_help_panel=panels.MODEL,
         ),
@@ -319,7 +348,7 @@ def tag(
         float | None,
         typer.Option(
             "--window",
-            metavar="SECONDS",
+            metavar=metavars.SECONDS,
             help="Window length (default: 10, or the --head's).",
             callback=positive_seconds,
             show_default=False,
@@ -330,7 +359,7 @@ def tag(
         float | None,
         typer.Option(
             "--hop",
-            metavar="SECONDS",
+            metavar=metavars.SECONDS,
             help="Time between window starts (default: 10, or the --head's).",
             callback=positive_seconds,
             show_default=False,
@@ -348,7 +377,7 @@ def tag(
         typer.Option(
             "--device",
             "-d",
-            metavar="auto|cpu|cuda[:N]",
+            metavar=metavars.DEVICE,
             help="Where the network runs (auto: CUDA when there is one).",
             callback=check_device,
             rich_help_panel=panels.COMPUTE,
@@ -359,7 +388,7 @@ def tag(
         typer.Option(
             "--precision",
             case_sensitive=False,
-            metavar="PRECISION",
+            metavar=metavars.PRECISION,
             help="auto (float16 on CUDA, float32 on the CPU), float32, float16 or bfloat16.",
             rich_help_panel=panels.COMPUTE,
         ),
@@ -369,7 +398,7 @@ def tag(
         typer.Option(
             "--batch-size",
             "-b",
-            metavar="N",
+            metavar=metavars.N,
             help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).",
             min=1,
             show_default=False,
@@ -381,7 +410,7 @@ def tag(
         typer.Option(
             "--workers",
             "-j",
-            metavar="N",
+            metavar=metavars.N,
             help="Decoding processes (default: from the CPU count; 0: decode in this process).",
             min=0,
             rich_help_panel=panels.COMPUTE,
@@ -399,7 +428,7 @@ def tag(
         str | None,
         typer.Option(
             "--shard",
-            metavar="I/N",
+            metavar=metavars.SHARD,
             help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.",
             callback=_shard,
             rich_help_panel=panels.SCALE_OUT,
@@ -409,7 +438,7 @@ def tag(
         str | None,
         typer.Option(
             "--ray",
-            metavar="local|auto|ADDRESS",
+            metavar=metavars.RAY,
             help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.",
             rich_help_panel=panels.SCALE_OUT,
         ),
@@ -418,7 +447,7 @@ def tag(
         int | None,
         typer.Option(
             "--actors",
-            metavar="N",
+            metavar=metavars.N,
             help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).",
             min=1,
             rich_help_panel=panels.SCALE_OUT,
@@ -433,6 +462,26 @@ def tag(
             "--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL
         ),
     ] = False,
+    show_completion: Annotated[
+        bool,
+        typer.Option(
+            "--show-completion",
+            callback=_completion_option("--show-completion"),
+            is_eager=True,
+            help="Print the shell completion script of this shell (bash, zsh, fish; first, it may name one: --show-completion zsh).",
+            rich_help_panel=panels.GENERAL,
+        ),
+    ] = False,
+    install_completion: Annotated[
+        bool,
+        typer.Option(
+            "--install-completion",
+            callback=_completion_option("--install-completion"),
+            is_eager=True,
+            help="Install shell completion for this shell (or the one named after it, as for --show-completion).",
+            rich_help_panel=panels.GENERAL,
+        ),
+    ] = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.cli.progress import RunProgress
@@ -442,6 +491,9 @@ def tag(
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
+    if not paths and files_from is None:
+        typer.echo(usage(), err=True)
+        raise UsageError("no input: name files or folders, - for standard input, or --files-from")
     if pcm is not None and not live:
         raise UsageError("--pcm describes a live stream: use it with --live")
     if live:

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 
 import typer
 
+from dymn_cli.cli import metavars
+from dymn_cli.cli.choices import check_device, positive_seconds
 from dymn_cli.errors import UsageError
 
 log = logging.getLogger("dymn_cli")
@@ -26,34 +28,72 @@ def train_command(
     data: Annotated[
         Path,
         typer.Argument(
-            help="A folder with one subfolder of audio files per class, or a CSV of path,label[,start,end].", show_default=False
+            metavar=metavars.FILE_OR_DIR,
+            help="A folder with one subfolder of audio files per class, or a CSV of path,label[,start,end].",
+            show_default=False,
         ),
     ],
-    output: Annotated[Path, typer.Option("-o", "--output", help="The head file to write (safetensors), for --head.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="The network whose embeddings the head learns from.")] = "dymn10_as",
+    output: Annotated[
+        Path, typer.Option("-o", "--output", metavar=metavars.FILE, help="The head file to write (safetensors), for --head.")
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", metavar=metavars.MODEL, help="The network whose embeddings the head learns from.")
+    ] = "dymn10_as",
     weights: Annotated[
-        list[Path] | None, typer.Option("--weights", "-w", help="Local checkpoint file instead of --model.")
+        list[Path] | None,
+        typer.Option("--weights", "-w", metavar=metavars.FILE, help="Local checkpoint file instead of --model."),
     ] = None,
-    sha256: Annotated[str | None, typer.Option("--sha256", help="Expected SHA-256 of the checkpoint.")] = None,
+    sha256: Annotated[
+        str | None, typer.Option("--sha256", metavar=metavars.HEX, help="Expected SHA-256 of the checkpoint.")
+    ] = None,
     window: Annotated[
-        float, typer.Option("--window", help="Window length in seconds (tagging with the head uses it too).")
+        float,
+        typer.Option(
+            "--window",
+            metavar=metavars.SECONDS,
+            callback=positive_seconds,
+            help="Window length in seconds (tagging with the head uses it too).",
+        ),
     ] = 10.0,
     hop: Annotated[
-        float | None, typer.Option("--hop", help="Seconds between window starts (default: the window).", show_default=False)
+        float | None,
+        typer.Option(
+            "--hop",
+            metavar=metavars.SECONDS,
+            callback=positive_seconds,
+            help="Seconds between window starts (default: the window).",
+            show_default=False,
+        ),
     ] = None,
     hidden: Annotated[
         int | None,
-        typer.Option("--hidden", help="Units of one hidden layer (default: a linear head).", min=1, show_default=False),
+        typer.Option(
+            "--hidden", metavar=metavars.N, help="Units of one hidden layer (default: a linear head).", min=1, show_default=False
+        ),
     ] = None,
     folds: Annotated[
-        int, typer.Option("--folds", help="Cross-validation folds over files for the held-out figures (0: none).", min=0)
+        int,
+        typer.Option(
+            "--folds", metavar=metavars.N, help="Cross-validation folds over files for the held-out figures (0: none).", min=0
+        ),
     ] = 5,
-    device: Annotated[str, typer.Option("--device", "-d", help="auto, cpu or cuda.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--device",
+            "-d",
+            metavar=metavars.DEVICE,
+            callback=check_device,
+            help="Where the network runs (auto: CUDA when there is one).",
+        ),
+    ] = "auto",
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", "-b", help="Windows per network call.", min=1, show_default=False)
+        int | None,
+        typer.Option("--batch-size", "-b", metavar=metavars.N, help="Windows per network call.", min=1, show_default=False),
     ] = None,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-j", help="Decoding processes (default: from the CPU count).", min=0)
+        int | None,
+        typer.Option("--workers", "-j", metavar=metavars.N, help="Decoding processes (default: from the CPU count).", min=0),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:

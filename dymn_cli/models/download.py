@@ -76,7 +76,7 @@ def download(
             else:
                 _fetch(record.url, target, expected, progress=progress)
     except _Unreachable as error:
-        raise DownloadError(f"{error}; {offline_hint(record, directory)}") from None
+        raise ReleaseUnreachable(str(error), record, directory) from None
     finally:
         if created:  # (a first download that failed leaves no empty cache behind either)
             with contextlib.suppress(OSError):
@@ -84,13 +84,27 @@ def download(
     return target
 
 
-def offline_hint(record: WeightsRecord, directory: Path) -> str:
-    """What to do when the release cannot be reached (offline, behind a firewall, a first run)."""
+def offline_hint(record: WeightsRecord, directory: Path, *, local: str | None = None) -> str:
+    """What to do when the release cannot be reached (offline, behind a firewall, a first run); `local`
+    names the caller's way to a local checkpoint (`--weights FILE`), where it has one."""
+    first = f"give a local checkpoint with {local}, " if local else ""
     return (
-        f"offline? give a local checkpoint with --weights FILE, set {RELEASE_URL_ENV} to a mirror of the release, "
+        f"offline? {first}set {RELEASE_URL_ENV} to a mirror of the release, "
         f"or run `dymn-tag download {record.name}` on a connected machine and copy its cache "
         f"to {directory} (the cache; {CACHE_DIR_ENV} moves it)"
     )
+
+
+class ReleaseUnreachable(DownloadError):
+    """The release could not be reached for a model not in the cache. The advice names only what works
+    everywhere; a caller with a way to a local checkpoint (a command's `--weights`) adds it, `with_local`."""
+
+    def __init__(self, reason: str, record: WeightsRecord, directory: Path, *, local: str | None = None) -> None:
+        super().__init__(f"{reason}; {offline_hint(record, directory, local=local)}")
+        self.reason, self.record, self.directory = reason, record, directory
+
+    def with_local(self, local: str) -> ReleaseUnreachable:
+        return ReleaseUnreachable(self.reason, self.record, self.directory, local=local)
 
 
 class _Unreachable(DownloadError):

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from dymn_cli.cli import panels
+from dymn_cli.cli import metavars, panels
 from dymn_cli.cli.choices import OutputFormat
-from dymn_cli.cli.main import SUBCOMMANDS
+from dymn_cli.cli.commands import COMMANDS
+from dymn_cli.cli.main import command_for
 from dymn_cli.cli.tag import EXAMPLES
 from dymn_cli.writers.registry import WRITERS
 from tests.audio_factory import sine, write_audio
@@ -49,9 +50,9 @@ def test_help_groups_the_options_in_panels_and_lists_every_command():
     positions = [text.index(f"─ {title} ─") for title in panels.ORDER]
     assert positions == sorted(positions)  # the panels come in the order of panels.ORDER
     commands = text[text.index("─ Commands ─") : text.index("─ Examples ─")]
-    for name in ("tag", *SUBCOMMANDS):
+    for name in ("tag", *COMMANDS):
         assert re.search(rf"^│ {name}\b", commands, re.MULTILINE), name
-    for metavar in ("SECONDS", "FILE", "NAME", "K|all", "I/N", "SCORE"):
+    for metavar in ("SECONDS", "FILE", "MODEL", "K|all", "I/N", "SCORE"):
         assert f" {metavar} " in text, metavar
     for python_type in ("<list[str]>", "<float range>", "<bool>", "<str>", "<path>", "<int>"):
         assert python_type not in text
@@ -67,7 +68,7 @@ def test_examples_never_wrap_mid_command(columns):
         assert any(meaning in line for line in lines), meaning
 
 
-@pytest.mark.parametrize("command", ["", "tag", *SUBCOMMANDS])
+@pytest.mark.parametrize("command", ["", "tag", *COMMANDS])
 def test_dash_h_works_on_every_command(command):
     done = run([command, "-h"] if command else ["-h"])
     assert done.returncode == 0, done.stderr
@@ -123,26 +124,67 @@ def test_subcommand_usage_errors_share_the_style():
 @pytest.mark.parametrize(
     ("name", "args"),
     [
-        ("models", ["models"]),
+        ("models", ["tag", "models"]),
         ("labels", ["labels/"]),
         ("download", ["./download"]),
-        ("merge", ["merge"]),
+        ("merge", ["--", "merge"]),  # (after the options: every word after -- is a path)
+        ("train", ["-q", "train"]),
         ("tag", ["tag", "tag"]),
     ],
 )
-def test_a_folder_named_like_a_command_is_tagged(tmp_path, name, args):
+def test_a_folder_named_like_a_command_is_reached_as_git_and_cargo_do(tmp_path, name, args):
     wav(tmp_path / name / "clip.wav")
-    done = run([*args, "-w", WEIGHTS, "-f", "csv", "--top", "1", "-j", "0"], cwd=tmp_path)
+    done = run(
+        ["-w", WEIGHTS, "-f", "csv", "--top", "1", "-j", "0", *args]
+        if args[0] == "--"
+        else [*args, "-w", WEIGHTS, "-f", "csv", "--top", "1", "-j", "0"],
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     rows = done.stdout.splitlines()
     assert rows[0].startswith("path,") and len(rows) == 2
     assert "clip.wav" in rows[1]
+    assert "note:" not in done.stderr
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_a_command_name_runs_the_command_with_a_note_where_a_path_has_its_name(tmp_path, name):
+    wav(tmp_path / name / "clip.wav")
+    done = run([name, "-h"], cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert f"Usage: dymn-tag {name}" in done.stdout
+    note = f"dymn-tag: note: {name} runs the {name} command; to tag the path {name}, write ./{name} or dymn-tag tag {name}"
+    assert done.stderr.splitlines() == [note]
 
 
 def test_a_command_runs_where_no_such_path_exists(tmp_path):
     done = run(["labels", "dog"], cwd=tmp_path)
     assert done.returncode == 0, done.stderr
-    assert "Dog" in done.stdout
+    assert "Dog" in done.stdout and done.stderr == ""
+
+
+@pytest.mark.parametrize("args", [[], ["-q"], ["--top", "3"]])
+def test_nothing_to_tag_prints_the_usage_and_the_error(tmp_path, args):
+    done = run(args, cwd=tmp_path)
+    assert done.returncode == 2 and done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert lines[0] == "Usage: dymn-tag [OPTIONS] PATHS..."
+    assert all(name in lines[1] for name in ("tag", *COMMANDS)) and lines[2] == "Try 'dymn-tag -h' for help."
+    assert lines[3:] == ["dymn-tag: error: no input: name files or folders, - for standard input, or --files-from"]
+
+
+def test_every_command_uses_the_one_set_of_placeholders():
+    """The same kind of value has one name everywhere (`--window SECONDS` in tag, train and search)."""
+    seen: dict[str, tuple[str, str]] = {}
+    for name in ("tag", *COMMANDS):
+        for param in command_for(name).params:
+            if getattr(param, "is_flag", False) or param.metavar is None:
+                continue  # (a switch; a choice shows its values)
+            assert param.metavar in metavars.ALL, (name, param.name, param.metavar)
+            key, kind = max(param.opts, key=len), param.metavar.removesuffix("|all")  # (--top K|all, --top K)
+            if key in seen:
+                assert seen[key][1] == kind, (name, key, param.metavar, seen[key])
+            seen[key] = (name, kind)
 
 
 def test_offline_first_run_says_what_to_do_and_leaves_nothing_behind(tmp_path):
@@ -158,6 +200,25 @@ def test_offline_first_run_says_what_to_do_and_leaves_nothing_behind(tmp_path):
     for hint in ("--weights FILE", "DYMN_RELEASE_URL", "dymn-tag download dymn10_as", str(cache)):
         assert hint in message, hint
     assert not cache.exists() or not any(cache.iterdir())  # no lock, no partial file
+
+
+@pytest.mark.parametrize("args", [["download", "dymn04_as"], ["labels", "dog"]])
+def test_offline_advice_names_only_what_the_command_takes(tmp_path, args):
+    env = {**os.environ, "DYMN_CACHE_DIR": str(tmp_path / "cache"), "DYMN_RELEASE_URL": "http://127.0.0.1:9/release/"}
+    done = subprocess.run(
+        [DYMN_TAG, *args, "-q"] if args[0] == "download" else [DYMN_TAG, *args],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        env=env,
+    )
+    if args[0] == "labels":  # (needs no model: nothing to advise)
+        assert done.returncode == 0
+        return
+    assert done.returncode == 1
+    message = done.stderr.strip()
+    assert message.startswith("dymn-tag: error: cannot download http://127.0.0.1:9/release/dymn04_as.pt") and "\n" not in message
+    assert "--weights" not in message and "DYMN_RELEASE_URL" in message
 
 
 def test_a_folder_without_audio_is_reported_before_the_model_loads(tmp_path):

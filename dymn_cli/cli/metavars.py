@@ -1,0 +1,57 @@
+"""The placeholders the help shows for values (`--window SECONDS`), one set for every command: the same
+kind of value has the same name wherever it is asked for, and shell completion knows from the name what
+to offer (files, folders, model names)."""
+
+from __future__ import annotations
+
+PATHS = "PATHS"
+"""Audio files or folders (walked), or - for standard input."""
+FILE = "FILE"
+DIR = "DIR"
+FILE_OR_DIR = "FILE|DIR"
+MODEL = "MODEL"
+"""A published model's name (`dymn-tag models`)."""
+SECONDS = "SECONDS"
+N = "N"
+"""A whole number: a count or a size."""
+SCORE = "SCORE"
+TOP = "K|all"
+K = "K"
+NAMES = "NAMES"
+"""AudioSet class names, ontology nodes or mids (a head's classes), comma-separated, or @FILE."""
+QUERY = "QUERY"
+HEX = "HEX"
+FORMAT = "FORMAT"
+PRECISION = "PRECISION"
+PCM = "FORMAT:RATE:CHANNELS"
+DEVICE = "auto|cpu|cuda[:N]"
+SHARD = "I/N"
+RAY = "local|auto|ADDRESS"
+
+ALL = frozenset(
+    {
+        PATHS,
+        FILE,
+        DIR,
+        FILE_OR_DIR,
+        MODEL,
+        SECONDS,
+        N,
+        SCORE,
+        TOP,
+        K,
+        NAMES,
+        QUERY,
+        HEX,
+        FORMAT,
+        PRECISION,
+        PCM,
+        DEVICE,
+        SHARD,
+        RAY,
+    }
+)
+"""Every placeholder a command may use (a test holds every command to it)."""
+
+PATH_LIKE = frozenset({PATHS, FILE, FILE_OR_DIR})
+"""Values that name files (or folders): completed with the shell's own file names."""
