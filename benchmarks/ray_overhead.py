@@ -73,7 +73,8 @@ def main() -> None:
 
     from dymn_cli.inference.distributed import RayOptions
     from dymn_cli.ray_tagger import RayTagger
-    from dymn_cli.run.runner import _worker_count
+    from dymn_cli.run.decoding import worker_count
+    from dymn_cli.run.inputs import Input
     from dymn_cli.tagger import Tagger
 
     torch.set_num_threads(args.threads)
@@ -81,7 +82,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         paths = make_folder(Path(tmp), files=args.files, seconds=args.seconds)
         audio = args.files * args.seconds
-        workers = _worker_count(None, len(paths))
+        workers = worker_count(None, [Input(str(p)) for p in paths], decode_first=False)
 
         tagger = Tagger(weights=args.weights, device="cpu", batch_size=args.batch_size)
         list(tagger.tag_many(paths[:2]))  # warm-up

@@ -16,7 +16,9 @@ import numpy as np
 import torch
 
 from dymn_cli.audio.decode import Deadline, prepare_waveform, read_stream
-from dymn_cli.audio.live import LiveSource, LiveTarget, PcmFormat
+from dymn_cli.audio.live import LiveSource
+from dymn_cli.audio.live_reader import LiveTarget
+from dymn_cli.audio.pcm import PcmFormat
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import AudioError, UsageError

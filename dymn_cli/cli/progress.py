@@ -22,7 +22,7 @@ from dymn_cli.audio.uris import is_uri
 from dymn_cli.inference.pipeline import PipelineStats
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.run.inputs import Input, audio_seconds
-from dymn_cli.run.runner import clock
+from dymn_cli.run.summary import clock
 from dymn_cli.terminal import printable
 
 log = logging.getLogger("dymn_cli")

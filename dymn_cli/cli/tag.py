@@ -671,7 +671,7 @@ def _tag_live(
     tagger_options: dict[str, Any],
 ) -> None:
     """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
-    from dymn_cli.audio.live import PcmFormat
+    from dymn_cli.audio.pcm import PcmFormat
     from dymn_cli.run.live import LiveSettings, tag_live
     from dymn_cli.run.options import build_output_options
 

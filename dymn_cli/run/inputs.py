@@ -6,7 +6,7 @@ import logging
 import os
 import stat
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import BinaryIO
 
@@ -213,3 +213,35 @@ def _paths_in(stream: BinaryIO, source: str) -> Iterator[str]:
         line = line.rstrip(b"\r\n")
         if line.strip():
             yield os.fsdecode(line)
+
+
+def collect_inputs(paths: Sequence[str], *, files_from: str | None, recursive: bool, problems: list[InputProblem]) -> list[Input]:
+    """Inputs named on the command line and in a file list, each once, in the order given; folders
+    without audio go to `problems` (a usage error here when nothing else is left)."""
+    if files_from == STDIN and STDIN in paths:
+        raise UsageError("standard input cannot carry both audio (-) and a file list (--files-from -)")
+    named = list(paths)
+    # A path that does not exist is an input that fails ("no such file or folder"), whichever way it
+    # was named: counted as failed, recorded as such, exit 1 (unless no input exists at all).
+    # A folder without audio is a problem (exit 2), reported before the model loads when nothing else is left.
+    inputs = list(expand_inputs(named, recursive=recursive, problems=None, empty_folders=problems))
+    if files_from is not None:
+        listed = expand_inputs(read_file_list(files_from), recursive=recursive, problems=None)
+        seen = {i.path for i in inputs}
+        inputs += [i for i in listed if i.path not in seen]
+    if not named and files_from is None:
+        raise UsageError("no input: name files or folders, - for standard input, or --files-from")
+    if not inputs and problems and files_from is None:
+        raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in problems))
+    return inputs
+
+
+def missing_paths(inputs: list[Input]) -> set[str]:
+    """The inputs that do not exist: each is one failed input ("no such file or folder"), whichever way
+    it was named (command line, folder walk, file list); a run where no input exists at all is a usage
+    error, before the model loads."""
+    missing = {i.path for i in inputs if not i.is_stdin and not is_uri(i.path) and not os.path.lexists(i.path)}
+    if inputs and len(missing) == len(inputs):
+        shown = [i.path for i in inputs[:5]]
+        raise UsageError("; ".join(f"{path}: no such file or folder" for path in shown) + (" ..." if len(inputs) > 5 else ""))
+    return missing

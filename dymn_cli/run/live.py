@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dymn_cli.audio.live import LiveSource, PcmFormat
+from dymn_cli.audio.live import LiveSource
+from dymn_cli.audio.pcm import PcmFormat
 from dymn_cli.errors import Interrupted, SignalReceived, UsageError
 from dymn_cli.live_results import LiveEvent, LiveWindow, StreamEnd, StreamGap
 from dymn_cli.writers.base import OutputOptions

@@ -17,7 +17,7 @@ from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
 from dymn_cli.models.head import ClassifierHead, load_head
-from dymn_cli.run.runner import ResultSink
+from dymn_cli.run.outputs import ResultSink
 from dymn_cli.writers.base import OutputOptions
 from dymn_cli.writers.registry import WRITERS
 

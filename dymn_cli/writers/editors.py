@@ -21,7 +21,8 @@ from dymn_cli.errors import DymnError, UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings, SoundEvent, detect_events, strongest_labels
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.writers.base import OutputOptions, Writer
-from dymn_cli.writers.targets import check_folder, written
+from dymn_cli.writers.output_file import written
+from dymn_cli.writers.targets import check_folder
 
 __all__ = ["AudacityWriter", "EventFileWriter", "RavenWriter", "per_input_target", "event_settings"]
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
-from dymn_cli.writers.targets import written
+from dymn_cli.writers.output_file import written
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "merge_embeddings", "save_embeddings"]
 
@@ -70,7 +70,7 @@ def save_embeddings(
     window: float | None = None,
     hop: float | None = None,
 ) -> Path:
-    """Write the archive whole or not at all (see `dymn_cli.writers.targets`); returns its path as given."""
+    """Write the archive whole or not at all (see `dymn_cli.writers.output_file`); returns its path as given."""
     target = Path(path)
     arrays = embedding_arrays(results, windows=windows, window=window, hop=hop)
     buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
@@ -184,6 +184,6 @@ def merge_embeddings(
         merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
     buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
     np.savez(buffer, **merged)
-    with written(Path(target)) as stream:  # (the rules of every output: dymn_cli.writers.targets)
+    with written(Path(target)) as stream:  # (the rules of every output: dymn_cli.writers.output_file)
         stream.write(buffer.getvalue())
     return len(ordered), duplicates

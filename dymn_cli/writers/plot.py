@@ -24,7 +24,7 @@ import numpy as np
 from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.events import SoundEvent, slot_scores
 from dymn_cli.results import TagFailure, TagResult, rank_classes
-from dymn_cli.writers.targets import written
+from dymn_cli.writers.output_file import written
 
 __all__ = ["MAX_LABELS", "PlotWriter", "loudness", "loudness_of_waveform", "plot_timeline", "require_matplotlib"]
 

@@ -9,8 +9,12 @@ from pathlib import Path
 from dymn_cli.errors import UsageError
 from dymn_cli.writers.base import Writer
 from dymn_cli.writers.editors import AudacityWriter, RavenWriter
-from dymn_cli.writers.formats import CsvWriter, JsonlWriter, JsonWriter, ParquetWriter, TableWriter, is_terminal
-from dymn_cli.writers.targets import resolve_target
+from dymn_cli.writers.formats.csv_table import CsvWriter
+from dymn_cli.writers.formats.json_document import JsonWriter
+from dymn_cli.writers.formats.json_lines import JsonlWriter
+from dymn_cli.writers.formats.parquet_table import ParquetWriter
+from dymn_cli.writers.formats.text_table import TableWriter
+from dymn_cli.writers.targets import is_terminal, resolve_target
 
 WRITERS: dict[str, type[Writer]] = {
     w.name: w for w in (TableWriter, CsvWriter, JsonWriter, JsonlWriter, ParquetWriter, AudacityWriter, RavenWriter)

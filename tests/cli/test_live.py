@@ -23,7 +23,7 @@ import pytest
 import soundfile
 
 from dymn_cli import Tagger
-from dymn_cli.audio.live import PcmFormat
+from dymn_cli.audio.pcm import PcmFormat
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events
 from dymn_cli.live_results import LiveEvent, LiveWindow, StreamEnd

@@ -12,7 +12,7 @@ import pytest
 
 from dymn_cli import Tagger
 from dymn_cli.inference.pipeline import PipelineStats
-from dymn_cli.run.runner import RunSummary
+from dymn_cli.run.summary import RunSummary
 from tests.audio_factory import tone
 from tests.support import dymn_tag
 

@@ -25,7 +25,7 @@ WEIGHTS = DYMN04_WEIGHTS
 def test_a_run_and_its_writers_do_not_import_torch():
     """What must be loaded before the decode workers start: none of it may pull torch in."""
     code = (
-        "import sys, dymn_cli.cli.main, dymn_cli.run.runner, dymn_cli.writers.formats, dymn_cli.cli.progress, dymn_cli.run.options, "
+        "import sys, dymn_cli.cli.main, dymn_cli.run.runner, dymn_cli.writers.registry, dymn_cli.cli.progress, dymn_cli.run.options, "
         "dymn_cli.inference.pipeline, dymn_cli.results, dymn_cli.writers.editors, dymn_cli.writers.embeddings\n"
         "print(sorted(m for m in sys.modules if m == 'torch' or m.startswith('torch.')))"
     )

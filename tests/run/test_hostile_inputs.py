@@ -269,7 +269,7 @@ def test_any_name_round_trips_through_every_format_resume_and_merge(tmp_path, ta
     assert [json.loads(line)["path"] for line in done.stdout.decode("utf-8").splitlines()] == [*names, bad]
     # Every format writes them, --resume and merge recognise them (the run's library function, one model).
     from dymn_cli.run.runner import RunSettings, label_inputs
-    from dymn_cli.writers.formats import OutputOptions
+    from dymn_cli.writers.base import OutputOptions
     from dymn_cli.writers.merge import merge_outputs
 
     settings = RunSettings(window=1.0, hop=1.0, workers=0)

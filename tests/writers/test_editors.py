@@ -119,7 +119,7 @@ def test_stdin_needs_an_output_dir():
 
 
 def test_csv_cannot_hold_timeline_and_events():
-    from dymn_cli.writers.formats import CsvWriter
+    from dymn_cli.writers.formats.csv_table import CsvWriter
 
     with pytest.raises(UsageError, match="one table"):
         CsvWriter.validate(options=OutputOptions(timeline=True, events=EventSettings()), target=None, inputs=[])

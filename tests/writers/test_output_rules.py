@@ -27,9 +27,11 @@ from pathlib import Path
 
 import pytest
 
-from dymn_cli.writers.formats import JsonlWriter, json_document_files
+from dymn_cli.writers.formats.json_lines import JsonlWriter
+from dymn_cli.writers.formats.json_reading import json_document_files
 from dymn_cli.writers.previous import PreviousRecords
-from dymn_cli.writers.targets import RecordLog, resolve_target
+from dymn_cli.writers.record_log import RecordLog
+from dymn_cli.writers.targets import resolve_target
 from tests.audio_factory import make_audio_file
 from tests.test_reliability import DYMN_TAG, WEIGHTS, live_run, stderr_report, writing_end
 
