@@ -40,6 +40,14 @@ class LabelClass:
         """The id under the name the outputs use for it (`mid`), for AudioSet classes their mid."""
         return self.id
 
+    @property
+    def column(self) -> str:
+        """Its column in a wide table: an AudioSet class's name; a head's class its id, `head:<name>`.
+        So a head's class never shares a column name with an AudioSet class (`Speech`, or `hiss`
+        beside AudioSet's `Hiss`: SQL matches names without case) nor with `path` or `duration`;
+        heads' names differ in more than case (models.head), AudioSet's do too."""
+        return self.name if self.source == AUDIOSET else self.id
+
 
 class Vocabulary(Sequence[LabelClass]):
     """An ordered, immutable list of classes (`vocabulary[i]` names column `i` of the scores)."""

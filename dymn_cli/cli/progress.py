@@ -62,6 +62,7 @@ class RunProgress:
         self._lock = threading.Lock()  # (the durations arrive from another thread)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._shown = contextlib.ExitStack()  # the bar, while it is on the screen
 
     def __enter__(self) -> RunProgress:
         return self
@@ -72,7 +73,9 @@ class RunProgress:
         if not self.enabled:
             yield
             return
-        with self._console.status(message, spinner="dots"):
+        from dymn_cli.terminal import live_display  # (beside the run's imports: the display's own)
+
+        with self._console.status(message, spinner="dots") as spinner, live_display(spinner.stop, spinner.start):
             yield
 
     def start(self, inputs: list[Input]) -> None:
@@ -92,6 +95,9 @@ class RunProgress:
             refresh_per_second=1 / REFRESH_S,
         )
         self._progress.start()
+        from dymn_cli.terminal import live_display
+
+        self._shown.enter_context(live_display(self._progress.stop, self._progress.start))
         self._task = self._progress.add_task("tagging", total=len(inputs), files=len(inputs), done=0, by_audio=False)
         self._windows_at_last = self.stats.windows
         # (standard input has no length to read; remote URIs are not asked twice for theirs)
@@ -129,6 +135,7 @@ class RunProgress:
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout=1.0)
+        self._shown.close()
         if self._progress is not None:
             self._progress.stop()
 

@@ -29,6 +29,7 @@ from dymn_cli.models.weights import (
     sha256_file,
     sidecar,
 )
+from dymn_cli.terminal import live_display
 from dymn_cli.version import __version__
 
 try:  # POSIX only; elsewhere concurrent downloads are not serialised (the rename still keeps files whole)
@@ -220,6 +221,6 @@ def _progress_bar(enabled: bool, total: int | None, label: str) -> Iterator[Call
     from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
-    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar, live_display(bar.stop, bar.start):
         task = bar.add_task(f"downloading {label}", total=total)
         yield lambda n: bar.advance(task, n)

@@ -225,11 +225,25 @@ def _read_header(data: bytes, source: Path) -> Mapping[str, Any]:
     raise HeadError(f"{source}: not a head file (heads are safetensors files written by `dymn-tag train`)")
 
 
+def same_but_for_case(names: Sequence[str]) -> str | None:
+    """The first two of `names` that are one name to a case-insensitive reader ('Dog' and 'dog'), or
+    None. Such classes would be one column in SQL (DuckDB matches column names without case) and one
+    class to --labels, which ignores case."""
+    seen: dict[str, str] = {}
+    for name in names:
+        folded = name.casefold()
+        if folded in seen:
+            return f"{seen[folded]!r} and {name!r}"
+        seen[folded] = name
+    return None
+
+
 def _validate(head: ClassifierHead) -> None:
     if not head.classes or not all(isinstance(c, str) and c.strip() for c in head.classes):
         raise HeadError("a head needs class names, none of them empty")
-    if len(set(head.classes)) != len(head.classes):
-        raise HeadError("a head's class names must be unique")
+    same = same_but_for_case(head.classes)
+    if same:
+        raise HeadError(f"a head's class names must differ in more than case: {same}")
     if head.activation not in ACTIVATIONS:
         raise HeadError(f"unknown activation {head.activation!r}: use {' or '.join(ACTIVATIONS)}")
     if not head.layers:

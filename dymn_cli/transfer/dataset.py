@@ -28,6 +28,7 @@ import numpy as np
 
 from dymn_cli.audio.paths import AUDIO_EXTENSIONS
 from dymn_cli.errors import UsageError
+from dymn_cli.models.head import same_but_for_case
 from dymn_cli.run.inputs import walk_audio_files
 
 __all__ = ["LabelledFile", "Segment", "TrainingData", "read_training_data", "window_labels"]
@@ -87,6 +88,9 @@ def read_training_data(source: str | os.PathLike[str]) -> TrainingData:
     if len(data.classes) < 2:
         found = f"only {data.classes[0]!r}" if data.classes else "none"
         raise UsageError(f"{path}: a head needs examples of at least two classes, found {found}")
+    same = same_but_for_case(data.classes)
+    if same:  # (before the embedding, which may take long)
+        raise UsageError(f"{path}: the classes {same} differ only in case: one name to --labels and to SQL; rename one")
     return data
 
 
