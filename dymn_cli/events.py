@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from dymn_cli.audioset.thresholds import ClassThresholds
 from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 
 __all__ = [
@@ -71,12 +72,18 @@ class EventSettings:
 
     threshold: float = DEFAULT_THRESHOLD
     min_duration: float = 0.0
+    per_class: ClassThresholds | None = None
+    """Classes with thresholds of their own (`--thresholds`); the others use `threshold`."""
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.threshold <= 1.0:
             raise ValueError(f"event threshold must be between 0 and 1, got {self.threshold}")
         if not self.min_duration >= 0.0:
             raise ValueError(f"min_duration must be at least 0, got {self.min_duration}")
+
+    def levels(self, n_classes: int) -> float | np.ndarray:
+        """The score each of `n_classes` classes needs: `threshold`, or `[n_classes]` with `per_class`."""
+        return self.threshold if self.per_class is None else self.per_class.levels(n_classes, default=self.threshold)
 
 
 @dataclass(frozen=True)
@@ -168,7 +175,7 @@ def slot_scores(
 def events_from_scores(
     grid: SlotScores,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | np.ndarray = DEFAULT_THRESHOLD,
     min_duration: float = 0.0,
     class_table: Sequence[LabelClass] | None = None,
 ) -> list[SoundEvent]:
@@ -193,12 +200,17 @@ class EventDetector:
     def __init__(
         self,
         *,
-        threshold: float = DEFAULT_THRESHOLD,
+        threshold: float | np.ndarray = DEFAULT_THRESHOLD,
         min_duration: float = 0.0,
         classes: Sequence[int] | None = None,
         class_table: Sequence[LabelClass] | None = None,
     ) -> None:
-        EventSettings(threshold, min_duration)  # validates
+        if np.isscalar(threshold):
+            EventSettings(float(threshold), min_duration)  # validates
+        else:
+            EventSettings(min_duration=min_duration)
+            if not bool(np.all((np.asarray(threshold) >= 0.0) & (np.asarray(threshold) <= 1.0))):
+                raise ValueError("event thresholds must be between 0 and 1")
         self._classes = None if classes is None else np.asarray(classes, dtype=np.int64)
         self._table = class_table
         self._threshold, self._min_duration = threshold, min_duration
@@ -247,10 +259,12 @@ class _Runs:
     """Each watched column's open run of active slots, carried from one stretch of slots to the next."""
 
     def __init__(
-        self, columns: np.ndarray, *, threshold: float, min_duration: float, class_table: Sequence[LabelClass] | None
+        self, columns: np.ndarray, *, threshold: float | np.ndarray, min_duration: float, class_table: Sequence[LabelClass] | None
     ) -> None:
         self.columns = np.asarray(columns, dtype=np.int64)
-        self.threshold, self.min_duration = threshold, min_duration
+        # (each class's own threshold: a vector over the class table, taken at the watched columns)
+        self.threshold = threshold if np.isscalar(threshold) else np.asarray(threshold, dtype=np.float64)[self.columns]
+        self.min_duration = min_duration
         self.table = Vocabulary.audioset() if class_table is None else class_table
         self.open: dict[int, list[float]] = {}  # column -> [start, peak, sum of score x width, width]
 
@@ -303,7 +317,7 @@ def _event_order(event: SoundEvent) -> tuple[float, float, int]:
 def detect_events(
     result: Any,
     *,
-    threshold: float = DEFAULT_THRESHOLD,
+    threshold: float | np.ndarray = DEFAULT_THRESHOLD,
     min_duration: float = 0.0,
     classes: Sequence[int] | None = None,
 ) -> list[SoundEvent]:

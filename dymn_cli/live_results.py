@@ -37,7 +37,7 @@ class LiveWindow:
     latency: float  # seconds from the arrival of the window's last sample to its scores
     classes: Vocabulary = field(default_factory=Vocabulary.audioset, repr=False)
 
-    def top(self, k: int | None = 10, *, threshold: float | None = None) -> list[tuple[str, float]]:
+    def top(self, k: int | None = 10, *, threshold: float | np.ndarray | None = None) -> list[tuple[str, float]]:
         """`[(label, score), ...]`, best first."""
         return [(self.classes[i].name, float(self.scores[i])) for i in rank_classes(self.scores, top=k, threshold=threshold)]
 

@@ -48,23 +48,26 @@ class TagResult:
         """Clip embedding: the mean of the windows' embeddings."""
         return self.embeddings.mean(axis=0)
 
-    def top(self, k: int | None = 10, *, threshold: float | None = None) -> list[tuple[str, float]]:
+    def top(self, k: int | None = 10, *, threshold: float | np.ndarray | None = None) -> list[tuple[str, float]]:
         """`[(label, score), ...]`, best first."""
         return [(self.classes[i].name, float(self.scores[i])) for i in self.top_indices(k, threshold=threshold)]
 
-    def top_indices(self, k: int | None = 10, *, threshold: float | None = None) -> list[int]:
-        """Class indices, best first (ties by index), at most `k`, each scoring at least `threshold`."""
+    def top_indices(self, k: int | None = 10, *, threshold: float | np.ndarray | None = None) -> list[int]:
+        """Class indices, best first (ties by index), at most `k`, each scoring at least `threshold`
+        (one score, or each class's own)."""
         return rank_classes(self.scores, top=k, threshold=threshold)
 
 
 def rank_classes(
-    scores: np.ndarray, *, top: int | None, threshold: float | None = None, classes: Sequence[int] | None = None
+    scores: np.ndarray, *, top: int | None, threshold: float | np.ndarray | None = None, classes: Sequence[int] | None = None
 ) -> list[int]:
-    """Indices of the best classes of `scores` (among `classes` if given), best first, ties by index."""
+    """Indices of the best classes of `scores` (among `classes` if given), best first, ties by index.
+
+    `threshold` is one score for every class, or each class's own (`[K]`, e.g. `ClassThresholds.levels`)."""
     candidates = np.arange(len(scores)) if classes is None else np.asarray(classes, dtype=np.int64)
     order = candidates[np.lexsort((candidates, -scores[candidates]))] if len(candidates) else candidates
     if threshold is not None:
-        order = order[scores[order] >= threshold]
+        order = order[scores[order] >= (threshold if np.isscalar(threshold) else np.asarray(threshold)[order])]
     return [int(i) for i in (order if top is None else order[:top])]
 
 

@@ -217,7 +217,10 @@ class Tagger(AudioTagger):
         rate = self.sample_rate
         detectors = [
             EventDetector(
-                threshold=events.threshold, min_duration=events.min_duration, classes=event_classes, class_table=self.classes
+                threshold=events.levels(len(self.classes)),
+                min_duration=events.min_duration,
+                classes=event_classes,
+                class_table=self.classes,
             )
             if events is not None
             else None

@@ -250,6 +250,16 @@ def tag(
             rich_help_panel=panels.LABELS,
         ),
     ] = None,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds",
+            metavar="FILE",
+            help="Each class's own threshold: a CSV label,mid,threshold (evaluate --save-thresholds writes one); "
+            "other classes keep --threshold.",
+            rich_help_panel=panels.LABELS,
+        ),
+    ] = None,
     labels: Annotated[
         str | None,
         typer.Option(
@@ -511,6 +521,7 @@ def tag(
             format=format.value if format is not None else None,
             top=top,
             threshold=threshold,
+            thresholds=thresholds,
             events=events,
             min_duration=min_duration,
             labels=labels,
@@ -547,6 +558,7 @@ def tag(
         exclude=exclude,
         wide=wide,
         vocabulary=chosen.vocabulary,
+        thresholds=thresholds,
     )
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
     # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
@@ -647,6 +659,7 @@ def _tag_live(
     format: str | None,
     top: int | None,
     threshold: float | None,
+    thresholds: Path | None,
     events: bool,
     min_duration: float,
     labels: str | None,
@@ -671,6 +684,7 @@ def _tag_live(
         labels=labels,
         exclude=exclude,
         vocabulary=chosen.vocabulary,
+        thresholds=thresholds,
     )
     settings = LiveSettings(
         window=chosen.window, hop=chosen.hop, pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect

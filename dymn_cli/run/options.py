@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from dymn_cli.audioset.thresholds import load_thresholds
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
@@ -77,15 +78,20 @@ def build_output_options(
     exclude: str | Sequence[str] | None = None,
     wide: bool = False,
     vocabulary: Vocabulary | None = None,
+    thresholds: str | os.PathLike[str] | None = None,
 ) -> OutputOptions:
-    """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given)."""
+    """`OutputOptions` from the options; events are cut at `--threshold` (0.5 when not given). The
+    `--thresholds` file is read here, matched against the run's classes, before any model loads."""
     from dymn_cli.audioset.ontology import select_classes
 
     if min_duration < 0:
         raise UsageError(f"--min-duration must be at least 0, got {min_duration}")
+    per_class = load_thresholds(thresholds, vocabulary or Vocabulary.audioset()) if thresholds is not None else None
     wants_events = events or per_input_format(format)
     settings = (
-        EventSettings(threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, min_duration=min_duration)
+        EventSettings(
+            threshold=threshold if threshold is not None else DEFAULT_THRESHOLD, min_duration=min_duration, per_class=per_class
+        )
         if wants_events
         else None
     )
@@ -97,6 +103,7 @@ def build_output_options(
         events=settings,
         wide=wide,
         vocabulary=vocabulary,
+        thresholds=per_class,
     )
 
 

@@ -8,6 +8,7 @@ records of two kinds of run."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from dymn_cli.audioset.thresholds import ClassThresholds
 from dymn_cli.audioset.vocabulary import AUDIOSET, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events, strongest_labels
@@ -33,22 +35,39 @@ class OutputOptions:
     timeline: bool = False
     classes: Sequence[int] | None = None  # restrict to these class indices (None: all)
     events: EventSettings | None = None  # also report sound events (see dymn_cli.events)
-    wide: bool = False  # one row per input, a column per class (csv, parquet); top and threshold do not apply
+    wide: bool = False  # one row per input, a column per class (csv, parquet); scores under the threshold left empty
     vocabulary: Vocabulary | None = None  # the classes the run reports (None: the AudioSet classes)
+    thresholds: ClassThresholds | None = None  # classes with a threshold of their own (--thresholds); others: `threshold`
+
+    @functools.cached_property
+    def levels(self) -> float | np.ndarray | None:
+        """The score each class needs to be reported: `threshold` (None: any), or `[K]` with `thresholds`."""
+        if self.thresholds is None:
+            return self.threshold
+        return self.thresholds.levels(len(self.class_table()), default=self.threshold)
 
     def select(self, scores: np.ndarray) -> list[int]:
         """Class indices to report for one score vector, best first."""
-        return rank_classes(scores, top=self.top, threshold=self.threshold, classes=self.classes)
+        return rank_classes(scores, top=self.top, threshold=self.levels, classes=self.classes)
+
+    def below_threshold(self, scores: np.ndarray) -> np.ndarray:
+        """Which classes of one score vector score under their threshold (a wide table leaves them empty)."""
+        if self.levels is None:
+            return np.zeros(len(scores), dtype=bool)
+        return np.asarray(scores) < self.levels
 
     def sound_events(self, result: TagResult) -> list[dict[str, Any]]:
         """The `events` entries of one result: those of the `top` labels with the highest peak."""
         settings = self.events or EventSettings()
-        found = detect_events(result, threshold=settings.threshold, min_duration=settings.min_duration, classes=self.classes)
+        levels = settings.levels(len(self.class_table()))
+        found = detect_events(result, threshold=levels, min_duration=settings.min_duration, classes=self.classes)
         return [e.as_dict(decimals=SCORE_DECIMALS) for e in strongest_labels(found, self.top)]
 
     def settings(self) -> dict[str, Any]:
         """What the options were, for the header of an output."""
         described: dict[str, Any] = {"top": self.top, "threshold": self.threshold}
+        if self.thresholds is not None:
+            described["thresholds"] = self.thresholds.source
         if self.timeline:
             described["timeline"] = True
         if self.classes is not None:

@@ -66,7 +66,9 @@ def event_settings(options: OutputOptions) -> EventSettings:
     """The options' event settings, else events at `--threshold` (or the default threshold)."""
     if options.events is not None:
         return options.events
-    return EventSettings(threshold=options.threshold if options.threshold is not None else DEFAULT_THRESHOLD)
+    return EventSettings(
+        threshold=options.threshold if options.threshold is not None else DEFAULT_THRESHOLD, per_class=options.thresholds
+    )
 
 
 class EventFileWriter(Writer):
@@ -98,9 +100,8 @@ class EventFileWriter(Writer):
         return per_input_target(source, suffix=self.suffix, directory=self.target, used=self._used)
 
     def events(self, result: TagResult) -> list[SoundEvent]:
-        found = detect_events(
-            result, threshold=self.settings.threshold, min_duration=self.settings.min_duration, classes=self.options.classes
-        )
+        levels = self.settings.levels(len(result.classes))
+        found = detect_events(result, threshold=levels, min_duration=self.settings.min_duration, classes=self.options.classes)
         return strongest_labels(found, self.options.top)
 
     def render(self, events: list[SoundEvent]) -> str:

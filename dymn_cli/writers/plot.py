@@ -256,7 +256,8 @@ class PlotWriter:
         if settings is not None:
             from dymn_cli.events import detect_events
 
-            events = detect_events(outcome, threshold=settings.threshold, min_duration=settings.min_duration, classes=classes)
+            levels = settings.levels(len(outcome.classes))
+            events = detect_events(outcome, threshold=levels, min_duration=settings.min_duration, classes=classes)
         self.written.append(plot_timeline(outcome, path, top=top, classes=classes, events=events))
 
     def close(self) -> None:

@@ -80,8 +80,10 @@ class CsvWriter(Writer):
             return []
         classes = outcome.classes
         path = csv_name(outcome.source)
-        if self.options.wide:
-            return [[path, round(outcome.duration, 6), *(score(outcome.scores[i]) for i in self.options.wide_classes())]]
+        if self.options.wide:  # (a score under its class's threshold: an empty cell, null in Parquet)
+            below = self.options.below_threshold(outcome.scores)
+            cells = [None if below[i] else score(outcome.scores[i]) for i in self.options.wide_classes()]
+            return [[path, round(outcome.duration, 6), *cells]]
         if self.options.events is not None:
             return [
                 [path, e["start"], e["end"], e["label"], e["mid"], e["index"], e["peak"], e["mean"]]
