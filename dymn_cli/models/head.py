@@ -40,7 +40,7 @@ import numpy as np
 from dymn_cli.atomic import atomic_binary_file
 from dymn_cli.errors import HeadError
 
-__all__ = ["ACTIVATIONS", "HEAD_FORMAT", "HEAD_VERSION", "Backbone", "ClassifierHead", "load_head", "save_head"]
+__all__ = ["ACTIVATIONS", "HEAD_FORMAT", "HEAD_VERSION", "Backbone", "ClassifierHead", "head_bytes", "load_head", "save_head"]
 
 HEAD_FORMAT = "dymn-cli-head"
 HEAD_VERSION = 1
@@ -136,8 +136,8 @@ class ClassifierHead:
         }
 
 
-def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
-    """Write `head` as a safetensors file, atomically; returns the path."""
+def head_bytes(head: ClassifierHead) -> bytes:
+    """`head` as the bytes of a safetensors head file (the CLI writes them through the output layer)."""
     from safetensors.numpy import save
 
     # (statistics in float64: the random test networks' embeddings reach 1e12, beyond float32's digits)
@@ -145,10 +145,14 @@ def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
     for n, (weight, bias) in enumerate(head.layers):
         tensors[f"weight.{n}"] = np.ascontiguousarray(weight, dtype=np.float32)
         tensors[f"bias.{n}"] = np.ascontiguousarray(bias, dtype=np.float32)
-    data = save(tensors, metadata={_METADATA_KEY: json.dumps(head.metadata(), ensure_ascii=False)})
+    return save(tensors, metadata={_METADATA_KEY: json.dumps(head.metadata(), ensure_ascii=False)})
+
+
+def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
+    """Write `head` as a safetensors file, atomically; returns the path."""
     target = Path(path)
     with atomic_binary_file(target) as stream:
-        stream.write(data)
+        stream.write(head_bytes(head))
     return target
 
 

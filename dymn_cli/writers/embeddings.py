@@ -25,6 +25,7 @@ import numpy as np
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
 from dymn_cli.writers.output_file import written
+from dymn_cli.writers.targets import Target
 
 __all__ = ["EmbeddingWriter", "embedding_arrays", "merge_embeddings", "save_embeddings"]
 
@@ -117,7 +118,7 @@ class EmbeddingWriter:
 
 
 def merge_embeddings(
-    sources: Sequence[Path], target: str | os.PathLike[str], *, order_key: Callable[[str], Any] = str
+    sources: Sequence[Path], target: Target | str | os.PathLike[str], *, order_key: Callable[[str], Any] = str
 ) -> tuple[int, list[str]]:
     """Join archives (e.g. of `--shard` jobs) into one at `target`, inputs sorted by `order_key` of their
     paths; an input in several archives keeps its last one. Returns (inputs, paths found more than once).
@@ -184,6 +185,6 @@ def merge_embeddings(
         merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
     buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
     np.savez(buffer, **merged)
-    with written(Path(target)) as stream:  # (the rules of every output: dymn_cli.writers.output_file)
+    with written(target if isinstance(target, Target) else Path(target)) as stream:  # (dymn_cli.writers.output_file)
         stream.write(buffer.getvalue())
     return len(ordered), duplicates
