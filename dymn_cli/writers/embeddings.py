@@ -24,6 +24,7 @@ import numpy as np
 
 from dymn_cli.errors import UsageError
 from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.writers.embeddings_archive import EMBEDDINGS, ArchiveError, read_embeddings_archive
 from dymn_cli.writers.output_file import written
 from dymn_cli.writers.targets import Target
 
@@ -127,13 +128,7 @@ def merge_embeddings(
     duplicates: list[str] = []
     layout: tuple[Any, ...] | None = None
     for source in sources:
-        try:
-            with np.load(source, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise UsageError(f"{source}: cannot read it as an embeddings archive: {error}") from None
-        if "paths" not in arrays or "clip_embeddings" not in arrays:
-            raise UsageError(f"{source}: not an embeddings archive (no paths and clip_embeddings)")
+        arrays = _read_whole(source)
         windows = "window_embeddings" in arrays
         this = (
             windows,
@@ -188,3 +183,15 @@ def merge_embeddings(
     with written(target if isinstance(target, Target) else Path(target)) as stream:  # (dymn_cli.writers.output_file)
         stream.write(buffer.getvalue())
     return len(ordered), duplicates
+
+
+def _read_whole(source: Path) -> dict[str, np.ndarray]:
+    """Every array of a checked archive (`dymn_cli.writers.embeddings_archive`), embeddings finite."""
+    archive = read_embeddings_archive(source)
+    arrays = dict(archive.arrays)
+    for name in EMBEDDINGS:
+        if name in archive.members:
+            arrays[name] = archive.read_embeddings(name)
+            if not np.isfinite(arrays[name]).all():
+                raise ArchiveError(f"{source}: {name} that are not finite numbers (NaN or infinite): a damaged archive")
+    return arrays
