@@ -25,6 +25,7 @@ from dymn_cli.cli.commands import COMMANDS, TAG, split_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.tag import EXAMPLES, tag_app
 from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
+from dymn_cli.run.stop_signals import raise_once
 from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
@@ -88,7 +89,7 @@ class _TerminalSafeFormatter(logging.Formatter):
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise SignalReceived(signum)
+    raise_once(signum)  # (a second signal while the first one's stop is finishing is only noted)
 
 
 def _end_as_sigpipe() -> None:
@@ -148,6 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except SystemExit as done:
         code = done.code
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the status is decided, every output finished: a signal
+        signal.signal(signum, signal.SIG_IGN)  # while the interpreter ends changes neither (nor prints a traceback)
     # The process ends here and frees everything with it; spare the interpreter's last garbage
     # collection over torch's objects at exit (0.3 s of every run, see README "Performance").
     gc.freeze()

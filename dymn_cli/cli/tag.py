@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from dymn_cli.cli import metavars, panels
-from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
+from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, check_pcm, parse_top, positive_seconds
 from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.errors import OutputClosed, UsageError
 from dymn_cli.run.shards import DEFAULT_PART_SIZE, parse_shard
@@ -128,6 +128,7 @@ def tag(
         typer.Option(
             "--pcm",
             metavar=metavars.PCM,
+            callback=check_pcm,
             help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).",
             rich_help_panel=panels.INPUT,
         ),
