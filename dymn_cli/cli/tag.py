@@ -711,7 +711,7 @@ def _tag_live(
 
 
 def _model_name(model: str, weights: list[Path] | None) -> str:
-    """The name the tagger will give its model (`Tagger.name`), known before it loads."""
-    if weights:
-        return ",".join(Path(w).stem for w in weights)
-    return ",".join(n.strip() for n in model.split(",") if n.strip())
+    """The name the outputs will give the model (`AudioTagger.model_label`), known before it loads."""
+    from dymn_cli.models.identity import identify, model_label
+
+    return model_label(identify(model, weights))
