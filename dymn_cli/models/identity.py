@@ -13,11 +13,19 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from dymn_cli.errors import WeightsError
-from dymn_cli.models.ensemble import split_names
+from dymn_cli.errors import UsageError, WeightsError
 from dymn_cli.models.weights import get_record, sha256_file
 
-__all__ = ["SHA256_PREFIX", "Checkpoint", "checkpoint_sha256", "identify", "model_label", "same_label"]
+__all__ = [
+    "SHA256_PREFIX",
+    "Checkpoint",
+    "checkpoint_sha256",
+    "identify",
+    "local_checkpoint",
+    "model_label",
+    "same_label",
+    "split_names",
+]
 
 SHA256_PREFIX = 12  # hex digits of a local checkpoint's SHA-256 in its label (48 bits: no two files of one user collide)
 
@@ -53,6 +61,17 @@ def same_label(earlier: str | None, label: str) -> bool:
         return True
     stems = ",".join(Path(member.split("@sha256:")[0]).stem if "@sha256:" in member else member for member in label.split(","))
     return earlier == stems and stems != label
+
+
+def split_names(model: str | Sequence[str] | None) -> list[str]:
+    """`"a,b"` or `["a", "b"]` -> `["a", "b"]`."""
+    if model is None:
+        return []
+    names = model.split(",") if isinstance(model, str) else list(model)
+    names = [n.strip() for n in names if n and n.strip()]
+    if not names:
+        raise UsageError("no model named")
+    return names
 
 
 def identify(model: str | Sequence[str] | None, weights: str | Path | Sequence[str | Path] | None) -> tuple[Checkpoint, ...]:

@@ -22,6 +22,8 @@ from typing import Any
 import numpy as np
 
 from dymn_cli.errors import UsageError
+from dymn_cli.models.identity import Checkpoint
+from dymn_cli.writers.embeddings import archive_network
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
 
@@ -40,6 +42,7 @@ class EmbeddingIndex:
     norms: np.ndarray | None = None  # [n] the rows' lengths, computed once
     window: float | None = None  # seconds: the window and hop the embeddings were computed with, if known
     hop: float | None = None
+    network: tuple[Checkpoint, ...] | None = None  # the network that computed them, if recorded
 
     def __post_init__(self) -> None:
         if self.norms is None:  # (block by block: a memory-mapped index is read once, never copied whole)
@@ -128,6 +131,7 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
         else:
             clips = _embeddings(archive, source, "clip_embeddings", memory_map)
             index = EmbeddingIndex(embeddings=clips, paths=paths, path_index=np.arange(len(clips), dtype=np.int64))
+        index.network = archive_network(archive, source)
         if "window_seconds" in names and "hop_seconds" in names:
             index.window, index.hop = float(archive["window_seconds"]), float(archive["hop_seconds"])
         elif has_windows and len(archive["window_starts"]):
