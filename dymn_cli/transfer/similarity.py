@@ -23,7 +23,7 @@ import numpy as np
 
 from dymn_cli.errors import UsageError
 from dymn_cli.models.identity import Checkpoint
-from dymn_cli.writers.embeddings import archive_network
+from dymn_cli.writers.embeddings import archive_network, network_name, same_network
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
 
@@ -272,9 +272,15 @@ def search_audio(
     """Embed each query (paths or anything `Tagger.tag_many` takes) with `tagger` and search `index`
     with its clip embedding (the mean of its windows). Window and hop: those given, else the index's
     (recorded in the archive, or read off its windows' times), else 10 s. A query that cannot be
-    decoded gets its error, the others their hits."""
+    decoded gets its error, the others their hits. A tagger of another network than the one the index
+    records is refused (`UsageError`)."""
     from dymn_cli.results import TagFailure
 
+    network = getattr(tagger, "checkpoints", None)  # (an AudioTagger's; the index's own network is checked against it)
+    if index.network is not None and network is not None and not same_network(network, index.network):
+        raise UsageError(
+            f"the index was made by {network_name(index.network)}, not by {network_name(network)}: search it with that network"
+        )
     length = window if window is not None else index.window_seconds or 10.0
     step = hop if hop is not None else index.hop if index.hop is not None and window is None else length
     outcomes = list(tagger.tag_many(queries, window=length, hop=step, workers=workers))

@@ -89,3 +89,12 @@ def _sha256(path: Path) -> str:
     import hashlib
 
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_the_python_api_refuses_a_tagger_of_another_network_too(indexes):
+    from dymn_cli.tagger import Tagger
+    from dymn_cli.transfer.similarity import load_index, search_audio
+
+    root, dymn04, _ = indexes
+    with pytest.raises(UsageError, match=r"made by dymn04\.pt@sha256:\w+, not by mn04_seed0\.pt@sha256"):
+        search_audio(Tagger(weights=GOLDEN / "mn04_seed0.pt", device="cpu"), [root / "1.wav"], load_index(dymn04))
