@@ -57,10 +57,10 @@ def model_label(members: Sequence[Checkpoint]) -> str:
 def same_label(earlier: str | None, label: str) -> bool:
     """Whether an output's recorded model is `label`. An output of the release before local files were
     labelled with their SHA-256 names a local file by its stem alone (`dymn04`): it is read as that file."""
-    if earlier == label:
-        return True
+    if earlier is None or earlier == label:
+        return earlier is not None
     stems = ",".join(Path(member.split("@sha256:")[0]).stem if "@sha256:" in member else member for member in label.split(","))
-    return earlier == stems and stems != label
+    return earlier.lower() == stems.lower()  # (that release also kept a published model's name as the user spelled it)
 
 
 def split_names(model: str | Sequence[str] | None) -> list[str]:
@@ -85,6 +85,8 @@ def identify(model: str | Sequence[str] | None, weights: str | Path | Sequence[s
 def local_checkpoint(path: Path) -> Checkpoint:
     """A local checkpoint file as outputs record it."""
     real = Path(os.path.realpath(path.expanduser()))
+    if not os.path.exists(real):
+        raise WeightsError(f"weights file not found: {path}")
     return Checkpoint(path.name, checkpoint_sha256(real), str(real))
 
 

@@ -85,7 +85,7 @@ class JsonlWriter(Writer):
                     found = found or current
                 if first is None:
                     first = found
-                elif found != first:
+                elif not _same_run(found, first):
                     raise ValueError(f"line {number} was written by another model or other settings than the first record")
                 if "path" in record:
                     yield record["path"], record if payloads else None
@@ -120,6 +120,11 @@ def _record(line: bytes, number: int) -> dict[str, Any]:
 
 def _provenance(record: dict[str, Any]) -> dict[str, Any]:
     return {key: record[key] for key in PROVENANCE_KEYS if key in record}
+
+
+def _same_run(provenance: dict[str, Any], other: dict[str, Any]) -> bool:
+    """The same model and settings (a head's file may be named by another path: its classes are in the settings)."""
+    return all(provenance.get(key) == other.get(key) for key in ("model", "settings"))
 
 
 def _first_line(target: Path) -> bytes | None:
