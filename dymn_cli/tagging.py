@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -17,6 +17,7 @@ import numpy as np
 
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.models.head import Backbone, ClassifierHead, load_head
+from dymn_cli.models.identity import Checkpoint, local_checkpoint, model_label
 from dymn_cli.models.weights import sha256_file
 from dymn_cli.results import TagFailure, TagResult
 
@@ -33,7 +34,8 @@ class AudioTagger(ABC):
     `embedding_dim`, and build their results with `classes` and `head`."""
 
     name: str
-    weight_files: list[Path]
+    weight_files: Sequence[Path] = ()
+    records: Sequence[Any] = ()  # each member's registry record (None: a local checkpoint file)
     embedding_dim: int
     head: ClassifierHead | None = None
     classes: Vocabulary = Vocabulary.audioset()
@@ -68,6 +70,21 @@ class AudioTagger(ABC):
         """The network as a head file records it: name, SHA-256 of each checkpoint file, embedding width
         (hashed on first use: only runs with a head pay for it)."""
         return Backbone(self.name, tuple(sha256_file(p) for p in self.weight_files), int(self.embedding_dim))
+
+    @functools.cached_property
+    def checkpoints(self) -> tuple[Checkpoint, ...]:
+        """Each member of the network as outputs record it: a published model by its name, a local
+        checkpoint file by its name and SHA-256 (see `dymn_cli.models.identity`)."""
+        records = self.records or [None] * len(self.weight_files)
+        return tuple(
+            Checkpoint(record.name) if record is not None else local_checkpoint(path)
+            for record, path in zip(records, self.weight_files)
+        )
+
+    @property
+    def model_label(self) -> str:
+        """The network as every output names it: `dymn10_as`, or `dymn04.pt@sha256:1a2b3c4d5e6f` for a local file."""
+        return model_label(self.checkpoints) if self.weight_files else self.name  # (a stand-in without files: its name)
 
     def use_head(self, head: ClassifierHead | str | os.PathLike[str], *, with_audioset: bool = False) -> ClassifierHead:
         """Score a head's classes from now on (after the AudioSet classes if `with_audioset`).

@@ -60,9 +60,10 @@ RATE = 32_000
 
 
 def jsonl(path: Path) -> list[dict]:
-    """The input records of a JSONL output (a file's first line, the header record, has no path)."""
+    """The input records of a JSONL output (every line)."""
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
-    return [r for r in records if "path" in r]
+    assert all("path" in r for r in records)
+    return records
 
 
 def one_line(path: str) -> str:

@@ -30,8 +30,15 @@ def search_command(
     top: Annotated[int, typer.Option("--top", "-k", metavar=metavars.K, help="How many hits per query.", min=1)] = 10,
     clips: Annotated[bool, typer.Option("--clips", help="Search the clips even when the index has window embeddings.")] = False,
     model: Annotated[
-        str, typer.Option("--model", "-m", metavar=metavars.MODEL, help="The network that wrote the index.")
-    ] = "dymn10_as",
+        str | None,
+        typer.Option(
+            "--model",
+            "-m",
+            metavar=metavars.MODEL,
+            help="The network that wrote the index (default: the one it records; another is refused).",
+            show_default=False,
+        ),
+    ] = None,
     weights: Annotated[
         list[Path] | None,
         typer.Option("--weights", "-w", metavar=metavars.FILE, help="Local checkpoint file instead of --model."),
@@ -68,6 +75,7 @@ def search_command(
 ) -> None:
     """The entries of an embeddings index most similar to each query (cosine), best first."""
     from dymn_cli.run.inputs import expand_inputs
+    from dymn_cli.transfer.search_network import query_network
     from dymn_cli.transfer.similarity import load_index, search_audio
 
     if format not in (None, "table", "jsonl"):
@@ -79,7 +87,8 @@ def search_command(
     if not inputs:
         raise UsageError("no query audio")
     loaded = load_index(index, windows=False if clips else None)
-    tagger = local_tagger(model, weights, device=device, sha256=sha256, progress=sys.stderr.isatty())
+    network = query_network(loaded, index, model=model, weights=weights)
+    tagger = local_tagger(network.model, network.weights, device=device, sha256=sha256, progress=sys.stderr.isatty())
     found = search_audio(tagger, [sys.stdin.buffer if q == "-" else q for q in inputs], loaded, top=top, window=window)
     failed = [f for f in found if f.error is not None]
     for failure in failed:

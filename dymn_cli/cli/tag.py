@@ -488,6 +488,7 @@ def tag(
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.allocator import keep_freed_memory
     from dymn_cli.inference.pipeline import PipelineStats
+    from dymn_cli.models.identity import identify, model_label
     from dymn_cli.run.options import build_output_options, build_sinks, choose_head, per_input_format, writer_target
     from dymn_cli.run.runner import RunSettings, label_inputs
 
@@ -568,6 +569,7 @@ def tag(
     if more_outputs and format_name is not None and not per_input_format(format_name):
         raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
     target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
+    network = identify(None if weights else model, weights)  # (what the outputs record, known before the model loads)
     sinks = build_sinks(
         options=options,
         paths=inputs,
@@ -577,6 +579,7 @@ def tag(
         resume=resume,
         window=chosen.window,
         hop=chosen.hop,
+        network=network,
     )
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
@@ -641,7 +644,7 @@ def tag(
             shard=parse_shard(shard) if shard is not None else None,
             more_outputs=more_outputs,
             stats=stats,
-            model_name=_model_name(model, weights),
+            model_name=model_label(network),
             no_overwrite=no_overwrite,
         )
     if summary.output_closed:  # the reader went away (`| head`): no word, the status of SIGPIPE
@@ -709,10 +712,3 @@ def _tag_live(
     if not quiet:
         log.info(summary.line())
     raise typer.Exit(summary.exit_code)
-
-
-def _model_name(model: str, weights: list[Path] | None) -> str:
-    """The name the tagger will give its model (`Tagger.name`), known before it loads."""
-    if weights:
-        return ",".join(Path(w).stem for w in weights)
-    return ",".join(n.strip() for n in model.split(",") if n.strip())

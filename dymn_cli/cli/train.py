@@ -16,7 +16,7 @@ from dymn_cli.cli.choices import check_device, positive_seconds
 log = logging.getLogger("dymn_cli")
 
 
-def local_tagger(model: str, weights: list[Path] | None, **options: Any) -> Any:
+def local_tagger(model: str | None, weights: list[Path] | None, **options: Any) -> Any:
     """A `Tagger` of `--model`, or of the `--weights` files when given."""
     from dymn_cli.tagger import Tagger
 

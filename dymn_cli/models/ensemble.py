@@ -19,6 +19,7 @@ from dymn_cli.errors import UsageError, WeightsError
 from dymn_cli.models.build import build_model
 from dymn_cli.models.checkpoints import resolve_weights
 from dymn_cli.models.frontend import FrontEndConfig
+from dymn_cli.models.identity import split_names
 from dymn_cli.models.weights import WeightsRecord, cached_path
 
 
@@ -44,17 +45,6 @@ class Members:
     network: nn.Module
     frontend: FrontEndConfig
     paths: list[Path]  # each member's checkpoint file (a local file, or the cached download)
-
-
-def split_names(model: str | Sequence[str] | None) -> list[str]:
-    """`"a,b"` or `["a", "b"]` -> `["a", "b"]`."""
-    if model is None:
-        return []
-    names = model.split(",") if isinstance(model, str) else list(model)
-    names = [n.strip() for n in names if n and n.strip()]
-    if not names:
-        raise UsageError("no model named")
-    return names
 
 
 def load_members(

@@ -17,6 +17,7 @@ from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
 from dymn_cli.models.head import ClassifierHead, load_head
+from dymn_cli.models.identity import Checkpoint
 from dymn_cli.run.outputs import ResultSink
 from dymn_cli.writers.base import OutputOptions
 from dymn_cli.writers.registry import WRITERS
@@ -129,8 +130,10 @@ def build_sinks(
     resume: bool = False,
     window: float | None = None,
     hop: float | None = None,
+    network: Sequence[Checkpoint] | None = None,
 ) -> list[ResultSink]:
-    """The extra result sinks: the embeddings archive (which records `window` and `hop`) and the pictures."""
+    """The extra result sinks: the embeddings archive (which records `window`, `hop` and the `network`)
+    and the pictures."""
     sinks: list[ResultSink] = []
     if embeddings is not None:
         from dymn_cli.writers.embeddings import EmbeddingWriter
@@ -139,7 +142,7 @@ def build_sinks(
             raise UsageError("--embeddings cannot be combined with --resume: the inputs it skips would be missing")
         if embeddings.is_dir():
             raise UsageError(f"{embeddings}: --embeddings takes a file name (.npz), not a folder")
-        sinks.append(EmbeddingWriter(embeddings, windows=options.timeline, window=window, hop=hop))
+        sinks.append(EmbeddingWriter(embeddings, windows=options.timeline, window=window, hop=hop, network=network))
     if plot is not None:
         from dymn_cli.writers.plot import PlotWriter
 

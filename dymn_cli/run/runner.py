@@ -292,7 +292,7 @@ def _load_tagger(tagger: TaggerOrFactory, summary: RunSummary) -> AudioTagger:
 
 def _header(tagger: AudioTagger, run_settings: dict[str, Any]) -> dict[str, Any]:
     """The model and settings every output records."""
-    header: dict[str, Any] = {"model": tagger.name, "settings": {**run_settings, "sample_rate": tagger.sample_rate}}
+    header: dict[str, Any] = {"model": tagger.model_label, "settings": {**run_settings, "sample_rate": tagger.sample_rate}}
     head = getattr(tagger, "head", None)
     if head is not None:  # (its classes are in the settings; here where they come from)
         header["head"] = {"path": head.path, "classes": list(head.classes), "backbone": head.backbone.as_dict()}

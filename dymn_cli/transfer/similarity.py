@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 
 from dymn_cli.errors import UsageError
+from dymn_cli.models.identity import Checkpoint
+from dymn_cli.writers.embeddings import archive_network, network_name, same_network
 from dymn_cli.writers.embeddings_archive import read_embeddings_archive
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
@@ -38,6 +40,7 @@ class EmbeddingIndex:
     norms: np.ndarray | None = None  # [n] the rows' lengths, computed once
     window: float | None = None  # seconds: the window and hop the embeddings were computed with, if known
     hop: float | None = None
+    network: tuple[Checkpoint, ...] | None = None  # the network that computed them, if recorded
 
     def __post_init__(self) -> None:
         if self.norms is None:  # (block by block: a memory-mapped index is read once, never copied whole)
@@ -114,6 +117,7 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
     else:
         clips = archive.read_embeddings("clip_embeddings", memory_map=memory_map)
         index = EmbeddingIndex(embeddings=clips, paths=arrays["paths"], path_index=np.arange(len(clips), dtype=np.int64))
+    index.network = archive_network(arrays, source)
     index.window, index.hop = archive.setting("window_seconds"), archive.setting("hop_seconds")
     if index.window is None or index.hop is None:
         index.window = index.hop = None
@@ -208,9 +212,15 @@ def search_audio(
     """Embed each query (paths or anything `Tagger.tag_many` takes) with `tagger` and search `index`
     with its clip embedding (the mean of its windows). Window and hop: those given, else the index's
     (recorded in the archive, or read off its windows' times), else 10 s. A query that cannot be
-    decoded gets its error, the others their hits."""
+    decoded gets its error, the others their hits. A tagger of another network than the one the index
+    records is refused (`UsageError`)."""
     from dymn_cli.results import TagFailure
 
+    network = getattr(tagger, "checkpoints", None)  # (an AudioTagger's; the index's own network is checked against it)
+    if index.network is not None and network is not None and not same_network(network, index.network):
+        raise UsageError(
+            f"the index was made by {network_name(index.network)}, not by {network_name(network)}: search it with that network"
+        )
     length = window if window is not None else index.window_seconds or 10.0
     step = hop if hop is not None else index.hop if index.hop is not None and window is None else length
     outcomes = list(tagger.tag_many(queries, window=length, hop=step, workers=workers))

@@ -20,6 +20,7 @@ from dymn_cli.audioset.thresholds import ClassThresholds
 from dymn_cli.audioset.vocabulary import AUDIOSET, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.events import EventSettings, detect_events, strongest_labels
+from dymn_cli.models.identity import same_label
 from dymn_cli.results import TagFailure, TagResult, rank_classes
 from dymn_cli.writers.targets import Target
 
@@ -110,7 +111,7 @@ def check_header(header: dict[str, Any] | None, *, settings: dict[str, Any], mod
     if header is None:
         raise ValueError("it holds no record of the model and settings that wrote it (not written by this version of dymn-tag)")
     check_settings(header.get("settings", {}), settings)
-    if model is not None and header.get("model") != model:
+    if model is not None and not same_label(header.get("model"), model):
         raise ValueError(f"it was written by the model {header.get('model')} (this run: {model})")
 
 

@@ -44,6 +44,8 @@ KINDS: dict[str, tuple[str, int]] = {
     "window_ends": ("f", 1),
     "window_seconds": ("f", 0),
     "hop_seconds": ("f", 0),
+    "model": ("U", 0),
+    "checkpoints": ("U", 2),
 }
 HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
 # what a damaged zip or array raises while it is read

@@ -54,24 +54,27 @@ def merge_outputs(sources: Sequence[str | Path], target: Path, *, no_overwrite: 
     summary = MergeSummary(files=len(files))
     merged: dict[str, Any] = {}
     layout: Any = None
+    first = files[0]  # (the file whose layout the others must have)
     for path in files:
         try:
             this_layout = writer_type.read_layout(path)
             records = writer_type.read_existing(path)
         except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
             raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from error
+        if not records and this_layout[1] is None:
+            continue  # (a JSON Lines file without records says no model: it adds nothing, and mixes nothing)
         if layout is None:
-            layout = this_layout
+            layout, first = this_layout, path
         elif this_layout != layout:
-            raise UsageError(
-                f"{path} was written with another model, other settings or columns than {files[0]}: they cannot be merged"
-            )
+            raise UsageError(f"{_difference(path, this_layout, first, layout)}: they cannot be merged")
         for key, payload in records.items():
             if key in merged:
                 summary.duplicates.append(key)
                 if _is_error(payload) and not _is_error(merged[key]):
                     continue
             merged[key] = payload
+    if layout is None:  # (only files without records)
+        layout = writer_type.read_layout(files[0])
     summary.inputs = len(merged)
     ordered = sorted(merged, key=walk_order_key)
     writer_type.write_merged(resolved, layout, [(key, merged[key]) for key in ordered])
@@ -102,6 +105,14 @@ def _merge_sources(sources: Iterable[str | Path], *, extension: str) -> list[Pat
     if not files:
         raise UsageError("nothing to merge")
     return files
+
+
+def _difference(path: Path, layout: Any, first: Path, expected: Any) -> str:
+    """How two outputs' layouts (columns, header) differ, in words: the models when they differ."""
+    model, expected_model = (layout[1] or {}).get("model"), (expected[1] or {}).get("model")
+    if model != expected_model:
+        return f"{path} was written by the model {model or '(not recorded)'}, {first} by {expected_model or '(not recorded)'}"
+    return f"{path} was written with other settings or columns than {first}"
 
 
 def _is_error(payload: Any) -> bool:

@@ -25,10 +25,10 @@ def folder(tmp_path) -> Path:
 
 
 def records(path: Path) -> list[dict]:
-    """The input records of a JSONL file (its first line, the header record, says what wrote it)."""
-    header, *lines = [json.loads(line) for line in path.read_text().splitlines()]
-    assert "path" not in header and "settings" in header
-    return lines
+    """The input records of a JSONL file (every line), less the model and settings each carries."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert all("path" in line and "settings" in line and "model" in line for line in lines)
+    return [{k: v for k, v in line.items() if k not in ("model", "settings")} for line in lines]
 
 
 def run(paths, **kwargs):

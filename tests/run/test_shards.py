@@ -170,7 +170,7 @@ def test_cli_shards_cover_every_input_once_and_merge_to_the_single_machine_outpu
     whole = tmp_path / "whole.jsonl"
     done = dymn_tag([str(tree), "-o", str(whole), *common], timeout=300)
     assert done.returncode == 1, done.stderr  # the broken file
-    expected = [json.loads(line)["path"] for line in whole.read_text().splitlines()[1:]]  # (after the header)
+    expected = [json.loads(line)["path"] for line in whole.read_text().splitlines()]
     assert expected == list(walk_audio_files(str(tree)))
     shards = []
     for i in range(3):
@@ -178,7 +178,7 @@ def test_cli_shards_cover_every_input_once_and_merge_to_the_single_machine_outpu
         done = dymn_tag([str(tree), "--shard", f"{i}/3", "-o", str(target), *common], timeout=300)
         assert done.returncode in (0, 1), done.stderr
         assert (done.returncode == 1) == ("broken.wav" in done.stderr.decode())
-        shards.append([json.loads(line)["path"] for line in target.read_text().splitlines()[1:]] if target.exists() else [])
+        shards.append([json.loads(line)["path"] for line in target.read_text().splitlines()] if target.exists() else [])
     assert sorted(p for shard in shards for p in shard) == sorted(expected)  # every input exactly once
     merged = tmp_path / "merged.jsonl"
     done = dymn_tag(["merge", *(str(tmp_path / f"shard-{i}.jsonl") for i in range(3)), "-o", str(merged)], timeout=300)

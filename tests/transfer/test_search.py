@@ -156,6 +156,8 @@ def test_merge_joins_archives_of_shards_into_the_whole_index(library, tmp_path):
             window_ends=whole["window_ends"][windows],
             window_seconds=whole["window_seconds"],
             hop_seconds=whole["hop_seconds"],
+            model=whole["model"],
+            checkpoints=whole["checkpoints"],
         )
     done = run(["merge", str(tmp_path / "s1.npz"), str(tmp_path / "s0.npz"), "-o", str(tmp_path / "merged.npz")])
     assert done.returncode == 0 and f"merged {n} inputs from 2 files".encode() in done.stderr

@@ -137,7 +137,7 @@ def test_a_read_only_folder_is_refused_before_any_work(tmp_path, audio):
 
 
 def _header_of(fmt: str, path: Path) -> dict:
-    if fmt == "jsonl":
+    if fmt == "jsonl":  # (every record says it)
         return json.loads(path.read_text().splitlines()[0])
     if fmt == "csv":
         return json.loads((path.parent / f".{path.name}.dymn.json").read_text())
@@ -150,7 +150,7 @@ def _header_of(fmt: str, path: Path) -> dict:
 
 def _paths_in(fmt: str, path: Path) -> list[str]:
     if fmt == "jsonl":
-        return [json.loads(line)["path"] for line in path.read_text().splitlines()[1:]]
+        return [json.loads(line)["path"] for line in path.read_text().splitlines()]
     if fmt == "csv":
         return [row[0] for row in list(csv.reader(io.StringIO(path.read_text())))[1:]]
     if fmt == "json":
@@ -175,7 +175,7 @@ def test_a_rerun_replaces_and_resume_needs_the_same_model_and_settings(tmp_path,
     done = dymn_tag(
         [*audio[:2], *[str(other_model) if a == WEIGHTS else a for a in FAST], "--top", "1", "--resume", "-o", target]
     )
-    _usage_error(done, "written by the model dymn04_seed0 (this run: other_model)")
+    _usage_error(done, "written by the model dymn04_seed0.pt@sha256:7f196060a893 (this run: other_model.pt@sha256:7f196060a893)")
     _usage_error(dymn_tag([*audio[:2], *FAST, "--top", "1", "--no-overwrite", "-o", target]), "already exists (--no-overwrite)")
     assert target.read_bytes() == after
 
@@ -209,10 +209,10 @@ def test_sigkill_at_a_random_moment_then_resume_gives_the_clean_run_byte_for_byt
         run.proc.kill()
         run.finish()
     held = target.read_bytes()
-    if fmt == "jsonl" and held != earlier:  # whole records of this run only, in order, after its header
+    if fmt == "jsonl" and held != earlier:  # whole records of this run only, in order
         lines = held.decode().splitlines(keepends=True)
-        assert all(line.endswith("\n") for line in lines) and "path" not in json.loads(lines[0])
-        assert [json.loads(line)["path"] for line in lines[1:]] == [str(p) for p in audio[: len(lines) - 1]]
+        assert all(line.endswith("\n") for line in lines)
+        assert [json.loads(line)["path"] for line in lines] == [str(p) for p in audio[: len(lines)]]
     elif held != earlier:
         assert held == reference.read_bytes(), f"killed after {moment:.1f} s: neither the old output nor a complete one"
     if held == earlier:
@@ -284,9 +284,7 @@ def test_a_fifo_and_a_pipe_are_written_as_streams(tmp_path, audio, fmt):
     assert received == [piped.stdout]
     as_file = tmp_path / f"out.{fmt}"
     assert dymn_tag([*audio[:2], *FAST, "-o", as_file]).returncode == 0
-    if fmt == "jsonl":  # a stream gets the records only; a file starts with its header record
-        assert as_file.read_bytes().split(b"\n", 1)[1] == piped.stdout
-    elif fmt != "parquet":
+    if fmt != "parquet":  # (a stream and a file get the same bytes; JSON Lines: the same records)
         assert as_file.read_bytes() == piped.stdout
 
 
