@@ -22,6 +22,8 @@ from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
 WINDOWS_PER_LANE = 8
 """Windows per lane and call on the CPU, as for the torch engine (`engine.WINDOWS_PER_LANE`)."""
 CUDA_BATCH_SIZE = 16
+PROBE_SECONDS = 1.0
+"""The longest window of silence a graph is tried on when it loads (the shapes of its outputs)."""
 MAX_MESSAGE = 200
 """Characters of onnxruntime's own message kept in a one-line error (its messages run over lines)."""
 
@@ -121,7 +123,8 @@ class OnnxEngine:
         try:
             return ort.InferenceSession(self.source, sess_options=options, providers=providers)
         except Exception as error:  # noqa: BLE001 - whatever onnxruntime raises, the file is not a graph it can run
-            raise GraphError(f"{self.source}: not a readable ONNX graph ({ort_message(error)})") from None
+            reason = ort_message(error).split(" failed:", 1)[-1].strip()  # (after its "Load model from PATH failed:")
+            raise GraphError(f"{self.source}: not a readable ONNX graph ({reason})") from None
 
     def _check_signature(self) -> None:
         """The inputs and outputs of the contract: `waveform` [batch, samples] in, `logits` and `embedding` out."""
@@ -141,8 +144,8 @@ class OnnxEngine:
             raise GraphError(f"{self.source}: {problem}")
 
     def _probe(self) -> int:
-        """Run one window of silence at the graph's own window length; returns the embedding's width."""
-        samples = round(self.metadata.window * self.metadata.sample_rate)
+        """Run one window of silence (the graph's window, at most `PROBE_SECONDS`); returns the embedding's width."""
+        samples = round(min(self.metadata.window, PROBE_SECONDS) * self.metadata.sample_rate)
         _, embeddings = self._run(np.zeros((1, samples), np.float32))
         if embeddings.shape[1] < 1:
             raise GraphError(f"{self.source}: its embedding is empty")
