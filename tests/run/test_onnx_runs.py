@@ -5,7 +5,6 @@ tests/onnx_graphs.py (its scores are known in numpy)."""
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import numpy as np
@@ -13,32 +12,17 @@ import pytest
 import soundfile as sf
 
 from dymn_cli.onnx_tagger import OnnxTagger
+from tests.no_torch import no_torch_env
 from tests.onnx_graphs import write_tiny_graph
-from tests.support import DYMN04_WEIGHTS, TESTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, dymn_tag
 
 pytestmark = pytest.mark.slow  # each test starts dymn-tag runs
-
-BLOCK_TORCH = """import sys
-
-
-class BlockTorch:
-    # As if torch were not installed: any import of it fails as a missing module does.
-    def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
-        return None
-
-
-sys.meta_path.insert(0, BlockTorch())
-"""
 
 
 @pytest.fixture(scope="module")
 def no_torch(tmp_path_factory):
     """The environment of a run on a machine without torch (decode workers inherit it)."""
-    folder = tmp_path_factory.mktemp("no_torch")
-    (folder / "sitecustomize.py").write_text(BLOCK_TORCH)
-    return {"PYTHONPATH": os.pathsep.join([str(folder), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}
+    return no_torch_env(tmp_path_factory.mktemp("no_torch"))
 
 
 @pytest.fixture(scope="module")
