@@ -4,6 +4,7 @@ tests/onnx_graphs.py (its scores are known in numpy)."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import sys
 
@@ -14,7 +15,7 @@ import soundfile as sf
 from dymn_cli.onnx_tagger import OnnxTagger
 from tests.no_torch import no_torch_env
 from tests.onnx_graphs import write_tiny_graph
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, EXAMPLES, dymn_tag
 
 pytestmark = pytest.mark.slow  # each test starts dymn-tag runs
 
@@ -53,12 +54,12 @@ def _expected(tiny, paths) -> dict[str, dict[str, float]]:
     return {r.source: dict(zip(r.classes.names(), r.scores.tolist())) for r in outcomes if hasattr(r, "scores")}
 
 
-def _assert_close(got, expected):
+def _assert_close(got, expected, tolerance=1e-6):
     assert got.keys() == expected.keys()
     for path in expected:
         assert got[path].keys() == expected[path].keys()
         for label, score in expected[path].items():
-            assert abs(got[path][label] - score) < 1e-6, (path, label)
+            assert abs(got[path][label] - score) < tolerance, (path, label, got[path][label], score)
 
 
 def test_folders_and_every_file_format_without_torch(tiny, audio, no_torch, tmp_path):
@@ -134,3 +135,19 @@ def test_the_onnx_path_imports_no_torch():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+@pytest.mark.skipif(importlib.util.find_spec("dymn_cli.export") is None, reason="dymn-tag export is not on this branch yet")
+@pytest.mark.parametrize("name", ["dymn04", "mn04"])
+def test_an_exported_graph_without_torch_tags_as_the_torch_engine(name, calibrated_weights, no_torch, tmp_path):
+    """On a calibrated checkpoint (tests/calibrated.py): every score within 1e-4 of the torch run's."""
+    weights = calibrated_weights(name)
+    graph = tmp_path / f"{name}.onnx"
+    exported = dymn_tag(["export", "--weights", str(weights), "-o", str(graph)])
+    assert exported.returncode == 0, exported.stderr
+    audio = [str(EXAMPLES / "audio" / "chimes_and_noise.wav")]
+    settings = ["--window", "4", "--hop", "2", "--top", "all", "-f", "jsonl"]
+    by_torch = dymn_tag([*audio, "--weights", str(weights), *settings])
+    by_onnx = dymn_tag([*audio, "--weights", str(graph), *settings], env=no_torch)
+    assert by_torch.returncode == 0 and by_onnx.returncode == 0, (by_torch.stderr, by_onnx.stderr)
+    _assert_close(_records(by_onnx.stdout.decode()), _records(by_torch.stdout.decode()), tolerance=1e-4)
