@@ -46,7 +46,7 @@ def open_graph(
     refused = {"--ray": ray, "--compile": compile, f"--precision {precision}": precision not in ("auto", "float32")}
     unused = [name for name, given in refused.items() if given]
     if unused:
-        raise UsageError(f"{', '.join(unused)}: the torch engine's; an ONNX graph runs in onnxruntime, as it was exported")
+        raise UsageError(f"{', '.join(unused)}: for the torch engine only; an ONNX graph runs in onnxruntime, as it was exported")
     chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop) if head is not None else None
     tagger = OnnxTagger(
         graph,

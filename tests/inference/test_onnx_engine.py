@@ -8,8 +8,10 @@ import onnx
 import pytest
 from onnx import helper
 
-from dymn_cli.errors import GraphError, UsageError
+from dymn_cli.audioset.labels import audioset_classes
+from dymn_cli.errors import GraphError, HeadError, UsageError
 from dymn_cli.inference.onnx_engine import OnnxEngine, choose_providers
+from dymn_cli.models.head import Backbone, ClassifierHead
 from dymn_cli.onnx_tagger import OnnxTagger
 from tests.onnx_graphs import tiny_metadata, tiny_reference, write_tiny_graph
 
@@ -125,3 +127,28 @@ def test_devices():
     for bad in ("cuda", "tpu", "cpu:1"):
         with pytest.raises(UsageError):
             choose_providers(bad, ["CPUExecutionProvider"])
+
+
+def test_a_head_on_a_graph_of_the_audioset_classes(tmp_path):
+    """The graph's own checkpoint SHA-256 decides which heads fit; their scores follow the AudioSet ones."""
+    audioset = [(c.name, c.mid) for c in audioset_classes()]
+    metadata = tiny_metadata(
+        labels=tuple(n for n, _ in audioset), mids=tuple(m for _, m in audioset), checkpoint_sha256="ab" * 32
+    )
+    graph = write_tiny_graph(tmp_path / "audioset.onnx", metadata)
+    rng = np.random.default_rng(1)
+
+    def head(sha256):
+        layers = [(rng.normal(size=(4, 2)).astype(np.float32), np.zeros(2, np.float32))]
+        return ClassifierHead(("frog", "hiss"), Backbone("tiny", (sha256,), 4), np.zeros(4), np.ones(4), layers)
+
+    fitting = head("ab" * 32)
+    tagger = OnnxTagger(graph, device="cpu", head=fitting, with_audioset=True)
+    audio = np.random.default_rng(2).normal(0, 0.2, 40_000).astype(np.float32)
+    result = tagger.tag(audio, sample_rate=32_000, window=1.0, hop=1.0)
+    logits, embeddings = tiny_reference(np.stack([audio[:32_000], np.pad(audio[32_000:], (0, 24_000))]), classes=527)
+    np.testing.assert_allclose(result.window_scores[:, :527], 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(result.window_scores[:, 527:], fitting.probabilities(embeddings), rtol=1e-5, atol=1e-6)
+    assert result.classes.names()[-2:] == ["frog", "hiss"] and OnnxTagger(graph, device="cpu").classes.has_audioset
+    with pytest.raises(HeadError):
+        OnnxTagger(graph, device="cpu", head=head("cd" * 32))
