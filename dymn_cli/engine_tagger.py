@@ -56,6 +56,9 @@ class EngineTagger(AudioTagger):
     the shortest window), `classes` and `head`, and may score logits its own way (`score_windows`)."""
 
     takes_decoding = True
+    default_window: float = 10.0
+    """The window (seconds) when a call gives none: 10 s, what the models were trained on; a graph's own."""
+    default_hop: float = 10.0
     engine: Engine
     batch_size: int
     frontend_config: FrontEndConfig
@@ -73,8 +76,8 @@ class EngineTagger(AudioTagger):
         source: TagSource,
         *,
         sample_rate: int | None = None,
-        window: float = 10.0,
-        hop: float = 10.0,
+        window: float | None = None,
+        hop: float | None = None,
         aggregate: str = "mean",
     ) -> TagResult:
         """Tag one input: a path, encoded bytes, a binary file object, or an array with its `sample_rate`."""
@@ -88,8 +91,8 @@ class EngineTagger(AudioTagger):
         sources: Iterable[TagSource],
         *,
         sample_rate: int | None = None,
-        window: float = 10.0,
-        hop: float = 10.0,
+        window: float | None = None,
+        hop: float | None = None,
         aggregate: str = "mean",
         workers: int = 0,
         stats: PipelineStats | None = None,
@@ -114,6 +117,8 @@ class EngineTagger(AudioTagger):
             raise UsageError(f"the timeout must be a positive number of seconds, got {timeout}")
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
+        window = self.default_window if window is None else window
+        hop = self.default_hop if hop is None else hop
         grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 
@@ -149,7 +154,7 @@ class EngineTagger(AudioTagger):
         self,
         sources: LiveTarget | LiveSource | Sequence[LiveTarget | LiveSource],
         *,
-        window: float = 10.0,
+        window: float | None = None,
         hop: float = LIVE_HOP,
         pcm: str | PcmFormat | None = None,
         events: EventSettings | None = None,
@@ -183,6 +188,7 @@ class EngineTagger(AudioTagger):
             t if isinstance(t, LiveSource) else LiveSource(t, pcm=pcm, reconnect=reconnect, sample_rate=self.sample_rate)
             for t in targets
         ]
+        window = self.default_window if window is None else window
         grid = WindowGrid.from_seconds(window=window, hop=hop, sample_rate=self.sample_rate)
         rate = self.sample_rate
         detectors = [
@@ -242,7 +248,9 @@ class EngineTagger(AudioTagger):
                     yield from event_records(item.source, detector.finish(item.n_samples / rate))
                 yield StreamEnd(live[item.source].name, item.n_samples / rate, item.error)
 
-    def embed(self, source: TagSource, *, sample_rate: int | None = None, window: float = 10.0, hop: float = 10.0) -> np.ndarray:
+    def embed(
+        self, source: TagSource, *, sample_rate: int | None = None, window: float | None = None, hop: float | None = None
+    ) -> np.ndarray:
         """Clip embedding of one input: the mean of its windows' embeddings, `[C]`."""
         return self.tag(source, sample_rate=sample_rate, window=window, hop=hop).embedding
 

@@ -4,7 +4,7 @@ It tags as `tagger.Tagger` does (files, streams, arrays, live sources, through t
 decode workers) and reports the graph's own classes, as its metadata lists them: the AudioSet
 classes, a head's classes, or both. Its default window and hop are the graph's.
 
->>> OnnxTagger("dymn10.onnx").tag("song.wav").top(5)  # doctest: +SKIP
+>>> OnnxTagger("dymn10.onnx").tag("song.wav").top(5)  # the graph's window and hop  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -82,12 +82,12 @@ class OnnxTagger(EngineTagger):
         return self.engine.device
 
     @property
-    def window(self) -> float:
-        """The graph's default window (seconds): the one it was exported for."""
+    def default_window(self) -> float:  # type: ignore[override]
+        """The graph's window (seconds): the one it was exported for."""
         return self.metadata.window
 
     @property
-    def hop(self) -> float:
+    def default_hop(self) -> float:  # type: ignore[override]
         return self.metadata.hop
 
     @functools.cached_property

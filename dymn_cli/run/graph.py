@@ -59,5 +59,5 @@ def open_graph(
     if chosen is not None:
         return HeadChoice(chosen.head, tagger.classes, chosen.window, chosen.hop), tagger
     return HeadChoice(
-        None, tagger.classes, tagger.window if window is None else window, tagger.hop if hop is None else hop
+        None, tagger.classes, tagger.default_window if window is None else window, tagger.default_hop if hop is None else hop
     ), tagger

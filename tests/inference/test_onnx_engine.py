@@ -37,13 +37,13 @@ def test_engine_computes_the_graph(tiny, lanes, batch, seconds):
 def test_tagger_scores_windows_as_the_reference(tiny):
     tagger = OnnxTagger(tiny, device="cpu")
     audio = np.random.default_rng(3).normal(0, 0.2, 80_000).astype(np.float32)
-    result = tagger.tag(audio, sample_rate=32_000, window=1.0, hop=0.5)
+    result = tagger.tag(audio, sample_rate=32_000)  # (the graph's window and hop: 1 s and 0.5 s)
     starts = np.arange(0, 80_000 - 32_000 + 16_000, 16_000)  # the last window ends past the audio: zero-padded
     windows = np.stack([np.pad(audio[s : s + 32_000], (0, max(0, s + 32_000 - 80_000))) for s in starts])
     logits, embeddings = tiny_reference(windows)
     np.testing.assert_allclose(result.window_scores, 1 / (1 + np.exp(-logits)), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(result.embeddings, embeddings, rtol=1e-5, atol=1e-6)
-    assert result.classes.names() == list(tiny_metadata().labels) and (tagger.window, tagger.hop) == (1.0, 0.5)
+    assert result.classes.names() == list(tiny_metadata().labels) and (tagger.default_window, tagger.default_hop) == (1.0, 0.5)
 
 
 def test_a_softmax_graph_scores_with_a_softmax(tmp_path):
