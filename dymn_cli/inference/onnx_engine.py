@@ -117,7 +117,7 @@ class OnnxEngine:
             raise GraphError(f"{self.source}: {'is a folder' if self.path.is_dir() else 'no such file'}, not an ONNX graph")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # (errors only: its warnings are about the graph, not for users)
-        options.intra_op_num_threads = 1 if self.lanes > 1 else cpu_threads()
+        options.intra_op_num_threads = 1  # (each lane runs on one thread: `lanes` threads in all)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
