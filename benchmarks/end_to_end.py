@@ -129,6 +129,15 @@ def run_dymn_tag(
     return record["wall"], record["peak_mib"], lines[-1]
 
 
+def summary_seconds(summary: str) -> float:
+    """The run time in dymn-tag's summary line: "... of audio in 0:01:05 (...)" (or an older "in 65.2 s")."""
+    clock = re.search(r" in (\d+):(\d\d):(\d\d)\b", summary)
+    if clock is not None:
+        hours, minutes, seconds = map(int, clock.groups())
+        return float(3600 * hours + 60 * minutes + seconds)
+    return float(re.search(r" in ([0-9.]+) s", summary).group(1))
+
+
 def decode_only(paths: list[Path]) -> float:
     start = time.perf_counter()
     for path in paths:
@@ -195,14 +204,14 @@ def main() -> None:
     wall_base = time.perf_counter() - start
     decode_s = decode_only(paths)
 
-    records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines())}
+    records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines()) if "path" in r}  # (not the header)
     diffs = np.array(
         [
             max(abs(label["score"] - float(base_scores[path][label["index"]])) for label in record["labels"])
             for path, record in records.items()
         ]
     )
-    run_s = float(re.search(r" in ([0-9.]+) s", summary).group(1))  # its run, torch's import and model load included
+    run_s = summary_seconds(summary)  # its run, torch's import and model load included
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
