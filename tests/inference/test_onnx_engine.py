@@ -31,6 +31,7 @@ def test_engine_computes_the_graph(tiny, lanes, batch, seconds):
     np.testing.assert_allclose(logits, expected_logits, rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(embeddings, expected_embeddings, rtol=1e-5, atol=1e-6)
     assert engine.embedding_dim == 4 and engine.preferred_batch_size == 8 * lanes
+    assert engine.session.get_session_options().intra_op_num_threads == 1  # (a thread per lane, `lanes` in all)
     engine.close()
 
 
