@@ -24,7 +24,7 @@ from dymn_cli.cli import completion
 from dymn_cli.cli.commands import COMMANDS, TAG, split_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.tag import EXAMPLES, tag_app
-from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
+from dymn_cli.errors import DymnError, Interrupted, MissingExtra, OutputClosed, SignalReceived
 from dymn_cli.run.stop_signals import raise_once
 from dymn_cli.terminal import printable, quiet_native_stderr
 
@@ -135,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except OutputClosed:
         _end_as_sigpipe()
         code = OutputClosed.exit_code
+    except ModuleNotFoundError as error:  # an optional dependency (torch, onnxruntime, ...): which extra installs it
+        missing = MissingExtra.for_import(error)
+        if missing is None:
+            raise
+        log.error("error: %s", missing)
+        code = missing.exit_code
     except DymnError as error:
         with_local = getattr(error, "with_local", None)  # (models.download.ReleaseUnreachable: offline)
         if with_local is not None and any(getattr(p, "name", None) == "weights" for p in _params(command, command_args)):
