@@ -3,6 +3,7 @@ onnxruntime-web, decoding and resampling in the browser, and shows what dymn-tag
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,7 @@ from dymn_cli.audio.decode import load_audio
 from dymn_cli.audio.windows import WindowGrid
 from tests.examples.browser import headless_chromium, served, which_node_modules
 from tests.onnx_graphs import tiny_metadata, tiny_reference, write_tiny_graph
+from tests.support import dymn_tag
 
 PAGE = Path(__file__).parents[2] / "examples" / "web"
 RATE = 32_000
@@ -47,7 +49,7 @@ def site(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def browser(site):
     with served(site) as url, headless_chromium() as driver:
-        driver.base_url = url
+        driver.base_url, driver.site = url, site
         yield driver
 
 
@@ -87,6 +89,13 @@ def test_the_page_tags_a_32k_file_exactly_as_dymn_tag_scores_it(browser, tmp_pat
         ["class", str(np.argsort(-expected)[1])],
     ]
     assert "tone.wav: 3.3 s of audio, 6 windows" in browser.find_element("id", "status").text
+    cli = dymn_tag([str(tmp_path / "tone.wav"), "--weights", str(browser.site / "model.onnx"), "--top", "5", "-f", "jsonl"])
+    assert cli.returncode == 0, cli.stderr
+    labels = json.loads(cli.stdout)["labels"]
+    assert [entry["label"] for entry in labels] == [entry["label"] for entry in result["labels"][:5]]
+    np.testing.assert_allclose(
+        [entry["score"] for entry in labels], [entry["score"] for entry in result["labels"][:5]], atol=1e-5
+    )
     assert browser.find_element("id", "timeline").is_displayed()
 
 
