@@ -22,7 +22,7 @@ from dymn_cli.graph_metadata import GraphMetadata
 from dymn_cli.inference.onnx_engine import OnnxEngine
 from dymn_cli.inference.worker_pool import exit_if_script_rerun
 from dymn_cli.models.frontend_config import FrontEndConfig
-from dymn_cli.models.head import Backbone, ClassifierHead, load_head
+from dymn_cli.models.head import Backbone, ClassifierHead, load_head, same_but_for_case
 from dymn_cli.models.weights import sha256_file
 from dymn_cli.results import score_windows, sigmoid
 
@@ -112,14 +112,14 @@ def graph_vocabulary(metadata: GraphMetadata, source: str) -> Vocabulary:
     n_audioset = len(audioset) if tuple(c.mid for c in audioset) == metadata.mids[: len(audioset)] else 0
     if n_audioset and metadata.activation != "sigmoid" and n_audioset == len(metadata.mids):
         raise GraphError(f"{source}: the AudioSet classes are scored with a sigmoid, not a {metadata.activation}")
-    try:
-        return (
-            audioset
-            if n_audioset == len(metadata.labels)
-            else Vocabulary.with_head(metadata.labels[n_audioset:], audioset=n_audioset > 0)
-        )
-    except ValueError:
-        raise GraphError(f"{source}: its labels are not unique") from None
+    if n_audioset == len(metadata.labels):
+        return audioset
+    own = metadata.labels[n_audioset:]
+    if not all(label.strip() for label in own):
+        raise GraphError(f"{source}: a label of its classes is empty")
+    if same := same_but_for_case(own):  # (one class to --labels and one column in SQL, as for a head's)
+        raise GraphError(f"{source}: its labels must differ in more than case: {same}")
+    return Vocabulary.with_head(own, audioset=n_audioset > 0)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:

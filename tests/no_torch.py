@@ -1,5 +1,6 @@
 """Runs as on a machine without torch: `no_torch_env(folder)` is the environment of a subprocess (and
-of its decode workers) in which any import of torch fails as a missing module does."""
+of its decode workers) in which any import of torch (or of other packages named) fails as a missing
+module does."""
 
 from __future__ import annotations
 
@@ -8,21 +9,24 @@ from pathlib import Path
 
 from tests.support import TESTS
 
-BLOCK_TORCH = """import sys
+BLOCK = """import sys
+
+BLOCKED = {blocked!r}
 
 
-class BlockTorch:
+class Block:
     def find_spec(self, name, path=None, target=None):
-        if name == "torch" or name.startswith("torch."):
-            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        if name.split(".")[0] in BLOCKED:
+            raise ModuleNotFoundError(f"No module named {{name!r}}", name=name)
         return None
 
 
-sys.meta_path.insert(0, BlockTorch())
+sys.meta_path.insert(0, Block())
 """
 
 
-def no_torch_env(folder: Path) -> dict[str, str]:
-    """Environment additions (for `tests.support.dymn_tag(env=...)`): a sitecustomize that blocks torch."""
-    (folder / "sitecustomize.py").write_text(BLOCK_TORCH)
+def no_torch_env(folder: Path, blocked: tuple[str, ...] = ("torch",)) -> dict[str, str]:
+    """Environment additions (for `tests.support.dymn_tag(env=...)`): a sitecustomize that makes the
+    `blocked` packages (torch) unimportable, as if they were not installed."""
+    (folder / "sitecustomize.py").write_text(BLOCK.format(blocked=blocked))
     return {"PYTHONPATH": os.pathsep.join([str(folder), str(TESTS.parent), os.environ.get("PYTHONPATH", "")])}

@@ -153,3 +153,10 @@ def test_a_head_on_a_graph_of_the_audioset_classes(tmp_path):
     assert result.classes.names()[-2:] == ["frog", "hiss"] and OnnxTagger(graph, device="cpu").classes.has_audioset
     with pytest.raises(HeadError):
         OnnxTagger(graph, device="cpu", head=head("cd" * 32))
+
+
+@pytest.mark.parametrize("labels", [("a", "A", "b", "c", "d"), ("", "x", "b", "c", "d")])
+def test_labels_that_cannot_name_columns_are_refused(tmp_path, labels):
+    path = write_tiny_graph(tmp_path / "labels.onnx", tiny_metadata(labels=labels))
+    with pytest.raises(GraphError, match=f"^{path}: "):
+        OnnxTagger(path, device="cpu")

@@ -110,6 +110,13 @@ def test_torch_missing_for_a_checkpoint_is_one_line(tmp_path, audio, no_torch):
     assert "pip install 'dymn-cli[torch]'" in lines[0]
 
 
+def test_onnxruntime_missing_for_a_graph_is_one_line(tiny, audio, tmp_path):
+    env = no_torch_env(tmp_path, blocked=("torch", "onnxruntime"))
+    done = dymn_tag([str(audio / "noise.wav"), "--weights", str(tiny), "-o", str(tmp_path / "x.csv")], env=env)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 1 and len(lines) == 1 and "pip install 'dymn-cli[onnx]'" in lines[0], done.stderr
+
+
 def test_hostile_graph_and_torch_options_are_one_line(tiny, audio, tmp_path):
     cut = tmp_path / "cut.onnx"
     cut.write_bytes(tiny.read_bytes()[:100])
