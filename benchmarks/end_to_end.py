@@ -13,7 +13,8 @@ Corpus: 40 files of 20 s to 5 min, wav/flac/mp3/ogg at 16, 44.1 and 48 kHz, mono
     outputs: BatchNorm as separate passes, per-sample mixed kernels folded into conv groups), under
     torch.no_grad;
 (b) `dymn-tag FOLDER -o out.jsonl` as a subprocess (process start and model load included), and once
-    more leaving malloc at glibc's defaults (GLIBC_TUNABLES set: see dymn_cli/allocator.py).
+    more leaving malloc at glibc's defaults (GLIBC_TUNABLES set: see dymn_cli/allocator.py);
+(c) with `--graph X.onnx`: the same run over that exported graph in onnxruntime (`--weights X.onnx`).
 Both use the dymn10 architecture with the golden random weights (the speed does not depend on the
 values; the release weights are not needed). Prints audio seconds per wall second for both and
 their ratio, per-stage times and peak RSS, and how far apart their scores are. (Far, for a few files:
@@ -108,11 +109,13 @@ def baseline(paths: list[Path], hop: float) -> tuple[dict[str, np.ndarray], dict
 GLIBC_DEFAULTS = {"GLIBC_TUNABLES": "glibc.malloc.perturb=0"}
 
 
-def run_dymn_tag(inputs: Path, output: Path, extra: list[str], env: dict[str, str] | None = None) -> tuple[float, float, str]:
+def run_dymn_tag(
+    inputs: Path, output: Path, extra: list[str], env: dict[str, str] | None = None, weights: Path = WEIGHTS
+) -> tuple[float, float, str]:
     """Wall seconds, peak RSS (MiB: the largest of the dymn-tag process and its decode workers) and the
     summary line of one `dymn-tag` run (started through `peak_rss.py`, see there why)."""
     exe = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
-    command = [exe, str(inputs), "-o", str(output), "--weights", str(WEIGHTS), *extra]
+    command = [exe, str(inputs), "-o", str(output), "--weights", str(weights), *extra]
     with tempfile.TemporaryFile("w+") as stderr, tempfile.TemporaryDirectory() as scratch:
         result = Path(scratch) / "result.json"
         subprocess.run(
@@ -124,6 +127,15 @@ def run_dymn_tag(inputs: Path, output: Path, extra: list[str], env: dict[str, st
     if record["returncode"] != 0:
         raise SystemExit(f"dymn-tag failed ({record['returncode']}): " + "\n".join(lines))
     return record["wall"], record["peak_mib"], lines[-1]
+
+
+def summary_seconds(summary: str) -> float:
+    """The run time in dymn-tag's summary line: "... of audio in 0:01:05 (...)" (or an older "in 65.2 s")."""
+    clock = re.search(r" in (\d+):(\d\d):(\d\d)\b", summary)
+    if clock is not None:
+        hours, minutes, seconds = map(int, clock.groups())
+        return float(3600 * hours + 60 * minutes + seconds)
+    return float(re.search(r" in ([0-9.]+) s", summary).group(1))
 
 
 def decode_only(paths: list[Path]) -> float:
@@ -171,6 +183,7 @@ def main() -> None:
         "--hop", type=float, default=10.0, help="seconds between 10 s windows, for both (the authors' example defaults to 2.5)"
     )
     parser.add_argument("--dymn-tag-args", default="", help="extra options for dymn-tag, e.g. '--workers 2'")
+    parser.add_argument("--graph", type=Path, help="also (c): dymn-tag --weights GRAPH.onnx (dymn-tag export of dymn10)")
     args = parser.parse_args()
 
     paths = make_corpus(args.corpus, args.files)
@@ -191,19 +204,24 @@ def main() -> None:
     wall_base = time.perf_counter() - start
     decode_s = decode_only(paths)
 
-    records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines())}
+    records = {r["path"]: r for r in map(json.loads, output.read_text().splitlines()) if "path" in r}  # (not the header)
     diffs = np.array(
         [
             max(abs(label["score"] - float(base_scores[path][label["index"]])) for label in record["labels"])
             for path, record in records.items()
         ]
     )
-    run_s = float(re.search(r" in ([0-9.]+) s", summary).group(1))  # its run, torch's import and model load included
+    run_s = summary_seconds(summary)  # its run, torch's import and model load included
     print(f"\n{'':28s}{'wall s':>9s}{'audio s / s':>14s}")
     print(f"{'(a) baseline (authors)':28s}{wall_base:9.1f}{audio_s / wall_base:14.0f}")
     print(f"{'(b) dymn-tag':28s}{wall_tag:9.1f}{audio_s / wall_tag:14.0f}")
     print(f"{'(b) glibc malloc defaults':28s}{wall_plain:9.1f}{audio_s / wall_plain:14.0f}")
     print(f"ratio (b)/(a): {wall_base / wall_tag:.2f}x")
+    if args.graph is not None:
+        graph_out = args.corpus.parent / "dymn-bench-onnx.jsonl"
+        wall_onnx, peak_onnx, _ = run_dymn_tag(args.corpus, graph_out, [*tag_args, "--window", "10"], weights=args.graph)
+        print(f"{'(c) dymn-tag, ONNX graph':28s}{wall_onnx:9.1f}{audio_s / wall_onnx:14.0f}   peak RSS {peak_onnx:.0f} MiB")
+        print(f"ratio (c)/(a): {wall_base / wall_onnx:.2f}x, (c)/(b): {wall_tag / wall_onnx:.2f}x")
     print(
         f"  without dymn-tag's process start and exit ({wall_tag - run_s:.1f} s; the baseline's are not "
         f"timed either, nor is its import of torch): {wall_base / run_s:.2f}x"

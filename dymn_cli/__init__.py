@@ -6,9 +6,10 @@ from typing import TYPE_CHECKING, Any
 
 from dymn_cli.version import __version__
 
-__all__ = ["Tagger", "TagResult", "TagFailure", "__version__"]
+__all__ = ["OnnxTagger", "Tagger", "TagResult", "TagFailure", "__version__"]
 
 if TYPE_CHECKING:
+    from .onnx_tagger import OnnxTagger
     from .results import TagFailure, TagResult
     from .tagger import Tagger
 
@@ -19,6 +20,10 @@ def __getattr__(name: str) -> Any:
         from .tagger import Tagger
 
         return Tagger
+    if name == "OnnxTagger":  # (an exported graph in onnxruntime: never imports torch)
+        from .onnx_tagger import OnnxTagger
+
+        return OnnxTagger
     if name in ("TagResult", "TagFailure"):
         from . import results
 

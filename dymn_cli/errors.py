@@ -65,3 +65,25 @@ class OutputClosed(DymnError):
     silently, with the status of a process ended by SIGPIPE (141), as `seq 9 | head -1` ends `seq`."""
 
     exit_code = 141
+
+
+class GraphError(UsageError):
+    """An ONNX graph file that cannot be read, or that is not a graph `dymn-tag export` wrote (its
+    inputs, outputs or metadata do not keep the contract of `dymn_cli.graph_metadata`)."""
+
+
+EXTRAS = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx", "ray": "ray", "pyarrow": "ray", "matplotlib": "plot"}
+"""The optional dependencies, by top-level module, and the extra of `dymn-cli` that installs each."""
+
+
+class MissingExtra(DymnError):
+    """What the command asked for needs an optional dependency that is not installed."""
+
+    @classmethod
+    def for_import(cls, error: ImportError) -> MissingExtra | None:
+        """The one-line error for a failed import of an optional dependency, or None for any other import."""
+        module = (error.name or "").split(".")[0]
+        if not isinstance(error, ModuleNotFoundError) or module not in EXTRAS:
+            return None
+        extra = EXTRAS[module]
+        return cls(f"this needs {module}, which is not installed: pip install 'dymn-cli[{extra}]'")

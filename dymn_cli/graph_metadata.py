@@ -15,7 +15,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from dymn_cli.errors import UsageError
+from dymn_cli.errors import GraphError
 
 INPUT = "waveform"
 LOGITS = "logits"
@@ -25,7 +25,7 @@ FORMAT = "dymn-cli-onnx/1"
 """`format` in the metadata: what tells a graph of ours from a graph of another tool."""
 
 
-class GraphMetadataError(UsageError):
+class GraphMetadataError(GraphError):
     """A graph whose metadata is missing or malformed: not a graph `dymn-tag export` wrote."""
 
 

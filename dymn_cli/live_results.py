@@ -53,7 +53,8 @@ class LiveEvent:
 
 @dataclass(frozen=True)
 class StreamGap:
-    """A network source dropped at stream time `position`; audio came again after `seconds`."""
+    """A network source dropped at stream time `position`, or a block of NaN or infinite samples was left out
+    there; audio came again after `seconds` (`reason` says which)."""
 
     source: str
     position: float

@@ -109,9 +109,12 @@ def build_result(
     sample_rate: int,
     classes: Vocabulary,
     head: ClassifierHead | None = None,
+    window_scores: np.ndarray | None = None,
 ) -> TagResult:
-    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner)."""
-    window_scores = score_windows(outputs.logits, outputs.embeddings, classes=classes, head=head)
+    """The `TagResult` of one input from its windows' network outputs (also used by the Ray runner);
+    `window_scores`, where the tagger scores the logits its own way, else `score_windows`'."""
+    if window_scores is None:
+        window_scores = score_windows(outputs.logits, outputs.embeddings, classes=classes, head=head)
     starts = grid.starts(outputs.n_samples) / sample_rate
     scores = window_scores.mean(axis=0) if aggregate == "mean" else window_scores.max(axis=0)
     return TagResult(

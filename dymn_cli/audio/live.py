@@ -1,7 +1,9 @@
 """Live audio sources, read as the audio arrives: standard input, FIFOs and devices, network URLs, headerless PCM.
 
 Each source yields `Arrival`s (mono float32 blocks at the model's rate, stamped with the moment they
-were read) and `SourceGap`s (a network source that dropped and was reopened). Nothing here waits for
+were read) and `SourceGap`s (a network source that dropped and was reopened, or a block of NaN or
+infinite samples left out). Memory per source is bounded whatever the declared rate: one read takes at
+most 64 KiB and at most one second of audio. Nothing here waits for
 more input than the operating system has at hand: headerless PCM is read with one `os.read` at a time
 (whatever the pipe holds, up to 64 KiB), containers go through PyAV fed the same way, so a block is
 handed on as soon as it is decoded.
@@ -43,6 +45,9 @@ NETWORK_SCHEMES = ("http", "https", "rtsp", "rtsps", "rtmp", "rtmps", "rtmpt", "
 
 FIRST_PAUSE, LONGEST_PAUSE = 0.5, 30.0
 """Reconnection pauses: the first, doubled after each failed attempt up to the longest."""
+
+MAX_BAD_BLOCKS = 50
+"""Blocks in a row with NaN or infinite samples after which a source is given up (each one alone is a gap)."""
 
 NETWORK_TIMEOUT = 10.0
 """Seconds without data after which FFmpeg gives up on a connection (and it is reopened)."""
@@ -93,6 +98,7 @@ class LiveSource:
         self.reconnect = reconnect
         self.sample_rate = sample_rate
         self.network = isinstance(target, str) and is_network_url(target)
+        self._bad_in_a_row = 0  # blocks with NaN or infinite samples since the last good one
 
     def arrivals(self, stop: threading.Event) -> Iterator[Arrival | SourceGap]:
         """Read until the stream ends (or `stop` is set); raises `AudioError` if it cannot be read."""
@@ -117,15 +123,19 @@ class LiveSource:
         pcm, frame_bytes = self.pcm, self.pcm.frame_bytes
         resampler = StreamResampler(pcm.sample_rate, self.sample_rate)
         rest = b""
+        read_size = pcm.read_size(READ_BYTES)
         while True:
-            data = reader.read(READ_BYTES)
+            data = reader.read(read_size)
             if not data:
                 break
             data = rest + data
             whole = len(data) - len(data) % frame_bytes
             rest = data[whole:]
             if whole:
-                mono = mix_to_mono(pcm.to_frames(data[:whole]), self.name)
+                mono = self._mono_or_gap(pcm.to_frames(data[:whole]), pcm.sample_rate)
+                if isinstance(mono, SourceGap):
+                    yield mono
+                    continue
                 out = resampler.feed(mono)
                 if len(out):
                     yield Arrival(out, time.monotonic(), time.time())
@@ -134,6 +144,22 @@ class LiveSource:
         tail = resampler.finish()
         if len(tail):
             yield Arrival(tail, time.monotonic(), time.time())
+
+    def _mono_or_gap(self, frames: np.ndarray, rate: float) -> np.ndarray | SourceGap:
+        """A block of frames as mono samples; a block with NaN or infinite samples (a sound card's glitch)
+        is left out as a `SourceGap`, and the stream goes on, unless `MAX_BAD_BLOCKS` come in a row."""
+        if np.isfinite(frames).all():
+            self._bad_in_a_row = 0
+            return mix_to_mono(frames, self.name)
+        self._bad_in_a_row += 1
+        if self._bad_in_a_row >= MAX_BAD_BLOCKS:
+            raise AudioError(
+                f"{self.name}: {self._bad_in_a_row} blocks in a row held NaN or infinite samples: the source is given up"
+            )
+        seconds, now = len(frames) / float(rate), time.time()
+        reason = f"a block of {seconds:.3f} s held NaN or infinite samples: left out"
+        log.warning("%s: %s; the stream goes on", self.name, reason)
+        return SourceGap(now - seconds, now, reason)
 
     # ------------------------------------------------------------------ containers, through PyAV
 
@@ -195,7 +221,11 @@ class LiveSource:
                             if len(tail):
                                 yield Arrival(tail, time.monotonic(), time.time())
                         resampler = StreamResampler(frame.sample_rate, self.sample_rate)
-                    out = resampler.feed(mix_to_mono(frame_to_array(frame), self.name))
+                    mono = self._mono_or_gap(frame_to_array(frame), frame.sample_rate)
+                    if isinstance(mono, SourceGap):
+                        yield mono
+                        continue
+                    out = resampler.feed(mono)
                     decoded += len(out)
                     if len(out):
                         yield Arrival(out, time.monotonic(), time.time())

@@ -6,9 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dymn_cli.audio.backend import MAX_SOURCE_RATE, MIN_SOURCE_RATE
 from dymn_cli.errors import UsageError
 
-__all__ = ["PCM_ENCODINGS", "PcmFormat"]
+__all__ = ["MAX_CHANNELS", "PCM_ENCODINGS", "PcmFormat"]
+
+MAX_CHANNELS = 64
 
 # encoding -> (numpy dtype of one sample, bytes per sample); s24 is unpacked by hand
 PCM_ENCODINGS: dict[str, tuple[str, int]] = {
@@ -39,13 +42,21 @@ class PcmFormat:
             rate, channels = int(parts[1]), int(parts[2])
         except ValueError:
             raise UsageError(usage) from None
-        if not (1 <= rate <= 1_000_000 and 1 <= channels <= 64):
-            raise UsageError(f"--pcm {text}: the rate must be 1 to 1000000 Hz and the channels 1 to 64")
+        if not (MIN_SOURCE_RATE <= rate <= MAX_SOURCE_RATE and 1 <= channels <= MAX_CHANNELS):
+            raise UsageError(
+                f"--pcm {text}: the rate must be {MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz (as for files) "
+                f"and the channels 1 to {MAX_CHANNELS}"
+            )
         return cls(parts[0], rate, channels)
 
     @property
     def frame_bytes(self) -> int:
         return PCM_ENCODINGS[self.encoding][1] * self.channels
+
+    def read_size(self, most: int) -> int:
+        """Bytes one read takes: at most `most`, and at most a second of audio, so that a block resampled
+        to the model's rate stays small whatever the declared rate (32 kHz: 128 KiB of float32 at most)."""
+        return max(self.frame_bytes, min(most, self.frame_bytes * self.sample_rate))
 
     def to_frames(self, data: bytes) -> np.ndarray:
         """Whole frames of raw bytes -> float32 `[frames, channels]`, scaled as libsndfile reads PCM."""

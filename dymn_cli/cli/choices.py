@@ -55,7 +55,27 @@ def parse_top(value: str | int | None) -> int | None:
     return top
 
 
+MAX_SECONDS = 1_000_000.0
+"""The longest window or hop an option takes (11.6 days): longer ones would overflow sample counts."""
+
+
 def positive_seconds(value: float | None) -> float | None:
     if value is not None and not (value > 0 and math.isfinite(value)):  # (NaN fails the comparison)
         raise typer.BadParameter(f"{value:g} is not a positive number of seconds")
+    if value is not None and value > MAX_SECONDS:
+        raise typer.BadParameter(f"{value:g} seconds is more than {MAX_SECONDS:.0f}")
+    return value
+
+
+def check_pcm(value: str | None) -> str | None:
+    """--pcm FORMAT:RATE:CHANNELS, checked while the command line is parsed (rate and channels bounded)."""
+    if value is None:
+        return None
+    from dymn_cli.audio.pcm import PcmFormat
+    from dymn_cli.errors import UsageError
+
+    try:
+        PcmFormat.parse(value)
+    except UsageError as error:
+        raise typer.BadParameter(str(error).removeprefix(f"--pcm {value}: ")) from None
     return value

@@ -24,7 +24,8 @@ from dymn_cli.cli import completion
 from dymn_cli.cli.commands import COMMANDS, TAG, split_command
 from dymn_cli.cli.help import PROG, CommandWithPanels, click_errors, first_line, usage_message
 from dymn_cli.cli.tag import EXAMPLES, tag_app
-from dymn_cli.errors import DymnError, Interrupted, OutputClosed, SignalReceived
+from dymn_cli.errors import DymnError, Interrupted, MissingExtra, OutputClosed, SignalReceived
+from dymn_cli.run.stop_signals import raise_once
 from dymn_cli.terminal import printable, quiet_native_stderr
 
 log = logging.getLogger("dymn_cli")
@@ -88,7 +89,7 @@ class _TerminalSafeFormatter(logging.Formatter):
 
 
 def _interrupt(signum: int, frame: object) -> None:
-    raise SignalReceived(signum)
+    raise_once(signum)  # (a second signal while the first one's stop is finishing is only noted)
 
 
 def _end_as_sigpipe() -> None:
@@ -134,6 +135,12 @@ def main(argv: list[str] | None = None) -> int:
     except OutputClosed:
         _end_as_sigpipe()
         code = OutputClosed.exit_code
+    except ModuleNotFoundError as error:  # an optional dependency (torch, onnxruntime, ...): which extra installs it
+        missing = MissingExtra.for_import(error)
+        if missing is None:
+            raise
+        log.error("error: %s", missing)
+        code = missing.exit_code
     except DymnError as error:
         with_local = getattr(error, "with_local", None)  # (models.download.ReleaseUnreachable: offline)
         if with_local is not None and any(getattr(p, "name", None) == "weights" for p in _params(command, command_args)):
@@ -148,6 +155,8 @@ def main(argv: list[str] | None = None) -> int:
         code = 130
     except SystemExit as done:
         code = done.code
+    for signum in (signal.SIGINT, signal.SIGTERM):  # the status is decided, every output finished: a signal
+        signal.signal(signum, signal.SIG_IGN)  # while the interpreter ends changes neither (nor prints a traceback)
     # The process ends here and frees everything with it; spare the interpreter's last garbage
     # collection over torch's objects at exit (0.3 s of every run, see README "Performance").
     gc.freeze()

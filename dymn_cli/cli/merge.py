@@ -31,6 +31,7 @@ def merge_command(
             help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
         ),
     ],
+    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join the outputs of shards or part files into one file.
@@ -38,6 +39,6 @@ def merge_command(
     Inputs come in folder-walk order (the order `dymn-tag FOLDER` writes)."""
     from dymn_cli.writers.merge import merge_outputs
 
-    summary = merge_outputs(outputs, output)
+    summary = merge_outputs(outputs, output, no_overwrite=no_overwrite)
     if not quiet:
         log.info(summary.line(output))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import typer
 
 from dymn_cli.cli import metavars, panels
-from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, parse_top, positive_seconds
+from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, check_pcm, parse_top, positive_seconds
 from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.errors import OutputClosed, UsageError
 from dymn_cli.run.shards import DEFAULT_PART_SIZE, parse_shard
@@ -128,6 +128,7 @@ def tag(
         typer.Option(
             "--pcm",
             metavar=metavars.PCM,
+            callback=check_pcm,
             help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).",
             rich_help_panel=panels.INPUT,
         ),
@@ -320,7 +321,7 @@ def tag(
             "--weights",
             "-w",
             metavar=metavars.FILE,
-            help="Local checkpoint file instead of --model (repeat for an ensemble); needs no network.",
+            help="Local checkpoint file instead of --model (repeat for an ensemble), or one graph from dymn-tag export (.onnx: runs in onnxruntime, without torch); needs no network.",
             show_default=False,
             rich_help_panel=panels.MODEL,
         ),
@@ -349,7 +350,7 @@ def tag(
         typer.Option(
             "--window",
             metavar=metavars.SECONDS,
-            help="Window length (default: 10, or the --head's).",
+            help="Window length (default: 10, or the --head's, or the .onnx graph's).",
             callback=positive_seconds,
             show_default=False,
             rich_help_panel=panels.WINDOWS,
@@ -360,7 +361,7 @@ def tag(
         typer.Option(
             "--hop",
             metavar=metavars.SECONDS,
-            help="Time between window starts (default: 10, or the --head's).",
+            help="Time between window starts (default: 10, or the --head's, or the .onnx graph's).",
             callback=positive_seconds,
             show_default=False,
             rich_help_panel=panels.WINDOWS,
@@ -492,6 +493,19 @@ def tag(
     from dymn_cli.run.runner import RunSettings, label_inputs
 
     keep_freed_memory()
+
+    def choose(hop: float | None) -> tuple[Any, Any]:
+        """The run's classes, window and hop, and the ONNX graph's tagger where --weights names one."""
+        from dymn_cli.run.graph import graph_weights, open_graph
+
+        graph = graph_weights(weights)
+        if graph is None:
+            return choose_head(head, with_audioset=with_audioset, window=window, hop=hop), None
+        engine = dict(device=device, batch_size=batch_size, sha256=sha256, precision=precision.value, compile=compile)
+        return open_graph(
+            graph, head=head, with_audioset=with_audioset, window=window, hop=hop, ray=ray_target is not None, **engine
+        )
+
     if not paths and files_from is None:
         typer.echo(usage(), err=True)
         raise UsageError("no input: name files or folders, - for standard input, or --files-from")
@@ -513,7 +527,7 @@ def tag(
         unused = [name for name, value in given.items() if value]
         if unused:
             raise UsageError(f"{', '.join(unused)} cannot be used with --live")
-        chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop if hop is not None or head else 1.0)
+        chosen, graph_tagger = choose(hop if hop is not None or head else 1.0)
         if output and len(output) > 1:
             raise UsageError("--live writes one output: give a single -o")
         _tag_live(
@@ -528,6 +542,7 @@ def tag(
             labels=labels,
             exclude=exclude,
             chosen=chosen,
+            graph_tagger=graph_tagger,
             pcm=pcm,
             reconnect=reconnect,
             quiet=quiet,
@@ -547,7 +562,7 @@ def tag(
     format_name = format.value if format is not None else None
     if wide and format_name is None and not output:
         format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
-    chosen = choose_head(head, with_audioset=with_audioset, window=window, hop=hop)
+    chosen, graph_tagger = choose(hop)
     options = build_output_options(
         format=format_name,
         top=top,
@@ -585,7 +600,10 @@ def tag(
 
     def make_tagger() -> Any:
         """Built only after the inputs and options are checked, and after the decode workers started:
-        this is where torch is imported (a spinner meanwhile; a download shows a bar of its own)."""
+        this is where torch is imported (a spinner meanwhile; a download shows a bar of its own).
+        An ONNX graph's tagger was built with the options: it needs no torch."""
+        if graph_tagger is not None:
+            return graph_tagger
         tagger_class: Any
         with progress.status("importing torch"):
             if ray_target is not None:
@@ -668,6 +686,7 @@ def _tag_live(
     labels: str | None,
     exclude: str | None,
     chosen: Any,
+    graph_tagger: Any,
     pcm: str | None,
     reconnect: float,
     quiet: bool,
@@ -694,6 +713,8 @@ def _tag_live(
     )
 
     def make_tagger() -> Any:
+        if graph_tagger is not None:  # (an ONNX graph's, built with the options: no torch)
+            return graph_tagger
         from dymn_cli.tagger import Tagger
 
         weights, model = tagger_options.pop("weights"), tagger_options.pop("model")

@@ -12,7 +12,6 @@ import typer
 
 from dymn_cli.cli import metavars
 from dymn_cli.cli.choices import check_device, positive_seconds
-from dymn_cli.errors import UsageError
 
 log = logging.getLogger("dymn_cli")
 
@@ -95,18 +94,21 @@ def train_command(
         int | None,
         typer.Option("--workers", "-j", metavar=metavars.N, help="Decoding processes (default: from the CPU count).", min=0),
     ] = None,
+    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Train a classification head for your own classes on the network's embeddings.
 
     Prints held-out figures (a table on a terminal, JSON in a pipe); tag with the head with --head."""
     from dymn_cli.cli.progress import RunProgress
-    from dymn_cli.models.head import save_head
+    from dymn_cli.models.head import head_bytes
     from dymn_cli.transfer import TrainingSettings, read_training_data, train_head
+    from dymn_cli.writers.destination import claim_output, input_files
+    from dymn_cli.writers.output_file import written
 
-    if output.is_dir():
-        raise UsageError(f"{output}: is a folder: -o takes the head file to write")
+    claim_output("-o", output, inputs=input_files([data]), no_overwrite=no_overwrite)  # (before reading anything)
     labelled = read_training_data(data)
+    target = claim_output("-o", output, inputs=[data, *(f.path for f in labelled.files)], no_overwrite=no_overwrite)
     for warning in labelled.warnings:  # (before the embedding, which may take a while)
         log.warning("warning: %s", warning)
     settings = TrainingSettings(window=window, hop=window if hop is None else hop, hidden=hidden, folds=folds, workers=workers)
@@ -115,7 +117,8 @@ def train_command(
         tagger = local_tagger(model, weights, device=device, batch_size=batch_size, sha256=sha256, progress=interactive)
         progress.start(labelled.files)
         report = train_head(labelled, tagger, settings, on_outcome=progress.advance)
-    save_head(report.head, output)
+    with written(target) as out:
+        out.write(head_bytes(report.head))
     for warning in report.warnings:
         log.warning("warning: %s", warning)
     _show_figures(report)

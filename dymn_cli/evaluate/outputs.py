@@ -14,8 +14,9 @@ from pathlib import Path
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import Evaluation
 from dymn_cli.evaluate.report import PLOT_FILES, plot_report, report_json, report_tables, thresholds_csv
+from dymn_cli.writers.destination import claim_outputs, input_files
 from dymn_cli.writers.output_file import written
-from dymn_cli.writers.targets import check_folder, check_targets, resolve_target
+from dymn_cli.writers.targets import check_folder, resolve_target
 
 __all__ = ["EvaluationOutputs", "check_outputs", "write_outputs"]
 
@@ -53,12 +54,7 @@ def check_outputs(outputs: EvaluationOutputs, *, inputs: Sequence[Path]) -> None
             import matplotlib  # noqa: F401
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'dymn-cli[plot]'") from None
-    files = [str(p) for path in inputs for p in (path.rglob("*") if path.is_dir() else [path])]
-    targets = check_targets(named, inputs=files)
-    if outputs.no_overwrite:
-        for target in targets.values():
-            if target.is_file and target.exists:
-                raise UsageError(f"{target.path}: already exists (--no-overwrite)")
+    claim_outputs(named, inputs=input_files(inputs), no_overwrite=outputs.no_overwrite)
 
 
 def write_outputs(evaluation: Evaluation, outputs: EvaluationOutputs) -> None:

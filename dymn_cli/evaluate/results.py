@@ -361,7 +361,10 @@ def _wide(file: Path, columns: tuple[str, ...], rows: Iterator[list[Any]]) -> It
             raise _Bad(f"{where}: {len(row)} fields, expected {len(columns)}")
         path = name_from_csv(_text(row[0], f"{where}: the path"))
         result = InputResult(path, file, duration=_number(row[1], f"{where}: the duration"))
-        result.scores = {mid: _number(value, f"{where}: the score of {mid}") for mid, value in zip(ids, row[2:])}
+        # An empty cell is a score under its class's threshold (--threshold, --thresholds): absent, as in a top list.
+        result.scores = {
+            mid: _number(value, f"{where}: the score of {mid}") for mid, value in zip(ids, row[2:]) if value not in ("", None)
+        }
         result.names = names
         yield result
 

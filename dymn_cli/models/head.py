@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -40,12 +41,23 @@ import numpy as np
 from dymn_cli.atomic import atomic_binary_file
 from dymn_cli.errors import HeadError
 
-__all__ = ["ACTIVATIONS", "HEAD_FORMAT", "HEAD_VERSION", "Backbone", "ClassifierHead", "load_head", "save_head"]
+__all__ = [
+    "ACTIVATIONS",
+    "HEAD_FORMAT",
+    "HEAD_VERSION",
+    "MAX_HEAD_BYTES",
+    "Backbone",
+    "ClassifierHead",
+    "head_bytes",
+    "load_head",
+]
+__all__ += ["save_head"]
 
 HEAD_FORMAT = "dymn-cli-head"
 HEAD_VERSION = 1
 ACTIVATIONS = ("softmax", "sigmoid")
 _METADATA_KEY = "dymn_head"
+MAX_HEAD_BYTES = 256 * 2**20  # a head is a few layers on embeddings of 1280 at most: far less than this
 _MAX_HEADER = 100 * 2**20  # bytes of JSON header a head file may have (safetensors' own limit)
 
 
@@ -136,8 +148,8 @@ class ClassifierHead:
         }
 
 
-def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
-    """Write `head` as a safetensors file, atomically; returns the path."""
+def head_bytes(head: ClassifierHead) -> bytes:
+    """`head` as the bytes of a safetensors head file (the CLI writes them through the output layer)."""
     from safetensors.numpy import save
 
     # (statistics in float64: the random test networks' embeddings reach 1e12, beyond float32's digits)
@@ -145,10 +157,14 @@ def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
     for n, (weight, bias) in enumerate(head.layers):
         tensors[f"weight.{n}"] = np.ascontiguousarray(weight, dtype=np.float32)
         tensors[f"bias.{n}"] = np.ascontiguousarray(bias, dtype=np.float32)
-    data = save(tensors, metadata={_METADATA_KEY: json.dumps(head.metadata(), ensure_ascii=False)})
+    return save(tensors, metadata={_METADATA_KEY: json.dumps(head.metadata(), ensure_ascii=False)})
+
+
+def save_head(head: ClassifierHead, path: str | os.PathLike[str]) -> Path:
+    """Write `head` as a safetensors file, atomically; returns the path."""
     target = Path(path)
     with atomic_binary_file(target) as stream:
-        stream.write(data)
+        stream.write(head_bytes(head))
     return target
 
 
@@ -156,13 +172,18 @@ def load_head(path: str | os.PathLike[str]) -> ClassifierHead:
     """Read a head file; `HeadError` (one line naming the file) for anything that is not a valid head."""
     source = Path(path)
     try:
-        data = source.read_bytes()
+        with open(source, "rb") as stream:
+            if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
+                raise HeadError(f"{source}: not a regular file: a head is read from a file (.safetensors)")
+            data = stream.read(MAX_HEAD_BYTES + 1)
     except FileNotFoundError:
         raise HeadError(f"{source}: no such head file") from None
     except IsADirectoryError:
         raise HeadError(f"{source}: is a folder, not a head file") from None
     except OSError as error:
         raise HeadError(f"{source}: cannot read the head file: {error.strerror or error}") from None
+    if len(data) > MAX_HEAD_BYTES:
+        raise HeadError(f"{source}: larger than {MAX_HEAD_BYTES >> 20} MiB: not a head file")
     header = _read_header(data, source)
     try:
         meta = json.loads(header.get("__metadata__", {}).get(_METADATA_KEY, "null"))

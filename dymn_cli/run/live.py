@@ -20,6 +20,7 @@ from dymn_cli.audio.live import LiveSource
 from dymn_cli.audio.pcm import PcmFormat
 from dymn_cli.errors import Interrupted, SignalReceived, UsageError
 from dymn_cli.live_results import LiveEvent, LiveWindow, StreamEnd, StreamGap
+from dymn_cli.run.stop_signals import raise_once, start_stop_scope
 from dymn_cli.writers.base import OutputOptions
 from dymn_cli.writers.live import LiveJsonlWriter
 
@@ -138,6 +139,7 @@ class _signals_stop:
         self.previous: dict[int, Any] = {}
 
     def __enter__(self) -> list[int]:
+        start_stop_scope()
         if threading.current_thread() is threading.main_thread():
             for signum in (signal.SIGINT, signal.SIGTERM):
                 if signal.getsignal(signum) is not signal.SIG_IGN:
@@ -147,7 +149,7 @@ class _signals_stop:
     def _handle(self, signum: int, frame: object) -> None:
         self.received.append(signum)
         if self.stop.is_set():
-            raise SignalReceived(signum)
+            raise_once(signum)  # (a third one is only noted: the second's stop is being finished)
         self.stop.set()
 
     def __exit__(self, *exc: object) -> None:

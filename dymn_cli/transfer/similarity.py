@@ -12,11 +12,8 @@ extra memory is a block, not a copy of the index), keeping the best `top` of eac
 from __future__ import annotations
 
 import os
-import struct
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -24,6 +21,7 @@ import numpy as np
 from dymn_cli.errors import UsageError
 from dymn_cli.models.identity import Checkpoint
 from dymn_cli.writers.embeddings import archive_network, network_name, same_network
+from dymn_cli.writers.embeddings_archive import read_embeddings_archive
 
 __all__ = ["BLOCK_ROWS", "EmbeddingIndex", "QueryResult", "SearchHit", "load_index", "search", "search_audio", "top_similar"]
 
@@ -99,96 +97,38 @@ def load_index(path: str | os.PathLike[str], *, windows: bool | None = None, mem
     """An embeddings archive as an index: its windows when it has window embeddings (or `windows=True`,
     which then requires them), else its clips (`windows=False` forces clips).
 
-    The embeddings are read straight from the archive file (not through `zipfile`, 50 times slower on a
-    4 GB index) into memory, or with `memory_map` left mapped: no load time and no memory of the
-    process's own, for an index larger than the memory, at the price of reading it from the page cache
-    (or the disk) at every search."""
-    source = Path(path)
-    try:
-        archive = np.load(source, allow_pickle=False)
-    except FileNotFoundError:
-        raise UsageError(f"{source}: no such index file") from None
-    except (OSError, ValueError) as error:
-        raise UsageError(f"{source}: not an embeddings archive (.npz from dymn-tag --embeddings): {error}") from None
-    with archive:
-        names = set(archive.files)
-        if not {"paths", "clip_embeddings"} <= names:
-            raise UsageError(
-                f"{source}: not an embeddings archive: it lacks paths and clip_embeddings (written by dymn-tag --embeddings)"
-            )
-        paths = archive["paths"]
-        has_windows = "window_embeddings" in names
-        if windows and not has_windows:
-            raise UsageError(f"{source}: has no window embeddings (write them with --embeddings and --timeline)")
-        if has_windows and windows is not False:
-            index = EmbeddingIndex(
-                embeddings=_embeddings(archive, source, "window_embeddings", memory_map),
-                paths=paths,
-                path_index=archive["window_path_index"].astype(np.int64),
-                starts=archive["window_starts"].astype(np.float64),
-                ends=archive["window_ends"].astype(np.float64),
-            )
-        else:
-            clips = _embeddings(archive, source, "clip_embeddings", memory_map)
-            index = EmbeddingIndex(embeddings=clips, paths=paths, path_index=np.arange(len(clips), dtype=np.int64))
-        index.network = archive_network(archive, source)
-        if "window_seconds" in names and "hop_seconds" in names:
-            index.window, index.hop = float(archive["window_seconds"]), float(archive["hop_seconds"])
-        elif has_windows and len(archive["window_starts"]):
-            index.window = float(np.median(archive["window_ends"] - archive["window_starts"]))
-    if (
-        index.embeddings.ndim != 2
-        or len(index.path_index) != len(index)
-        or (len(index) and (index.path_index.min() < 0 or index.path_index.max() >= len(paths)))
-    ):
-        raise UsageError(f"{source}: a damaged embeddings archive (its arrays do not fit together)")
+    The archive is read defensively (`dymn_cli.writers.embeddings_archive`: one line and exit 2 for
+    anything else). The embeddings are read straight from the archive file (not through `zipfile`, 50
+    times slower on a 4 GB index) into memory, or with `memory_map` left mapped: no load time and no
+    memory of the process's own, for an index larger than the memory, at the price of reading it from
+    the page cache (or the disk) at every search."""
+    archive = read_embeddings_archive(path)
+    source, arrays = archive.path, archive.arrays
+    if windows and not archive.has_windows:
+        raise UsageError(f"{source}: has no window embeddings (write them with --embeddings and --timeline)")
+    if archive.has_windows and windows is not False:
+        index = EmbeddingIndex(
+            embeddings=archive.read_embeddings("window_embeddings", memory_map=memory_map),
+            paths=arrays["paths"],
+            path_index=arrays["window_path_index"].astype(np.int64),
+            starts=arrays["window_starts"].astype(np.float64),
+            ends=arrays["window_ends"].astype(np.float64),
+        )
+    else:
+        clips = archive.read_embeddings("clip_embeddings", memory_map=memory_map)
+        index = EmbeddingIndex(embeddings=clips, paths=arrays["paths"], path_index=np.arange(len(clips), dtype=np.int64))
+    index.network = archive_network(arrays, source)
+    index.window, index.hop = archive.setting("window_seconds"), archive.setting("hop_seconds")
+    if index.window is None or index.hop is None:
+        index.window = index.hop = None
+        if archive.has_windows and len(arrays["window_starts"]):
+            index.window = float(np.median(arrays["window_ends"] - arrays["window_starts"]))
+    if not len(index):
+        raise UsageError(f"{source}: an embeddings archive with no entries: nothing to search")
+    assert index.norms is not None
+    if not np.isfinite(index.norms).all():
+        raise UsageError(f"{source}: embeddings that are not finite numbers (NaN or infinite): a damaged archive")
     return index
-
-
-def _embeddings(archive: Any, source: Path, name: str, memory_map: bool) -> np.ndarray:
-    """`[n, C]` float32 embeddings of an archive. Stored as `np.savez` stores them (uncompressed,
-    little-endian float32, C order), they are read straight from the file into memory, or mapped with
-    `memory_map`; otherwise (compressed, another dtype) through numpy's reader."""
-    located = _locate(source, name)
-    if located is None:
-        return np.ascontiguousarray(archive[name], dtype=np.float32)
-    offset, shape = located
-    if memory_map and shape[0]:
-        return np.memmap(source, dtype=np.float32, mode="r", offset=offset, shape=shape)
-    embeddings = np.empty(shape, dtype=np.float32)
-    with open(source, "rb") as stream:  # (read into place: no second copy, no mapping counted as resident)
-        stream.seek(offset)
-        if stream.readinto(memoryview(embeddings).cast("B")) != embeddings.nbytes:
-            raise UsageError(f"{source}: a damaged embeddings archive (its {name} are cut short)")
-    return embeddings
-
-
-def _locate(source: Path, name: str) -> tuple[int, tuple[int, int]] | None:
-    """Where the array `name` of an `.npz` starts in the file, and its shape, when it is stored
-    uncompressed as little-endian float32 in C order; else None."""
-    try:
-        with zipfile.ZipFile(source) as archive:
-            info = archive.getinfo(f"{name}.npy")
-            if info.compress_type != zipfile.ZIP_STORED:
-                return None
-        with open(source, "rb") as stream:
-            stream.seek(info.header_offset)
-            local = stream.read(30)
-            if local[:4] != b"PK\x03\x04":
-                return None
-            name_length, extra_length = struct.unpack("<HH", local[26:30])
-            stream.seek(info.header_offset + 30 + name_length + extra_length)
-            version = np.lib.format.read_magic(stream)
-            readers = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
-            if version not in readers:
-                return None
-            shape, fortran, dtype = readers[version](stream)
-            offset = stream.tell()
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile, struct.error):
-        return None
-    if fortran or dtype != np.dtype("<f4") or len(shape) != 2:
-        return None
-    return offset, (int(shape[0]), int(shape[1]))
 
 
 def search(index: EmbeddingIndex, queries: np.ndarray, *, top: int = 10) -> list[list[SearchHit]]:

@@ -29,7 +29,9 @@ import numpy as np
 from dymn_cli.errors import UsageError
 from dymn_cli.models.identity import Checkpoint, model_label
 from dymn_cli.results import TagFailure, TagResult
+from dymn_cli.writers.embeddings_archive import EMBEDDINGS, ArchiveError, read_embeddings_archive
 from dymn_cli.writers.output_file import written
+from dymn_cli.writers.targets import Target
 
 __all__ = [
     "EmbeddingWriter",
@@ -166,7 +168,7 @@ class EmbeddingWriter:
 
 
 def merge_embeddings(
-    sources: Sequence[Path], target: str | os.PathLike[str], *, order_key: Callable[[str], Any] = str
+    sources: Sequence[Path], target: Target | str | os.PathLike[str], *, order_key: Callable[[str], Any] = str
 ) -> tuple[int, list[str]]:
     """Join archives (e.g. of `--shard` jobs) into one at `target`, inputs sorted by `order_key` of their
     paths; an input in several archives keeps its last one. Returns (inputs, paths found more than once).
@@ -176,13 +178,7 @@ def merge_embeddings(
     duplicates: list[str] = []
     layout: tuple[Any, ...] | None = None
     for source in sources:
-        try:
-            with np.load(source, allow_pickle=False) as archive:
-                arrays = {name: archive[name] for name in archive.files}
-        except (OSError, ValueError) as error:
-            raise UsageError(f"{source}: cannot read it as an embeddings archive: {error}") from None
-        if "paths" not in arrays or "clip_embeddings" not in arrays:
-            raise UsageError(f"{source}: not an embeddings archive (no paths and clip_embeddings)")
+        arrays = _read_whole(source)
         windows = "window_embeddings" in arrays
         this = (
             windows,
@@ -218,7 +214,7 @@ def merge_embeddings(
     merged.update(network_arrays(network))
     buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
     np.savez(buffer, **merged)
-    with written(Path(target)) as stream:  # (the rules of every output: dymn_cli.writers.output_file)
+    with written(target if isinstance(target, Target) else Path(target)) as stream:  # (dymn_cli.writers.output_file)
         stream.write(buffer.getvalue())
     return len(ordered), duplicates
 
@@ -250,6 +246,18 @@ def _merged_arrays(
     if len(layout) == 4:
         merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
     return merged
+
+
+def _read_whole(source: Path) -> dict[str, np.ndarray]:
+    """Every array of a checked archive (`dymn_cli.writers.embeddings_archive`), embeddings finite."""
+    archive = read_embeddings_archive(source)
+    arrays = dict(archive.arrays)
+    for name in EMBEDDINGS:
+        if name in archive.members:
+            arrays[name] = archive.read_embeddings(name)
+            if not np.isfinite(arrays[name]).all():
+                raise ArchiveError(f"{source}: {name} that are not finite numbers (NaN or infinite): a damaged archive")
+    return arrays
 
 
 def same_network(network: Sequence[Checkpoint] | None, other: Sequence[Checkpoint] | None) -> bool:

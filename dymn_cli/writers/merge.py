@@ -14,9 +14,10 @@ from typing import Any
 
 from dymn_cli.audio.paths import walk_order_key
 from dymn_cli.errors import UsageError
+from dymn_cli.writers.destination import claim_output
 from dymn_cli.writers.parts import part_files
 from dymn_cli.writers.registry import MERGEABLE_FORMATS, writer_class
-from dymn_cli.writers.targets import check_targets
+from dymn_cli.writers.targets import Target
 
 log = logging.getLogger("dymn_cli")
 
@@ -32,27 +33,24 @@ class MergeSummary:
         return f"merged {self.inputs} inputs from {self.files} files into {target}{again}"
 
 
-def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
+def merge_outputs(sources: Sequence[str | Path], target: Path, *, no_overwrite: bool = False) -> MergeSummary:
     """Join outputs of one format (files, or folders of part files) into `target`, in folder-walk
     order. An input recorded in several outputs keeps its last record, except that an error record
     never replaces a result (a re-run shard may have fixed what failed before, not the other way).
-    A `.npz` target joins embeddings archives (`--embeddings`)."""
+    A `.npz` target joins embeddings archives (`--embeddings`). The target is claimed before any work
+    (`dymn_cli.writers.destination`): none of the outputs to merge, `no_overwrite` honoured."""
     if target.suffix.lower() == ".npz":
         from dymn_cli.writers.embeddings import merge_embeddings
 
         archives = _merge_sources(sources, extension=".npz")
-        if any(f.resolve() == target.resolve() for f in archives if target.exists()):
-            raise UsageError(f"{target} is one of the archives to merge: write the merged file elsewhere")
-        inputs, duplicates = merge_embeddings(archives, target, order_key=walk_order_key)
+        claimed = _claim(target, archives, no_overwrite)
+        inputs, duplicates = merge_embeddings(archives, claimed, order_key=walk_order_key)
         return MergeSummary(files=len(archives), inputs=inputs, duplicates=duplicates)
     writer_type = writer_class(None, target, stdout_is_terminal=False)
     if writer_type.name not in MERGEABLE_FORMATS:
         raise UsageError(f"merge writes {', '.join(MERGEABLE_FORMATS)}: not {target.suffix or target.name}")
     files = _merge_sources(sources, extension=writer_type.extension)
-    try:  # (the rules of every output: see dymn_cli.writers.targets)
-        resolved = check_targets([("-o", target)], inputs=[str(f) for f in files])["-o"]
-    except UsageError as error:
-        raise UsageError(str(error).replace("is one of the inputs", "is one of the outputs to merge")) from None
+    resolved = _claim(target, files, no_overwrite)
     summary = MergeSummary(files=len(files))
     merged: dict[str, Any] = {}
     layout: Any = None
@@ -81,6 +79,13 @@ def merge_outputs(sources: Sequence[str | Path], target: Path) -> MergeSummary:
     ordered = sorted(merged, key=walk_order_key)
     writer_type.write_merged(resolved, layout, [(key, merged[key]) for key in ordered])
     return summary
+
+
+def _claim(target: Path, files: Sequence[Path], no_overwrite: bool) -> Target:
+    try:  # (the rules of every output: see dymn_cli.writers.destination)
+        return claim_output("-o", target, inputs=files, no_overwrite=no_overwrite)
+    except UsageError as error:
+        raise UsageError(str(error).replace("is one of the inputs", "is one of the outputs to merge")) from None
 
 
 def _merge_sources(sources: Iterable[str | Path], *, extension: str) -> list[Path]:

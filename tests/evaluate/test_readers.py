@@ -190,3 +190,17 @@ def test_a_wide_table_of_a_head_and_audioset(tmp_path):
     evaluation = evaluate([tmp_path / "w.csv"], [tmp_path / "t.csv"])
     assert evaluation.ids == ["/m/09x0r", "head:hiss"] and evaluation.names == ["Speech", "hiss"]
     assert evaluation.clip.ap.tolist() == [1.0, 1.0] and evaluation.missing_scores == 0
+
+
+def test_a_wide_table_written_with_thresholds_reads_its_empty_cells_as_absent_scores(tmp_path):
+    """`--wide --threshold` leaves a score under its class's threshold empty (CSV) or null (Parquet)."""
+    pyarrow = pytest.importorskip("pyarrow")
+    parquet = pytest.importorskip("pyarrow.parquet")
+    (tmp_path / "w.csv").write_text("path,duration,Speech,Music\na.wav,1.0,0.9,\nb.wav,1.0,,0.7\n")
+    table = pyarrow.table({"path": ["a.wav", "b.wav"], "duration": [1.0, 1.0], "Speech": [0.9, None], "Music": [None, 0.7]})
+    parquet.write_table(table, tmp_path / "w.parquet")
+    (tmp_path / "t.csv").write_text("path,label\na.wav,Speech\nb.wav,Music\n")
+    for results in ("w.csv", "w.parquet"):
+        evaluation = evaluate([tmp_path / results], [tmp_path / "t.csv"])
+        assert evaluation.clip.ap.tolist() == [1.0, 1.0]
+        assert evaluation.missing_scores == 2

@@ -1,0 +1,177 @@
+"""The inference stage over a graph that `dymn-tag export` wrote, in onnxruntime: batches of windows
+-> logits and embeddings, as `engine.InferenceEngine` computes them, without torch.
+
+The graph holds the whole front end and scores its input as one window (`dymn_cli.graph_metadata`),
+so a batch of windows goes in as it is. Everything a hostile file can get wrong (not a graph, a
+graph of another tool, other inputs or outputs, a width unlike its labels) is found when the engine
+is built, before any input is read, and told in one line naming the file (`GraphError`).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from dymn_cli.errors import GraphError, MissingExtra, UsageError
+from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
+
+WINDOWS_PER_LANE = 8
+"""Windows per lane and call on the CPU, as for the torch engine (`engine.WINDOWS_PER_LANE`)."""
+CUDA_BATCH_SIZE = 16
+PROBE_SECONDS = 1.0
+"""The longest window of silence a graph is tried on when it loads (the shapes of its outputs)."""
+MAX_MESSAGE = 200
+"""Characters of onnxruntime's own message kept in a one-line error (its messages run over lines)."""
+
+
+def import_onnxruntime() -> Any:
+    """onnxruntime, or the one-line error that says which extra installs it."""
+    try:
+        import onnxruntime
+    except ModuleNotFoundError as error:
+        raise (MissingExtra.for_import(error) or error) from None
+    return onnxruntime
+
+
+def cpu_threads() -> int:
+    """The CPU threads to run on: `OMP_NUM_THREADS` (as for torch), else the CPUs this process may use."""
+    configured = os.environ.get("OMP_NUM_THREADS", "")
+    if configured.isdigit() and int(configured) > 0:
+        return int(configured)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def ort_message(error: BaseException) -> str:
+    """onnxruntime's message as a short single line (it prefixes its error class and spans lines)."""
+    text = " ".join(str(error).split())
+    for prefix in ("[ONNXRuntimeError] :", "[ONNXRuntimeError]:"):
+        text = text.split(prefix, 1)[-1].strip()
+    return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+class OnnxEngine:
+    """An exported graph in onnxruntime: `[B, N]` float32 waveforms -> (logits `[B, K]`, embeddings `[B, C]`).
+
+    On the CPU a batch is shared out between `lanes` threads (default: `cpu_threads()`), each running
+    its share in a single-threaded session call, as the torch engine does and for the same reason: the
+    network is a long chain of small operations. On CUDA (`device="cuda"`, or `"auto"` where
+    onnxruntime has its CUDA provider) one lane runs whole batches.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, device: str = "auto", lanes: int | None = None) -> None:
+        ort = import_onnxruntime()
+        self.path = Path(path)
+        self.source = os.fspath(path)
+        if lanes is not None and lanes < 1:
+            raise UsageError(f"lanes must be at least 1, got {lanes}")
+        providers = choose_providers(device, ort.get_available_providers())
+        self.device = "cuda" if providers[0][0] == "CUDAExecutionProvider" else "cpu"
+        self.lanes = 1 if self.device == "cuda" else lanes or cpu_threads()
+        self.session = self._open(ort, providers)
+        if self.device == "cuda" and "CUDAExecutionProvider" not in self.session.get_providers():
+            raise UsageError(f"--device {device} was asked for, but onnxruntime could not start its CUDA provider")
+        self.metadata = GraphMetadata.from_props(self.session.get_modelmeta().custom_metadata_map, self.source)
+        self._check_signature()
+        self.embedding_dim = self._probe()
+        self._pool = ThreadPoolExecutor(self.lanes, thread_name_prefix="dymn-onnx-lane") if self.lanes > 1 else None
+
+    @property
+    def preferred_batch_size(self) -> int:
+        return WINDOWS_PER_LANE * self.lanes if self.device == "cpu" else CUDA_BATCH_SIZE
+
+    def __call__(self, waveforms: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        batch = np.ascontiguousarray(waveforms, dtype=np.float32)
+        if self._pool is None or len(batch) < 2:
+            logits, embeddings = self._run(batch)
+        else:
+            outputs = list(self._pool.map(self._run, np.array_split(batch, min(self.lanes, len(batch)))))
+            logits = np.concatenate([logits for logits, _ in outputs])
+            embeddings = np.concatenate([embeddings for _, embeddings in outputs])
+        return logits, embeddings
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+
+    def _run(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            logits, embeddings = self.session.run([LOGITS, EMBEDDING], {INPUT: batch})
+        except Exception as error:  # noqa: BLE001 - onnxruntime's own classes, each a failure of this graph
+            raise GraphError(
+                f"{self.source}: onnxruntime failed on a batch of shape {list(batch.shape)}: {ort_message(error)}"
+            ) from None
+        classes = len(self.metadata.labels)
+        if logits.shape != (len(batch), classes) or embeddings.ndim != 2 or len(embeddings) != len(batch):
+            raise GraphError(
+                f"{self.source}: for a batch of {len(batch)} windows it gave logits {list(logits.shape)} and embeddings "
+                f"{list(embeddings.shape)}, where [{len(batch)}, {classes}] and [{len(batch)}, dim] were expected"
+            )
+        return np.asarray(logits, dtype=np.float32), np.asarray(embeddings, dtype=np.float32)
+
+    def _open(self, ort: Any, providers: list[tuple[str, dict[str, str]]]) -> Any:
+        if not self.path.is_file():
+            raise GraphError(f"{self.source}: {'is a folder' if self.path.is_dir() else 'no such file'}, not an ONNX graph")
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # (errors only: its warnings are about the graph, not for users)
+        options.intra_op_num_threads = 1  # (each lane runs on one thread: `lanes` threads in all)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            return ort.InferenceSession(self.source, sess_options=options, providers=providers)
+        except Exception as error:  # noqa: BLE001 - whatever onnxruntime raises, the file is not a graph it can run
+            reason = ort_message(error).split(" failed:", 1)[-1].strip()  # (after its "Load model from PATH failed:")
+            raise GraphError(f"{self.source}: not a readable ONNX graph ({reason})") from None
+
+    def _check_signature(self) -> None:
+        """The inputs and outputs of the contract: `waveform` [batch, samples] in, `logits` and `embedding` out."""
+        inputs, outputs = self.session.get_inputs(), {o.name: o for o in self.session.get_outputs()}
+        problem = None
+        if [i.name for i in inputs] != [INPUT]:
+            problem = f"inputs {[i.name for i in inputs]}, where one input {INPUT!r} was expected"
+        elif inputs[0].type != "tensor(float)" or len(inputs[0].shape) != 2:
+            problem = f"input {INPUT!r} is {inputs[0].type} {inputs[0].shape}, where float [batch, samples] was expected"
+        elif any(isinstance(dim, int) for dim in inputs[0].shape):
+            problem = f"input {INPUT!r} has the fixed shape {inputs[0].shape}: batch and samples must be free"
+        elif missing := [name for name in (LOGITS, EMBEDDING) if name not in outputs]:
+            problem = f"no output {missing[0]!r} (its outputs: {sorted(outputs)})"
+        else:
+            problem = _output_problem(outputs[LOGITS], len(self.metadata.labels)) or _output_problem(outputs[EMBEDDING], None)
+        if problem:
+            raise GraphError(f"{self.source}: {problem}")
+
+    def _probe(self) -> int:
+        """Run one window of silence (the graph's window, at most `PROBE_SECONDS`); returns the embedding's width."""
+        samples = round(min(self.metadata.window, PROBE_SECONDS) * self.metadata.sample_rate)
+        _, embeddings = self._run(np.zeros((1, samples), np.float32))
+        if embeddings.shape[1] < 1:
+            raise GraphError(f"{self.source}: its embedding is empty")
+        return int(embeddings.shape[1])
+
+
+def _output_problem(output: Any, width: int | None) -> str | None:
+    if output.type != "tensor(float)" or len(output.shape) != 2:
+        return f"output {output.name!r} is {output.type} {output.shape}, where float [batch, width] was expected"
+    declared = output.shape[1]
+    if width is not None and isinstance(declared, int) and declared != width:
+        return f"output {output.name!r} has {declared} columns for {width} labels"
+    return None
+
+
+def choose_providers(device: str, available: list[str]) -> list[tuple[str, dict[str, str]]]:
+    """onnxruntime's providers for `--device`: auto (CUDA where it has the provider), cpu, cuda or cuda:N."""
+    kind, _, index = str(device).partition(":")
+    has_cuda = "CUDAExecutionProvider" in available
+    if kind not in ("auto", "cpu", "cuda") or (index and (kind != "cuda" or not index.isdigit())):
+        raise UsageError(f"unknown device {device!r}: use auto, cpu or cuda")
+    if kind == "cuda" and not has_cuda:
+        raise UsageError(
+            f"--device {device} was asked for, but this onnxruntime has no CUDA provider (pip install onnxruntime-gpu)"
+        )
+    cpu = ("CPUExecutionProvider", {})
+    if kind == "cpu" or (kind == "auto" and not has_cuda):
+        return [cpu]
+    return [("CUDAExecutionProvider", {"device_id": index or "0"}), cpu]
