@@ -251,7 +251,7 @@ def _load_and_open(
         if resume and model_name is None:  # (the model is known only now)
             for kind, path, previous in _file_outputs(targets, plan):
                 if previous:
-                    check_previous_model(kind, path, options, plan.run_settings, tagger.name)
+                    check_previous_model(kind, path, options, plan.run_settings, tagger.model_label)
         header = _header(tagger, plan.run_settings)
         target = targets.target
         append = resume and target is not None and target.exists

@@ -210,15 +210,27 @@ def merge_embeddings(
     if layout is None:
         raise UsageError("nothing to merge")
     ordered = sorted(entries, key=order_key)
+    merged = _merged_arrays([entries[p] for p in ordered], ordered, layout=layout, timing=timing)
+    merged.update(network_arrays(network))
+    buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
+    np.savez(buffer, **merged)
+    with written(target if isinstance(target, Target) else Path(target)) as stream:  # (dymn_cli.writers.output_file)
+        stream.write(buffer.getvalue())
+    return len(ordered), duplicates
+
+
+def _merged_arrays(
+    parts: list[dict[str, np.ndarray]], ordered: list[str], *, layout: tuple[Any, ...], timing: dict[str, float]
+) -> dict[str, np.ndarray]:
+    """The arrays of a merged archive: the inputs' `parts`, in the order of their paths (`ordered`)."""
     width = layout[1]
     merged: dict[str, np.ndarray] = {
         "paths": np.array(ordered, dtype=str),
-        "clip_embeddings": np.stack([entries[p]["clip"] for p in ordered]).astype(np.float32)
+        "clip_embeddings": np.stack([e["clip"] for e in parts]).astype(np.float32)
         if ordered
         else np.zeros((0, width), dtype=np.float32),
     }
     if layout[0]:
-        parts = [entries[p] for p in ordered]
         merged["window_embeddings"] = (
             np.concatenate([e["embeddings"] for e in parts]).astype(np.float32)
             if parts
@@ -233,12 +245,7 @@ def merge_embeddings(
         merged["window_ends"] = np.concatenate([e["ends"] for e in parts]) if parts else np.zeros(0)
     if len(layout) == 4:
         merged["window_seconds"], merged["hop_seconds"] = np.array(timing["window_seconds"]), np.array(timing["hop_seconds"])
-    merged.update(network_arrays(network))
-    buffer = io.BytesIO()  # (numpy's zip writer wants a file it can read back)
-    np.savez(buffer, **merged)
-    with written(target if isinstance(target, Target) else Path(target)) as stream:  # (dymn_cli.writers.output_file)
-        stream.write(buffer.getvalue())
-    return len(ordered), duplicates
+    return merged
 
 
 def _read_whole(source: Path) -> dict[str, np.ndarray]:

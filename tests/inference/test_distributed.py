@@ -90,10 +90,10 @@ def test_folder_through_ray_equals_the_single_machine_run(ray_address, folder, d
     # The part files hold every input once, the bad one as an error record.
     assert len(list((tmp_path / "parts").glob("part-*.jsonl"))) == 3
     merge_outputs([tmp_path / "parts"], tmp_path / "all.jsonl")
-    header, *records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
-    assert header["model"] and "path" not in header  # (the header record the parts share)
+    records = [json.loads(line) for line in (tmp_path / "all.jsonl").read_text().splitlines()]
+    assert len({(r["model"], json.dumps(r["settings"])) for r in records}) == 1  # (each record says what wrote it)
     assert [r["path"] for r in records] == list(single_machine)
-    assert [r for r in records if "error" in r] == [
+    assert [{"path": r["path"], "error": r["error"]} for r in records if "error" in r] == [
         {"path": str(folder / "sub" / "broken.wav"), "error": single_machine[str(folder / "sub" / "broken.wav")].reason}
     ]
 

@@ -110,7 +110,10 @@ def jsonl_line(record: dict[str, Any]) -> bytes:
 
 
 def _record(line: bytes, number: int) -> dict[str, Any]:
-    record = json.loads(line.decode("utf-8", "surrogateescape"))
+    try:
+        record = json.loads(line.decode("utf-8", "surrogateescape"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"line {number} is not JSON ({error.msg})") from None
     if not isinstance(record, dict):
         raise ValueError(f"line {number} is not a JSON object")
     if "path" not in record and "settings" not in record:
