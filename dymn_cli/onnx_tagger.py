@@ -17,7 +17,7 @@ import numpy as np
 
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.engine_tagger import EngineTagger
-from dymn_cli.errors import GraphError, WeightsError
+from dymn_cli.errors import GraphError, UsageError, WeightsError
 from dymn_cli.graph_metadata import GraphMetadata
 from dymn_cli.inference.onnx_engine import OnnxEngine
 from dymn_cli.inference.worker_pool import exit_if_script_rerun
@@ -66,6 +66,10 @@ class OnnxTagger(EngineTagger):
         self.weight_files = [path]
         self.embedding_dim = self.engine.embedding_dim
         self.frontend_config = FrontEndConfig(sample_rate=self.metadata.sample_rate)
+        try:  # (its default window and hop must be ones a run takes: the error names the graph, not an option)
+            self.frontend_config.window_grid(window=self.metadata.window, hop=self.metadata.hop)
+        except UsageError as error:
+            raise GraphError(f"{path}: its default window and hop cannot be used: {error}") from None
         self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
         self.graph_classes = graph_vocabulary(self.metadata, os.fspath(path))
         self.classes = self.graph_classes
