@@ -121,6 +121,8 @@ def graph_vocabulary(metadata: GraphMetadata, source: str) -> Vocabulary:
     own = metadata.labels[n_audioset:]
     if not all(label.strip() for label in own):
         raise GraphError(f"{source}: a label of its classes is empty")
+    if unprintable := next((label for label in own if not label.isprintable()), None):  # (a line break splits rows)
+        raise GraphError(f"{source}: the label {unprintable!r} holds a line break or an invisible character")
     if same := same_but_for_case(own):  # (one class to --labels and one column in SQL, as for a head's)
         raise GraphError(f"{source}: its labels must differ in more than case: {same}")
     return Vocabulary.with_head(own, audioset=n_audioset > 0)

@@ -15,6 +15,8 @@ import pytest
 import soundfile as sf
 from onnx import helper, numpy_helper
 
+from dymn_cli.errors import GraphError
+from dymn_cli.onnx_tagger import OnnxTagger
 from tests.onnx_graphs import tiny_metadata, write_tiny_graph
 from tests.support import dymn_tag
 
@@ -129,3 +131,11 @@ def test_a_stream_whose_graph_fails_on_loud_windows_goes_on_with_gaps(tiny, tmp_
     assert [r["type"] for r in records] == ["window", "gap", "window", "end"], records
     assert b": NaN" not in done.stdout and "not a number" in records[1]["reason"]
     assert "RuntimeWarning" not in done.stderr.decode()
+
+
+@pytest.mark.parametrize("label", ["two\nlines", "tab\there", "zero\u200bwidth", "\ufeffbom"])
+def test_a_label_that_would_split_rows_or_hide_is_refused(tmp_path, label):
+    path = write_tiny_graph(tmp_path / "labels.onnx", tiny_metadata(labels=(label, "b", "c", "d", "e")))
+    with pytest.raises(GraphError, match="line break or an invisible character") as raised:
+        OnnxTagger(path, device="cpu")
+    assert str(raised.value).startswith(f"{path}: ") and "\n" not in str(raised.value)
