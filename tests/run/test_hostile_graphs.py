@@ -139,3 +139,11 @@ def test_a_label_that_would_split_rows_or_hide_is_refused(tmp_path, label):
     with pytest.raises(GraphError, match="line break or an invisible character") as raised:
         OnnxTagger(path, device="cpu")
     assert str(raised.value).startswith(f"{path}: ") and "\n" not in str(raised.value)
+
+
+def test_a_graph_named_like_a_checkpoint_is_told_apart(tiny, clip, tmp_path):
+    renamed = tmp_path / "model.pt"
+    renamed.write_bytes(tiny.read_bytes())
+    done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=60)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode != 0 and len(lines) == 1 and f"{renamed} looks like an ONNX graph" in lines[0], done.stderr
