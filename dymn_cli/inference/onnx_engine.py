@@ -9,6 +9,8 @@ is built, before any input is read, and told in one line naming the file (`Graph
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import re
 from concurrent.futures import ThreadPoolExecutor
@@ -151,10 +153,15 @@ class OnnxEngine:
         options.intra_op_num_threads = 1  # (each lane runs on one thread: `lanes` threads in all)
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        try:
-            return ort.InferenceSession(self.source, sess_options=options, providers=providers)
+        try:  # (its fallback prints a banner to stdout, into the records, and retries the same provider: off)
+            with contextlib.redirect_stdout(io.StringIO()):
+                session = ort.InferenceSession(self.source, sess_options=options, providers=providers, enable_fallback=0)
+            session.disable_fallback()  # (and no silent move to the CPU, with a banner, when CUDA fails mid-run)
+            return session
         except Exception as error:  # noqa: BLE001 - whatever onnxruntime raises, the file is not a graph it can run
             reason = ort_message(error, after=" failed:")  # (after its "Load model from PATH failed:")
+            if isinstance(error, UnicodeDecodeError):  # (its names are not text: onnxruntime's message cannot be read)
+                reason = "a name in it is not UTF-8 text: a corrupt file"
             raise GraphError(f"{self.source}: not a readable ONNX graph ({reason})") from None
 
     def _check_signature(self) -> None:

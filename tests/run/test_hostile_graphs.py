@@ -147,3 +147,14 @@ def test_a_graph_named_like_a_checkpoint_is_told_apart(tiny, clip, tmp_path):
     done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=60)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1 and f"{renamed} looks like an ONNX graph" in lines[0], done.stderr
+
+
+def test_a_graph_whose_strings_are_not_utf8_leaves_stdout_alone(tiny, clip, tmp_path):
+    """onnxruntime's Python layer prints an 'EP Error' banner to stdout where its message does not decode
+    (here: an operator whose name is not UTF-8), then tries the file again."""
+    graph = tmp_path / "latin1.onnx"
+    graph.write_bytes(tiny.read_bytes().replace(b"\x22\x0aReduceMean", b"\x22\x0aRe\xe9\xffceMean", 1))
+    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl"], timeout=60)
+    assert done.returncode == 2 and done.stdout == b"", done.stdout
+    lines = done.stderr.decode().strip().splitlines()
+    assert len(lines) == 1 and str(graph) in lines[0] and "not UTF-8 text" in lines[0], done.stderr
