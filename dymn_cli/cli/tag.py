@@ -491,6 +491,7 @@ def tag(
     from dymn_cli.models.identity import identify, model_label
     from dymn_cli.run.options import build_output_options, build_sinks, choose_head, per_input_format, writer_target
     from dymn_cli.run.runner import RunSettings, label_inputs
+    from dymn_cli.writers.targets import refuse_overwriting
 
     keep_freed_memory()
 
@@ -511,6 +512,8 @@ def tag(
         raise UsageError("no input: name files or folders, - for standard input, or --files-from")
     if pcm is not None and not live:
         raise UsageError("--pcm describes a live stream: use it with --live")
+    written = [*(("-o", Path(f)) for f in output or ()), ("--embeddings", embeddings), ("--plot", plot)]
+    refuse_overwriting(written, [*(weights or ()), head, files_from, thresholds])  # (the model is no output)
     if live:
         given = {
             "--files-from": files_from,

@@ -33,6 +33,7 @@ __all__ = [
     "check_targets",
     "describe_error",
     "is_terminal",
+    "refuse_overwriting",
     "resolve_target",
 ]
 
@@ -167,6 +168,17 @@ def check_targets(named: Sequence[tuple[str, Path | None]], *, inputs: Iterable[
                 option, target = found
                 raise UsageError(f"{target.path}: this {option} target is one of the inputs ({item}): it would be overwritten")
     return resolved
+
+
+def refuse_overwriting(outputs: Iterable[tuple[str, Path | None]], read: Iterable[str | os.PathLike[str] | None]) -> None:
+    """No output (option, path) is a file the run reads besides its inputs: the model's checkpoints or
+    graph, a head, a list of inputs, thresholds (also through links or hard links). Before any work."""
+    files = {_identity(Path(f)): f for f in read if f is not None and os.fspath(f) != "-"}
+    files.pop(None, None)
+    for option, path in outputs:
+        found = files.get(_identity(path)) if path is not None else None
+        if found is not None:
+            raise UsageError(f"{path}: this {option} target is a file the run reads ({found}): it would be overwritten")
 
 
 def _is_fifo(path: Path) -> bool:

@@ -158,3 +158,16 @@ def test_a_graph_whose_strings_are_not_utf8_leaves_stdout_alone(tiny, clip, tmp_
     assert done.returncode == 2 and done.stdout == b"", done.stdout
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and str(graph) in lines[0] and "not UTF-8 text" in lines[0], done.stderr
+
+
+@pytest.mark.parametrize("option", ["-o", "--embeddings"])
+def test_an_output_named_like_the_model_file_is_refused_and_the_model_kept(tiny, clip, tmp_path, option):
+    """`-f jsonl -o model.onnx` (or through a link) wrote the records over the graph the run was reading."""
+    graph = tmp_path / "model.onnx"
+    graph.write_bytes(tiny.read_bytes())
+    (tmp_path / "link.npz").symlink_to(graph)
+    target = graph if option == "-o" else tmp_path / "link.npz"
+    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl", option, str(target)], timeout=60)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1 and "a file the run reads" in lines[0], done.stderr
+    assert graph.read_bytes() == tiny.read_bytes()
