@@ -130,8 +130,12 @@ def main(argv: list[str] | None = None) -> int:
     except click_errors.ClickException as error:  # Click's and Typer's usage errors, in the tool's words
         log.error("error: %s", usage_message(error))
         code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
-    except typer.Abort:
-        code = 130
+    except typer.Abort as aborted:
+        if isinstance(aborted.__cause__, EOFError):  # (Click turns an EOFError into Abort: not a Ctrl-C)
+            log.error("error: an input ended unexpectedly (%s)", aborted.__cause__ or "EOFError")
+            code = 1
+        else:
+            code = 130
     except OutputClosed:
         _end_as_sigpipe()
         code = OutputClosed.exit_code
