@@ -23,7 +23,7 @@ from collections.abc import Iterator
 
 from dymn_cli.errors import UsageError
 
-__all__ = ["STDIN", "read_lines"]
+__all__ = ["STDIN", "read_bounded", "read_lines"]
 
 STDIN = "-"
 CHUNK = 1 << 16
@@ -48,14 +48,36 @@ def read_lines(
             os.close(fd)
 
 
+def read_bounded(source: str, *, what: str, max_total: int, wait: float | None) -> bytes:
+    """The whole of a small file an option names (a thresholds or truth file): at most `max_total`
+    bytes, waited for at most `wait` seconds (a FIFO without a writer); a usage error otherwise."""
+    fd = _open(source, what)
+    deadline = None if wait is None else time.monotonic() + wait
+    parts: list[bytes] = []
+    total = 0
+    try:
+        while chunk := _read(fd, source, what, deadline, wait):
+            total += len(chunk)
+            if total > max_total:
+                raise UsageError(f"{source}: larger than {max_total >> 20} MiB, too large for a {what}")
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return b"".join(parts)
+
+
 def _open(source: str, what: str) -> int:
     try:
         fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # (a FIFO opens at once, writer or not)
+    except FileNotFoundError:
+        raise UsageError(f"{source}: no such file (the {what})") from None
+    except PermissionError:
+        raise UsageError(f"{source}: permission denied (the {what})") from None
     except OSError as error:
-        raise UsageError(f"{source}: cannot read {what}: {error.strerror or error}") from None
+        raise UsageError(f"{source}: cannot read the {what}: {error.strerror or error}") from None
     if stat.S_ISDIR(os.fstat(fd).st_mode):
         os.close(fd)
-        raise UsageError(f"{source}: cannot read {what}: is a folder")
+        raise UsageError(f"{source}: a folder, not a {what}")
     return fd
 
 

@@ -15,8 +15,9 @@ import pytest
 
 from dymn_cli.audio.sources import RegularFile, resolve_source
 from dymn_cli.audioset.ontology import parse_label_terms
-from dymn_cli.errors import AudioError
+from dymn_cli.errors import AudioError, UsageError
 from dymn_cli.inference.cpus import usable_cpus
+from dymn_cli.text_lists import read_bounded, read_lines
 from tests.audio_factory import tone
 from tests.support import DYMN04_WEIGHTS, DYMN_TAG, dymn_tag
 
@@ -165,3 +166,14 @@ def _feed(stream, data: bytes) -> None:
         stream.close()
     except OSError:
         pass
+
+
+def test_small_files_and_lists_from_a_fifo_without_a_writer_are_given_up(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    with pytest.raises(UsageError, match="did not come within 0.2 s"):
+        read_bounded(str(fifo), what="truth file", max_total=1 << 20, wait=0.2)
+    with pytest.raises(UsageError, match="did not come within 0.2 s"):
+        list(read_lines(str(fifo), what="label list", max_line=100, wait=0.2))
+    with pytest.raises(UsageError, match="larger than 1 MiB"):
+        read_bounded("/dev/zero", what="truth file", max_total=1 << 20, wait=0.2)
