@@ -11,6 +11,7 @@ else is `dymn-tag tag`. Shell completion answers here too, before anything else 
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -145,6 +146,11 @@ def main(argv: list[str] | None = None) -> int:
             error = with_local("--weights FILE")  # where the command takes --weights, the first way out
         log.error("error: %s", str(error))
         code = error.exit_code
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        log.error("error: %s: %s", printable(str(error.filename or "")), "name too long for the file system")
+        code = 2
     except SignalReceived as received:
         stopped = Interrupted(received.signum)
         log.error("%s", stopped)
