@@ -67,3 +67,17 @@ def test_a_tiny_declared_rate_keeps_memory_small() -> None:
     assert sum(json.loads(line)["type"] == "window" for line in done.stdout.splitlines()) == seconds
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert peak_kib < max(before, 1_500_000), f"peak RSS {peak_kib} KiB"
+
+
+@pytest.mark.slow
+def test_a_container_declaring_an_absurd_rate_ends_its_source_with_a_clear_record() -> None:
+    import struct
+
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)  # PCM, mono, 1 Hz
+    wav = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    done = dymn_tag(
+        ["--live", "-", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"], stdin=wav + bytes(65536), timeout=60
+    )
+    assert done.returncode == 1, done.stderr
+    end = json.loads(done.stdout.splitlines()[-1])
+    assert end["type"] == "end" and "declares 1 Hz" in end["error"]
