@@ -727,6 +727,8 @@ def _tag_live(
         )
 
     summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
+    if summary.output_closed and summary.interrupted is None:  # as offline: no word, the status of SIGPIPE
+        raise OutputClosed("standard output closed")
     if summary.interrupted is not None:
         log.error("%s", summary.interrupted)
     if not quiet:

@@ -13,11 +13,12 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection
 
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.errors import DymnError
+from dymn_cli.inference.cpus import usable_workers
 from dymn_cli.inference.decode_stage import IDLE, DecodeJob, DecodeMessage, DoneMessage, ErrorMessage, decode_job, decode_worker
 
 
@@ -39,6 +40,7 @@ def start_decoding(jobs: Iterable[DecodeJob], settings: PipelineSettings) -> Dec
     A run starts this before it imports torch and loads the model, so that the workers have decoded
     the first windows by the time the network is ready.
     """
+    settings = replace(settings, workers=usable_workers(settings.workers))
     source: Decoding = _WorkerPool(settings) if settings.workers > 0 else _InlineDecoder(settings)
     try:
         source.start(jobs)

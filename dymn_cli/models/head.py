@@ -50,8 +50,8 @@ __all__ = [
     "ClassifierHead",
     "head_bytes",
     "load_head",
+    "save_head",
 ]
-__all__ += ["save_head"]
 
 HEAD_FORMAT = "dymn-cli-head"
 HEAD_VERSION = 1

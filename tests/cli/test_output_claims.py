@@ -111,3 +111,25 @@ def test_train_refuses_a_missing_folder_before_any_work(tmp_path: Path) -> None:
     world = Inputs(tmp_path)
     done = dymn_tag(["train", str(world.data), "-o", str(tmp_path / "no" / "head.safetensors"), "--weights", "absent.pt"])
     assert done.returncode == 2 and b"no such folder" in done.stderr, done.stderr
+
+
+TOO_LONG = "q" * 260
+NAMED_TOO_LONG = [
+    [str(Path("a.wav")), "-o", f"{TOO_LONG}.jsonl"],
+    ["merge", f"{TOO_LONG}.jsonl", "-o", "x.jsonl"],
+    ["train", TOO_LONG, "-o", "head.safetensors"],
+    ["search", "a.wav", "--index", f"{TOO_LONG}.npz"],
+    ["evaluate", f"{TOO_LONG}.jsonl", "--truth", "t.csv"],
+    ["a.wav", "--labels", f"@{TOO_LONG}"],
+    ["a.wav", "--head", TOO_LONG],
+    ["--files-from", TOO_LONG],
+    ["a.wav", "-f", "raven", "--output-dir", TOO_LONG],
+]
+
+
+@pytest.mark.parametrize("argv", NAMED_TOO_LONG, ids=[a[0] if a[0] in COMMANDS else a[1] for a in NAMED_TOO_LONG])
+def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Path, argv: list[str]) -> None:
+    tone(tmp_path / "a.wav", freq=440.0, seconds=0.3)
+    done = dymn_tag([*argv, "--weights", str(DYMN04_WEIGHTS)] if argv[0] not in ("merge", "evaluate") else argv, cwd=tmp_path)
+    stderr = done.stderr.decode()
+    assert done.returncode == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
