@@ -7,16 +7,19 @@ import functools
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import typer
 
-from dymn_cli.cli import metavars, panels
-from dymn_cli.cli.choices import Aggregate, OutputFormat, Precision, check_device, check_pcm, parse_top, positive_seconds
+from dymn_cli.cli.choices import Aggregate, Precision
 from dymn_cli.cli.help import CommandWithPanels
+from dymn_cli.cli.options import general as general_options
+from dymn_cli.cli.options import inputs as input_options
+from dymn_cli.cli.options import labels as label_options
+from dymn_cli.cli.options import model as model_options
+from dymn_cli.cli.options import outputs as output_options
 from dymn_cli.errors import OutputClosed, UsageError
 from dymn_cli.run.shards import DEFAULT_PART_SIZE, parse_shard
-from dymn_cli.version import __version__
 
 log = logging.getLogger("dymn_cli")
 
@@ -44,23 +47,6 @@ tag_app = typer.Typer(
 )
 
 
-def _version(value: bool) -> None:
-    if value:
-        typer.echo(f"dymn-tag {__version__}")
-        raise typer.Exit()
-
-
-def _completion_option(option: str) -> Any:
-    def callback(value: bool) -> None:
-        if value:
-            from dymn_cli.cli.completion import run_option
-
-            run_option(option, [])
-            raise typer.Exit()
-
-    return callback
-
-
 def usage() -> str:
     """What `dymn-tag` with nothing to tag prints before its error: the forms of a command line."""
     from dymn_cli.cli.commands import command_names
@@ -72,417 +58,52 @@ def usage() -> str:
     )
 
 
-def _shard(value: str | None) -> str | None:
-    if value is not None:
-        try:
-            parse_shard(value)
-        except UsageError as error:
-            raise typer.BadParameter(str(error).removeprefix(f"--shard {value}: ")) from None
-    return value
-
-
 @tag_app.command(cls=CommandWithPanels)
 def tag(
-    paths: Annotated[
-        list[str] | None,
-        typer.Argument(
-            metavar=metavars.PATHS,
-            help="Audio files, folders (walked), or - for audio on stdin. A path named like a command: ./NAME, NAME/, or after tag or --.",
-            show_default=False,
-        ),
-    ] = None,
-    files_from: Annotated[
-        str | None,
-        typer.Option(
-            "--files-from",
-            "-T",
-            metavar=metavars.FILE,
-            help="Read input paths, one a line, from this file or - (stdin).",
-            rich_help_panel=panels.INPUT,
-        ),
-    ] = None,
-    recursive: Annotated[
-        bool, typer.Option("--recursive/--no-recursive", help="Walk folders recursively.", rich_help_panel=panels.INPUT)
-    ] = True,
-    file_timeout: Annotated[
-        float | None,
-        typer.Option(
-            "--file-timeout",
-            metavar=metavars.SECONDS,
-            help="Fail an input that takes longer than this to decode and tag ('timed out after N s') and go on (default: no limit).",
-            callback=positive_seconds,
-            show_default=False,
-            rich_help_panel=panels.INPUT,
-        ),
-    ] = None,
-    live: Annotated[
-        bool,
-        typer.Option(
-            "--live",
-            help="The inputs are live streams (-, a FIFO or device, a URL such as http://, rtsp://, srt://, udp://), tagged as they arrive: a JSON line per window and per event, at once (default hop 1 s).",
-            rich_help_panel=panels.INPUT,
-        ),
-    ] = False,
-    pcm: Annotated[
-        str | None,
-        typer.Option(
-            "--pcm",
-            metavar=metavars.PCM,
-            callback=check_pcm,
-            help="With --live: the streams are headerless PCM, e.g. s16le:32000:1 (s16le, s24le, s32le, f32le, f64le, u8, s8; be for big-endian).",
-            rich_help_panel=panels.INPUT,
-        ),
-    ] = None,
-    reconnect: Annotated[
-        float,
-        typer.Option(
-            "--reconnect",
-            metavar=metavars.SECONDS,
-            help="With --live: reopen a network stream that drops, for up to this long (0: never).",
-            min=0.0,
-            rich_help_panel=panels.INPUT,
-        ),
-    ] = 300.0,
-    output: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "-o",
-            "--output",
-            metavar=metavars.FILE,
-            help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.",
-            show_default=False,
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = None,
-    format: Annotated[
-        OutputFormat | None,
-        typer.Option(
-            "-f",
-            "--format",
-            case_sensitive=False,
-            metavar=metavars.FORMAT,
-            help="table, csv, json, jsonl, parquet (default: from -o, else table on a terminal, jsonl in a pipe); audacity, raven: a sound-event file per input.",
-            show_default=False,
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = None,
-    wide: Annotated[
-        bool,
-        typer.Option(
-            "--wide",
-            help="One row per input, one column per label (csv, parquet; CSV on stdout): every score, or those of --labels.",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = False,
-    output_dir: Annotated[
-        Path | None,
-        typer.Option(
-            "--output-dir",
-            metavar=metavars.DIR,
-            help="audacity, raven: the folder for the per-input files, mirroring the inputs' paths (default: beside each input). csv, json, jsonl, parquet: numbered part files of --part-size inputs.",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = None,
-    part_size: Annotated[
-        int,
-        typer.Option(
-            "--part-size",
-            metavar=metavars.N,
-            help="Inputs per part file with --output-dir.",
-            min=1,
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = DEFAULT_PART_SIZE,
-    resume: Annotated[
-        bool,
-        typer.Option(
-            "--resume",
-            help="Skip inputs already recorded in -o (written with the same model and settings) and add the rest.",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = False,
-    no_overwrite: Annotated[
-        bool,
-        typer.Option(
-            "--no-overwrite",
-            "-n",
-            help="Refuse to replace an existing output file (without --resume, a run replaces it).",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = False,
-    embeddings: Annotated[
-        Path | None,
-        typer.Option(
-            "--embeddings",
-            metavar=metavars.FILE,
-            help="Write clip embeddings (and window embeddings with --timeline) to this .npz file.",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = None,
-    plot: Annotated[
-        Path | None,
-        typer.Option(
-            "--plot",
-            metavar=metavars.FILE_OR_DIR,
-            help="Draw the top labels over time with the loudness: a .png file (one input) or a folder (needs matplotlib).",
-            rich_help_panel=panels.OUTPUT,
-        ),
-    ] = None,
-    top: Annotated[
-        str,
-        typer.Option(
-            "--top",
-            "-k",
-            metavar=metavars.TOP,
-            help="How many labels per input (with --events: the events of the K labels with the highest peak), or all. --live: the labels of each window record; events are not limited.",
-            callback=parse_top,
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = "10",
-    threshold: Annotated[
-        float | None,
-        typer.Option(
-            "--threshold",
-            "-t",
-            metavar=metavars.SCORE,
-            help="Keep only labels scoring at least this (0 to 1).",
-            min=0.0,
-            max=1.0,
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = None,
-    thresholds: Annotated[
-        Path | None,
-        typer.Option(
-            "--thresholds",
-            metavar="FILE",
-            help="Each class's own threshold: a CSV label,mid,threshold (evaluate --save-thresholds writes one); "
-            "other classes keep --threshold.",
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = None,
-    labels: Annotated[
-        str | None,
-        typer.Option(
-            "--labels",
-            metavar=metavars.NAMES,
-            help="Only these classes: names, ontology nodes (a whole subtree, e.g. Animal) or mids, comma-separated, or @FILE.",
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = None,
-    exclude: Annotated[
-        str | None,
-        typer.Option(
-            "--exclude",
-            metavar=metavars.NAMES,
-            help="Leave out these classes (same forms as --labels).",
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = None,
-    timeline: Annotated[
-        bool,
-        typer.Option(
-            "--timeline",
-            help="Also report each window's labels (CSV: a row per window and label); honours --top and --threshold.",
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = False,
-    events: Annotated[
-        bool,
-        typer.Option(
-            "--events",
-            help="Report sound events: when each label scores at least --threshold (default 0.5), on the hop grid.",
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = False,
-    min_duration: Annotated[
-        float,
-        typer.Option(
-            "--min-duration",
-            metavar=metavars.SECONDS,
-            help="Drop sound events shorter than this.",
-            min=0.0,
-            rich_help_panel=panels.LABELS,
-        ),
-    ] = 0.0,
-    model: Annotated[
-        str,
-        typer.Option(
-            "--model",
-            "-m",
-            metavar=metavars.MODEL,
-            help="Published model (see dymn-tag models), or several joined by commas for an ensemble.",
-            rich_help_panel=panels.MODEL,
-        ),
-    ] = "dymn10_as",
-    weights: Annotated[
-        list[Path] | None,
-        typer.Option(
-            "--weights",
-            "-w",
-            metavar=metavars.FILE,
-            help="Local checkpoint file instead of --model (repeat for an ensemble), or one graph from dymn-tag export (.onnx: runs in onnxruntime, without torch); needs no network.",
-            show_default=False,
-            rich_help_panel=panels.MODEL,
-        ),
-    ] = None,
-    sha256: Annotated[
-        str | None,
-        typer.Option("--sha256", metavar=metavars.HEX, help="Expected SHA-256 of the checkpoint.", rich_help_panel=panels.MODEL),
-    ] = None,
-    head: Annotated[
-        Path | None,
-        typer.Option(
-            "--head",
-            metavar=metavars.FILE,
-            help="Score the classes of this head (from dymn-tag train) instead of AudioSet's.",
-            rich_help_panel=panels.MODEL,
-        ),
-    ] = None,
-    with_audioset: Annotated[
-        bool,
-        typer.Option(
-            "--with-audioset", help="With --head: the AudioSet classes too, before the head's.", rich_help_panel=panels.MODEL
-        ),
-    ] = False,
-    window: Annotated[
-        float | None,
-        typer.Option(
-            "--window",
-            metavar=metavars.SECONDS,
-            help="Window length (default: 10, or the --head's, or the .onnx graph's).",
-            callback=positive_seconds,
-            show_default=False,
-            rich_help_panel=panels.WINDOWS,
-        ),
-    ] = None,
-    hop: Annotated[
-        float | None,
-        typer.Option(
-            "--hop",
-            metavar=metavars.SECONDS,
-            help="Time between window starts (default: 10, or the --head's, or the .onnx graph's).",
-            callback=positive_seconds,
-            show_default=False,
-            rich_help_panel=panels.WINDOWS,
-        ),
-    ] = None,
-    aggregate: Annotated[
-        Aggregate,
-        typer.Option(
-            "--aggregate", case_sensitive=False, help="Clip score from the window scores.", rich_help_panel=panels.WINDOWS
-        ),
-    ] = Aggregate.mean,
-    device: Annotated[
-        str,
-        typer.Option(
-            "--device",
-            "-d",
-            metavar=metavars.DEVICE,
-            help="Where the network runs (auto: CUDA when there is one).",
-            callback=check_device,
-            rich_help_panel=panels.COMPUTE,
-        ),
-    ] = "auto",
-    precision: Annotated[
-        Precision,
-        typer.Option(
-            "--precision",
-            case_sensitive=False,
-            metavar=metavars.PRECISION,
-            help="auto (float16 on CUDA, float32 on the CPU), float32, float16 or bfloat16.",
-            rich_help_panel=panels.COMPUTE,
-        ),
-    ] = Precision.auto,
-    batch_size: Annotated[
-        int | None,
-        typer.Option(
-            "--batch-size",
-            "-b",
-            metavar=metavars.N,
-            help="Windows per network call (default: 8 per CPU lane, i.e. per torch thread; 16 on CUDA).",
-            min=1,
-            show_default=False,
-            rich_help_panel=panels.COMPUTE,
-        ),
-    ] = None,
-    workers: Annotated[
-        int | None,
-        typer.Option(
-            "--workers",
-            "-j",
-            metavar=metavars.N,
-            help="Decoding processes (default: from the CPU count; 0: decode in this process).",
-            min=0,
-            rich_help_panel=panels.COMPUTE,
-        ),
-    ] = None,
-    compile: Annotated[
-        bool,
-        typer.Option(
-            "--compile",
-            help="Compile the network with torch.compile (minutes of compiling first, again at each new batch size; on the CPU no faster).",
-            rich_help_panel=panels.COMPUTE,
-        ),
-    ] = False,
-    shard: Annotated[
-        str | None,
-        typer.Option(
-            "--shard",
-            metavar=metavars.SHARD,
-            help="Tag only shard I of N (I counts from 0): a stable split of the inputs for job arrays; join the outputs with dymn-tag merge.",
-            callback=_shard,
-            rich_help_panel=panels.SCALE_OUT,
-        ),
-    ] = None,
-    ray_target: Annotated[
-        str | None,
-        typer.Option(
-            "--ray",
-            metavar=metavars.RAY,
-            help="Run on Ray: local (an instance for this run), auto (the cluster this machine is in) or a cluster address. Needs pip install 'dymn-cli\\[ray]'.",
-            rich_help_panel=panels.SCALE_OUT,
-        ),
-    ] = None,
-    actors: Annotated[
-        int | None,
-        typer.Option(
-            "--actors",
-            metavar=metavars.N,
-            help="With --ray: inference actors, each loading the model once (default: one per GPU, else 1).",
-            min=1,
-            rich_help_panel=panels.SCALE_OUT,
-        ),
-    ] = None,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress display, no summary.", rich_help_panel=panels.GENERAL)
-    ] = False,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit.", rich_help_panel=panels.GENERAL
-        ),
-    ] = False,
-    show_completion: Annotated[
-        bool,
-        typer.Option(
-            "--show-completion",
-            callback=_completion_option("--show-completion"),
-            is_eager=True,
-            help="Print the shell completion script: bash, zsh or fish (the login shell's, or name one: dymn-tag --show-completion zsh).",
-            rich_help_panel=panels.GENERAL,
-        ),
-    ] = False,
-    install_completion: Annotated[
-        bool,
-        typer.Option(
-            "--install-completion",
-            callback=_completion_option("--install-completion"),
-            is_eager=True,
-            help="Install shell completion (the login shell's, or name one: dymn-tag --install-completion fish).",
-            rich_help_panel=panels.GENERAL,
-        ),
-    ] = False,
+    paths: input_options.Paths = None,
+    files_from: input_options.FilesFrom = None,
+    recursive: input_options.Recursive = True,
+    file_timeout: input_options.FileTimeout = None,
+    live: input_options.Live = False,
+    pcm: input_options.Pcm = None,
+    reconnect: input_options.Reconnect = 300.0,
+    output: output_options.Output = None,
+    format: output_options.Format = None,
+    wide: output_options.Wide = False,
+    output_dir: output_options.OutputDir = None,
+    part_size: output_options.PartSize = DEFAULT_PART_SIZE,
+    resume: output_options.Resume = False,
+    no_overwrite: output_options.NoOverwrite = False,
+    embeddings: output_options.Embeddings = None,
+    plot: output_options.Plot = None,
+    top: label_options.Top = "10",
+    threshold: label_options.Threshold = None,
+    thresholds: label_options.Thresholds = None,
+    labels: label_options.Labels = None,
+    exclude: label_options.Exclude = None,
+    timeline: label_options.Timeline = False,
+    events: label_options.Events = False,
+    min_duration: label_options.MinDuration = 0.0,
+    model: model_options.Model = "dymn10_as",
+    weights: model_options.Weights = None,
+    sha256: model_options.Sha256 = None,
+    head: model_options.Head = None,
+    with_audioset: model_options.WithAudioset = False,
+    window: label_options.Window = None,
+    hop: label_options.Hop = None,
+    aggregate: label_options.Aggregate = Aggregate.mean,
+    device: model_options.Device = "auto",
+    precision: model_options.Precision = Precision.auto,
+    batch_size: model_options.BatchSize = None,
+    workers: model_options.Workers = None,
+    compile: model_options.Compile = False,
+    shard: general_options.Shard = None,
+    ray_target: general_options.RayTarget = None,
+    actors: general_options.Actors = None,
+    quiet: general_options.Quiet = False,
+    version: general_options.Version = False,
+    show_completion: general_options.ShowCompletion = False,
+    install_completion: general_options.InstallCompletion = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
     from dymn_cli.cli.progress import RunProgress
