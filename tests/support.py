@@ -19,6 +19,10 @@ GOLDEN = TESTS / "golden"
 DYMN04_WEIGHTS = GOLDEN / "dymn04_seed0.pt"
 EXAMPLES = TESTS.parent / "examples"
 
+SAFETY_NET = 600
+"""Seconds after which a test gives up on a process or an event: only a hung run gets there. Tests wait
+for events (a line, an exit), never for the clock, so a busy machine slows them without failing them."""
+
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 """The `dymn-tag` installed beside this interpreter (the project's entry point, not another copy on PATH)."""
 

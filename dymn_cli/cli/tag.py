@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import logging
 import sys
 from pathlib import Path
@@ -106,185 +104,88 @@ def tag(
     install_completion: general_options.InstallCompletion = False,
 ) -> None:
     """Tag audio with AudioSet labels using the published DyMN / MobileNetV3 models."""
-    from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.allocator import keep_freed_memory
-    from dymn_cli.inference.pipeline import PipelineStats
-    from dymn_cli.models.identity import identify, model_label
-    from dymn_cli.run.options import build_output_options, build_sinks, choose_head, per_input_format, writer_target
-    from dymn_cli.run.runner import RunSettings, label_inputs
+    from dymn_cli.run.taggers import TaggerChoice
 
     keep_freed_memory()
-
-    def choose(hop: float | None) -> tuple[Any, Any]:
-        """The run's classes, window and hop, and the ONNX graph's tagger where --weights names one."""
-        from dymn_cli.run.graph import graph_weights, open_graph
-
-        graph = graph_weights(weights)
-        if graph is None:
-            return choose_head(head, with_audioset=with_audioset, window=window, hop=hop), None
-        engine = dict(device=device, batch_size=batch_size, sha256=sha256, precision=precision.value, compile=compile)
-        return open_graph(
-            graph, head=head, with_audioset=with_audioset, window=window, hop=hop, ray=ray_target is not None, **engine
-        )
-
     if not paths and files_from is None:
         typer.echo(usage(), err=True)
         raise UsageError("no input: name files or folders, - for standard input, or --files-from")
     if pcm is not None and not live:
         raise UsageError("--pcm describes a live stream: use it with --live")
+    if actors is not None and ray_target is None:
+        raise UsageError("--actors goes with --ray")
+    choice = TaggerChoice(
+        model=model,
+        weights=tuple(str(w) for w in weights or ()),
+        device=device,
+        precision=precision.value,
+        compile=compile,
+        batch_size=batch_size,
+        sha256=sha256,
+        with_audioset=with_audioset,
+        ray_address=ray_target,
+        actors=actors,
+    )
+    selection = dict(top=top, threshold=threshold, thresholds=thresholds, labels=labels, exclude=exclude, events=events)
+    selection.update(min_duration=min_duration)
     if live:
-        given = {
-            "--files-from": files_from,
-            "--resume": resume,
-            "--timeline": timeline,
-            "--output-dir": output_dir,
-            "--shard": shard,
-            "--ray": ray_target,
-            "--embeddings": embeddings,
-            "--plot": plot,
-            "--file-timeout": file_timeout,
-            "--wide": wide,
-        }
-        unused = [name for name, value in given.items() if value]
-        if unused:
-            raise UsageError(f"{', '.join(unused)} cannot be used with --live")
-        chosen, graph_tagger = choose(hop if hop is not None or head else 1.0)
+        refuse_with_live(
+            files_from=files_from,
+            resume=resume,
+            timeline=timeline,
+            output_dir=output_dir,
+            shard=shard,
+            ray=ray_target,
+            embeddings=embeddings,
+            plot=plot,
+            file_timeout=file_timeout,
+            wide=wide,
+        )
         if output and len(output) > 1:
             raise UsageError("--live writes one output: give a single -o")
+        chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop if hop is not None or head else 1.0)
+        format_name = format.value if format is not None else None
+        settings = dict(pcm=pcm, reconnect=reconnect, quiet=quiet)
+        output_file = output[0] if output else None
         _tag_live(
             paths or [],
-            output=output[0] if output else None,
-            format=format.value if format is not None else None,
-            top=top,
-            threshold=threshold,
-            thresholds=thresholds,
-            events=events,
-            min_duration=min_duration,
-            labels=labels,
-            exclude=exclude,
+            choice,
+            output=output_file,
+            format=format_name,
             chosen=chosen,
-            graph_tagger=graph_tagger,
-            pcm=pcm,
-            reconnect=reconnect,
-            quiet=quiet,
-            tagger_options=dict(
-                model=model,
-                weights=weights,
-                device=device,
-                precision=precision.value,
-                compile=compile,
-                batch_size=batch_size,
-                sha256=sha256,
-                with_audioset=with_audioset,
-            ),
+            graph=graph_tagger,
+            **settings,
+            **selection,
         )
-    inputs = paths or []
-    interactive = sys.stderr.isatty() and not quiet
     format_name = format.value if format is not None else None
     if wide and format_name is None and not output:
         format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
-    chosen, graph_tagger = choose(hop)
-    options = build_output_options(
-        format=format_name,
-        top=top,
-        threshold=threshold,
-        timeline=timeline,  # type: ignore[arg-type]
-        events=events,
-        min_duration=min_duration,
-        labels=labels,
-        exclude=exclude,
-        wide=wide,
-        vocabulary=chosen.vocabulary,
-        thresholds=thresholds,
-    )
-    parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
-    # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
-    files = list(output or [])
-    first_output, more_outputs = (None, files) if per_input_format(format_name) or not files else (files[0], files[1:])
-    if more_outputs and format_name is not None and not per_input_format(format_name):
-        raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
-    target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
-    network = identify(None if weights else model, weights)  # (what the outputs record, known before the model loads)
-    sinks = build_sinks(
-        options=options,
-        paths=inputs,
-        files_from=files_from,
+    chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop)
+    summary = _tag_files(
+        paths or [],
+        choice,
+        chosen=chosen,
+        graph=graph_tagger,
+        format_name=format_name,
+        output=list(output or []),
+        output_dir=output_dir,
+        part_size=part_size,
+        resume=resume,
+        no_overwrite=no_overwrite,
         embeddings=embeddings,
         plot=plot,
-        resume=resume,
-        window=chosen.window,
-        hop=chosen.hop,
-        network=network,
+        files_from=files_from,
+        recursive=recursive,
+        file_timeout=file_timeout,
+        workers=workers,
+        aggregate=aggregate.value,
+        timeline=timeline,
+        wide=wide,
+        shard=parse_shard(shard) if shard is not None else None,
+        quiet=quiet,
+        **selection,
     )
-    if actors is not None and ray_target is None:
-        raise UsageError("--actors goes with --ray")
-
-    def make_tagger() -> Any:
-        """Built only after the inputs and options are checked, and after the decode workers started:
-        this is where torch is imported (a spinner meanwhile; a download shows a bar of its own).
-        An ONNX graph's tagger was built with the options: it needs no torch."""
-        if graph_tagger is not None:
-            return graph_tagger
-        tagger_class: Any
-        with progress.status("importing torch"):
-            if ray_target is not None:
-                from dymn_cli.inference.distributed import RayOptions
-                from dymn_cli.ray_tagger import RayTagger
-
-                tagger_class = functools.partial(RayTagger, ray=RayOptions(address=ray_target, actors=actors))
-            else:
-                from dymn_cli.tagger import Tagger
-
-                tagger_class = Tagger
-            from dymn_cli.models.weights import is_cached
-
-            loading = contextlib.nullcontext() if not weights and not is_cached(model) else progress.status("loading the model")
-        with loading:
-            return tagger_class(
-                None if weights else model,
-                weights=[str(w) for w in weights] if weights else None,
-                device=device,
-                batch_size=batch_size,
-                precision=precision.value,
-                compile=compile,
-                sha256=sha256,
-                progress=interactive,
-                head=chosen.head,
-                with_audioset=with_audioset,
-            )
-
-    stats = PipelineStats()
-    with RunProgress(enabled=interactive, stats=stats, hop=chosen.hop) as progress:
-        summary = label_inputs(
-            inputs,
-            tagger=make_tagger,
-            output=target,
-            format=format_name,
-            options=options,
-            extra_sinks=sinks,
-            settings=RunSettings(
-                window=chosen.window,
-                hop=chosen.hop,
-                aggregate=aggregate.value,
-                workers=workers,
-                recursive=recursive,
-                decode_first=ray_target is None,
-                batch_size=batch_size,
-                file_timeout=file_timeout,
-            ),
-            files_from=files_from,
-            resume=resume,
-            stdout_is_terminal=sys.stdout is not None and sys.stdout.isatty(),
-            on_start=progress.start,
-            on_outcome=progress.advance,
-            parts_dir=parts_dir,
-            part_size=part_size,
-            shard=parse_shard(shard) if shard is not None else None,
-            more_outputs=more_outputs,
-            stats=stats,
-            model_name=model_label(network),
-            no_overwrite=no_overwrite,
-        )
     if summary.output_closed:  # the reader went away (`| head`): no word, the status of SIGPIPE
         raise OutputClosed("standard output closed")
     for problem in summary.problems:
@@ -294,58 +195,134 @@ def tag(
     raise typer.Exit(summary.exit_code)
 
 
+def refuse_with_live(**given: Any) -> None:
+    """The options of files, not of streams, are a usage error with --live (`given`: option -> value)."""
+    unused = ["--" + name.replace("_", "-") for name, value in given.items() if value]
+    if unused:
+        raise UsageError(f"{', '.join(unused)} cannot be used with --live")
+
+
+def choose_classes(choice: Any, *, head: Path | None, window: float | None, hop: float | None) -> tuple[Any, Any]:
+    """The run's classes, window and hop (`run.options.HeadChoice`), and the ONNX graph's tagger where
+    --weights names one (opened now: it says which classes the run reports), else None."""
+    from dymn_cli.run.graph import graph_weights, open_graph
+    from dymn_cli.run.options import choose_head
+
+    graph = graph_weights(choice.weights)
+    if graph is None:
+        return choose_head(head, with_audioset=choice.with_audioset, window=window, hop=hop), None
+    engine = dict(device=choice.device, batch_size=choice.batch_size, sha256=choice.sha256, precision=choice.precision)
+    return open_graph(
+        graph,
+        head=head,
+        with_audioset=choice.with_audioset,
+        window=window,
+        hop=hop,
+        ray=choice.ray_address is not None,
+        compile=choice.compile,
+        **engine,
+    )
+
+
+def _tag_files(
+    inputs: list[str], choice: Any, *, chosen: Any, graph: Any, format_name: str | None, output: list[Path], **run: Any
+) -> Any:
+    """Files, folders and pipes: a thin layer over `dymn_cli.run.runner.label_inputs`."""
+    from dymn_cli.cli.progress import RunProgress
+    from dymn_cli.inference.pipeline import PipelineStats
+    from dymn_cli.models.identity import identify, model_label
+    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
+    from dymn_cli.run.runner import RunSettings, label_inputs
+    from dymn_cli.run.taggers import build_tagger
+
+    selection = {
+        name: run.pop(name) for name in ("top", "threshold", "thresholds", "labels", "exclude", "events", "min_duration")
+    }
+    options = build_output_options(
+        format=format_name, timeline=run.pop("timeline"), wide=run.pop("wide"), vocabulary=chosen.vocabulary, **selection
+    )
+    output_dir = run.pop("output_dir")
+    parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
+    # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
+    first_output, more_outputs = (None, output) if per_input_format(format_name) or not output else (output[0], output[1:])
+    if more_outputs and format_name is not None and not per_input_format(format_name):
+        raise UsageError("with several -o, each output's format comes from its extension: leave out --format")
+    target = writer_target(format=format_name, output=first_output, output_dir=None if parts_dir is not None else output_dir)
+    network = identify(None if choice.weights else choice.model, list(choice.weights) or None)  # (known before it loads)
+    sinks = build_sinks(
+        options=options,
+        paths=inputs,
+        files_from=run["files_from"],
+        embeddings=run.pop("embeddings"),
+        plot=run.pop("plot"),
+        resume=run["resume"],
+        window=chosen.window,
+        hop=chosen.hop,
+        network=network,
+    )
+    quiet = run.pop("quiet")
+    interactive = sys.stderr.isatty() and not quiet
+    settings = RunSettings(
+        window=chosen.window,
+        hop=chosen.hop,
+        aggregate=run.pop("aggregate"),
+        workers=run.pop("workers"),
+        recursive=run.pop("recursive"),
+        decode_first=choice.ray_address is None,
+        batch_size=choice.batch_size,
+        file_timeout=run.pop("file_timeout"),
+    )
+    stats = PipelineStats()
+    with RunProgress(enabled=interactive, stats=stats, hop=chosen.hop) as progress:
+
+        def make_tagger() -> Any:  # (an ONNX graph's tagger was built with the options: it needs no torch)
+            return graph or build_tagger(choice, head=chosen.head, progress=interactive, status=progress.status)
+
+        return label_inputs(
+            inputs,
+            tagger=make_tagger,
+            output=target,
+            format=format_name,
+            options=options,
+            extra_sinks=sinks,
+            settings=settings,
+            stdout_is_terminal=sys.stdout is not None and sys.stdout.isatty(),
+            on_start=progress.start,
+            on_outcome=progress.advance,
+            parts_dir=parts_dir,
+            more_outputs=more_outputs,
+            stats=stats,
+            model_name=model_label(network),
+            **run,
+        )
+
+
 def _tag_live(
     sources: list[str],
+    choice: Any,
     *,
     output: Path | None,
     format: str | None,
-    top: int | None,
-    threshold: float | None,
-    thresholds: Path | None,
-    events: bool,
-    min_duration: float,
-    labels: str | None,
-    exclude: str | None,
     chosen: Any,
-    graph_tagger: Any,
+    graph: Any,
     pcm: str | None,
     reconnect: float,
     quiet: bool,
-    tagger_options: dict[str, Any],
+    **selection: Any,
 ) -> None:
     """`--live`: a thin layer over `dymn_cli.run.live.tag_live`."""
     from dymn_cli.audio.pcm import PcmFormat
     from dymn_cli.run.live import LiveSettings, tag_live
     from dymn_cli.run.options import build_output_options
+    from dymn_cli.run.taggers import build_tagger
 
-    options = build_output_options(
-        format=None,
-        top=top,
-        threshold=threshold,
-        events=events,
-        min_duration=min_duration,
-        labels=labels,
-        exclude=exclude,
-        vocabulary=chosen.vocabulary,
-        thresholds=thresholds,
-    )
+    options = build_output_options(format=None, vocabulary=chosen.vocabulary, **selection)
     settings = LiveSettings(
         window=chosen.window, hop=chosen.hop, pcm=PcmFormat.parse(pcm) if pcm is not None else None, reconnect=reconnect
     )
 
-    def make_tagger() -> Any:
-        if graph_tagger is not None:  # (an ONNX graph's, built with the options: no torch)
-            return graph_tagger
-        from dymn_cli.tagger import Tagger
-
-        weights, model = tagger_options.pop("weights"), tagger_options.pop("model")
-        return Tagger(
-            None if weights else model,
-            weights=[str(w) for w in weights] if weights else None,
-            progress=sys.stderr.isatty() and not quiet,
-            head=chosen.head,
-            **tagger_options,
-        )
+    def make_tagger() -> Any:  # (an ONNX graph's tagger was built with the options: it needs no torch)
+        return graph or build_tagger(choice, head=chosen.head, progress=sys.stderr.isatty() and not quiet)
 
     summary = tag_live(sources, tagger=make_tagger, output=output, format=format, options=options, settings=settings)
     if summary.output_closed and summary.interrupted is None:  # as offline: no word, the status of SIGPIPE

@@ -403,4 +403,4 @@ def test_a_closed_output_stops_the_run_quietly(weights):
         process.stdin.close()
     stderr = process.stderr.read().decode()
     code = process.wait(120)
-    assert code == 141 and "the output was closed" in stderr and "Traceback" not in stderr and "leaked" not in stderr
+    assert code in (141, -13) and stderr == "", stderr  # (as offline `| head -1`: the status of SIGPIPE, no word)
