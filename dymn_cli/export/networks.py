@@ -275,3 +275,9 @@ def export_network(network: nn.Module, *, depthwise_form: str = "mix_outputs") -
     if isinstance(network, MN):
         return ExportMN(network).eval()
     raise TypeError(f"cannot export a {type(network).__name__}")
+
+
+def kernel_rows(module: nn.Module) -> dict[str, int]:
+    """The length of one kernel row (the input channels) of each 1x1 kernel bank in `module`, by the
+    name its bank has in the exported graph (the state dict key)."""
+    return {f"{name}.bank": conv.in_channels for name, conv in module.named_modules() if isinstance(conv, PointwiseDynamicConv)}
