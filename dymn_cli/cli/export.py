@@ -51,6 +51,14 @@ def export_command(
     int8: Annotated[
         bool, typer.Option("--int8", help="Quantise to int8 (static, calibrated on --calibrate), about 30 % of the size.")
     ] = False,
+    int8_mode: Annotated[
+        str,
+        typer.Option(
+            "--int8-mode",
+            metavar=metavars.INT8,
+            help="static: int8 products, calibrated; weights: int8 weights, float32 arithmetic (closer to float32).",
+        ),
+    ] = "static",
     calibrate: Annotated[
         Path | None,
         typer.Option(
@@ -86,6 +94,7 @@ def export_command(
         sha256=sha256,
         head=head,
         int8=int8,
+        int8_mode=int8_mode,
         calibrate=calibrate,
         min_agreement=min_agreement,
         no_overwrite=no_overwrite,

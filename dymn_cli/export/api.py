@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from dymn_cli.errors import DymnError, UsageError
-from dymn_cli.export.quantize import Agreement
+from dymn_cli.export.quantize import INT8_MODES, Agreement
 from dymn_cli.graph_metadata import GraphMetadata
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def export_onnx(
     sha256: str | None = None,
     head: Path | None = None,
     int8: bool = False,
+    int8_mode: str = "static",
     calibrate: Path | None = None,
     min_agreement: float = DEFAULT_MIN_AGREEMENT,
     no_overwrite: bool = False,
@@ -73,6 +74,8 @@ def export_onnx(
 
     if int8 != (calibrate is not None):
         raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
+    if int8_mode not in INT8_MODES:
+        raise UsageError(f"--int8-mode must be one of {', '.join(INT8_MODES)}, got {int8_mode!r}")
     if not 0.0 <= min_agreement <= 1.0:
         raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement:g}")
     inputs = [Path(p) for p in weights or []] + ([head] if head is not None else [])
@@ -83,16 +86,10 @@ def export_onnx(
     float_bytes = graph.SerializeToString()
     agreement = None
     if calibrate is not None:
-        data, agreement = _int8_graph(graph, tagger, calibrate, metadata)
+        data, agreement = _int8_graph(graph, tagger, calibrate, metadata, int8_mode)
         for line in agreement.lines():
             log.info("%s", line)
-        if agreement.top1 < min_agreement:
-            raise AgreementTooLow(
-                f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels, below "
-                f"--min-agreement {min_agreement:.1%}: {output} not written (export float32 without --int8, calibrate "
-                "on more of your audio, or lower --min-agreement to accept it)",
-                agreement,
-            )
+        check_agreement(agreement, min_agreement, output, int8_mode)
     else:
         data = float_bytes
     from dymn_cli.writers.output_file import written
@@ -100,6 +97,25 @@ def export_onnx(
     with written(target) as out:
         out.write(data)
     return ExportReport(output=str(output), metadata=metadata, size=len(data), agreement=agreement)
+
+
+def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mode: str = "static") -> None:
+    """`AgreementTooLow` when the int8 graph's top-1 agreement is below `min_agreement`."""
+    if agreement.top1 < min_agreement:
+        raise AgreementTooLow(
+            f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels, below "
+            f"--min-agreement {min_agreement:.1%}: {output} not written ("
+            + ("try --int8-mode weights, which keeps the arithmetic in float32; " if mode == "static" else "")
+            + "export float32 without --int8, calibrate on more of your audio, or lower --min-agreement to accept it)",
+            agreement,
+        )
+    if agreement.top1 < DEFAULT_MIN_AGREEMENT:
+        log.warning(
+            "warning: int8 agrees with float32 on only %.1f%% of the held-out windows' top labels (accepted with "
+            "--min-agreement %.1f%%): check its scores on your audio before you rely on them",
+            100 * agreement.top1,
+            100 * min_agreement,
+        )
 
 
 def _checked_target(output: Path, inputs: Sequence[Path], *, no_overwrite: bool) -> Target:
@@ -153,7 +169,7 @@ def _float_graph(
 
 
 def _int8_graph(
-    graph: onnx.ModelProto, tagger: WaveformTagger, calibrate: Path, metadata: GraphMetadata
+    graph: onnx.ModelProto, tagger: WaveformTagger, calibrate: Path, metadata: GraphMetadata, mode: str
 ) -> tuple[bytes, Agreement]:
     from dymn_cli.export.calibration import calibration_set
     from dymn_cli.export.networks import kernel_rows
@@ -164,7 +180,7 @@ def _int8_graph(
     log.info(
         "int8: calibrating on %d windows of %d files, %d held out", len(windows.calibrate), windows.files, len(windows.held_out)
     )
-    quantized = quantize_int8(graph, windows.calibrate, kernel_rows(tagger))
+    quantized = quantize_int8(graph, windows.calibrate, kernel_rows(tagger), mode=mode)
     data = quantized.SerializeToString()
     agreement = measure_agreement(graph.SerializeToString(), data, windows.held_out, activation=metadata.activation)
     return data, agreement

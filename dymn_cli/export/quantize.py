@@ -14,9 +14,11 @@ as int8 with one scale per kernel row instead, dequantised in the graph (`compre
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +28,12 @@ from onnx import helper, numpy_helper
 
 from dymn_cli.graph_metadata import INPUT, LOGITS
 
-FLOAT_SCOPES = ("/frontend/", "conv/MatMul_1", "depth_conv/")
+FLOAT_SCOPES = ("/frontend/", "conv/MatMul_1", "depth_conv/", "/head/", "/in_c/", "/features.0/")
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
 """Only the products are quantised: the elementwise steps between them (Dy-ReLU, gates, hardswish)
 would only add quantise/dequantise pairs that onnxruntime cannot fuse."""
 BANK_SUFFIX = ".bank"
+INT8_MODES = ("static", "weights")
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,9 @@ def float_nodes(model: onnx.ModelProto, scopes: Sequence[str] | None = None) -> 
     return [
         node.name
         for node in model.graph.node
-        if any(scope in node.name for scope in scopes) or (node.op_type == "MatMul" and banks & set(node.input))
+        if any(scope in node.name for scope in scopes)
+        or (node.op_type == "MatMul" and banks & set(node.input))
+        or (node.op_type == "Conv" and any(a.name == "group" and a.i > 1 for a in node.attribute))
     ]
 
 
@@ -81,27 +86,25 @@ class _Windows:
         pass
 
 
-def quantize_int8(model: onnx.ModelProto, calibration: Sequence[np.ndarray], kernel_rows: Mapping[str, int]) -> onnx.ModelProto:
-    """The static int8 (QDQ) form of `model`, calibrated on `calibration` windows `[samples]`
-    (`kernel_rows`: see `compress_weights`)."""
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-
+def quantize_int8(
+    model: onnx.ModelProto, calibration: Sequence[np.ndarray], kernel_rows: Mapping[str, int], *, mode: str = "static"
+) -> onnx.ModelProto:
+    """The int8 form of `model` (`kernel_rows`: see `compress_weights`), in one of `INT8_MODES`:
+    `static`, activations and weights of the products quantised (QDQ), calibrated on `calibration`
+    windows `[samples]`; `weights`, every weight stored as int8 and the arithmetic left in float32."""
+    if mode not in INT8_MODES:
+        raise ValueError(f"unknown int8 mode {mode!r}")
+    if mode == "weights":
+        quantized = onnx.ModelProto()
+        quantized.CopyFrom(model)
+        compress_weights(quantized, kernel_rows)
+        shorten_names(quantized)
+        return quantized
     with tempfile.TemporaryDirectory(prefix="dymn-int8-") as folder:
         source, output = Path(folder) / "float32.onnx", Path(folder) / "int8.onnx"
         onnx.save(model, source)  # (quantize_static would move the initializers of a ModelProto it is given out of it)
-        quantize_static(
-            source,
-            output,
-            _Windows(calibration),  # type: ignore[arg-type]
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=QuantType.QUInt8,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=float_nodes(model),
-            op_types_to_quantize=QUANTIZED_OPS,
-            calibrate_method=CalibrationMethod.MinMax,
-            extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-        )
+        with _quiet_root_logger():  # (its advice to pre-process goes to the root logger, our stderr)
+            _quantize_static(source, output, calibration, float_nodes(model))
         quantized = onnx.load(output)
     compress_weights(quantized, kernel_rows)
     shorten_names(quantized)
@@ -110,35 +113,86 @@ def quantize_int8(model: onnx.ModelProto, calibration: Sequence[np.ndarray], ker
     return quantized
 
 
+@contextmanager
+def _quiet_root_logger() -> Iterator[None]:
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        root.setLevel(level)
+
+
+def _quantize_static(source: Path, output: Path, calibration: Sequence[np.ndarray], exclude: list[str]) -> None:
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        source,
+        output,
+        _Windows(calibration),  # type: ignore[arg-type]
+        quant_format=QuantFormat.QDQ,
+        per_channel=True,
+        activation_type=QuantType.QUInt8,
+        weight_type=QuantType.QInt8,
+        nodes_to_exclude=exclude,
+        op_types_to_quantize=QUANTIZED_OPS,
+        calibrate_method=CalibrationMethod.MinMax,
+        extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
+    )
+
+
 def compress_weights(model: onnx.ModelProto, kernel_rows: Mapping[str, int]) -> None:
-    """Store the float weights that the quantiser left float, but that are most of the file, as int8
-    with one symmetric scale per row, dequantised in the graph: the kernel banks (`kernel_rows` gives
-    the length of their rows: one kernel of one output channel) and the weights of the convolutions
-    kept float (DyMN's depthwise banks: one scale per output channel)."""
+    """Store the float weights left in `model` as int8 with one symmetric scale per output channel,
+    dequantised in the graph: the kernel banks (`kernel_rows` gives the length of their rows: one
+    kernel of one output channel), and the weights of Conv, Gemm and MatMul nodes that stayed float
+    (the front end's mel bands are MatMul inputs of another place, and stay float32)."""
     graph = model.graph
-    conv_weights = {node.input[1] for node in graph.node if node.op_type == "Conv"}
+    axes: dict[str, int] = {}
+    for node in graph.node:
+        if node.op_type in ("Conv", "Gemm") and len(node.input) > 1:
+            transposed = node.op_type == "Gemm" and not any(a.name == "transB" and a.i for a in node.attribute)
+            axes[node.input[1]] = 1 if transposed else 0
+        elif node.op_type == "MatMul":
+            axes[node.input[1]] = 1
     for init in list(graph.initializer):
-        if init.data_type != onnx.TensorProto.FLOAT or not (init.name in kernel_rows or init.name in conv_weights):
+        big = int(np.prod(init.dims)) >= MIN_COMPRESSED
+        if init.data_type != onnx.TensorProto.FLOAT or not big or not (init.name in kernel_rows or init.name in axes):
             continue
         weight = numpy_helper.to_array(init)
-        rows = weight.reshape(-1, kernel_rows[init.name]) if init.name in kernel_rows else weight.reshape(weight.shape[0], -1)
-        scale = np.maximum(np.abs(rows).max(axis=1), np.finfo(np.float32).tiny) / 127.0
-        quantized = np.clip(np.round(rows / scale[:, None]), -127, 127).astype(np.int8)
-        name = init.name
-        graph.initializer.remove(init)
-        graph.initializer.extend(
-            [
-                numpy_helper.from_array(quantized, name + "/int8"),
-                numpy_helper.from_array(scale.astype(np.float32), name + "/scale"),
-                numpy_helper.from_array(np.array(weight.shape, np.int64), name + "/shape"),
-            ]
-        )
-        nodes = [
-            helper.make_node("DequantizeLinear", [name + "/int8", name + "/scale"], [name + "/rows"], name=name + "/dq", axis=0),
-            helper.make_node("Reshape", [name + "/rows", name + "/shape"], [name], name=name + "/reshape"),
-        ]
-        for node in reversed(nodes):  # (first: the graph stays topologically sorted)
-            graph.node.insert(0, node)
+        if init.name in kernel_rows:
+            stored, axis = weight.reshape(-1, kernel_rows[init.name]), 0
+        else:
+            stored, axis = weight, axes[init.name]
+        if stored.ndim < 2:
+            continue
+        _replace_by_int8(graph, init, stored, axis, reshape_to=weight.shape if stored.shape != weight.shape else None)
+
+
+MIN_COMPRESSED = 1024
+"""Weights of fewer values stay float32: the dequantisation nodes would outweigh them."""
+
+
+def _replace_by_int8(
+    graph: onnx.GraphProto, init: onnx.TensorProto, weight: np.ndarray, axis: int, reshape_to: tuple | None
+) -> None:
+    others = tuple(d for d in range(weight.ndim) if d != axis)
+    scale = np.maximum(np.abs(weight).max(axis=others), np.finfo(np.float32).tiny) / 127.0
+    shape = [1] * weight.ndim
+    shape[axis] = -1
+    quantized = np.clip(np.round(weight / scale.reshape(shape)), -127, 127).astype(np.int8)
+    name = init.name
+    graph.initializer.remove(init)
+    graph.initializer.extend(
+        [numpy_helper.from_array(quantized, name + "/int8"), numpy_helper.from_array(scale.astype(np.float32), name + "/scale")]
+    )
+    dequantized = name + "/rows" if reshape_to is not None else name
+    nodes = [helper.make_node("DequantizeLinear", [name + "/int8", name + "/scale"], [dequantized], name=name + "/dq", axis=axis)]
+    if reshape_to is not None:
+        graph.initializer.append(numpy_helper.from_array(np.array(reshape_to, np.int64), name + "/shape"))
+        nodes.append(helper.make_node("Reshape", [dequantized, name + "/shape"], [name], name=name + "/reshape"))
+    for node in reversed(nodes):  # (first: the graph stays topologically sorted)
+        graph.node.insert(0, node)
 
 
 def shorten_names(model: onnx.ModelProto) -> None:
