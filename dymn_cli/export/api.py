@@ -72,6 +72,7 @@ def export_onnx(
     from dymn_cli.export.calibration import audio_files
     from dymn_cli.models.head import load_head
 
+    _check_installed()
     if int8 != (calibrate is not None):
         raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
     if int8_mode not in INT8_MODES:
@@ -99,6 +100,16 @@ def export_onnx(
     return ExportReport(output=str(output), metadata=metadata, size=len(data), agreement=agreement)
 
 
+def _check_installed() -> None:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as missing:
+        raise UsageError(
+            f"dymn-tag export needs onnx and onnxruntime ({missing.name} is not installed): pip install 'dymn-cli[export]'"
+        ) from None
+
+
 def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mode: str = "static") -> None:
     """`AgreementTooLow` when the int8 graph's top-1 agreement is below `min_agreement`."""
     if agreement.top1 < min_agreement:
@@ -119,9 +130,11 @@ def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mo
 
 
 def _checked_target(output: Path, inputs: Sequence[Path], *, no_overwrite: bool) -> Target:
-    from dymn_cli.writers.targets import check_targets
+    from dymn_cli.writers.targets import check_targets, is_terminal
 
     target = check_targets([("-o", output)], inputs=[str(p) for p in inputs])["-o"]
+    if is_terminal(target):
+        raise UsageError(f"{output}: a terminal: an ONNX graph is binary, name a file (or a pipe) to write it to")
     if no_overwrite and target.is_file and target.exists:
         raise UsageError(f"{output}: already exists (--no-overwrite)")
     return target

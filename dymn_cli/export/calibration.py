@@ -21,6 +21,8 @@ log = logging.getLogger("dymn_cli")
 MAX_WINDOWS = 120
 """At most this many windows are used (taken evenly over the audio): calibration runs the float graph
 on every one, and the agreement report runs both graphs on the held-out ones."""
+ENOUGH_WINDOWS = 4 * MAX_WINDOWS
+"""Files are decoded until this many windows are in hand (a folder of thousands of files is not read whole)."""
 HELD_OUT_EVERY = 4
 """Every 4th window is held out of the calibration, for the agreement report (25 %)."""
 MIN_WINDOWS = 8
@@ -68,6 +70,9 @@ def calibration_set(folder: Path, *, window: int, sample_rate: int) -> Calibrati
     windows: list[np.ndarray] = []
     used = 0
     for path in audio_files(folder):
+        if len(windows) >= ENOUGH_WINDOWS:
+            log.info("int8: calibrating on the first %d files of %s (enough windows)", used, folder)
+            break
         try:
             waveform = load_audio(path, sample_rate=sample_rate)
         except AudioError as error:
