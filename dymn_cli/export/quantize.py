@@ -1,15 +1,16 @@
-"""int8: static quantisation with onnxruntime's tools (QDQ, int8 weights per output channel, uint8
-activations calibrated on the user's audio), then the agreement of the int8 graph with the float32
-one on calibration windows it did not see.
+"""int8 forms of an exported graph, and their agreement with float32 on held-out windows.
 
-What stays float32 (`FLOAT_SCOPES`, chosen by measurement, see README "int8"): the front end (STFT,
-mel bank, log: a log of quantised power is useless, and it has almost no weights now that the DFT
-basis is computed in the graph), and DyMN's context path (context generator and the attention/Dy-ReLU
-heads: small weights that decide every kernel; quantised, they cost agreement and save little).
+`static` (the default): onnxruntime's static quantisation (QDQ), int8 weights per output channel and
+uint8 activations calibrated on the user's audio, for the convolutions and matrix products. What stays
+float32 was chosen by measurement (README "Export to ONNX"): the front end (a log of quantised power is
+useless), the depthwise convolutions (quantised, they made dymn04 2.6x slower in onnxruntime and cost the
+most agreement), DyMN's per-sample products, the first convolution (its input is the log-mel) and the
+classifier. `weights`: no activation is quantised, the arithmetic stays float32.
 
-DyMN's kernel banks (most of its weights) feed `attention @ bank`, a MatMul of which onnxruntime's
-quantiser would store one float scale per column (the size of the bank again). They are stored here
-as int8 with one scale per kernel row instead, dequantised in the graph (`compress_banks`).
+Either way every weight left float32 is then stored as int8 with one scale per output channel and
+dequantised in the graph (`compress_weights`). That matters for DyMN's kernel banks (most of its
+weights): they feed `attention @ bank`, a MatMul of which onnxruntime's quantiser would store one float
+scale per column, the size of the bank again.
 """
 
 from __future__ import annotations
