@@ -130,13 +130,12 @@ def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mo
 
 
 def _checked_target(output: Path, inputs: Sequence[Path], *, no_overwrite: bool) -> Target:
-    from dymn_cli.writers.targets import check_targets, is_terminal
+    from dymn_cli.writers.destination import claim_output, input_files
+    from dymn_cli.writers.targets import is_terminal
 
-    target = check_targets([("-o", output)], inputs=[str(p) for p in inputs])["-o"]
+    target = claim_output("-o", output, inputs=input_files(inputs), no_overwrite=no_overwrite)
     if is_terminal(target):
         raise UsageError(f"{output}: a terminal: an ONNX graph is binary, name a file (or a pipe) to write it to")
-    if no_overwrite and target.is_file and target.exists:
-        raise UsageError(f"{output}: already exists (--no-overwrite)")
     return target
 
 

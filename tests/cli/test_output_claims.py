@@ -34,9 +34,11 @@ class Inputs:
         np.savez(self.archive, paths=np.array(["a.wav"]), clip_embeddings=np.ones((1, 4), np.float32))
         self.truth = root / "truth.csv"
         self.truth.write_text("path,label\na.wav,Speech\n")
+        self.checkpoint = root / "dymn04.pt"
+        self.checkpoint.write_bytes(DYMN04_WEIGHTS.read_bytes())
 
     def files(self) -> list[Path]:
-        return [self.recording, self.results, self.results_csv, self.archive, self.truth]
+        return [self.recording, self.results, self.results_csv, self.archive, self.truth, self.checkpoint]
 
 
 ArgvBuilder = Callable[[Inputs], list[str]]
@@ -56,6 +58,11 @@ WRITERS: dict[str, list[ArgvBuilder]] = {
         lambda w: ["evaluate", str(w.results), "--truth", str(w.truth), "-o", str(w.truth)],
         lambda w: ["evaluate", str(w.results), "--truth", str(w.truth), "--save-thresholds", str(w.results)],
         lambda w: ["evaluate", str(w.results), "--truth", str(w.data), "-o", str(w.recording)],
+    ],
+    "export": [
+        lambda w: ["export", "--weights", str(DYMN04_WEIGHTS), "-o", str(w.data)],
+        lambda w: ["export", "--weights", str(w.checkpoint), "-o", str(w.checkpoint)],
+        lambda w: ["export", "--weights", str(DYMN04_WEIGHTS), "--int8", "--calibrate", str(w.data), "-o", str(w.recording)],
     ],
 }
 """Each command that writes files, with command lines that aim one of its outputs at an input or a folder."""
