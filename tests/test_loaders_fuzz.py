@@ -5,6 +5,7 @@ exit 2), never anything else; and `search` with each damaged index is one line, 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -155,8 +156,10 @@ def test_the_truth_loader_reads_or_refuses(tmp_path: Path, data: bytes) -> None:
 
 
 def test_loaders_refuse_what_is_not_a_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # (no writer: a loader that waited on it would hang here)
     for load in (read_embeddings_archive, load_head):
-        for path in (tmp_path, Path("/dev/zero"), tmp_path / "absent"):
+        for path in (tmp_path, Path("/dev/zero"), tmp_path / "absent", fifo):
             with pytest.raises(UsageError):
                 load(path)
 
