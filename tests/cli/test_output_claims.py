@@ -15,6 +15,7 @@ import pytest
 from dymn_cli.cli.commands import COMMANDS, TAG
 from tests.audio_factory import tone
 from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.writers.test_output_rules import mounted_tmpfs
 
 
 class Inputs:
@@ -140,3 +141,15 @@ def test_a_name_too_long_for_the_file_system_is_one_line(tmp_path: Path, argv: l
     done = dymn_tag([*argv, "--weights", str(DYMN04_WEIGHTS)] if argv[0] not in ("merge", "evaluate") else argv, cwd=tmp_path)
     stderr = done.stderr.decode()
     assert done.returncode == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, stderr
+
+
+def test_a_full_disk_keeps_the_earlier_merged_file(tmp_path: Path) -> None:
+    shard = tmp_path / "shard.npz"
+    np.savez(shard, paths=np.array([f"f{n:05d}.wav" for n in range(2000)]), clip_embeddings=np.ones((2000, 64), np.float32))
+    with mounted_tmpfs(tmp_path / "disk", "size=128k") as disk:
+        earlier = disk / "merged.npz"
+        earlier.write_bytes(b"the earlier archive")
+        done = dymn_tag(["merge", str(shard), "-o", str(earlier)], timeout=60)
+        assert done.returncode == 1 and b"No space left on device" in done.stderr, done.stderr
+        assert earlier.read_bytes() == b"the earlier archive"
+        assert [p.name for p in disk.iterdir()] == ["merged.npz"]
