@@ -45,7 +45,12 @@ class Inputs:
 ArgvBuilder = Callable[[Inputs], list[str]]
 
 WRITERS: dict[str, list[ArgvBuilder]] = {
-    TAG: [lambda w: [str(w.data), "-o", str(w.recording)], lambda w: [str(w.recording), "--embeddings", str(w.recording)]],
+    TAG: [
+        lambda w: [str(w.data), "-o", str(w.recording)],
+        lambda w: [str(w.recording), "--embeddings", str(w.recording)],
+        lambda w: ["--live", str(w.results), "--pcm", "s16le:32000:1", "-o", str(w.results), "--weights", str(DYMN04_WEIGHTS)],
+        lambda w: ["--live", "-", "--pcm", "s16le:32000:1", "-o", str(w.data), "--weights", str(DYMN04_WEIGHTS)],
+    ],
     "train": [
         lambda w: ["train", str(w.data), "-o", str(w.recording), "--weights", str(DYMN04_WEIGHTS)],
         lambda w: ["train", str(w.data), "-o", str(w.data / "tone"), "--weights", str(DYMN04_WEIGHTS)],
