@@ -14,7 +14,7 @@ from dymn_cli.errors import UsageError
 from dymn_cli.tagger import Tagger
 from dymn_cli.transfer.similarity import EmbeddingIndex, load_index, search, search_audio, top_similar
 from tests.support import DYMN_TAG
-from tests.transfer.test_heads import RATE, synthetic
+from tests.transfer.synthetic_classes import RATE, synthetic
 
 
 def run(args: list[str]) -> subprocess.CompletedProcess:

@@ -33,7 +33,8 @@ from dymn_cli.writers.previous import PreviousRecords
 from dymn_cli.writers.record_log import RecordLog
 from dymn_cli.writers.targets import resolve_target
 from tests.audio_factory import make_audio_file
-from tests.test_reliability import DYMN_TAG, WEIGHTS, live_run, stderr_report, writing_end
+from tests.support import DYMN_TAG
+from tests.watched_runs import WEIGHTS, live_run, stderr_report, writing_end
 
 FAST = ["--weights", WEIGHTS, "--device", "cpu", "--window", "1", "--hop", "1", "--top", "3", "-b", "1", "-j", "0"]
 UNLOADABLE = ["--model", "dymn10_as", "--device", "cpu"]  # not cached, no network: loading it fails (exit 1)
