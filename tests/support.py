@@ -33,7 +33,7 @@ def dymn_tag(
     stdin: bytes | None = None,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 180,
+    timeout: float = SAFETY_NET,
     **kwargs,
 ) -> subprocess.CompletedProcess:
     """Run `dymn-tag ARGS` to the end, capturing stdout and stderr (bytes); `env` adds to the environment."""

@@ -18,7 +18,7 @@ import torch
 
 from tests.audio_factory import make_audio_file, random_bytes_file, sine, truncate_file, write_audio
 from tests.permissions import mode_respecting_prefix
-from tests.support import DYMN_TAG, dymn_tag
+from tests.support import DYMN_TAG, SAFETY_NET, dymn_tag
 from tests.watched_runs import (
     FAST,
     PROVENANCE,
@@ -149,7 +149,7 @@ def test_an_unreadable_file_and_folder(tmp_path):
     (data / "locked_dir").chmod(0)
     target = tmp_path / "labels.jsonl"
     try:
-        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "-o", str(target)], capture_output=True, timeout=180)
+        done = subprocess.run([*prefix, DYMN_TAG, str(data), *FAST, "-o", str(target)], capture_output=True, timeout=SAFETY_NET)
     finally:
         (data / "locked_dir").chmod(0o755)
         (data / "locked.wav").chmod(0o644)

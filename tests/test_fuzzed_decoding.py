@@ -20,6 +20,7 @@ from dymn_cli.audio.decode import AudioDecodeWarning
 from dymn_cli.errors import AudioError
 from dymn_cli.tagger import TagFailure, TagResult
 from tests.audio_factory import make_audio_file
+from tests.support import SAFETY_NET
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -101,7 +102,7 @@ def test_a_header_claiming_an_absurd_sample_rate_costs_no_memory(tmp_path):
     done = subprocess.run(
         [sys.executable, "-c", _ABSURD_RATE, str(wav)],
         capture_output=True,
-        timeout=60,
+        timeout=SAFETY_NET,
         env={**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1"},
     )
     assert done.returncode == 0, done.stderr.decode()[-2000:]

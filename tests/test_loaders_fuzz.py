@@ -22,7 +22,7 @@ from dymn_cli.models.head import Backbone, ClassifierHead, head_bytes, load_head
 from dymn_cli.transfer.similarity import load_index
 from dymn_cli.writers.embeddings_archive import read_embeddings_archive
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -180,7 +180,7 @@ def test_search_with_a_damaged_index_is_one_line_exit_2(tmp_path: Path) -> None:
     for name, data in DAMAGED_INDEXES.items():
         index = tmp_path / f"{name.replace(' ', '_')}.npz"
         index.write_bytes(data)
-        done = dymn_tag(["search", str(query), "--index", str(index), "--weights", str(DYMN04_WEIGHTS)], timeout=60)
+        done = dymn_tag(["search", str(query), "--index", str(index), "--weights", str(DYMN04_WEIGHTS)], timeout=SAFETY_NET)
         stderr = done.stderr.decode()
         assert done.returncode == 2, (name, stderr)
         assert len(stderr.strip().splitlines()) == 1 and str(index) in stderr, (name, stderr)
@@ -226,6 +226,6 @@ def test_json_nested_beyond_the_parsers_depth_is_one_line(tmp_path: Path) -> Non
         [str(audio), "-o", str(deep), "--resume", "--weights", str(DYMN04_WEIGHTS)],
         ["evaluate", str(deep), "--truth", str(tmp_path / "q.wav")],
     ):
-        done = dymn_tag(argv, timeout=60)
+        done = dymn_tag(argv, timeout=SAFETY_NET)
         stderr = done.stderr.decode()
         assert done.returncode == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, (argv, stderr)

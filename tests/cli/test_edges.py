@@ -36,12 +36,12 @@ def test_an_output_name_at_the_limit_is_written_with_its_settings_record(tmp_pat
     length = 245  # (the temporary name of its settings record would be 271 bytes)
     audio = tone(tmp_path / "a.wav", freq=440.0, seconds=0.5)
     output = tmp_path / ("o" * (length - 4) + ".csv")
-    done = dymn_tag([str(audio), "-o", str(output), *FAST, "-q"], timeout=60)
+    done = dymn_tag([str(audio), "-o", str(output), *FAST, "-q"], timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     assert output.read_text().startswith("path,")
     assert [p for p in os.listdir(tmp_path) if p.endswith(".dymn.json")], "the settings record is beside it"
     assert not [p for p in os.listdir(tmp_path) if p.endswith(".part")]
-    again = dymn_tag([str(audio), "-o", str(output), *FAST, "-q", "--resume"], timeout=60)
+    again = dymn_tag([str(audio), "-o", str(output), *FAST, "-q", "--resume"], timeout=SAFETY_NET)
     assert again.returncode == 0 and output.exists(), again.stderr
 
 
@@ -49,7 +49,7 @@ def test_an_output_name_at_the_limit_is_written_with_its_settings_record(tmp_pat
 def test_raven_tables_of_a_long_named_input_and_another(tmp_path: Path) -> None:
     short = tone(tmp_path / "a.wav", freq=440.0, seconds=0.5)
     long = tone(tmp_path / ("x" * 245 + ".wav"), freq=440.0, seconds=0.5)
-    done = dymn_tag([str(short), str(long), "-f", "raven", *FAST, "-q"], timeout=60)
+    done = dymn_tag([str(short), str(long), "-f", "raven", *FAST, "-q"], timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     tables = sorted(p for p in os.listdir(tmp_path) if p.endswith(".Table.1.selections.txt"))
     assert len(tables) == 2 and "a.Table.1.selections.txt" in tables
@@ -74,7 +74,7 @@ def test_a_file_swapped_for_a_fifo_after_the_walk_fails_alone_at_once(tmp_path: 
         os.write(fd, (tmp_path / "d" / "a.wav").read_bytes())
     finally:
         os.close(fd)
-    stdout, stderr = run.communicate(timeout=60)
+    stdout, stderr = run.communicate(timeout=SAFETY_NET)
     assert run.returncode == 1, stderr
     assert b"b.wav: was a regular file when its folder was walked" in stderr
     assert stdout.count(b'"labels"') == 2  # the other inputs are tagged
@@ -92,7 +92,7 @@ def test_a_walked_path_that_is_now_a_fifo_never_waits_for_a_writer(tmp_path: Pat
 @pytest.mark.parametrize("device", ["/dev/zero", "/dev/urandom"])
 def test_a_label_list_from_an_endless_device_is_one_line(tmp_path: Path, device: str) -> None:
     audio = tone(tmp_path / "a.wav", freq=440.0, seconds=0.5)
-    stderr = _one_line_error(dymn_tag([str(audio), "--labels", f"@{device}", *FAST], timeout=60))
+    stderr = _one_line_error(dymn_tag([str(audio), "--labels", f"@{device}", *FAST], timeout=SAFETY_NET))
     assert "not a label list" in stderr
 
 
@@ -116,14 +116,14 @@ def test_a_label_list_from_a_fifo_without_a_writer_is_given_up(tmp_path: Path) -
     fifo = tmp_path / "labels"
     os.mkfifo(fifo)
     started = time.monotonic()
-    stderr = _one_line_error(dymn_tag([str(audio), "--labels", f"@{fifo}", *FAST], timeout=60))
+    stderr = _one_line_error(dymn_tag([str(audio), "--labels", f"@{fifo}", *FAST], timeout=SAFETY_NET))
     assert "did not come within" in stderr and time.monotonic() - started < 40
 
 
 def test_absurd_seconds_are_one_line(tmp_path: Path) -> None:
     audio = tone(tmp_path / "a.wav", freq=440.0, seconds=0.5)
     for option in ("--hop", "--window"):
-        _one_line_error(dymn_tag([str(audio), option, "1e308", "--weights", str(DYMN04_WEIGHTS)], timeout=60))
+        _one_line_error(dymn_tag([str(audio), option, "1e308", "--weights", str(DYMN04_WEIGHTS)], timeout=SAFETY_NET))
 
 
 @pytest.mark.slow
@@ -138,8 +138,8 @@ def test_workers_beyond_the_cpus_are_not_started(tmp_path: Path) -> None:
 def test_an_empty_file_list_is_a_usage_error(tmp_path: Path) -> None:
     empty = tmp_path / "list.txt"
     empty.write_text("\n\n")
-    assert "names no input" in _one_line_error(dymn_tag(["--files-from", str(empty), *FAST], timeout=60))
-    assert "names no input" in _one_line_error(dymn_tag(["--files-from", "-", *FAST], stdin=b"", timeout=60))
+    assert "names no input" in _one_line_error(dymn_tag(["--files-from", str(empty), *FAST], timeout=SAFETY_NET))
+    assert "names no input" in _one_line_error(dymn_tag(["--files-from", "-", *FAST], stdin=b"", timeout=SAFETY_NET))
 
 
 @pytest.mark.slow

@@ -10,7 +10,7 @@ import resource
 import numpy as np
 import pytest
 
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
 
 RATE = 32_000
 
@@ -31,7 +31,7 @@ def _tone(seconds: float) -> np.ndarray:
 
 def _live(stdin: bytes) -> tuple[int, list[dict], str]:
     args = ["--live", "-", "--pcm", f"f32le:{RATE}:1", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"]
-    done = dymn_tag(args, stdin=stdin, timeout=120)
+    done = dymn_tag(args, stdin=stdin, timeout=SAFETY_NET)
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr.decode()
 
 
@@ -62,7 +62,7 @@ def test_a_tiny_declared_rate_keeps_memory_small() -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     seconds = 64
     args = ["--live", "-", "--pcm", "u8:1000:1", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"]
-    done = dymn_tag(args, stdin=(128 + np.arange(seconds * 1000) % 7).astype(np.uint8).tobytes(), timeout=120)
+    done = dymn_tag(args, stdin=(128 + np.arange(seconds * 1000) % 7).astype(np.uint8).tobytes(), timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     assert sum(json.loads(line)["type"] == "window" for line in done.stdout.splitlines()) == seconds
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
@@ -76,7 +76,7 @@ def test_a_container_declaring_an_absurd_rate_ends_its_source_with_a_clear_recor
     fmt = struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)  # PCM, mono, 1 Hz
     wav = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
     done = dymn_tag(
-        ["--live", "-", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"], stdin=wav + bytes(65536), timeout=60
+        ["--live", "-", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"], stdin=wav + bytes(65536), timeout=SAFETY_NET
     )
     assert done.returncode == 1, done.stderr
     end = json.loads(done.stdout.splitlines()[-1])

@@ -28,7 +28,7 @@ from dymn_cli.events import EventSettings, detect_events
 from dymn_cli.live_results import LiveEvent, LiveWindow, StreamEnd
 from tests.cli.live_feed import RATE, noise_with_tones, s16
 from tests.http_server import serve_directory
-from tests.support import DYMN_TAG
+from tests.support import DYMN_TAG, SAFETY_NET
 
 
 def test_live_events_equal_offline_events_and_windows_equal_offline_windows(weights, tmp_path):
@@ -76,7 +76,7 @@ def test_several_fifos_side_by_side_each_record_names_its_source(weights, tmp_pa
     feeders = [threading.Thread(target=feed, args=(f, s)) for f, s in zip(fifos, (3.0, 5.0))]
     for feeder in feeders:
         feeder.start()
-    out, err = process.communicate(timeout=120)
+    out, err = process.communicate(timeout=SAFETY_NET)
     assert process.returncode == 0, err.decode()
     records = [json.loads(line) for line in out.decode().splitlines()]
     starts = {str(f): [r["start"] for r in records if r["type"] == "window" and r["source"] == str(f)] for f in fifos}
@@ -105,7 +105,7 @@ def test_a_dropped_http_stream_is_reopened_and_stream_time_goes_on(weights, tmp_
             time.sleep(0.05)
         process.send_signal(signal.SIGINT)
         stderr = process.stderr.read().decode()
-        assert process.wait(60) == 130, stderr
+        assert process.wait(SAFETY_NET) == 130, stderr
         reader.join(10)
     gaps = [r for r in records if r["type"] == "gap"]
     assert len(gaps) >= 2 and server.request_count("radio.wav") >= 3
@@ -121,7 +121,7 @@ def test_an_unreachable_url_and_a_missing_path_fail_with_one_line(weights, tmp_p
     done = subprocess.run(
         [DYMN_TAG, "--live", "http://127.0.0.1:9/none.wav", str(tmp_path / "missing"), "--weights", weights],
         capture_output=True,
-        timeout=120,
+        timeout=SAFETY_NET,
     )
     assert done.returncode == 1
     errors = [
@@ -141,7 +141,9 @@ def test_an_unreachable_url_and_a_missing_path_fail_with_one_line(weights, tmp_p
 )
 @pytest.mark.slow
 def test_usage_errors(args, message, weights):
-    done = subprocess.run([DYMN_TAG, "--live", "-", *args, "--weights", weights], capture_output=True, input=b"", timeout=60)
+    done = subprocess.run(
+        [DYMN_TAG, "--live", "-", *args, "--weights", weights], capture_output=True, input=b"", timeout=SAFETY_NET
+    )
     assert done.returncode == 2 and message in done.stderr and b"Traceback" not in done.stderr
     with pytest.raises(UsageError):
         PcmFormat.parse("s16le:0:1")
@@ -154,7 +156,7 @@ def test_headerless_pcm_from_a_url_ends_with_its_file(weights, tmp_path):
         done = subprocess.run(
             [DYMN_TAG, "--live", server.url + "a.raw", "--pcm", "s16le:32000:1", "--weights", weights, "--window", "1"],
             capture_output=True,
-            timeout=120,
+            timeout=SAFETY_NET,
         )
     assert done.returncode == 0, done.stderr.decode()
     records = [json.loads(line) for line in done.stdout.splitlines()]

@@ -21,7 +21,7 @@ import soundfile
 
 from dymn_cli.audio.pcm import PcmFormat
 from tests.cli.live_feed import RATE, LiveRun, noise_with_tones, s16, streaming_wav_header
-from tests.support import DYMN_TAG
+from tests.support import DYMN_TAG, SAFETY_NET
 
 
 @pytest.mark.slow
@@ -152,7 +152,7 @@ def test_memory_stays_flat_over_hours_of_audio_at_full_speed(weights, tmp_path):
             process.stdin.flush()
             with open(f"/proc/{process.pid}/status") as status:
                 rss.append(next(int(line.split()[1]) for line in status if line.startswith("VmRSS")))
-        _, err = process.communicate(timeout=120)
+        _, err = process.communicate(timeout=SAFETY_NET)
     assert process.returncode == 0, err.decode()
     assert records.read_text().count('"window"') == 19  # (the offline grid: the last starts at 3 h, all padding)
     assert rss[2] - rss[0] < 20_000, rss  # kB
@@ -189,5 +189,5 @@ def test_a_closed_output_stops_the_run_quietly(weights):
         process.stdin.write(s16(noise_with_tones(3.0)))
         process.stdin.close()
     stderr = process.stderr.read().decode()
-    code = process.wait(120)
+    code = process.wait(SAFETY_NET)
     assert code in (141, -13) and stderr == "", stderr  # (as offline `| head -1`: the status of SIGPIPE, no word)

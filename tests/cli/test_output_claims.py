@@ -14,7 +14,7 @@ import pytest
 
 from dymn_cli.cli.commands import COMMANDS, TAG
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
 from tests.writers.test_output_rules import mounted_tmpfs
 
 
@@ -99,7 +99,7 @@ CASES = [(command, n) for command, builders in WRITERS.items() for n in range(le
 def test_an_input_or_a_folder_is_refused_as_target(tmp_path: Path, command: str, case: int) -> None:
     world = Inputs(tmp_path)
     before = _digests(world.files())
-    done = dymn_tag(WRITERS[command][case](world), timeout=60)
+    done = dymn_tag(WRITERS[command][case](world), timeout=SAFETY_NET)
     stderr = done.stderr.decode()
     assert done.returncode == 2, stderr
     assert "Traceback" not in stderr and len(stderr.strip().splitlines()) == 1, stderr
@@ -115,7 +115,7 @@ def test_no_overwrite_is_honoured_by_train_and_merge(tmp_path: Path) -> None:
         ["merge", str(world.results), "-o", str(existing), "-n"],
         ["train", str(world.data), "-o", str(existing), "-n", "--weights", str(DYMN04_WEIGHTS)],
     ):
-        done = dymn_tag(argv, timeout=60)
+        done = dymn_tag(argv, timeout=SAFETY_NET)
         assert done.returncode == 2 and b"--no-overwrite" in done.stderr, done.stderr
         assert existing.read_text() == "keep\n"
 
@@ -154,7 +154,7 @@ def test_a_full_disk_keeps_the_earlier_merged_file(tmp_path: Path) -> None:
     with mounted_tmpfs(tmp_path / "disk", "size=128k") as disk:
         earlier = disk / "merged.npz"
         earlier.write_bytes(b"the earlier archive")
-        done = dymn_tag(["merge", str(shard), "-o", str(earlier)], timeout=60)
+        done = dymn_tag(["merge", str(shard), "-o", str(earlier)], timeout=SAFETY_NET)
         assert done.returncode == 1 and b"No space left on device" in done.stderr, done.stderr
         assert earlier.read_bytes() == b"the earlier archive"
         assert [p.name for p in disk.iterdir()] == ["merged.npz"]

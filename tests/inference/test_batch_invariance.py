@@ -21,7 +21,7 @@ from dymn_cli import Tagger
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.models.build import build_model
 from dymn_cli.models.common import MIN_PRODUCT_ROWS, rows_product, sigmoid
-from tests.support import GOLDEN, dymn_tag
+from tests.support import GOLDEN, SAFETY_NET, dymn_tag
 
 RATE = 32_000
 
@@ -184,7 +184,7 @@ def dymn_tag_records(paths: list[str], output: Path, *options: str) -> dict[str,
         "--timeline",
         *options,
     ]
-    dymn_tag(args, timeout=120, check=True)
+    dymn_tag(args, timeout=SAFETY_NET, check=True)
     lines = output.read_text().splitlines()  # (records only: each carries its model and settings)
     return {json.loads(line)["path"]: line for line in lines}
 

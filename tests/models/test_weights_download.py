@@ -20,6 +20,7 @@ from dymn_cli.models.download import download
 from dymn_cli.models.weights import get_record
 from tests.http_server import serve_directory
 from tests.models.release_files import FILENAME, NAME, SOURCE, leftovers
+from tests.support import SAFETY_NET
 
 
 def test_first_download_writes_file_and_hash_record(release, source_sha256):
@@ -137,7 +138,7 @@ def test_two_processes_downloading_at_once_both_succeed(release, source_sha256):
     finally:
         os.close(lock)
     for child in children:
-        out, err = child.communicate(timeout=60)
+        out, err = child.communicate(timeout=SAFETY_NET)
         assert child.returncode == 0, err.decode()
         assert out.decode().strip() == str(release.cache / FILENAME)
     assert hashlib.sha256((release.cache / FILENAME).read_bytes()).hexdigest() == source_sha256

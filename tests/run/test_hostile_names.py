@@ -22,6 +22,7 @@ from dymn_cli.writers.names import csv_name, json_text, name_from_csv
 from tests.audio_factory import make_audio_file
 from tests.hostile_corpus import odd_named_copies
 from tests.run.hostile_runs import FAST, assert_clean_stderr, dymn_tag, jsonl, summary_of
+from tests.support import SAFETY_NET
 
 
 @pytest.mark.slow
@@ -113,7 +114,7 @@ def test_csv_quotes_carriage_returns(tmp_path):
 )
 def test_numbers_that_make_no_sense_are_one_usage_error(two_files, option, value, message):
     args = [a for a in FAST if a not in ("--window", "--hop", "1")] if option in ("--window", "--hop") else FAST
-    done = dymn_tag([*args, option, value, two_files[0]], timeout=60)
+    done = dymn_tag([*args, option, value, two_files[0]], timeout=SAFETY_NET)
     assert done.returncode == 2
     assert assert_clean_stderr(done.stderr).strip() == f"dymn-tag: error: {message}"
 

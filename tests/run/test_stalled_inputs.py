@@ -17,7 +17,7 @@ import time
 import pytest
 
 from tests.run.hostile_runs import FAST, assert_clean_stderr, dymn_tag, summary_of
-from tests.support import DYMN_TAG
+from tests.support import DYMN_TAG, SAFETY_NET
 
 
 def tagged_paths(stdout: bytes) -> list[str]:
@@ -52,7 +52,7 @@ def test_a_silent_standard_input_times_out_with_and_without_workers(two_files, w
     silent, held = os.pipe()  # the test holds the write end open and never writes
     try:
         done = dymn_tag(
-            [*FAST, "-f", "jsonl", "-j", workers, "--file-timeout", "2", "-", two_files[0]], stdin=silent, timeout=120
+            [*FAST, "-f", "jsonl", "-j", workers, "--file-timeout", "2", "-", two_files[0]], stdin=silent, timeout=SAFETY_NET
         )
     finally:
         os.close(held)
@@ -85,7 +85,7 @@ def test_standard_input_closed_or_empty_costs_only_that_input(two_files):
     closed = subprocess.run(
         ["bash", "-c", 'exec "$0" "$@" <&-', DYMN_TAG, *FAST, "-f", "jsonl", "-", two_files[0]],
         capture_output=True,
-        timeout=240,
+        timeout=SAFETY_NET,
     )
     text = assert_clean_stderr(closed.stderr)
     assert "dymn-tag: <stdin>: cannot read the input (standard input is closed)" in text.splitlines()
@@ -95,7 +95,7 @@ def test_standard_input_closed_or_empty_costs_only_that_input(two_files):
     assert "dymn-tag: <stdin>: empty input (0 bytes)" in text.splitlines()
     assert tagged_paths(empty.stdout) == [two_files[0]]
     listed = subprocess.run(
-        ["bash", "-c", 'exec "$0" "$@" <&-', DYMN_TAG, *FAST, "--files-from", "-"], capture_output=True, timeout=60
+        ["bash", "-c", 'exec "$0" "$@" <&-', DYMN_TAG, *FAST, "--files-from", "-"], capture_output=True, timeout=SAFETY_NET
     )
     assert listed.returncode == 2 and "standard input" in assert_clean_stderr(listed.stderr)
 

@@ -15,6 +15,7 @@ import torch
 from dymn_cli import Tagger
 from dymn_cli.tagger import TagFailure
 from tests.run.hostile_runs import WEIGHTS, assert_clean_stderr, dymn_tag
+from tests.support import SAFETY_NET
 
 
 @pytest.mark.slow
@@ -23,14 +24,14 @@ def test_a_classifier_without_527_outputs_is_refused(tmp_path, two_files):
 
     path = tmp_path / "ten.pt"
     torch.save(create_model(family="mn", width=0.1, num_classes=10).state_dict(), path)
-    done = dymn_tag(["--weights", str(path), "--device", "cpu", two_files[0]], timeout=120)
+    done = dymn_tag(["--weights", str(path), "--device", "cpu", two_files[0]], timeout=SAFETY_NET)
     assert done.returncode == 1
     assert "its classifier has 10 outputs, not the 527 AudioSet classes" in assert_clean_stderr(done.stderr)
 
 
 @pytest.mark.slow
 def test_sha256_with_several_checkpoints_is_refused_not_ignored(two_files):
-    done = dymn_tag(["--weights", WEIGHTS, "--weights", WEIGHTS, "--sha256", "0" * 64, two_files[0]], timeout=120)
+    done = dymn_tag(["--weights", WEIGHTS, "--weights", WEIGHTS, "--sha256", "0" * 64, two_files[0]], timeout=SAFETY_NET)
     assert done.returncode == 2
     assert "--sha256 is the hash of one checkpoint, and 2 were given" in assert_clean_stderr(done.stderr)
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import soundfile
 
-from tests.support import DYMN_TAG
+from tests.support import DYMN_TAG, SAFETY_NET
 
 RATE = 32_000
 CLASSES = ("chirp", "clicks", "noise", "tone")
@@ -17,7 +17,7 @@ WINDOW, HOP = 1.0, 0.5
 
 
 def run(args: list[str], *, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([DYMN_TAG, *args], capture_output=True, cwd=cwd, timeout=300)
+    return subprocess.run([DYMN_TAG, *args], capture_output=True, cwd=cwd, timeout=SAFETY_NET)
 
 
 def synthetic(kind: str, variant: int, *, seconds: float = 1.5, seed: int = 0) -> np.ndarray:
