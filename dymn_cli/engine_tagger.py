@@ -6,6 +6,7 @@ torch, so that the ONNX path never imports it.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import threading
@@ -32,6 +33,8 @@ from dymn_cli.live_results import LiveEvent, LiveRecord, LiveWindow, StreamEnd, 
 from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, score_windows
 from dymn_cli.tagging import AudioTagger, source_name
+
+log = logging.getLogger(__name__)
 
 LIVE_HOP = 1.0
 """Default hop of a live stream: a record every second (and events on a 1 s grid)."""
@@ -219,7 +222,9 @@ class EngineTagger(AudioTagger):
                 yield LiveEvent(live[i].name, event, when(i, event.start))
 
         for item in stream_windows(live, engine=self.engine, grid=grid, batch_size=self.batch_size, stop=stop):
-            if isinstance(item, LiveOutputs):
+            if isinstance(item, LiveOutputs) and not (np.isfinite(item.logits).all() and np.isfinite(item.embedding).all()):
+                yield unscored_window(live[item.source].name, item, rate)  # (never a NaN score in a record)
+            elif isinstance(item, LiveOutputs):
                 i = item.source
                 scores = self.score_windows(item.logits[None], item.embedding[None])[0]
                 recent[i].append((item.start, item.wall_start))
@@ -279,6 +284,15 @@ class EngineTagger(AudioTagger):
             head=self.head,
             window_scores=self.score_windows(outputs.logits, outputs.embeddings),
         )
+
+
+def unscored_window(name: str, item: Any, rate: int) -> StreamGap:
+    """A live window whose network output is not a number (NaN or infinite), left out of the stream as
+    a gap, as a block of such samples is: a file's input fails instead, a stream goes on."""
+    reason = f"the network's output for the window at {item.start / rate:g} s is not a number (NaN or infinite): left out"
+    log.warning("%s: %s", name, reason)
+    lost = wall_time(item.wall_start)
+    return StreamGap(name, item.start / rate, lost, wall_time(item.wall_start + (item.end - item.start) / rate), reason)
 
 
 class _InMemoryAudio(np.ndarray):

@@ -17,7 +17,7 @@ import numpy as np
 
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.engine_tagger import EngineTagger
-from dymn_cli.errors import GraphError, WeightsError
+from dymn_cli.errors import GraphError, UsageError, WeightsError
 from dymn_cli.graph_metadata import GraphMetadata
 from dymn_cli.inference.onnx_engine import OnnxEngine
 from dymn_cli.inference.script_rerun import exit_if_script_rerun
@@ -66,6 +66,10 @@ class OnnxTagger(EngineTagger):
         self.weight_files = [path]
         self.embedding_dim = self.engine.embedding_dim
         self.frontend_config = FrontEndConfig(sample_rate=self.metadata.sample_rate)
+        try:  # (its default window and hop must be ones a run takes: the error names the graph, not an option)
+            self.frontend_config.window_grid(window=self.metadata.window, hop=self.metadata.hop)
+        except UsageError as error:
+            raise GraphError(f"{path}: its default window and hop cannot be used: {error}") from None
         self.batch_size = self.engine.preferred_batch_size if batch_size is None else batch_size
         self.graph_classes = graph_vocabulary(self.metadata, os.fspath(path))
         self.classes = self.graph_classes
@@ -117,6 +121,8 @@ def graph_vocabulary(metadata: GraphMetadata, source: str) -> Vocabulary:
     own = metadata.labels[n_audioset:]
     if not all(label.strip() for label in own):
         raise GraphError(f"{source}: a label of its classes is empty")
+    if unprintable := next((label for label in own if not label.isprintable()), None):  # (a line break splits rows)
+        raise GraphError(f"{source}: the label {unprintable!r} holds a line break or an invisible character")
     if same := same_but_for_case(own):  # (one class to --labels and one column in SQL, as for a head's)
         raise GraphError(f"{source}: its labels must differ in more than case: {same}")
     return Vocabulary.with_head(own, audioset=n_audioset > 0)

@@ -17,7 +17,15 @@ log = logging.getLogger("dymn_cli")
 
 
 def local_tagger(model: str | None, weights: list[Path] | None, **options: Any) -> Any:
-    """A `Tagger` of `--model`, or of the `--weights` files when given."""
+    """A `Tagger` of `--model`, or of the `--weights` files when given; an `OnnxTagger` for one graph
+    from `dymn-tag export` (an index made with a graph is searched with it)."""
+    from dymn_cli.run.graph import graph_weights
+
+    if (graph := graph_weights(weights)) is not None:
+        from dymn_cli.onnx_tagger import OnnxTagger
+
+        options.pop("progress", None)  # (a graph loads at once: no loading progress to show)
+        return OnnxTagger(graph, **options)
     from dymn_cli.tagger import Tagger
 
     return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None, **options)

@@ -10,6 +10,7 @@ is built, before any input is read, and told in one line naming the file (`Graph
 from __future__ import annotations
 
 import os
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,8 +23,9 @@ from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
 WINDOWS_PER_LANE = 8
 """Windows per lane and call on the CPU, as for the torch engine (`engine.WINDOWS_PER_LANE`)."""
 CUDA_BATCH_SIZE = 16
-PROBE_SECONDS = 1.0
-"""The longest window of silence a graph is tried on when it loads (the shapes of its outputs)."""
+PROBE_SECONDS = (0.1, 1.0)
+"""The shortest and longest window a graph is tried on when it loads (the shapes of its outputs): its
+own window within these bounds (a window too short for the network is the tagger's to refuse)."""
 MAX_MESSAGE = 200
 """Characters of onnxruntime's own message kept in a one-line error (its messages run over lines)."""
 
@@ -45,12 +47,41 @@ def cpu_threads() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def ort_message(error: BaseException) -> str:
-    """onnxruntime's message as a short single line (it prefixes its error class and spans lines)."""
+SOURCE_LOCATION = re.compile(r"[\w/.-]*\.(?:h|cc|cpp):\d+ ")
+"""Where in its C++ sources onnxruntime raised (`/onnxruntime_src/.../bfc_arena.cc:360 `): no reason for users."""
+CPP_SIGNATURE = re.compile(r"(?:[\w:*&<>]+ )*[\w~:]+::\w+\(")
+STATUS_CODE = re.compile(r"^\d+ : [A-Z_]+ : ")
+NODE_STATUS = re.compile(r"Non-zero status code returned while running (\w+) node\. Name:'[^']*' Status Message: ")
+
+
+def ort_message(error: BaseException, *, after: str = "") -> str:
+    """onnxruntime's message as a short single line: without its error class and status code, and
+    without the C++ file, line and function it often names before the reason (which cut it short);
+    where it holds `after`, what follows it."""
     text = " ".join(str(error).split())
+    if after:
+        text = text.split(after, 1)[-1]
     for prefix in ("[ONNXRuntimeError] :", "[ONNXRuntimeError]:"):
         text = text.split(prefix, 1)[-1].strip()
+    text = NODE_STATUS.sub(r"its \1 node failed: ", STATUS_CODE.sub("", text.strip()))
+    while location := SOURCE_LOCATION.search(text):
+        rest = text[location.end() :]
+        if signature := CPP_SIGNATURE.match(rest):
+            rest = rest[_closing_parenthesis(rest, signature.end()) :]
+        elif identifier := re.match(r"\w+ (?=[A-Z])", rest):
+            rest = rest[identifier.end() :]
+        text = text[: location.start()] + rest.lstrip()
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 3] + "..."
+
+
+def _closing_parenthesis(text: str, start: int) -> int:
+    """The index after the parenthesis that closes the one open at `start` (the end of `text` if none)."""
+    depth = 1
+    for index in range(start, len(text)):
+        depth += {"(": 1, ")": -1}.get(text[index], 0)
+        if depth == 0:
+            return index + 1
+    return len(text)
 
 
 class OnnxEngine:
@@ -114,7 +145,7 @@ class OnnxEngine:
 
     def _open(self, ort: Any, providers: list[tuple[str, dict[str, str]]]) -> Any:
         if not self.path.is_file():
-            raise GraphError(f"{self.source}: {'is a folder' if self.path.is_dir() else 'no such file'}, not an ONNX graph")
+            raise GraphError(f"{self.source}: {_not_a_file(self.path)}, not an ONNX graph")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # (errors only: its warnings are about the graph, not for users)
         options.intra_op_num_threads = 1  # (each lane runs on one thread: `lanes` threads in all)
@@ -123,7 +154,7 @@ class OnnxEngine:
         try:
             return ort.InferenceSession(self.source, sess_options=options, providers=providers)
         except Exception as error:  # noqa: BLE001 - whatever onnxruntime raises, the file is not a graph it can run
-            reason = ort_message(error).split(" failed:", 1)[-1].strip()  # (after its "Load model from PATH failed:")
+            reason = ort_message(error, after=" failed:")  # (after its "Load model from PATH failed:")
             raise GraphError(f"{self.source}: not a readable ONNX graph ({reason})") from None
 
     def _check_signature(self) -> None:
@@ -144,12 +175,26 @@ class OnnxEngine:
             raise GraphError(f"{self.source}: {problem}")
 
     def _probe(self) -> int:
-        """Run one window of silence (the graph's window, at most `PROBE_SECONDS`); returns the embedding's width."""
-        samples = round(min(self.metadata.window, PROBE_SECONDS) * self.metadata.sample_rate)
-        _, embeddings = self._run(np.zeros((1, samples), np.float32))
+        """Run two windows, silence and a tone (the graph's window, at most `PROBE_SECONDS`): a batch of
+        two finds a graph that mixes the windows of a batch; returns the embedding's width."""
+        samples = round(min(max(self.metadata.window, PROBE_SECONDS[0]), PROBE_SECONDS[1]) * self.metadata.sample_rate)
+        tone = 0.1 * np.sin(np.arange(samples, dtype=np.float32) * np.float32(2 * np.pi * 440 / self.metadata.sample_rate))
+        logits, embeddings = self._run(np.stack([np.zeros(samples, np.float32), tone]))
         if embeddings.shape[1] < 1:
             raise GraphError(f"{self.source}: its embedding is empty")
+        if not (np.isfinite(logits).all() and np.isfinite(embeddings).all()):
+            raise GraphError(
+                f"{self.source}: its outputs for silence and a tone are not numbers (NaN or infinite): a broken graph"
+            )
         return int(embeddings.shape[1])
+
+
+def _not_a_file(path: Path) -> str:
+    if path.is_dir():
+        return "is a folder"
+    if path.exists():  # (a FIFO, a device such as /dev/zero, a socket: it could be read forever)
+        return "not a regular file"
+    return "a link to nothing" if path.is_symlink() else "no such file"
 
 
 def _output_problem(output: Any, width: int | None) -> str | None:

@@ -59,7 +59,7 @@ class PendingInput:
             if self.failure is None:
                 self.failure = (
                     f"the network's output is not a number (NaN or infinite) for window {window_index}: "
-                    "a broken checkpoint, or an overflow at this precision (try --precision float32)"
+                    "a broken checkpoint or graph, or an overflow at this precision (torch engine: try --precision float32)"
                 )
             return
         self.windows[window_index] = (logits, embedding)
