@@ -63,13 +63,14 @@ def vector_extensions() -> str:
     return ", ".join(found) or "no AVX2"
 
 
-def export_graphs(weights: Path, folder: Path) -> tuple[Path | None, Path | None]:
-    """float32 and int8 graphs of `weights` by `dymn-tag export`, or None (with a line) where it fails."""
+def export_graphs(weights: Path, folder: Path, calibrate: Path) -> tuple[Path | None, Path | None]:
+    """float32 and int8 graphs of `weights` by `dymn-tag export`, or None (with a line) where it fails.
+    The int8 graph is kept whatever its agreement (`--min-agreement 0`): speed does not depend on it."""
     if importlib.util.find_spec("dymn_cli.export") is None:
         print("ONNX rows skipped: dymn_cli.export is not in this checkout (give --graph FILE.onnx)")
         return None, None
     made: list[Path | None] = []
-    for name, extra in (("float32.onnx", []), ("int8.onnx", ["--int8", "--calibrate", str(ROOT / "examples" / "audio")])):
+    for name, extra in (("float32.onnx", []), ("int8.onnx", ["--int8", "--calibrate", str(calibrate), "--min-agreement", "0"])):
         command = [sys.executable, "-m", "dymn_cli", "export", "--weights", str(weights), "-o", str(folder / name), *extra]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
@@ -188,6 +189,9 @@ def main() -> None:
     parser.add_argument("--weights", type=Path, default=ROOT / "tests" / "golden" / "dymn10_seed0.pt", help="checkpoint")
     parser.add_argument("--graph", type=Path, help="its float32 graph (default: exported now)")
     parser.add_argument("--int8", type=Path, help="its int8 graph (default: exported now)")
+    parser.add_argument(
+        "--calibrate", type=Path, default=ROOT / "examples" / "audio", help="audio to calibrate int8 on (40 s at least)"
+    )
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 16])
     parser.add_argument("--seconds", type=float, default=10.0, help="window length")
@@ -200,7 +204,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as folder:
         graph, int8 = args.graph, args.int8
         if graph is None:
-            graph, exported_int8 = export_graphs(args.weights, Path(folder))
+            graph, exported_int8 = export_graphs(args.weights, Path(folder), args.calibrate)
             int8 = int8 or exported_int8
         elif int8 is None:
             print("ORT int8 rows skipped: give --int8 FILE.onnx (or leave out --graph to export both)")

@@ -80,7 +80,7 @@ class GraphMetadata:
             )
         except KeyError as missing:
             raise GraphMetadataError(f"{source}: its metadata lacks {missing.args[0]!r}") from None
-        except ValueError as error:
+        except (ValueError, RecursionError) as error:  # (JSON nested beyond the parser's depth: RecursionError)
             raise GraphMetadataError(f"{source}: malformed metadata ({error})") from None
         metadata.check(source)
         return metadata

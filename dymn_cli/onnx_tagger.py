@@ -20,7 +20,7 @@ from dymn_cli.engine_tagger import EngineTagger
 from dymn_cli.errors import GraphError, UsageError, WeightsError
 from dymn_cli.graph_metadata import GraphMetadata
 from dymn_cli.inference.onnx_engine import OnnxEngine
-from dymn_cli.inference.worker_pool import exit_if_script_rerun
+from dymn_cli.inference.script_rerun import exit_if_script_rerun
 from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.models.head import Backbone, ClassifierHead, load_head, same_but_for_case
 from dymn_cli.models.weights import sha256_file

@@ -13,7 +13,7 @@ import torch
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.engine_tagger import LIVE_HOP, EngineTagger
 from dymn_cli.inference.engine import InferenceEngine
-from dymn_cli.inference.worker_pool import exit_if_script_rerun
+from dymn_cli.inference.script_rerun import exit_if_script_rerun
 from dymn_cli.models.ensemble import load_members
 from dymn_cli.models.head import ClassifierHead, load_head
 from dymn_cli.results import AGGREGATES, TagFailure, TagResult, build_result, rank_classes

@@ -19,6 +19,10 @@ GOLDEN = TESTS / "golden"
 DYMN04_WEIGHTS = GOLDEN / "dymn04_seed0.pt"
 EXAMPLES = TESTS.parent / "examples"
 
+SAFETY_NET = 600
+"""Seconds after which a test gives up on a process or an event: only a hung run gets there. Tests wait
+for events (a line, an exit), never for the clock, so a busy machine slows them without failing them."""
+
 DYMN_TAG = shutil.which("dymn-tag", path=str(Path(sys.executable).parent)) or "dymn-tag"
 """The `dymn-tag` installed beside this interpreter (the project's entry point, not another copy on PATH)."""
 
@@ -29,7 +33,7 @@ def dymn_tag(
     stdin: bytes | None = None,
     cwd: Path | None = None,
     env: dict[str, str] | None = None,
-    timeout: float = 180,
+    timeout: float = SAFETY_NET,
     **kwargs,
 ) -> subprocess.CompletedProcess:
     """Run `dymn-tag ARGS` to the end, capturing stdout and stderr (bytes); `env` adds to the environment."""

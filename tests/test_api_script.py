@@ -10,7 +10,7 @@ import textwrap
 import numpy as np
 import soundfile
 
-from tests.support import DYMN04_WEIGHTS
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET
 
 WEIGHTS = str(DYMN04_WEIGHTS)
 
@@ -30,10 +30,10 @@ def test_tag_many_with_workers_in_an_unguarded_script_says_what_to_add(tmp_path)
             print(result.source)
     """)
     )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=SAFETY_NET, cwd=tmp_path)
     assert done.returncode == 1
     last = done.stderr.strip().splitlines()[-1]
-    assert last.startswith("dymn_cli.inference.worker_pool.ScriptRerunInWorkers: tag_many(workers=N)")
+    assert last.startswith("dymn_cli.inference.script_rerun.ScriptRerunInWorkers: tag_many(workers=N)")
     assert 'if __name__ == "__main__":' in last and "workers=0" in last and "--workers" not in last
     assert done.stderr.count("Traceback") == 1  # the script's own; none from the workers, which exit quietly
     assert done.stdout == ""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import EXAMPLES
+from tests.support import EXAMPLES, SAFETY_NET
 
 pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
 
@@ -18,7 +18,7 @@ def test_shell_example_runs(golden_dir):
         "WEIGHTS": str(golden_dir / "dymn04_seed0.pt"),
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
-    done = subprocess.run(["bash", str(EXAMPLES / "tag_folder.sh")], capture_output=True, env=env, timeout=300)
+    done = subprocess.run(["bash", str(EXAMPLES / "tag_folder.sh")], capture_output=True, env=env, timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()
     assert out.startswith("path,rank,label,mid,index,score\n")
@@ -29,7 +29,7 @@ def test_python_example_runs(golden_dir):
     done = subprocess.run(
         [sys.executable, str(EXAMPLES / "tag_with_python.py"), str(golden_dir / "dymn04_seed0.pt")],
         capture_output=True,
-        timeout=300,
+        timeout=SAFETY_NET,
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout.decode()

@@ -5,6 +5,7 @@ exit 2), never anything else; and `search` with each damaged index is one line, 
 from __future__ import annotations
 
 import io
+import os
 from pathlib import Path
 
 import numpy as np
@@ -16,11 +17,12 @@ from dymn_cli.audioset.thresholds import parse_thresholds
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.truth import read_truth
+from dymn_cli.graph_metadata import GraphMetadata
 from dymn_cli.models.head import Backbone, ClassifierHead, head_bytes, load_head
 from dymn_cli.transfer.similarity import load_index
 from dymn_cli.writers.embeddings_archive import read_embeddings_archive
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
 
 FUZZ = settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -155,8 +157,10 @@ def test_the_truth_loader_reads_or_refuses(tmp_path: Path, data: bytes) -> None:
 
 
 def test_loaders_refuse_what_is_not_a_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # (no writer: a loader that waited on it would hang here)
     for load in (read_embeddings_archive, load_head):
-        for path in (tmp_path, Path("/dev/zero"), tmp_path / "absent"):
+        for path in (tmp_path, Path("/dev/zero"), tmp_path / "absent", fifo):
             with pytest.raises(UsageError):
                 load(path)
 
@@ -176,7 +180,52 @@ def test_search_with_a_damaged_index_is_one_line_exit_2(tmp_path: Path) -> None:
     for name, data in DAMAGED_INDEXES.items():
         index = tmp_path / f"{name.replace(' ', '_')}.npz"
         index.write_bytes(data)
-        done = dymn_tag(["search", str(query), "--index", str(index), "--weights", str(DYMN04_WEIGHTS)], timeout=60)
+        done = dymn_tag(["search", str(query), "--index", str(index), "--weights", str(DYMN04_WEIGHTS)], timeout=SAFETY_NET)
         stderr = done.stderr.decode()
         assert done.returncode == 2, (name, stderr)
         assert len(stderr.strip().splitlines()) == 1 and str(index) in stderr, (name, stderr)
+
+
+GOOD_PROPS = GraphMetadata(
+    labels=("Speech", "Music"), mids=("/m/09x0r", "/m/04rlf"), model="dymn04_as", checkpoint_sha256="0" * 64, window=10.0, hop=1.0
+).to_props()
+
+
+@st.composite
+def damaged_props(draw: st.DrawFn) -> dict[str, str]:
+    """A graph's metadata with some values replaced by any text, or by JSON of another shape, or left out."""
+    props = dict(GOOD_PROPS)
+    for key in draw(st.lists(st.sampled_from(sorted(props)), min_size=1, max_size=3, unique=True)):
+        choice = draw(st.integers(0, 3))
+        if choice == 0:
+            del props[key]
+        elif choice == 1:
+            props[key] = draw(st.text(max_size=40))
+        elif choice == 2:
+            props[key] = draw(st.sampled_from(["[1, 2]", "{}", "null", "nan", "inf", "-1", "1e999", "[" * 100_000, '["a"]']))
+        else:
+            props[key] = draw(st.from_regex(r"-?[0-9]{1,400}(\.[0-9]*)?", fullmatch=True))
+    return props
+
+
+@FUZZ
+@given(props=damaged_props())
+def test_the_graph_metadata_reader_reads_or_refuses(props: dict[str, str]) -> None:
+    try:
+        GraphMetadata.from_props(props, "graph.onnx")
+    except UsageError as error:
+        assert "\n" not in str(error) and str(error).startswith("graph.onnx: ")
+
+
+def test_json_nested_beyond_the_parsers_depth_is_one_line(tmp_path: Path) -> None:
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text('{"path": "a.wav", "labels": ' + "[" * 100_000 + "\n")
+    audio = tone(tmp_path / "q.wav", freq=440.0, seconds=0.3)
+    for argv in (
+        ["merge", str(deep), "-o", str(tmp_path / "merged.jsonl")],
+        [str(audio), "-o", str(deep), "--resume", "--weights", str(DYMN04_WEIGHTS)],
+        ["evaluate", str(deep), "--truth", str(tmp_path / "q.wav")],
+    ):
+        done = dymn_tag(argv, timeout=SAFETY_NET)
+        stderr = done.stderr.decode()
+        assert done.returncode == 2 and len(stderr.strip().splitlines()) == 1 and "Traceback" not in stderr, (argv, stderr)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio_factory import sine, write_audio
-from tests.support import GOLDEN
+from tests.support import GOLDEN, SAFETY_NET
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -35,7 +35,9 @@ def test_the_python_api_block_runs_as_a_script(tmp_path):
     cache.mkdir()
     shutil.copy(GOLDEN / "dymn10_seed0.pt", cache / "dymn10_as.pt")
     env = {**os.environ, "DYMN_CACHE_DIR": str(cache), "DYMN_RELEASE_URL": "http://127.0.0.1:9/"}
-    done = subprocess.run([sys.executable, script.name], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, script.name], capture_output=True, text=True, cwd=tmp_path, env=env, timeout=SAFETY_NET
+    )
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0] == "(527,)"
@@ -83,7 +85,7 @@ def generate(name: str, folder: Path) -> str:
     )
     lines: list[str] = []
     for command in commands:
-        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=folder, env=env, timeout=300)
+        done = subprocess.run(["bash", "-c", command], capture_output=True, text=True, cwd=folder, env=env, timeout=SAFETY_NET)
         assert done.returncode == 0, (command, done.stderr)
         lines += [f"$ {command}"] if shown else []
         lines += [line.rstrip() for line in done.stdout.splitlines()]

@@ -79,20 +79,22 @@ class Run:
             json.loads(line)  # every record whole
 
 
-def _open_writer_when_read(fifo: Path) -> threading.Thread:
-    """Open the FIFO for writing in a thread: the open returns once the command opened it for reading."""
-    opened = threading.Event()
+def _open_writer_when_read(fifo: Path) -> tuple[threading.Event, list[int]]:
+    """Open the FIFO for writing in a thread: the event is set once the command opened it for reading
+    (it then waits on it: nothing is written); the list gets the descriptor, for the test to close."""
+    opened, held = threading.Event(), []
 
     def hold() -> None:
-        fd = os.open(fifo, os.O_WRONLY)
+        held.append(os.open(fifo, os.O_WRONLY))
         opened.set()
-        time.sleep(0)  # (the command now waits on it: nothing is ever written)
-        hold.fd = fd  # type: ignore[attr-defined]
 
-    thread = threading.Thread(target=hold, daemon=True)
-    thread.opened = opened  # type: ignore[attr-defined]
-    thread.start()
-    return thread
+    threading.Thread(target=hold, daemon=True).start()
+    return opened, held
+
+
+def _close(held: list[int]) -> None:
+    for fd in held:
+        os.close(fd)
 
 
 @pytest.fixture
@@ -105,18 +107,23 @@ def audio(tmp_path: Path) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("signums", SEQUENCES, ids=IDS)
+@pytest.mark.slow
+@pytest.mark.parametrize("signums", SEQUENCES[:2], ids=IDS[:2])
 def test_tagging(tmp_path: Path, audio: Path, signums: tuple[int, ...]) -> None:
     fifo = tmp_path / "zz_stream.wav"
     os.mkfifo(fifo)
-    writer = _open_writer_when_read(fifo)
+    opened, held = _open_writer_when_read(fifo)
     run = Run([str(audio / "tone" / "0.wav"), str(audio / "hum" / "0.wav"), str(fifo), *FAST, "-j", "0", "-f", "jsonl"])
-    assert writer.opened.wait(90), "the run never opened the FIFO"  # type: ignore[attr-defined]
-    run.signal(signums, seed=len(signums))
-    run.finish(signums[0])
+    try:
+        assert opened.wait(90), "the run never opened the FIFO"
+        run.signal(signums, seed=len(signums))
+        run.finish(signums[0])
+    finally:
+        _close(held)
 
 
-@pytest.mark.parametrize("signums", SEQUENCES, ids=IDS)
+@pytest.mark.slow
+@pytest.mark.parametrize("signums", SEQUENCES[2:], ids=IDS[2:])
 def test_live(signums: tuple[int, ...]) -> None:
     read_end, write_end = os.pipe()
     run = Run(["--live", "-", "--pcm", "s16le:32000:1", *FAST, "--hop", "0.5", "-q"], stdin=read_end)
@@ -144,22 +151,26 @@ def test_live(signums: tuple[int, ...]) -> None:
         os.close(write_end)
 
 
-@pytest.mark.parametrize("signums", SEQUENCES[:2], ids=IDS[:2])
+@pytest.mark.slow
+@pytest.mark.parametrize("signums", SEQUENCES[:1], ids=IDS[:1])
 def test_train(tmp_path: Path, audio: Path, signums: tuple[int, ...]) -> None:
     fifo = tmp_path / "held.wav"
     os.mkfifo(fifo)
     data = tmp_path / "data.csv"
     rows = [f"{p},{p.parent.name}" for p in sorted(audio.rglob("*.wav"))]
     data.write_text("path,label\n" + "\n".join([rows[0], f"{fifo},tone", *rows[1:]]) + "\n")
-    writer = _open_writer_when_read(fifo)
+    opened, held = _open_writer_when_read(fifo)
     run = Run(["train", str(data), "-o", str(tmp_path / "head.safetensors"), *FAST, "-j", "0", "--folds", "0", "-q"])
-    assert writer.opened.wait(90), "train never opened the FIFO"  # type: ignore[attr-defined]
-    run.signal(signums, seed=len(signums) + 2)
-    run.finish(signums[0])
+    try:
+        assert opened.wait(90), "train never opened the FIFO"
+        run.signal(signums, seed=len(signums) + 2)
+        run.finish(signums[0])
+    finally:
+        _close(held)
     assert not (tmp_path / "head.safetensors").exists()
 
 
-@pytest.mark.parametrize("signums", SEQUENCES[:2], ids=IDS[:2])
+@pytest.mark.parametrize("signums", SEQUENCES[1:2], ids=IDS[1:2])
 def test_merge(tmp_path: Path, signums: tuple[int, ...]) -> None:
     shard = tmp_path / "shard.jsonl"
     shard.write_text("".join(json.dumps({"path": f"f{n:05d}.wav", "labels": [["Speech", 0.5]] * 4}) + "\n" for n in range(4000)))
@@ -168,7 +179,6 @@ def test_merge(tmp_path: Path, signums: tuple[int, ...]) -> None:
     run = Run(["merge", str(shard), "-o", str(target), "-q"])
     reader = os.open(target, os.O_RDONLY)  # (returns once merge opened it for writing; unread, it fills and blocks merge)
     try:
-        time.sleep(0)
         run.signal(signums, seed=len(signums) + 3)
         run.finish(signums[0])
     finally:

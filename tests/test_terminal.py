@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import textwrap
 
+from tests.support import SAFETY_NET
 from tests.terminal import Terminal
 
 SCRIPT = textwrap.dedent(
@@ -30,7 +31,7 @@ def test_log_lines_written_under_a_live_display_stand_alone(tmp_path):
     script = tmp_path / "show.py"
     script.write_text(SCRIPT)
     with Terminal([sys.executable, str(script)], columns=100) as terminal:
-        assert terminal.wait_exit(timeout=120) == 0, terminal.text()
+        assert terminal.wait_exit(timeout=SAFETY_NET) == 0, terminal.text()
         lines = terminal.text().splitlines()
     assert lines == [
         "dymn-tag: warning: while the spinner turns",

@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from dymn_cli.audio.backend import MAX_SOURCE_RATE, MIN_SOURCE_RATE
 from dymn_cli.audio.decode import SAMPLE_RATE
 from dymn_cli.audio.live_reader import READ_BYTES, LiveReader, LiveTarget, describe_target, open_local
 from dymn_cli.audio.pcm import PcmFormat
@@ -215,6 +216,11 @@ class LiveSource:
                         )
                     continue
                 for frame in frames:
+                    if not MIN_SOURCE_RATE <= frame.sample_rate <= MAX_SOURCE_RATE:  # (1 Hz, upsampled: gigabytes)
+                        raise AudioError(
+                            f"{self.name}: the stream declares {frame.sample_rate} Hz "
+                            f"(audio has {MIN_SOURCE_RATE} to {MAX_SOURCE_RATE} Hz; damaged, or not audio)"
+                        )
                     if resampler is None or frame.sample_rate != resampler.in_rate:
                         if resampler is not None:  # a new rate mid-stream (a new broadcast segment): start over
                             tail = resampler.finish()

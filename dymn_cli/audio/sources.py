@@ -89,7 +89,7 @@ def resolve_source(source: AudioSource, name: str | None = None, deadline: Deadl
             raise AudioError(f"{name}: empty input (0 bytes)")
         return ResolvedSource(name, fileobj=io.BytesIO(data), owned=True)
     if isinstance(source, (str, os.PathLike)):
-        return _resolve_path(os.fspath(source), name, deadline)
+        return _resolve_path(os.fspath(source), name, deadline, regular=isinstance(source, RegularFile))
     if isinstance(source, io.TextIOBase):
         raise AudioError(f"{name or _stream_name(source)}: opened in text mode; pass a binary stream (e.g. sys.stdin.buffer)")
     if hasattr(source, "read"):
@@ -97,7 +97,16 @@ def resolve_source(source: AudioSource, name: str | None = None, deadline: Deadl
     raise AudioError(f"{name or type(source).__name__}: not a path, bytes or binary file object")
 
 
-def _resolve_path(path: str | bytes, name: str | None = None, deadline: Deadline | None = None) -> ResolvedSource:
+class RegularFile(str):
+    """A path that was a regular file when it was found (by a folder walk). Should it be something else
+    when it is opened (a FIFO swapped in since), it fails at once: as a stream it would wait for a writer."""
+
+    __slots__ = ()
+
+
+def _resolve_path(
+    path: str | bytes, name: str | None = None, deadline: Deadline | None = None, *, regular: bool = False
+) -> ResolvedSource:
     if isinstance(path, bytes):
         path = os.fsdecode(path)
     shown = name or path
@@ -117,6 +126,8 @@ def _resolve_path(path: str | bytes, name: str | None = None, deadline: Deadline
         st = os.fstat(fd)
         if stat.S_ISDIR(st.st_mode):
             raise AudioError(f"{shown}: is a directory, not an audio file")
+        if regular and not stat.S_ISREG(st.st_mode):
+            raise AudioError(f"{shown}: was a regular file when its folder was walked, is not one now: not read")
         if not stat.S_ISREG(st.st_mode):
             # a FIFO, a device, /dev/stdin, a process substitution: read as a stream, never whole
             os.set_blocking(fd, True)  # (select() below says when a read would not block)

@@ -17,11 +17,11 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
-from pathlib import Path
 
 from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.audioset.vocabulary import AUDIOSET, LabelClass, Vocabulary
 from dymn_cli.errors import UsageError
+from dymn_cli.text_lists import read_lines
 
 __all__ = ["ClassInfo", "Ontology", "OntologyNode", "find_classes", "ontology", "parse_label_terms", "select_classes"]
 
@@ -153,6 +153,11 @@ def ontology() -> Ontology:
     return Ontology(json.loads(text))
 
 
+MAX_LABEL_LINE = 4096  # bytes of one line of a `--labels @FILE` list (a label name is at most a few dozen)
+MAX_LABEL_LIST = 1 << 20  # bytes of the whole list
+LABEL_LIST_WAIT = 10.0  # seconds a list from a FIFO or pipe may take to come
+
+
 def parse_label_terms(spec: str | Sequence[str], *, extra_names: Iterable[str] = ()) -> list[str]:
     """Terms from a comma-separated list, or from `@file` (one term a line; blank lines and `#` comments
     are skipped). Names that contain commas ("Male speech, man speaking") are kept whole: adjacent
@@ -162,11 +167,12 @@ def parse_label_terms(spec: str | Sequence[str], *, extra_names: Iterable[str] =
         return [term for item in spec for term in parse_label_terms(item, extra_names=extra)]
     spec = spec.strip()
     if spec.startswith("@"):
-        source = Path(spec[1:])
-        try:
-            lines = source.read_text(encoding="utf-8").splitlines()
-        except OSError as error:
-            raise UsageError(f"{source}: cannot read the label list: {error.strerror or error}") from error
+        lines = [
+            line
+            for _, line in read_lines(
+                spec[1:], what="label list", max_line=MAX_LABEL_LINE, max_total=MAX_LABEL_LIST, wait=LABEL_LIST_WAIT
+            )
+        ]
         return [
             term
             for line in lines

@@ -26,10 +26,12 @@ import numpy as np
 
 from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 from dymn_cli.errors import UsageError
+from dymn_cli.text_lists import read_bounded
 
 __all__ = ["MAX_THRESHOLDS_BYTES", "ClassThresholds", "load_thresholds", "parse_thresholds"]
 
 MAX_THRESHOLDS_BYTES = 4 << 20
+SLOW_FILE_WAIT = 10.0  # seconds a thresholds file from a FIFO or pipe may take to come
 """The largest thresholds file read: 4 MiB is some 50,000 rows, far beyond 527 classes and any head's."""
 COLUMNS = ("label", "mid", "threshold")
 
@@ -90,29 +92,8 @@ def parse_thresholds(data: bytes, vocabulary: Vocabulary, *, name: str, source: 
 
 
 def _read_bounded(path: Path) -> bytes:
-    try:
-        with open(path, "rb") as file:
-            if not os.path.isfile(path) and not _is_stream(file):
-                raise UsageError(f"{path}: not a file")
-            data = file.read(MAX_THRESHOLDS_BYTES + 1)
-    except IsADirectoryError:
-        raise UsageError(f"{path}: a folder, not a thresholds file") from None
-    except FileNotFoundError:
-        raise UsageError(f"{path}: no such file") from None
-    except PermissionError:
-        raise UsageError(f"{path}: permission denied") from None
-    except OSError as error:
-        raise UsageError(f"{path}: cannot be read ({error.strerror or error})") from None
-    if len(data) > MAX_THRESHOLDS_BYTES:
-        raise UsageError(f"{path}: larger than {MAX_THRESHOLDS_BYTES >> 20} MiB, too large for a thresholds file")
-    return data
-
-
-def _is_stream(file: io.BufferedReader) -> bool:
-    """A FIFO or a process substitution (`<(...)`): read, within the same bound."""
-    import stat
-
-    return stat.S_ISFIFO(os.fstat(file.fileno()).st_mode)
+    """The file's bytes, bounded in size and in the time a FIFO or pipe may take (`dymn_cli.text_lists`)."""
+    return read_bounded(os.fspath(path), what="thresholds file", max_total=MAX_THRESHOLDS_BYTES, wait=SLOW_FILE_WAIT)
 
 
 def _decoded(data: bytes, name: str) -> str:

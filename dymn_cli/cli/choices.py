@@ -56,7 +56,7 @@ def parse_top(value: str | int | None) -> int | None:
 
 
 MAX_SECONDS = 1_000_000.0
-"""The longest window or hop an option takes (11.6 days): longer ones would overflow sample counts."""
+"""The most seconds an option takes (window, hop, --file-timeout: 11.6 days): more would overflow sample counts."""
 
 
 def positive_seconds(value: float | None) -> float | None:

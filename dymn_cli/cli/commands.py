@@ -17,6 +17,7 @@ from collections.abc import Callable
 
 from dymn_cli.cli.download import download_command
 from dymn_cli.cli.evaluate import evaluate_command
+from dymn_cli.cli.export import export_command
 from dymn_cli.cli.labels import labels_command
 from dymn_cli.cli.merge import merge_command
 from dymn_cli.cli.models import models_command
@@ -36,6 +37,7 @@ COMMANDS: dict[str, Callable[..., None]] = {
     "train": train_command,
     "search": search_command,
     "evaluate": evaluate_command,
+    "export": export_command,
 }
 """The commands besides tagging, in the order `dymn-tag --help` lists them."""
 

@@ -11,6 +11,7 @@ else is `dymn-tag tag`. Shell completion answers here too, before anything else 
 
 from __future__ import annotations
 
+import errno
 import gc
 import logging
 import os
@@ -130,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     except click_errors.ClickException as error:  # Click's and Typer's usage errors, in the tool's words
         log.error("error: %s", usage_message(error))
         code = 2 if isinstance(error, click_errors.UsageError) else error.exit_code
-    except typer.Abort:
-        code = 130
+    except typer.Abort as aborted:
+        if isinstance(aborted.__cause__, EOFError):  # (Click turns an EOFError into Abort: not a Ctrl-C)
+            log.error("error: an input ended unexpectedly (%s)", aborted.__cause__ or "EOFError")
+            code = 1
+        else:
+            code = 130
     except OutputClosed:
         _end_as_sigpipe()
         code = OutputClosed.exit_code
@@ -147,6 +152,11 @@ def main(argv: list[str] | None = None) -> int:
             error = with_local("--weights FILE")  # where the command takes --weights, the first way out
         log.error("error: %s", str(error))
         code = error.exit_code
+    except OSError as error:
+        if error.errno != errno.ENAMETOOLONG:
+            raise
+        log.error("error: %s: %s", printable(str(error.filename or "")), "name too long for the file system")
+        code = 2
     except SignalReceived as received:
         stopped = Interrupted(received.signum)
         log.error("%s", stopped)

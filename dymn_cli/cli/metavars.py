@@ -27,6 +27,8 @@ PCM = "FORMAT:RATE:CHANNELS"
 DEVICE = "auto|cpu|cuda[:N]"
 SHARD = "I/N"
 RAY = "local|auto|ADDRESS"
+INT8 = "static|weights"
+"""How `dymn-tag export --int8` quantises."""
 
 ALL = frozenset(
     {
@@ -49,6 +51,7 @@ ALL = frozenset(
         DEVICE,
         SHARD,
         RAY,
+        INT8,
     }
 )
 """Every placeholder a command may use (a test holds every command to it)."""

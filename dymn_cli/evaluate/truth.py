@@ -26,6 +26,7 @@ from pathlib import Path
 
 from dymn_cli.errors import UsageError
 from dymn_cli.run.inputs import walk_audio_files
+from dymn_cli.text_lists import read_bounded
 
 __all__ = ["PATH", "STEM", "YOUTUBE_ID", "Span", "Truth", "read_truth"]
 
@@ -113,13 +114,7 @@ def _read_one(path: Path) -> Truth:
 
 def _read_text(path: Path) -> str:
     """The file's text, read up to `MAX_BYTES` (a device such as /dev/zero never ends)."""
-    try:
-        with open(path, "rb") as stream:
-            data = stream.read(MAX_BYTES + 1)
-    except OSError as error:
-        raise UsageError(f"{path}: cannot read: {error.strerror or error}") from None
-    if len(data) > MAX_BYTES:
-        raise UsageError(f"{path}: too large for a truth file (over {MAX_BYTES // 2**20} MiB)")
+    data = read_bounded(os.fspath(path), what="truth file", max_total=MAX_BYTES, wait=10.0)  # (a FIFO: 10 s at most)
     if b"\0" in data:
         raise UsageError(f"{path}: not a truth file: binary data")
     try:

@@ -13,12 +13,14 @@ import signal
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from multiprocessing import connection
 
 from dymn_cli.audio.windows import WindowGrid
 from dymn_cli.errors import DymnError
+from dymn_cli.inference.cpus import usable_workers
 from dymn_cli.inference.decode_stage import IDLE, DecodeJob, DecodeMessage, DoneMessage, ErrorMessage, decode_job, decode_worker
+from dymn_cli.inference.script_rerun import SCRIPT_RERUN_EXIT, WORKER_ENV, ScriptRerunInWorkers, exit_if_script_rerun
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ def start_decoding(jobs: Iterable[DecodeJob], settings: PipelineSettings) -> Dec
     A run starts this before it imports torch and loads the model, so that the workers have decoded
     the first windows by the time the network is ready.
     """
+    settings = replace(settings, workers=usable_workers(settings.workers))
     source: Decoding = _WorkerPool(settings) if settings.workers > 0 else _InlineDecoder(settings)
     try:
         source.start(jobs)
@@ -114,34 +117,6 @@ class _Worker:
 
 class DecoderCrashLoop(DymnError):
     """The decode worker processes die as soon as they start: decoding cannot go on at all."""
-
-
-class ScriptRerunInWorkers(DymnError):
-    """`tag_many(workers=N)` called at the top level of a script without `if __name__ == "__main__":`.
-
-    Decode workers are started with multiprocessing's "spawn", which runs the main script again in
-    each of them; there the unguarded call would start workers of its own, for ever. A worker that
-    finds itself asked to start workers exits at once with `SCRIPT_RERUN_EXIT`, and the run that
-    started it raises this error."""
-
-    def __init__(self) -> None:
-        super().__init__(
-            "tag_many(workers=N) starts decode processes, which run your script again from the top "
-            "(Python's 'spawn' start method), and there your script tags again: put the code that tags under "
-            '`if __name__ == "__main__":`, or pass workers=0 to decode in this process'
-        )
-
-
-# Set in a decode worker's environment while it starts: a worker never starts workers of its own.
-WORKER_ENV = "DYMN_CLI_DECODE_WORKER"
-SCRIPT_RERUN_EXIT = 86
-
-
-def exit_if_script_rerun() -> None:
-    """In a decode worker that is running the user's unguarded script again (it builds a tagger or
-    starts workers, which a decode worker never does): exit now, quietly, with `SCRIPT_RERUN_EXIT`."""
-    if os.environ.get(WORKER_ENV) == "1":
-        os._exit(SCRIPT_RERUN_EXIT)
 
 
 class _WorkerPool(Decoding):

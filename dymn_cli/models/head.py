@@ -50,8 +50,8 @@ __all__ = [
     "ClassifierHead",
     "head_bytes",
     "load_head",
+    "save_head",
 ]
-__all__ += ["save_head"]
 
 HEAD_FORMAT = "dymn-cli-head"
 HEAD_VERSION = 1
@@ -172,7 +172,7 @@ def load_head(path: str | os.PathLike[str]) -> ClassifierHead:
     """Read a head file; `HeadError` (one line naming the file) for anything that is not a valid head."""
     source = Path(path)
     try:
-        with open(source, "rb") as stream:
+        with open(os.open(source, os.O_RDONLY | os.O_NONBLOCK), "rb") as stream:  # (a FIFO: refused, not waited on)
             if not stat.S_ISREG(os.fstat(stream.fileno()).st_mode):
                 raise HeadError(f"{source}: not a regular file: a head is read from a file (.safetensors)")
             data = stream.read(MAX_HEAD_BYTES + 1)

@@ -8,6 +8,7 @@ import os
 import sys
 from typing import Any
 
+from dymn_cli.audio.sources import RegularFile
 from dymn_cli.inference.decode_stage import DecodeJob
 from dymn_cli.inference.worker_pool import Decoding, PipelineSettings, start_decoding
 from dymn_cli.models.frontend_config import FrontEndConfig
@@ -33,7 +34,7 @@ def decode_first(
     pipeline = PipelineSettings(
         grid=grid, batch_size=grid.batch_size(batch_hint), workers=workers, sample_rate=frontend.sample_rate, timeout=timeout
     )
-    return start_decoding((DecodeJob(n, item.path, name=item.path) for n, item in enumerate(todo)), pipeline)
+    return start_decoding((DecodeJob(n, read_source(item), name=item.path) for n, item in enumerate(todo)), pipeline)
 
 
 def torch_threads_guess() -> int:
@@ -62,7 +63,7 @@ def worker_count(requested: int | None, todo: list[Input], *, decode_first: bool
 def read_source(item: Input) -> Any:
     """What the tagger takes for an input: the path, or the standard input stream (named <stdin>)."""
     if not item.is_stdin:
-        return item.path
+        return RegularFile(item.path) if item.walked else item.path
     return sys.stdin.buffer if sys.stdin is not None else ClosedStdin()
 
 

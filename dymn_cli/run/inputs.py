@@ -5,14 +5,13 @@ from __future__ import annotations
 import logging
 import os
 import stat
-import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import BinaryIO
 
 from dymn_cli.audio.paths import AUDIO_EXTENSIONS, STDIN
 from dymn_cli.audio.uris import is_uri, list_uri, one_line
 from dymn_cli.errors import UsageError
+from dymn_cli.text_lists import read_lines
 
 
 @dataclass(frozen=True)
@@ -20,6 +19,7 @@ class Input:
     """One thing to tag: a file path, or `-` for audio on standard input."""
 
     path: str
+    walked: bool = False  # found by a folder walk, as a regular file
 
     @property
     def is_stdin(self) -> bool:
@@ -119,12 +119,14 @@ def expand_inputs(
     """
     seen: set[str] = set()
     for path in paths:
+        walked = False
         if path == STDIN:
             candidates: Iterable[str] = [STDIN]
         elif is_uri(path):  # s3://bucket/audio and the like, listed through pyarrow (see audio/uris.py)
             candidates = _expand_uri(path, recursive=recursive, problems=problems)
         elif os.path.isdir(path):
             candidates = walk_audio_files(path, recursive=recursive)
+            walked = True
         elif os.path.lexists(path) or problems is None:
             candidates = [path]
         else:
@@ -137,7 +139,7 @@ def expand_inputs(
             if key in seen:
                 continue
             seen.add(key)
-            yield Input(candidate)
+            yield Input(candidate, walked=walked)
         empty = problems if problems is not None else empty_folders
         if not found and empty is not None and os.path.isdir(path):
             walked = "in this folder tree" if recursive else "in this folder (--no-recursive)"
@@ -178,41 +180,14 @@ def _expand_uri(uri: str, *, recursive: bool, problems: list[InputProblem] | Non
 def read_file_list(source: str) -> Iterator[str]:
     """Paths one a line from a file or `-` (stdin); blank lines are ignored.
 
-    Read as bytes, line by line (memory bounded by `MAX_LISTED_PATH`, whatever the file is: a FIFO, a
-    device, an endless pipe); a name that is not UTF-8 comes back as `os.fsdecode` gives it, so that
-    it names the same file. A line too long for a path, or holding a NUL byte, stops the run with a
-    usage error: the file is not a list of paths.
+    Read by the one bounded reader of lists (`dymn_cli.text_lists`): memory bounded by `MAX_LISTED_PATH`
+    a line, whatever the file is (a FIFO, a device, an endless pipe); a name that is not UTF-8 comes back
+    as `os.fsdecode` gives it, so that it names the same file. A line too long for a path, or holding a
+    NUL byte, stops the run with a usage error: the file is not a list of paths.
     """
-    if source == STDIN:
-        if sys.stdin is None:
-            raise UsageError("cannot read the file list from standard input: it is closed")
-        yield from _paths_in(sys.stdin.buffer, "standard input")
-        return
-    try:
-        stream = open(source, "rb")  # noqa: SIM115 - closed below
-    except OSError as error:
-        raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
-    with stream:
-        yield from _paths_in(stream, source)
-
-
-def _paths_in(stream: BinaryIO, source: str) -> Iterator[str]:
-    number = 0
-    while True:
-        try:
-            line = stream.readline(MAX_LISTED_PATH + 1)
-        except OSError as error:
-            raise UsageError(f"{source}: cannot read file list: {error.strerror or error}") from error
-        if not line:
-            return
-        number += 1
-        if len(line) > MAX_LISTED_PATH:
-            raise UsageError(f"{source}: line {number} is longer than {MAX_LISTED_PATH} bytes: not a list of paths")
-        if b"\0" in line:
-            raise UsageError(f"{source}: line {number} holds a NUL byte: not a list of paths")
-        line = line.rstrip(b"\r\n")
+    for _, line in read_lines(source, what="file list", max_line=MAX_LISTED_PATH):
         if line.strip():
-            yield os.fsdecode(line)
+            yield line
 
 
 def collect_inputs(paths: Sequence[str], *, files_from: str | None, recursive: bool, problems: list[InputProblem]) -> list[Input]:
@@ -231,6 +206,8 @@ def collect_inputs(paths: Sequence[str], *, files_from: str | None, recursive: b
         inputs += [i for i in listed if i.path not in seen]
     if not named and files_from is None:
         raise UsageError("no input: name files or folders, - for standard input, or --files-from")
+    if not inputs and files_from is not None and not named:
+        raise UsageError(f"{'standard input' if files_from == STDIN else files_from}: the file list names no input")
     if not inputs and problems and files_from is None:
         raise UsageError("; ".join(f"{p.path}: {p.reason}" for p in problems))
     return inputs

@@ -22,6 +22,7 @@ from dymn_cli.errors import Interrupted, SignalReceived, UsageError
 from dymn_cli.live_results import LiveEvent, LiveWindow, StreamEnd, StreamGap
 from dymn_cli.run.stop_signals import raise_once, start_stop_scope
 from dymn_cli.writers.base import OutputOptions
+from dymn_cli.writers.destination import claim_output
 from dymn_cli.writers.live import LiveJsonlWriter
 
 __all__ = ["LiveSettings", "LiveSummary", "tag_live"]
@@ -81,6 +82,8 @@ def tag_live(
         raise UsageError("--live writes JSON Lines (--format jsonl, -o FILE.jsonl): a record per window as it is computed")
     if sources.count("-") > 1:
         raise UsageError("standard input (-) can be read only once")
+    if output is not None:  # (the rules of every output; a live file is appended to, record by record)
+        claim_output("-o", output, inputs=[s for s in sources if s != "-" and "://" not in s])
     started = time.monotonic()
     if not hasattr(tagger, "stream"):  # a factory: the model loads only once the options are checked
         tagger = tagger()

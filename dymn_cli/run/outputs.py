@@ -118,8 +118,8 @@ def read_previous(
     try:
         writer_type.check_resumable(output, options=options, settings=settings, model=model)
         return PreviousRecords.read(writer_type, output, payloads=writer_type.carries_over())
-    except (OSError, ValueError, KeyError, TypeError, StopIteration, UnicodeDecodeError) as error:
-        raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+    except (OSError, ValueError, KeyError, TypeError, StopIteration, UnicodeDecodeError, RecursionError) as error:
+        raise UsageError(f"{output}: cannot resume from this file: {error}") from None
 
 
 def check_previous_model(
@@ -129,8 +129,8 @@ def check_previous_model(
     assert output is not None
     try:
         writer_type.check_resumable(output, options=options, settings=settings, model=model)
-    except (OSError, ValueError, KeyError) as error:
-        raise UsageError(f"{output}: cannot resume from this file: {error}") from error
+    except (OSError, ValueError, KeyError, RecursionError) as error:
+        raise UsageError(f"{output}: cannot resume from this file: {error}") from None
 
 
 def finish_outputs(

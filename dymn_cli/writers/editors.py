@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from dymn_cli.atomic import fitted_name, name_limit
 from dymn_cli.audio.decode import audio_info
 from dymn_cli.audio.paths import STDIN
 from dymn_cli.errors import DymnError, UsageError
@@ -52,14 +53,27 @@ def per_input_target(source: str, *, suffix: str, directory: Path | None, used: 
                 relative = absolute.relative_to(absolute.anchor)
             place = directory / relative.parent
         stem, name = path.stem or path.name, path.name
-    candidates = [place / f"{stem}{suffix}", place / f"{name}{suffix}"]
-    candidates += [place / f"{name}.{n}{suffix}" for n in range(2, 10_000)]
+    candidates = [_fitting(place, f"{stem}{suffix}", suffix), _fitting(place, f"{name}{suffix}", suffix)]
+    candidates += [_fitting(place, f"{name}.{n}{suffix}", suffix) for n in range(2, 10_000)]
     for target in candidates:
         if used is None or used.get(target, source) == source:
             if used is not None:
                 used[target] = source
             return target
     raise UsageError(f"too many inputs named like {source!r}")  # pragma: no cover
+
+
+def _fitting(place: Path, name: str, suffix: str) -> Path:
+    """`place / name`, the name shortened (`fitted_name`, the suffix kept) when it is longer than the
+    file system takes: an input with a long name still gets its file, and costs no other input its own."""
+    existing = place
+    while not existing.is_dir() and existing != existing.parent:
+        existing = existing.parent
+    limit = name_limit(existing)
+    if len(os.fsencode(name)) <= limit:
+        return place / name
+    shortened = fitted_name(name.removesuffix(suffix), limit=limit, reserve=len(os.fsencode(suffix)))
+    return place / f"{shortened}{suffix}"
 
 
 def event_settings(options: OutputOptions) -> EventSettings:

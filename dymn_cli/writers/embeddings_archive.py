@@ -150,6 +150,7 @@ def _check_regular_file(source: Path) -> None:
 def _members(source: Path) -> dict[str, Member]:
     """Every array's header, checked against the file's size and the known keys' kinds."""
     members: dict[str, Member] = {}
+    on_disk = os.stat(source).st_size
     with zipfile.ZipFile(source) as archive:
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
@@ -162,6 +163,8 @@ def _members(source: Path) -> dict[str, Member]:
                     raise ArchiveError(f"{source}: {name}: an array format this reader does not know ({version})")
                 shape, fortran, dtype = HEADER_READERS[version](stream)
                 header_size = stream.tell()
+            if info.compress_size > on_disk:
+                raise ArchiveError(f"{source}: {name} claims {info.compress_size} bytes in a file of {on_disk}: damaged")
             _check_member(source, name, shape, dtype, info, header_size)
             stored = info.compress_type == zipfile.ZIP_STORED and not fortran
             members[name] = Member(tuple(shape), dtype, _data_offset(source, info, header_size) if stored else None)

@@ -59,8 +59,8 @@ def merge_outputs(sources: Sequence[str | Path], target: Path, *, no_overwrite: 
         try:
             this_layout = writer_type.read_layout(path)
             records = writer_type.read_existing(path)
-        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-            raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from error
+        except (OSError, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError) as error:  # (JSON nested too deep)
+            raise UsageError(f"{path}: cannot read it as {writer_type.name}: {error}") from None
         if not records and this_layout[1] is None:
             continue  # (a JSON Lines file without records says no model: it adds nothing, and mixes nothing)
         if layout is None:

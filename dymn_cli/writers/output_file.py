@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from dymn_cli.atomic import new_file_mode
+from dymn_cli.atomic import TEMP_SUFFIX, new_file_mode, temp_prefix
 from dymn_cli.errors import OutputClosed, OutputError
 from dymn_cli.writers.targets import Target, describe_error, resolve_target
 
@@ -45,7 +45,7 @@ class OutputFile:
             if self.target.is_file:
                 assert self.target.real is not None
                 handle, self.temp_name = tempfile.mkstemp(
-                    prefix=f".{self.target.real.name}.", suffix=".part", dir=self.target.real.parent
+                    prefix=temp_prefix(self.target.real), suffix=TEMP_SUFFIX, dir=self.target.real.parent
                 )
                 os.chmod(self.temp_name, new_file_mode())  # mkstemp's 0o600 would hide the output from other users
             elif self.target.descriptor is not None:

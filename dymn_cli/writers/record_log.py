@@ -6,7 +6,7 @@ import os
 import tempfile
 from pathlib import Path
 
-from dymn_cli.atomic import new_file_mode
+from dymn_cli.atomic import TEMP_SUFFIX, new_file_mode, temp_prefix
 from dymn_cli.errors import OutputClosed, OutputError
 from dymn_cli.writers.output_file import OutputFile, rename_into_place
 from dymn_cli.writers.targets import Target, describe_error, resolve_target
@@ -43,7 +43,7 @@ class RecordLog:
             else:
                 assert self.target.real is not None
                 self._fd, self._temp = tempfile.mkstemp(
-                    prefix=f".{self.target.real.name}.", suffix=".part", dir=self.target.real.parent
+                    prefix=temp_prefix(self.target.real), suffix=TEMP_SUFFIX, dir=self.target.real.parent
                 )
                 os.chmod(self._temp, new_file_mode())
         except OSError as error:

@@ -32,7 +32,7 @@ def writer_class(format: str | None, target: Path | None, *, stdout_is_terminal:
             raise UsageError(f"unknown format {format!r}: use one of {', '.join(WRITERS)}")
         return WRITERS[format]
     if target is not None:
-        if target.is_dir():
+        if os.path.isdir(target):  # (False for a name too long to look up: resolve_target says why)
             raise UsageError(f"{target}: is a folder: name a file to write")
         by_extension = {w.extension: w for w in WRITERS.values() if w is not TableWriter and not w.per_input}
         suffix = target.suffix.lower()

@@ -7,6 +7,7 @@ import json
 import os
 from pathlib import Path
 
+from dymn_cli.atomic import fitted_name, name_limit
 from dymn_cli.writers.output_file import OutputFile
 
 __all__ = ["SETTINGS_RECORD_SUFFIX", "read_settings_record", "settings_record_path", "write_settings_record"]
@@ -16,7 +17,11 @@ SETTINGS_RECORD_SUFFIX = ".dymn.json"
 
 def settings_record_path(real: Path) -> Path:
     """Where the record of the model and settings that wrote a CSV file goes: a hidden file beside it."""
-    return real.parent / f".{real.name}{SETTINGS_RECORD_SUFFIX}"
+    limit = name_limit(real.parent)  # (shortened for a long name: its own temporary file must fit too)
+    return (
+        real.parent
+        / f".{fitted_name(real.name, limit=limit, reserve=1 + len(SETTINGS_RECORD_SUFFIX) + 15)}{SETTINGS_RECORD_SUFFIX}"
+    )
 
 
 def write_settings_record(done: OutputFile, header: dict[str, object]) -> None:

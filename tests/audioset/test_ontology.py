@@ -44,7 +44,7 @@ def test_label_file(tmp_path):
     listing = tmp_path / "labels.txt"
     listing.write_text("# my classes\nDog\n\nMale speech, man speaking\n/m/09x0r\n")
     assert names(select_classes(labels=f"@{listing}")) == names(select_classes(labels="Dog,Male speech, man speaking,Speech"))
-    with pytest.raises(UsageError, match="cannot read"):
+    with pytest.raises(UsageError, match="missing.txt: no such file"):
         select_classes(labels=f"@{tmp_path / 'missing.txt'}")
 
 

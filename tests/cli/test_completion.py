@@ -13,7 +13,7 @@ import pytest
 
 from dymn_cli.cli.commands import COMMANDS
 from dymn_cli.models.weights import REGISTRY
-from tests.support import DYMN_TAG
+from tests.support import DYMN_TAG, SAFETY_NET
 from tests.terminal import Terminal
 
 BIN = str(Path(DYMN_TAG).parent)
@@ -37,7 +37,7 @@ def bash_completions(lines: list[str], cwd: Path) -> list[set[str]]:
         text=True,
         cwd=cwd,
         env={**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"},
-        timeout=300,
+        timeout=SAFETY_NET,
     )
     assert done.returncode == 0, done.stderr
     answers = done.stdout.split("-- end --\n")[: len(lines)]
@@ -87,7 +87,9 @@ def home_with_completion(tmp_path: Path, shell: str) -> Path:
     home.mkdir()
     env = {**os.environ, "HOME": str(home)}
     for _ in range(2):  # installing twice changes nothing more
-        done = subprocess.run([DYMN_TAG, "--install-completion", shell], capture_output=True, text=True, env=env, timeout=60)
+        done = subprocess.run(
+            [DYMN_TAG, "--install-completion", shell], capture_output=True, text=True, env=env, timeout=SAFETY_NET
+        )
         assert done.returncode == 0, done.stderr
         assert done.stdout == "" and "completion installed" in done.stderr
     return home
@@ -113,11 +115,15 @@ def test_an_unwritable_home_is_one_line(tmp_path):
 
 
 def test_an_unknown_shell_is_one_usage_error(tmp_path):
-    done = subprocess.run([DYMN_TAG, "--show-completion", "tcsh"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run([DYMN_TAG, "--show-completion", "tcsh"], capture_output=True, text=True, timeout=SAFETY_NET)
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("dymn-tag: error: --show-completion: 'tcsh' is not one of bash, zsh, fish")
     done = subprocess.run(
-        [DYMN_TAG, "--show-completion"], capture_output=True, text=True, timeout=60, env={**os.environ, "SHELL": "/bin/tcsh"}
+        [DYMN_TAG, "--show-completion"],
+        capture_output=True,
+        text=True,
+        timeout=SAFETY_NET,
+        env={**os.environ, "SHELL": "/bin/tcsh"},
     )
     assert done.returncode == 2 and "SHELL" in done.stderr and done.stderr.count("\n") == 1
 

@@ -10,7 +10,7 @@ import resource
 import numpy as np
 import pytest
 
-from tests.support import DYMN04_WEIGHTS, dymn_tag
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
 
 RATE = 32_000
 
@@ -31,10 +31,11 @@ def _tone(seconds: float) -> np.ndarray:
 
 def _live(stdin: bytes) -> tuple[int, list[dict], str]:
     args = ["--live", "-", "--pcm", f"f32le:{RATE}:1", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"]
-    done = dymn_tag(args, stdin=stdin, timeout=120)
+    done = dymn_tag(args, stdin=stdin, timeout=SAFETY_NET)
     return done.returncode, [json.loads(line) for line in done.stdout.splitlines()], done.stderr.decode()
 
 
+@pytest.mark.slow
 def test_a_block_of_nan_is_a_gap_and_the_audio_after_it_is_tagged() -> None:
     nan = np.full(RATE, np.nan, dtype="<f4")  # one second: at least one whole read of NaN
     code, records, stderr = _live(np.concatenate([_tone(2.0), nan, _tone(3.0)]).tobytes())
@@ -47,6 +48,7 @@ def test_a_block_of_nan_is_a_gap_and_the_audio_after_it_is_tagged() -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_a_source_that_keeps_delivering_nan_ends_with_a_clear_record() -> None:
     code, records, stderr = _live(np.concatenate([_tone(1.0), np.full(60 * RATE, np.nan, dtype="<f4")]).tobytes())
     assert code == 1, stderr
@@ -55,12 +57,27 @@ def test_a_source_that_keeps_delivering_nan_ends_with_a_clear_record() -> None:
     assert "Traceback" not in stderr
 
 
+@pytest.mark.slow
 def test_a_tiny_declared_rate_keeps_memory_small() -> None:
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     seconds = 64
     args = ["--live", "-", "--pcm", "u8:1000:1", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"]
-    done = dymn_tag(args, stdin=(128 + np.arange(seconds * 1000) % 7).astype(np.uint8).tobytes(), timeout=120)
+    done = dymn_tag(args, stdin=(128 + np.arange(seconds * 1000) % 7).astype(np.uint8).tobytes(), timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     assert sum(json.loads(line)["type"] == "window" for line in done.stdout.splitlines()) == seconds
     peak_kib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     assert peak_kib < max(before, 1_500_000), f"peak RSS {peak_kib} KiB"
+
+
+@pytest.mark.slow
+def test_a_container_declaring_an_absurd_rate_ends_its_source_with_a_clear_record() -> None:
+    import struct
+
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, 1, 2, 2, 16)  # PCM, mono, 1 Hz
+    wav = b"RIFF" + struct.pack("<I", 0xFFFFFFFF) + b"WAVE" + b"fmt " + fmt + b"data" + struct.pack("<I", 0xFFFFFFFF)
+    done = dymn_tag(
+        ["--live", "-", "--window", "1", "--weights", str(DYMN04_WEIGHTS), "-q"], stdin=wav + bytes(65536), timeout=SAFETY_NET
+    )
+    assert done.returncode == 1, done.stderr
+    end = json.loads(done.stdout.splitlines()[-1])
+    assert end["type"] == "end" and "declares 1 Hz" in end["error"]

@@ -17,14 +17,14 @@ import soundfile
 
 from dymn_cli.audioset.labels import audioset_classes
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, DYMN_TAG
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET
 
 WEIGHTS = str(DYMN04_WEIGHTS)
 FAST = ["--weights", WEIGHTS, "--device", "cpu", "-j", "0"]
 
 
 def run(args: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([DYMN_TAG, *args], capture_output=True, text=True, cwd=cwd, timeout=180, env=dict(os.environ))
+    return subprocess.run([DYMN_TAG, *args], capture_output=True, text=True, cwd=cwd, timeout=SAFETY_NET, env=dict(os.environ))
 
 
 def gated_tone(path: Path, *, seconds: float, rate: int) -> Path:

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from tests.audio_factory import noise, write_audio
-from tests.support import dymn_tag
+from tests.support import SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow  # every test here starts dymn-tag
 
@@ -159,5 +159,5 @@ def test_the_file_is_read_before_torch_is_imported(clip, weights, tmp_path):
         f"sys.argv = ['dymn-tag', {str(clip)!r}, '--weights', {weights!r}, '--thresholds', {str(table)!r}]\n"
         "try:\n    main()\nexcept SystemExit as done:\n    print(done.code, 'torch' in sys.modules)\n"
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=SAFETY_NET)
     assert done.stdout.decode().split() == ["2", "False"], done.stderr

@@ -18,7 +18,7 @@ from dymn_cli.cli.main import command_for
 from dymn_cli.cli.tag import EXAMPLES
 from dymn_cli.writers.registry import WRITERS
 from tests.audio_factory import sine, write_audio
-from tests.support import DYMN04_WEIGHTS, DYMN_TAG
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET
 
 WEIGHTS = str(DYMN04_WEIGHTS)
 
@@ -28,7 +28,7 @@ def run(
 ) -> subprocess.CompletedProcess:
     env = {**os.environ, "COLUMNS": str(columns), "TERMINAL_WIDTH": str(columns)}
     command = [sys.executable, *python_flags, "-m", "dymn_cli", *args] if python_flags else [DYMN_TAG, *args]
-    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=180)
+    return subprocess.run(command, capture_output=True, text=True, cwd=cwd, env=env, timeout=SAFETY_NET)
 
 
 def wav(path: Path, seconds: float = 1.0, rate: int = 16_000) -> Path:
@@ -192,7 +192,7 @@ def test_offline_first_run_says_what_to_do_and_leaves_nothing_behind(tmp_path):
     cache = tmp_path / "cache"
     env_cache = {"DYMN_CACHE_DIR": str(cache), "DYMN_RELEASE_URL": "http://127.0.0.1:9/release/"}
     done = subprocess.run(
-        [DYMN_TAG, str(clip), "-q"], capture_output=True, text=True, timeout=180, env={**os.environ, **env_cache}
+        [DYMN_TAG, str(clip), "-q"], capture_output=True, text=True, timeout=SAFETY_NET, env={**os.environ, **env_cache}
     )
     assert done.returncode == 1
     message = done.stderr.strip()
@@ -209,7 +209,7 @@ def test_offline_advice_names_only_what_the_command_takes(tmp_path, args):
         [DYMN_TAG, *args, "-q"] if args[0] == "download" else [DYMN_TAG, *args],
         capture_output=True,
         text=True,
-        timeout=180,
+        timeout=SAFETY_NET,
         env=env,
     )
     if args[0] == "labels":  # (needs no model: nothing to advise)

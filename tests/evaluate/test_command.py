@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, DYMN_TAG, dymn_tag
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow
 
@@ -78,7 +78,7 @@ def run(tmp_path_factory) -> Path:
 
 
 def evaluate(run: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    done = dymn_tag(["evaluate", *args], cwd=run, timeout=120)
+    done = dymn_tag(["evaluate", *args], cwd=run, timeout=SAFETY_NET)
     assert done.returncode == expect, done.stderr.decode()
     return done
 
@@ -246,12 +246,12 @@ def test_a_signal_while_reading_ends_with_143(run, tmp_path):
             opened.set()
             stream.write((run / "r.jsonl").read_text().splitlines()[0] + "\n")
             stream.flush()
-            process.wait(timeout=120)
+            process.wait(timeout=SAFETY_NET)
 
     thread = threading.Thread(target=writer, daemon=True)
     thread.start()
-    assert opened.wait(timeout=120)
+    assert opened.wait(timeout=SAFETY_NET)
     process.send_signal(signal.SIGTERM)
-    _, err = process.communicate(timeout=120)
+    _, err = process.communicate(timeout=SAFETY_NET)
     assert process.returncode == 143 and err.decode().strip().endswith("stopped by SIGTERM"), err
     thread.join(timeout=10)

@@ -133,3 +133,26 @@ def test_a_file_the_browser_cannot_decode_is_one_line_and_the_page_goes_on(brows
 def test_a_graph_that_is_not_ours_is_one_line(browser, model, message):
     status = open_page(browser, f"?model={model}")
     assert message in status and browser.find_element("id", "status").get_attribute("class") == "error"
+
+
+def test_an_exported_dymn04_runs_in_the_page_as_in_dymn_tag(browser, calibrated_weights, tmp_path):
+    """A real graph from `dymn-tag export` (every operator of the front end and of DyMN) in
+    onnxruntime-web, against the CLI on the same graph; a BatchNorm-calibrated checkpoint, whose scores
+    do not flip with float32 rounding."""
+    graph = browser.site / "dymn04.onnx"
+    if not graph.exists():
+        done = dymn_tag(["export", "--weights", str(calibrated_weights("dymn04")), "-o", str(graph)])
+        assert done.returncode == 0, done.stderr
+    assert open_page(browser, "?model=dymn04.onnx") == "Ready: drop an audio file."
+    assert "dymn04.onnx (" in browser.find_element("id", "model").text
+    t = np.arange(int(4.5 * RATE)) / RATE
+    chirp = 0.3 * np.sin(2 * np.pi * (300 + 400 * t) * t) + 0.02 * np.random.default_rng(2).normal(size=t.size)
+    soundfile.write(tmp_path / "chirp.wav", chirp.astype(np.float32), RATE, subtype="FLOAT")
+    result = tag_in_page(browser, tmp_path / "chirp.wav")
+    cli = dymn_tag([str(tmp_path / "chirp.wav"), "--weights", str(graph), "--top", "5", "-f", "jsonl"])
+    assert cli.returncode == 0, cli.stderr
+    labels = json.loads(cli.stdout)["labels"]
+    assert [entry["label"] for entry in labels] == [entry["label"] for entry in result["labels"][:5]]
+    np.testing.assert_allclose(
+        [entry["score"] for entry in labels], [entry["score"] for entry in result["labels"][:5]], atol=1e-4
+    )

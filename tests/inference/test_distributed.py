@@ -26,7 +26,7 @@ from dymn_cli.tagger import TagFailure, TagResult  # noqa: E402
 from dymn_cli.writers.base import OutputOptions  # noqa: E402
 from dymn_cli.writers.merge import merge_outputs  # noqa: E402
 from tests.audio_factory import tone  # noqa: E402
-from tests.support import DYMN_TAG  # noqa: E402
+from tests.support import DYMN_TAG, SAFETY_NET  # noqa: E402
 
 pytestmark = pytest.mark.slow  # every test here starts dymn-tag or decode workers
 
@@ -122,7 +122,7 @@ def test_cli_with_ray_reports_the_bad_file_and_writes_parts(ray_address, folder,
             "3",
         ],
         capture_output=True,
-        timeout=240,
+        timeout=SAFETY_NET,
     )
     stderr = done.stderr.decode()
     assert done.returncode == 1, stderr

@@ -20,7 +20,7 @@ from dymn_cli.writers.base import OutputOptions
 from dymn_cli.writers.merge import merge_outputs
 from dymn_cli.writers.registry import WRITERS
 from tests.audio_factory import tone
-from tests.support import FakeTagger, dymn_tag
+from tests.support import SAFETY_NET, FakeTagger, dymn_tag
 
 FORMATS = ("csv", "json", "jsonl", "parquet")
 
@@ -168,20 +168,20 @@ def test_cli_shards_cover_every_input_once_and_merge_to_the_single_machine_outpu
     # so the comparison can be byte for byte.
     common = ["--weights", str(dymn04_weights), "--batch-size", "1", "--top", "5", "-q"]
     whole = tmp_path / "whole.jsonl"
-    done = dymn_tag([str(tree), "-o", str(whole), *common], timeout=300)
+    done = dymn_tag([str(tree), "-o", str(whole), *common], timeout=SAFETY_NET)
     assert done.returncode == 1, done.stderr  # the broken file
     expected = [json.loads(line)["path"] for line in whole.read_text().splitlines()]
     assert expected == list(walk_audio_files(str(tree)))
     shards = []
     for i in range(3):
         target = tmp_path / f"shard-{i}.jsonl"
-        done = dymn_tag([str(tree), "--shard", f"{i}/3", "-o", str(target), *common], timeout=300)
+        done = dymn_tag([str(tree), "--shard", f"{i}/3", "-o", str(target), *common], timeout=SAFETY_NET)
         assert done.returncode in (0, 1), done.stderr
         assert (done.returncode == 1) == ("broken.wav" in done.stderr.decode())
         shards.append([json.loads(line)["path"] for line in target.read_text().splitlines()] if target.exists() else [])
     assert sorted(p for shard in shards for p in shard) == sorted(expected)  # every input exactly once
     merged = tmp_path / "merged.jsonl"
-    done = dymn_tag(["merge", *(str(tmp_path / f"shard-{i}.jsonl") for i in range(3)), "-o", str(merged)], timeout=300)
+    done = dymn_tag(["merge", *(str(tmp_path / f"shard-{i}.jsonl") for i in range(3)), "-o", str(merged)], timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     assert merged.read_bytes() == whole.read_bytes()
 

@@ -33,7 +33,8 @@ from dymn_cli.writers.previous import PreviousRecords
 from dymn_cli.writers.record_log import RecordLog
 from dymn_cli.writers.targets import resolve_target
 from tests.audio_factory import make_audio_file
-from tests.test_reliability import DYMN_TAG, WEIGHTS, live_run, stderr_report, writing_end
+from tests.support import DYMN_TAG, SAFETY_NET
+from tests.watched_runs import WEIGHTS, live_run, stderr_report, writing_end
 
 FAST = ["--weights", WEIGHTS, "--device", "cpu", "--window", "1", "--hop", "1", "--top", "3", "-b", "1", "-j", "0"]
 UNLOADABLE = ["--model", "dymn10_as", "--device", "cpu"]  # not cached, no network: loading it fails (exit 1)
@@ -46,7 +47,7 @@ def _one_thread(monkeypatch):
 
 
 def dymn_tag(args: list[str], **kwargs) -> subprocess.CompletedProcess:
-    return subprocess.run([DYMN_TAG, *map(str, args)], capture_output=True, timeout=180, **kwargs)
+    return subprocess.run([DYMN_TAG, *map(str, args)], capture_output=True, timeout=SAFETY_NET, **kwargs)
 
 
 def _formats(*names: str) -> list:
@@ -276,7 +277,7 @@ def test_a_fifo_and_a_pipe_are_written_as_streams(tmp_path, audio, fmt):
     reader = threading.Thread(target=lambda: received.append(fifo.read_bytes()), daemon=True)
     reader.start()
     done = dymn_tag([*audio[:2], *FAST, "-f", fmt, "-o", fifo])
-    reader.join(timeout=60)
+    reader.join(timeout=SAFETY_NET)
     assert done.returncode == 0, done.stderr
     assert fifo.is_fifo()  # never renamed over
     piped = dymn_tag([*audio[:2], *FAST, "-f", fmt, "-o", "/dev/stdout"])
@@ -312,7 +313,7 @@ def test_a_symlink_is_written_through_and_stays_a_link(tmp_path, audio):
 
 def test_head_stops_the_run_silently_with_the_status_of_sigpipe(tmp_path, audio):
     script = f'set -o pipefail; {DYMN_TAG} {" ".join(FAST)} {audio[0].parent} | head -1; echo "status ${{PIPESTATUS[0]}}" >&2'
-    done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=180)
+    done = subprocess.run(["bash", "-c", script], capture_output=True, timeout=SAFETY_NET)
     assert json.loads(done.stdout)["path"] == str(audio[0])
     assert done.stderr.decode().splitlines() == ["status 141"]  # nothing from dymn-tag, and SIGPIPE's status
 

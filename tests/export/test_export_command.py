@@ -1,0 +1,116 @@
+"""`dymn-tag export` as users run it: the graph written whole, its output rules, and one clear line
+for every bad input."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import soundfile
+
+from dymn_cli.export.api import AgreementTooLow, check_agreement
+from dymn_cli.export.quantize import Agreement
+from dymn_cli.graph_metadata import INPUT, LOGITS, GraphMetadata
+from tests.calibrated import calibration_waveforms
+from tests.support import dymn_tag
+
+
+def one_line_error(done, *words: str, code: int) -> None:
+    stderr = done.stderr.decode()
+    assert done.returncode == code, stderr
+    assert "Traceback" not in stderr
+    errors = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and all(word in errors[0] for word in words), stderr
+
+
+def test_export_writes_a_graph_that_runs(calibrated_weights, tmp_path):
+    weights = calibrated_weights("mn04")
+    output = tmp_path / "mn04.onnx"
+    done = dymn_tag(["export", "-o", str(output), "--weights", str(weights)])
+    assert done.returncode == 0, done.stderr.decode()
+    assert f"{output}: mn04_calibrated, 527 classes" in done.stderr.decode()
+    assert [p.name for p in tmp_path.iterdir()] == ["mn04.onnx"]  # (no temporary file left beside it)
+    metadata = GraphMetadata.from_props({p.key: p.value for p in onnx.load(output).metadata_props}, str(output))
+    assert metadata.model == "mn04_calibrated" and len(metadata.labels) == 527
+    session = ort.InferenceSession(str(output), providers=["CPUExecutionProvider"])
+    (logits,) = session.run([LOGITS], {INPUT: calibration_waveforms(2.0)[:2]})
+    assert logits.shape == (2, 527) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize(
+    ("case", "words", "code"),
+    [
+        ("folder", ["is a folder"], 2),
+        ("input", ["one of the inputs"], 2),
+        ("text weights", ["not a PyTorch checkpoint"], 1),
+        ("truncated weights", ["truncated or corrupt"], 1),
+        ("no overwrite", ["already exists (--no-overwrite)"], 2),
+        ("no folder", ["no such folder"], 2),
+        ("int8 alone", ["--int8 needs --calibrate"], 2),
+        ("calibrate alone", ["--calibrate goes with --int8"], 2),
+        ("empty calibration", ["no audio files"], 2),
+        ("calibrate a file", ["not a folder"], 2),
+        ("pickled head", ["not a head file"], 2),
+        ("unknown model", ["unknown model"], 2),
+    ],
+)
+def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibrated_weights, tmp_path):
+    weights = calibrated_weights("dymn04")
+    output = tmp_path / "out.onnx"
+    text = tmp_path / "text.pt"
+    text.write_text("hello\n")
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(weights.read_bytes()[:100_000])
+    existing = tmp_path / "existing.onnx"
+    existing.write_bytes(b"keep me")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = {
+        "folder": ["-o", str(tmp_path), "-w", str(weights)],
+        "input": ["-o", str(weights), "-w", str(weights)],
+        "text weights": ["-o", str(output), "-w", str(text)],
+        "truncated weights": ["-o", str(output), "-w", str(truncated)],
+        "no overwrite": ["-o", str(existing), "-w", str(weights), "--no-overwrite"],
+        "no folder": ["-o", str(tmp_path / "missing" / "out.onnx"), "-w", str(weights)],
+        "int8 alone": ["-o", str(output), "-w", str(weights), "--int8"],
+        "calibrate alone": ["-o", str(output), "-w", str(weights), "--calibrate", str(empty)],
+        "empty calibration": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty)],
+        "calibrate a file": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(text)],
+        "pickled head": ["-o", str(output), "-w", str(weights), "--head", str(weights)],
+        "unknown model": ["-o", str(output), "-m", "dymn99_as"],
+    }[case]
+    weights_bytes = weights.read_bytes()
+    one_line_error(dymn_tag(["export", *args]), *words, code=code)
+    assert not output.exists()
+    assert existing.read_bytes() == b"keep me" and weights.read_bytes() == weights_bytes
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, caplog):
+    from dymn_cli.export.calibration import calibration_set
+
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for n, waveform in enumerate(calibration_waveforms(6.0)[:3]):
+        soundfile.write(folder / f"clip{n}.wav", waveform, 32_000)
+    broken = folder / "broken.wav"
+    broken.write_bytes(b"RIFF....WAVEfmt nonsense")
+    windows = calibration_set(folder, window=64_000, sample_rate=32_000)
+    assert windows.files == 3
+    assert len(windows.calibrate) + len(windows.held_out) == 3 * 5  # 2 s windows every 1 s of 6 s
+    assert len(windows.held_out) == 3
+    assert all(w.shape == (64_000,) for w in windows.calibrate + windows.held_out)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and str(broken) in warnings[0] and "skipped for calibration" in warnings[0]
+
+
+def test_int8_below_the_floor_is_refused():
+    agreement = Agreement(
+        windows=10, top1=0.9, top10=0.8, mean_difference=0.01, max_difference=0.1, size_ratio=0.3, speed_ratio=1.0
+    )
+    with pytest.raises(AgreementTooLow, match=r"90.0% .* below --min-agreement 98.0%: out.onnx not written"):
+        check_agreement(agreement, 0.98, Path("out.onnx"))
+    check_agreement(agreement, 0.9, Path("out.onnx"))  # accepted at a lower floor (with a warning)
