@@ -9,6 +9,8 @@ from enum import Enum
 
 import typer
 
+from dymn_cli.errors import UsageError
+
 
 class OutputFormat(str, Enum):
     table = "table"
@@ -79,3 +81,14 @@ def check_pcm(value: str | None) -> str | None:
     except UsageError as error:
         raise typer.BadParameter(str(error).removeprefix(f"--pcm {value}: ")) from None
     return value
+
+
+DEFAULT_MODEL = "dymn10_as"
+
+
+def check_one_network(model: str | list[str], weights: list | None) -> None:
+    """--model and --weights name one network between them: a --model other than the default beside
+    --weights is a usage error, never silently ignored."""
+    names = ",".join(model) if isinstance(model, list) else model
+    if weights and names != DEFAULT_MODEL:
+        raise UsageError(f"--model {names} and --weights name two networks: give one (--weights FILE runs that file)")

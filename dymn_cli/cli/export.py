@@ -83,9 +83,11 @@ def export_command(
     """Export the tagger as one ONNX graph from waveform to scores (float32, or int8).
 
     Batch and length are free; the graph carries its labels, window and hop."""
+    from dymn_cli.cli.choices import check_one_network
     from dymn_cli.export.api import export_onnx
     from dymn_cli.models.ensemble import split_names
 
+    check_one_network(model, weights)
     names = None if weights else split_names(",".join(model))
     report = export_onnx(
         output,

@@ -9,7 +9,7 @@ from typing import Any
 
 import typer
 
-from dymn_cli.cli.choices import Aggregate, Precision
+from dymn_cli.cli.choices import DEFAULT_MODEL, Aggregate, Precision, check_one_network
 from dymn_cli.cli.help import CommandWithPanels
 from dymn_cli.cli.options import general as general_options
 from dymn_cli.cli.options import inputs as input_options
@@ -82,7 +82,7 @@ def tag(
     timeline: label_options.Timeline = False,
     events: label_options.Events = False,
     min_duration: label_options.MinDuration = 0.0,
-    model: model_options.Model = "dymn10_as",
+    model: model_options.Model = DEFAULT_MODEL,
     weights: model_options.Weights = None,
     sha256: model_options.Sha256 = None,
     head: model_options.Head = None,
@@ -116,6 +116,7 @@ def tag(
         raise UsageError("--pcm describes a live stream: use it with --live")
     if actors is not None and ray_target is None:
         raise UsageError("--actors goes with --ray")
+    check_one_network(model, weights)
     written = [*(("-o", Path(f)) for f in output or ()), ("--embeddings", embeddings), ("--plot", plot)]
     refuse_overwriting(written, [*(weights or ()), head, files_from, thresholds])  # (the model is no output)
     choice = TaggerChoice(

@@ -108,12 +108,14 @@ def train_command(
     """Train a classification head for your own classes on the network's embeddings.
 
     Prints held-out figures (a table on a terminal, JSON in a pipe); tag with the head with --head."""
+    from dymn_cli.cli.choices import check_one_network
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.models.head import head_bytes
     from dymn_cli.transfer import TrainingSettings, read_training_data, train_head
     from dymn_cli.writers.destination import claim_output, input_files
     from dymn_cli.writers.output_file import written
 
+    check_one_network(model, weights)
     claim_output("-o", output, inputs=input_files([data]), no_overwrite=no_overwrite)  # (before reading anything)
     labelled = read_training_data(data)
     target = claim_output("-o", output, inputs=[data, *(f.path for f in labelled.files)], no_overwrite=no_overwrite)

@@ -238,3 +238,9 @@ def test_an_empty_folder_beside_audio_is_reported_and_fails_the_run(tmp_path):
     assert done.returncode == 2
     assert f"{tmp_path / 'empty'}: no audio file found" in done.stderr
     assert "a.wav" in done.stdout
+
+
+def test_a_model_and_weights_together_are_refused_never_one_ignored(tmp_path):
+    clip = wav(tmp_path / "a.wav", seconds=0.5)
+    done = run([str(clip), "--model", "mn04_as", "--weights", str(DYMN04_WEIGHTS)])
+    assert done.returncode == 2 and "--model mn04_as and --weights name two networks" in done.stderr, done.stderr
