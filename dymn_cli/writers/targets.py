@@ -159,26 +159,34 @@ def check_targets(named: Sequence[tuple[str, Path | None]], *, inputs: Iterable[
         if key in seen:
             raise UsageError(f"{path}: named by both {seen[key]} and {option}: give each output its own file")
         seen[key] = option
-    files = {_identity(t.real): (option, t) for option, t in resolved.items() if t.is_file and t.exists and t.real is not None}
-    files.pop(None, None)
-    if files:
-        for item in inputs:
-            found = files.get(_identity(Path(item)))
-            if found is not None:
-                option, target = found
-                raise UsageError(f"{target.path}: this {option} target is one of the inputs ({item}): it would be overwritten")
+    existing = [(option, t.real) for option, t in resolved.items() if t.is_file and t.exists and t.real is not None]
+    if (clash := _first_read(existing, inputs)) is not None:
+        option, path, item = clash
+        raise UsageError(f"{resolved[option].path}: this {option} target is one of the inputs ({item}): it would be overwritten")
     return resolved
+
+
+def _first_read(
+    outputs: Iterable[tuple[str, Path | None]], read: Iterable[str | os.PathLike[str] | None]
+) -> tuple[str, Path, str | os.PathLike[str]] | None:
+    """The first output (option, path, the file read) that is one of the files `read` (by device and
+    inode: also through links or hard links), or None."""
+    by_identity = {_identity(path): (option, path) for option, path in outputs if path is not None}
+    by_identity.pop(None, None)
+    if not by_identity:
+        return None
+    for item in read:
+        if item is not None and os.fspath(item) != "-" and (found := by_identity.get(_identity(Path(item)))) is not None:
+            return (*found, item)
+    return None
 
 
 def refuse_overwriting(outputs: Iterable[tuple[str, Path | None]], read: Iterable[str | os.PathLike[str] | None]) -> None:
     """No output (option, path) is a file the run reads besides its inputs: the model's checkpoints or
     graph, a head, a list of inputs, thresholds (also through links or hard links). Before any work."""
-    files = {_identity(Path(f)): f for f in read if f is not None and os.fspath(f) != "-"}
-    files.pop(None, None)
-    for option, path in outputs:
-        found = files.get(_identity(path)) if path is not None else None
-        if found is not None:
-            raise UsageError(f"{path}: this {option} target is a file the run reads ({found}): it would be overwritten")
+    if (clash := _first_read(outputs, read)) is not None:
+        option, path, found = clash
+        raise UsageError(f"{path}: this {option} target is a file the run reads ({found}): it would be overwritten")
 
 
 def _is_fifo(path: Path) -> bool:
