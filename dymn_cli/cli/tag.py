@@ -150,45 +150,60 @@ def tag(
             raise UsageError("--live writes one output: give a single -o")
         chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop if hop is not None or head else 1.0)
         format_name = format.value if format is not None else None
-        settings = dict(pcm=pcm, reconnect=reconnect, quiet=quiet)
-        output_file = output[0] if output else None
         _tag_live(
             paths or [],
             choice,
-            output=output_file,
+            output=output[0] if output else None,
             format=format_name,
             chosen=chosen,
             graph=graph_tagger,
-            **settings,
+            pcm=pcm,
+            reconnect=reconnect,
+            quiet=quiet,
             **selection,
         )
     format_name = format.value if format is not None else None
     if wide and format_name is None and not output:
         format_name = "csv"  # (the wide table on standard output: CSV, whether a terminal or a pipe)
     chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop)
+    from dymn_cli.run.options import build_output_options
+    from dymn_cli.run.runner import RunSettings
+
+    options = build_output_options(
+        format=format_name,
+        timeline=timeline,
+        wide=wide,
+        vocabulary=chosen.vocabulary,
+        **selection,  # type: ignore[arg-type]
+    )
+    settings = RunSettings(
+        window=chosen.window,
+        hop=chosen.hop,
+        aggregate=aggregate.value,
+        workers=workers,
+        recursive=recursive,
+        decode_first=ray_target is None,
+        batch_size=batch_size,
+        file_timeout=file_timeout,
+    )
     summary = _tag_files(
         paths or [],
         choice,
         chosen=chosen,
         graph=graph_tagger,
         format_name=format_name,
+        options=options,
+        settings=settings,
         output=list(output or []),
         output_dir=output_dir,
-        part_size=part_size,
-        resume=resume,
-        no_overwrite=no_overwrite,
         embeddings=embeddings,
         plot=plot,
-        files_from=files_from,
-        recursive=recursive,
-        file_timeout=file_timeout,
-        workers=workers,
-        aggregate=aggregate.value,
-        timeline=timeline,
-        wide=wide,
-        shard=parse_shard(shard) if shard is not None else None,
         quiet=quiet,
-        **selection,
+        files_from=files_from,
+        resume=resume,
+        part_size=part_size,
+        shard=parse_shard(shard) if shard is not None else None,
+        no_overwrite=no_overwrite,
     )
     if summary.output_closed:  # the reader went away (`| head`): no word, the status of SIGPIPE
         raise OutputClosed("standard output closed")
@@ -229,23 +244,30 @@ def choose_classes(choice: Any, *, head: Path | None, window: float | None, hop:
 
 
 def _tag_files(
-    inputs: list[str], choice: Any, *, chosen: Any, graph: Any, format_name: str | None, output: list[Path], **run: Any
+    inputs: list[str],
+    choice: Any,
+    *,
+    chosen: Any,
+    graph: Any,
+    format_name: str | None,
+    options: Any,
+    settings: Any,
+    output: list[Path],
+    output_dir: Path | None,
+    embeddings: Path | None,
+    plot: Path | None,
+    quiet: bool,
+    **run: Any,
 ) -> Any:
-    """Files, folders and pipes: a thin layer over `dymn_cli.run.runner.label_inputs`."""
+    """Files, folders and pipes: a thin layer over `dymn_cli.run.runner.label_inputs` (`run`: its
+    files_from, resume, part_size, shard and no_overwrite)."""
     from dymn_cli.cli.progress import RunProgress
     from dymn_cli.inference.pipeline import PipelineStats
     from dymn_cli.models.identity import identify, model_label
-    from dymn_cli.run.options import build_output_options, build_sinks, per_input_format, writer_target
-    from dymn_cli.run.runner import RunSettings, label_inputs
+    from dymn_cli.run.options import build_sinks, per_input_format, writer_target
+    from dymn_cli.run.runner import label_inputs
     from dymn_cli.run.taggers import build_tagger
 
-    selection = {
-        name: run.pop(name) for name in ("top", "threshold", "thresholds", "labels", "exclude", "events", "min_duration")
-    }
-    options = build_output_options(
-        format=format_name, timeline=run.pop("timeline"), wide=run.pop("wide"), vocabulary=chosen.vocabulary, **selection
-    )
-    output_dir = run.pop("output_dir")
     parts_dir = output_dir if output_dir is not None and not per_input_format(format_name) else None
     # Several -o: each in the format of its extension, beside the per-input files of audacity/raven.
     first_output, more_outputs = (None, output) if per_input_format(format_name) or not output else (output[0], output[1:])
@@ -257,25 +279,14 @@ def _tag_files(
         options=options,
         paths=inputs,
         files_from=run["files_from"],
-        embeddings=run.pop("embeddings"),
-        plot=run.pop("plot"),
+        embeddings=embeddings,
+        plot=plot,
         resume=run["resume"],
         window=chosen.window,
         hop=chosen.hop,
         network=network,
     )
-    quiet = run.pop("quiet")
     interactive = sys.stderr.isatty() and not quiet
-    settings = RunSettings(
-        window=chosen.window,
-        hop=chosen.hop,
-        aggregate=run.pop("aggregate"),
-        workers=run.pop("workers"),
-        recursive=run.pop("recursive"),
-        decode_first=choice.ray_address is None,
-        batch_size=choice.batch_size,
-        file_timeout=run.pop("file_timeout"),
-    )
     stats = PipelineStats()
     with RunProgress(enabled=interactive, stats=stats, hop=chosen.hop) as progress:
 
