@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dymn_cli.cli import metavars
+from dymn_cli.cli import command_options, metavars
 
 log = logging.getLogger("dymn_cli")
 
@@ -73,7 +73,7 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
+    no_overwrite: command_options.NoOverwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No warnings.")] = False,
 ) -> None:
     """Score results against ground truth: mAP, AUC, d', lwlrap, F1, best thresholds.

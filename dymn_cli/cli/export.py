@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dymn_cli.cli import metavars
+from dymn_cli.cli import command_options, metavars
 
 log = logging.getLogger("dymn_cli")
 
@@ -78,7 +78,7 @@ def export_command(
             help="--int8: refuse to write below this top-1 agreement with float32 on the held-out windows.",
         ),
     ] = 0.98,
-    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
+    no_overwrite: command_options.NoOverwrite = False,
 ) -> None:
     """Export the tagger as one ONNX graph from waveform to scores (float32, or int8).
 

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from dymn_cli.cli import metavars
+from dymn_cli.cli import command_options, metavars
 
 log = logging.getLogger("dymn_cli")
 
@@ -31,7 +31,7 @@ def merge_command(
             help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
         ),
     ],
-    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
+    no_overwrite: command_options.NoOverwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No summary line.")] = False,
 ) -> None:
     """Join the outputs of shards or part files into one file.

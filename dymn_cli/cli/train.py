@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from dymn_cli.cli import metavars
+from dymn_cli.cli import command_options, metavars
 from dymn_cli.cli.choices import check_device, positive_seconds
 
 log = logging.getLogger("dymn_cli")
@@ -102,7 +102,7 @@ def train_command(
         int | None,
         typer.Option("--workers", "-j", metavar=metavars.N, help="Decoding processes (default: from the CPU count).", min=0),
     ] = None,
-    no_overwrite: Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")] = False,
+    no_overwrite: command_options.NoOverwrite = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar, no summary.")] = False,
 ) -> None:
     """Train a classification head for your own classes on the network's embeddings.
