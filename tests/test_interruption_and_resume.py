@@ -108,7 +108,7 @@ def test_a_stopped_run_keeps_its_results_and_resume_completes_it(tmp_path, tagge
     else:
         assert temp_files(out) == []
         lines, counts = stderr_report("\n".join(run.lines))
-        assert counts == (5, 1, 0) and run.lines[-1].endswith(f", stopped by {signal.Signals(signum).name}")
+        assert counts == (5, 1, 0) and run.lines[-1].endswith(f", stopped by {signal.Signals(signum).name}"), run.lines
         kept = _read_output(fmt, target)
         if fmt == "csv":
             assert sorted({row[0] for row in kept[1:]}) == [p for p in done_before if not p.endswith("05.wav")]
