@@ -1,5 +1,10 @@
 """`dymn-tag evaluate`: how well the tags of a run match ground truth.
 
-`metrics` (clip-level figures over arrays) and `event_metrics` (sed_eval's segment- and event-based
-figures) are the measures; the readers of results and truth, the report and the command sit on them.
+`metrics(truth, scores)` gives every clip-level figure over arrays (`clip_metrics`); `event_metrics` has
+sed_eval's segment- and event-based figures; the readers of results and truth, the report and the command
+(`evaluation.evaluate`) sit on them.
 """
+
+from dymn_cli.evaluate.clip_metrics import ClipMetrics, metrics
+
+__all__ = ["ClipMetrics", "metrics"]

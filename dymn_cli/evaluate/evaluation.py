@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from dymn_cli.errors import UsageError
+from dymn_cli.evaluate.clip_metrics import ClipMetrics, metrics
 from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures, event_metrics, segment_metrics
 from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, printable_list, resolve_labels
-from dymn_cli.evaluate.metrics import ClipMetrics, clip_metrics
 from dymn_cli.evaluate.results import InputResult, ResultSet, read_results
 from dymn_cli.evaluate.truth import PATH, Truth, read_truth
 
@@ -85,7 +85,7 @@ def evaluate(
     scores[np.isnan(scores)] = MISSING_SCORE
     known = known_classes(found)
     evaluation = Evaluation(
-        clip=clip_metrics(truth_array, scores, threshold=threshold),
+        clip=metrics(truth_array, scores, threshold=threshold),
         ids=ids,
         names=[known.get(mid, mid) for mid in ids],
         truth=truth_array,

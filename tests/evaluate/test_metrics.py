@@ -1,4 +1,4 @@
-"""`dymn_cli.evaluate.metrics` and `event_metrics` against independent implementations: scikit-learn for
+"""`dymn_cli.evaluate.clip_metrics` and `event_metrics` against independent implementations: scikit-learn for
 AP, AUC and F1, the DCASE 2019 lwlrap reference written out as published, and sed_eval's definitions
 written out segment by segment, on random and adversarial matrices (ties, classes without positives,
 a single positive)."""
@@ -15,16 +15,16 @@ from hypothesis import strategies as st
 from scipy.stats import norm
 from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
 
-from dymn_cli.evaluate.event_metrics import Event, event_metrics, segment_metrics
-from dymn_cli.evaluate.metrics import (
+from dymn_cli.evaluate.clip_metrics import (
     average_precision,
     best_f1_threshold,
-    clip_metrics,
     d_prime,
     lwlrap,
+    metrics,
     roc_auc,
     threshold_figures,
 )
+from dymn_cli.evaluate.event_metrics import Event, event_metrics, segment_metrics
 
 
 def reference_lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
@@ -117,7 +117,7 @@ def test_best_f1_threshold_is_the_best_of_every_cut(arrays):
 def test_clip_metrics_on_a_known_case():
     truth = np.array([[1, 0, 0], [0, 1, 0], [1, 1, 0], [0, 0, 0]], dtype=bool)
     scores = np.array([[0.9, 0.2, 0.1], [0.8, 0.7, 0.3], [0.4, 0.6, 0.2], [0.1, 0.65, 0.9]])
-    result = clip_metrics(truth, scores, threshold=0.5)
+    result = metrics(truth, scores, threshold=0.5)
     expected_ap = [average_precision_score(truth[:, k], scores[:, k]) for k in range(2)]
     assert result.mAP == pytest.approx(np.mean(expected_ap))  # (the class without positives is left out)
     assert math.isnan(result.ap[2]) and result.positives.tolist() == [2, 2, 0]
@@ -136,7 +136,7 @@ def test_a_single_positive_and_all_ties():
     truth = np.zeros((6, 2), dtype=bool)
     truth[3, 0] = truth[0, 1] = True
     scores = np.full((6, 2), 0.5)
-    result = clip_metrics(truth, scores)
+    result = metrics(truth, scores)
     assert result.ap.tolist() == pytest.approx([average_precision_score(truth[:, k], scores[:, k]) for k in range(2)])
     assert result.class_auc.tolist() == pytest.approx([0.5, 0.5])
     assert result.d_prime == pytest.approx(0.0)
@@ -148,7 +148,7 @@ def test_scores_that_are_not_numbers_are_refused(bad):
     truth = np.array([[1, 0], [0, 1]], dtype=bool)
     scores = np.array([[0.2, bad], [0.3, 0.4]])
     with pytest.raises(ValueError, match="not finite"):
-        clip_metrics(truth, scores)
+        metrics(truth, scores)
     with pytest.raises(ValueError, match="not finite"):
         lwlrap(truth, scores)
     with pytest.raises(ValueError, match="not finite"):
@@ -157,9 +157,9 @@ def test_scores_that_are_not_numbers_are_refused(bad):
 
 def test_shapes_and_truth_values_are_checked():
     with pytest.raises(ValueError, match="one shape"):
-        clip_metrics(np.zeros((2, 3), dtype=bool), np.zeros((2, 2)))
+        metrics(np.zeros((2, 3), dtype=bool), np.zeros((2, 2)))
     with pytest.raises(ValueError, match="0/1"):
-        clip_metrics(np.full((2, 2), 2), np.zeros((2, 2)))
+        metrics(np.full((2, 2), 2), np.zeros((2, 2)))
 
 
 def test_d_prime_of_chance_and_of_perfect():
@@ -261,3 +261,13 @@ def test_segment_metrics_known_case():
     assert figures.f1 == pytest.approx(2 * 1 / (2 * 1 + 1 + 3))
     assert (figures.substitutions, figures.deletions, figures.insertions, figures.n_reference) == (1, 2, 0, 4)
     assert figures.error_rate == pytest.approx(3 / 4)
+
+
+def test_the_package_offers_metrics_over_arrays():
+    from dymn_cli import evaluate
+
+    truth = np.array([[1, 0], [0, 1], [1, 1]])
+    scores = np.array([[0.9, 0.1], [0.2, 0.8], [0.6, 0.7]])
+    figures = evaluate.metrics(truth, scores)
+    assert isinstance(figures, evaluate.ClipMetrics)
+    assert figures.mAP == 1.0 and figures.positives.tolist() == [2, 2]

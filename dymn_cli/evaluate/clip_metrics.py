@@ -31,9 +31,9 @@ __all__ = [
     "average_precision",
     "best_f1_threshold",
     "check_arrays",
-    "clip_metrics",
     "d_prime",
     "lwlrap",
+    "metrics",
     "roc_auc",
     "threshold_figures",
 ]
@@ -211,8 +211,9 @@ def _nan_mean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else math.nan
 
 
-def clip_metrics(truth: np.ndarray, scores: np.ndarray, *, threshold: float = 0.5) -> ClipMetrics:
-    """All clip-level figures of `scores` against `truth` (see the module docstring)."""
+def metrics(truth: np.ndarray, scores: np.ndarray, *, threshold: float = 0.5) -> ClipMetrics:
+    """All clip-level figures of `scores` against `truth` (see the module docstring): `truth` [clips, classes]
+    of 0/1 or bool, `scores` [clips, classes] of finite numbers; `threshold` for the thresholded figures."""
     truth, scores = check_arrays(truth, scores)
     n_classes = scores.shape[1]
     ap = np.array([average_precision(truth[:, k], scores[:, k]) for k in range(n_classes)])
