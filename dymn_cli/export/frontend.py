@@ -2,6 +2,11 @@
 and length: pre-emphasis, reflect padding, the STFT as a strided convolution with a DFT basis, power,
 the mel bank, log and normalisation.
 
+The basis has the window's taps only (800 of the 1024 samples of an FFT frame: the Hann window is
+centred in the frame and zero outside), and the padded input loses as many samples at each end, so
+the frames are the same. Measured in onnxruntime (one thread, 16 ten-second windows): 2 to 3 times
+faster than the 1024-tap convolution, which cost more than the network behind it.
+
 torch.stft does not export through the TorchScript exporter, so the STFT is a `conv1d` whose kernels
 are the windowed cosine and sine rows of the DFT. The basis (2 x 513 x 1024 floats, 4 MB) is not kept
 as a weight: `graph.py` replaces it by a few nodes that compute it when the session starts (Range, Mul,
@@ -24,20 +29,21 @@ DFT_BASIS = "dft_basis"
 """The name the basis initializer has in the exported graph, before `graph.py` computes it in the graph."""
 
 
-def padded_window(config: FrontEndConfig) -> Tensor:
-    """The Hann window (symmetric, `win_length`) centred in `n_fft` samples, as torch.stft pads it."""
+def window_taps(config: FrontEndConfig) -> tuple[Tensor, int]:
+    """The Hann window (symmetric, `win_length`) and where it starts in an `n_fft` frame (torch.stft
+    centres it there; the frame's other samples are multiplied by zero)."""
     window = torch.hann_window(config.win_length, periodic=False, dtype=torch.float64)
-    left = (config.n_fft - config.win_length) // 2
-    return F.pad(window, (left, config.n_fft - config.win_length - left))
+    return window, (config.n_fft - config.win_length) // 2
 
 
 def dft_basis(config: FrontEndConfig) -> Tensor:
-    """`[2 * bins, 1, n_fft]` float32: the windowed cosine rows, then the windowed (negative) sine rows."""
-    n = torch.arange(config.n_fft, dtype=torch.float64)
+    """`[2 * bins, 1, win_length]` float32: the windowed cosine rows, then the windowed (negative) sine
+    rows, over the frame's samples where the window is."""
+    window, left = window_taps(config)
+    n = torch.arange(left, left + config.win_length, dtype=torch.float64)
     k = torch.arange(config.n_fft // 2 + 1, dtype=torch.float64)
     # (k * n mod n_fft: the angle stays in [0, 2 pi), where float rounding is smallest)
     angle = 2.0 * math.pi * torch.remainder(k[:, None] * n[None, :], config.n_fft) / config.n_fft
-    window = padded_window(config)
     basis = torch.cat([torch.cos(angle) * window, -torch.sin(angle) * window])
     return basis.float()[:, None, :]
 
@@ -63,6 +69,9 @@ class ExportLogMel(nn.Module):
         half = self.config.n_fft // 2
         # torch.stft's centring: reflect padding by half an FFT on each side
         x = F.pad(x[:, None, :], (half, half), mode="reflect")
+        _, left = window_taps(self.config)
+        right = self.config.n_fft - self.config.win_length - left
+        x = x[:, :, left : x.shape[-1] - right]  # (the samples only zero taps would reach)
         spectrum = F.conv1d(x, getattr(self, DFT_BASIS), stride=self.config.hop_length)  # [B, 2 * bins, frames]
         squares = spectrum * spectrum
         power = squares[:, : self.bins] + squares[:, self.bins :]

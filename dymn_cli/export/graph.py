@@ -17,7 +17,7 @@ import torch
 from onnx import helper, numpy_helper
 from torch import Tensor, nn
 
-from dymn_cli.export.frontend import DFT_BASIS, ExportLogMel, padded_window
+from dymn_cli.export.frontend import DFT_BASIS, ExportLogMel, window_taps
 from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
 from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.models.head import ClassifierHead
@@ -94,8 +94,8 @@ def export_graph(tagger: WaveformTagger, metadata: GraphMetadata, *, example_sec
 
 def compute_dft_basis(model: onnx.ModelProto, config: FrontEndConfig) -> None:
     """Replace the DFT basis initializer (4 MB) by nodes that compute it: the windowed cos and -sin of
-    `2 pi (k * n mod n_fft) / n_fft` for bins k and samples n. onnxruntime folds them once, when a
-    session starts; the file keeps only the window (4 kB)."""
+    `2 pi (k * n mod n_fft) / n_fft` for bins k and the samples n of the frame the window covers.
+    onnxruntime folds them once, when a session starts; the file keeps only the window (3 kB)."""
     graph = model.graph
     found = [init for init in graph.initializer if init.name.endswith(DFT_BASIS)]
     if len(found) != 1:
@@ -109,10 +109,15 @@ def compute_dft_basis(model: onnx.ModelProto, config: FrontEndConfig) -> None:
         graph.initializer.append(numpy_helper.from_array(value, prefix + name))
         return prefix + name
 
-    window = constant("window", padded_window(config).numpy().astype(np.float32))
+    taps, left = window_taps(config)
+    window = constant("window", taps.numpy().astype(np.float32))
     zero, one = constant("zero", np.array(0.0, np.float32)), constant("one", np.array(1.0, np.float32))
+    first, end = (
+        constant("first", np.array(float(left), np.float32)),
+        constant("end", np.array(float(left + len(taps)), np.float32)),
+    )
     nodes = [
-        ("Range", [zero, constant("n_fft", np.array(float(n_fft), np.float32)), one], "samples", {}),
+        ("Range", [first, end, one], "samples", {}),
         ("Range", [zero, constant("bins", np.array(float(bins), np.float32)), one], "bin_range", {}),
         ("Unsqueeze", ["bin_range", constant("axis_1", np.array([1], np.int64))], "bin_column", {}),
         ("Mul", ["bin_column", "samples"], "products", {}),  # integers below 2^24: exact in float32
