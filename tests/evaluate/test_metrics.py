@@ -271,3 +271,44 @@ def test_the_package_offers_metrics_over_arrays():
     figures = evaluate.metrics(truth, scores)
     assert isinstance(figures, evaluate.ClipMetrics)
     assert figures.mAP == 1.0 and figures.positives.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("truth", "scores", "message"),
+    [
+        (np.zeros((2, 3)), np.zeros((2, 2)), "one shape"),
+        (np.array([1, 0, 1]), np.array([0.1, 0.2, 0.3]), r"2-D \[n, classes\] array, got shape \(3,\).*reshape\(-1, 1\)"),
+        (np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), "2-D"),
+        (None, None, "2-D"),
+        (np.zeros((0, 3)), np.zeros((0, 3)), "empty"),
+        (np.zeros((3, 0)), np.zeros((3, 0)), "empty"),
+        ([[1, 0], [0]], [[0.9, 0.1], [0.2]], "unequal lengths"),
+        (np.eye(2), np.eye(2, dtype=bool), "booleans"),
+        (np.eye(2), np.array([["a", "b"], ["c", "d"]]), "real numbers"),
+        (np.eye(2), np.eye(2) * 1j, "real numbers"),
+        (np.array([[2, 0], [0, 1]]), np.eye(2), "0/1 .* got 2"),
+        (np.array([[0.5, 0], [0, 1]]), np.eye(2), "0/1"),
+        (np.array([[math.nan, 0], [0, 1]]), np.eye(2), "0/1"),
+        (np.array([["1", "0"], ["0", "1"]]), np.eye(2), "0/1"),
+        (np.array([[0.9, 0.1], [0.2, 0.8]]), np.eye(2, dtype=bool), "booleans"),  # (the arguments swapped)
+    ],
+)
+def test_bad_arrays_are_one_clear_value_error(truth, scores, message):
+    with pytest.raises(ValueError, match=message):
+        metrics(truth, scores)
+
+
+def test_lists_and_integer_scores_are_taken_as_numbers():
+    truth, scores = [[1, 0], [0, 1], [1, 1]], [[3, 1], [0, 2], [2, 2]]
+    expected = metrics(np.array(truth, dtype=bool), np.array(scores, dtype=np.float64))
+    result = metrics(truth, scores)
+    assert (result.mAP, result.auc, result.lwlrap) == (expected.mAP, expected.auc, expected.lwlrap)
+    assert result.mAP == pytest.approx(
+        np.mean([average_precision_score(np.array(truth)[:, k], np.array(scores)[:, k]) for k in range(2)])
+    )
+
+
+@pytest.mark.parametrize("threshold", [math.nan, math.inf])
+def test_a_threshold_that_is_no_number_is_refused(threshold):
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        metrics(np.eye(2), np.eye(2), threshold=threshold)
