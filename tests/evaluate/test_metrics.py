@@ -215,11 +215,15 @@ def brute_force_matches(ref, est, collar):
 def event_lists(draw):
     files, labels = ["a.wav", "b.wav"], ["dog", "cat", "bird"]
 
+    # Quarter seconds put onsets and offsets on segment edges; tenths put onset differences a hair either
+    # side of a decimal collar, as times read from files do.
+    grid = draw(st.sampled_from([4, 10]))
+
     def events(n):
         out = []
         for _ in range(n):
-            onset = draw(st.integers(0, 40)) / 4  # (quarter seconds: onsets on segment edges too)
-            length = draw(st.integers(0, 12)) / 4
+            onset = draw(st.integers(0, 40)) / grid
+            length = draw(st.integers(0, 12)) / grid
             out.append(Event(draw(st.sampled_from(files)), draw(st.sampled_from(labels)), onset, onset + length))
         return out
 
@@ -238,7 +242,7 @@ def test_segment_metrics_follow_sed_eval(lists, resolution):
 
 
 @settings(max_examples=150, deadline=None)
-@given(event_lists(), st.sampled_from([0.0, 0.25, 1.0]))
+@given(event_lists(), st.sampled_from([0.0, 0.2, 0.25, 1.0]))
 def test_event_metrics_match_the_most_onsets(lists, collar):
     reference, estimated, files, labels = lists
     figures = event_metrics(reference, estimated, classes=labels, files=files, collar=collar)
@@ -312,3 +316,17 @@ def test_lists_and_integer_scores_are_taken_as_numbers():
 def test_a_threshold_that_is_no_number_is_refused(threshold):
     with pytest.raises(ValueError, match="threshold must be a finite number"):
         metrics(np.eye(2), np.eye(2), threshold=threshold)
+
+
+def test_the_onset_collar_compares_as_sed_eval_does():
+    """sed_eval's `validate_onset` is `abs(reference - estimated) <= collar` on the floats as they are:
+    2.0 and 2.2 are 0.20000000000000018 apart, outside a 0.2 s collar; 1.0 and 1.2 are 0.19999999999999996
+    apart, inside (both checked with sed_eval 0.2.1)."""
+    for reference_onset, estimated_onset, matched in [(1.0, 1.2, 1), (2.0, 2.2, 0), (0.3, 0.5, 1), (3.0, 3.2, 0)]:
+        figures = event_metrics(
+            [Event("x", "dog", reference_onset, reference_onset + 1)],
+            [Event("x", "dog", estimated_onset, estimated_onset + 1)],
+            classes=["dog"],
+            collar=0.2,
+        )
+        assert figures.true_positives == matched
