@@ -102,3 +102,45 @@ def test_clips_that_failed_to_tag_are_counted_in_warnings(tmp_path):
     assert any(w.startswith("3 input(s) failed when tagged") for w in result.warnings)
     assert any(w.startswith("3 file(s) in the truth have no results") for w in result.warnings)
     assert result.clip.mAP == pytest.approx(efficientat(truth[:17], scores[:17])[0], abs=1e-12)
+
+
+def test_the_report_as_json_table_and_plots(tmp_path):
+    from rich.console import Console
+
+    from dymn_cli.evaluate.report import PLOT_FILES, plot_report, report_json, report_tables
+
+    ids, truth, scores = clips(30, 5)
+    music = MIDS.index("/m/04rlf")
+    truth[:, music] = False
+    truth[-1, music] = True  # (Music's one positive is a clip without results: a class without positives)
+    truth[~truth.any(axis=1), 0] = True
+    result = evaluate([write_results(tmp_path, ids[:-1], scores[:-1])], [write_truth(tmp_path, ids, truth)])
+    truth, scores = truth[:-1], scores[:-1]
+    report = json.loads(json.dumps(report_json(result)))  # (what -f json prints: plain JSON, nulls for NaN)
+    for key in ("mAP", "auc", "d_prime", "lwlrap", "threshold", "at_threshold", "at_best_thresholds", "classes"):
+        assert key in report
+    for key in ("precision", "recall", "f1", "macro_f1"):
+        assert key in report["at_threshold"] and key in report["at_best_thresholds"]
+    rows = report["classes"]
+    assert all(set(row) == {"label", "mid", "positives", "ap", "auc", "best_threshold", "best_f1"} for row in rows)
+    assert rows[-1] == {"label": "Music", "mid": "/m/04rlf", "positives": 0, "ap": None, "auc": None} | {
+        "best_threshold": None,
+        "best_f1": None,
+    }
+    rows = rows[:-1]
+    aps = [row["ap"] for row in rows]
+    assert aps == sorted(aps, reverse=True) and all(row["positives"] for row in rows)
+    assert report["mAP"] == pytest.approx(np.mean(aps), abs=1e-6)
+    for row in rows:
+        k = MIDS.index(row["mid"])
+        assert row["ap"] == pytest.approx(average_precision_score(truth[:, k], scores[:, k]), abs=1e-6)
+        assert row["label"] == CLASSES[row["mid"]] and row["positives"] == int(truth[:, k].sum())
+    console = Console(width=200, record=True, file=open(tmp_path / "table.txt", "w"))  # noqa: SIM115
+    for table in report_tables(result):
+        console.print(table)
+    text = console.export_text()
+    shown = [line.split("│")[1].strip() for line in text.splitlines() if line.count("│") > 3]
+    assert shown == [row["label"] for row in rows]  # (the classes with positives by falling AP, after the summary)
+    assert text.index("mAP") < text.index("classes by AP")
+    pictures = plot_report(result)
+    assert set(pictures) == set(PLOT_FILES) and all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures.values())
