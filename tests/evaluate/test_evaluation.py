@@ -88,7 +88,7 @@ def test_results_for_some_of_the_clips_are_scored_over_those_with_a_warning(tmp_
     with_positives = truth[:30].any(axis=0)
     assert with_positives.tolist() == [True, True, True, True, False]
     # Bird has no positive among the clips scored: it is left out of the mean (EfficientAT's mean of
-    # scikit-learn's AP would count it as 0, and its mean AUC would stop with a ValueError).
+    # scikit-learn's AP would count it as 0, and its mean AUC would be NaN).
     expected_map, _ = efficientat(truth[:30, with_positives], scores[:30, with_positives])
     assert result.clip.mAP == pytest.approx(expected_map, abs=1e-12)
     assert result.clip.n_classes_with_positives == 4
