@@ -89,6 +89,27 @@ def test_ap_and_auc_match_scikit_learn(arrays):
             assert math.isnan(roc_auc(truth[:, k], scores[:, k]))
 
 
+EXTREMES = [-1e308, -1.0, -0.0, 0.0, 5e-324, 1e-300, 0.5, 0.5 + 2**-53, 1.0, np.nextafter(1.0, 2.0), 1e308]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # (scikit-learn's -1e308 - 1e308 overflows; its figures stand)
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_ap_auc_and_lwlrap_on_extreme_scores(seed):
+    """Scores a bit apart, signed zeros (equal: one tie), subnormals and the largest floats."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random((rng.integers(2, 30), 3)) < 0.4
+    truth[0] = True
+    truth[1, 0] = False
+    scores = rng.choice(EXTREMES, truth.shape)
+    result = metrics(truth, scores)
+    for k in range(3):
+        assert result.ap[k] == pytest.approx(average_precision_score(truth[:, k], scores[:, k]), abs=1e-12)
+        if not truth[:, k].all():
+            assert result.class_auc[k] == pytest.approx(roc_auc_score(truth[:, k], scores[:, k]), abs=1e-12)
+    assert result.lwlrap == pytest.approx(reference_lwlrap(truth, scores), abs=1e-12)
+
+
 @settings(max_examples=150, deadline=None)
 @given(matrices())
 def test_lwlrap_matches_the_dcase_reference(arrays):
