@@ -39,16 +39,39 @@ __all__ = [
 ]
 
 
+def _array(value: object, what: str) -> np.ndarray:
+    try:
+        array = np.asarray(value)
+    except ValueError:  # (nested lists of unequal lengths)
+        raise ValueError(f"{what} must be a [n, classes] array; got nested sequences of unequal lengths") from None
+    if array.ndim != 2:
+        hint = " (for one class, pass a column: reshape(-1, 1))" if array.ndim == 1 else ""
+        raise ValueError(f"{what} must be a 2-D [n, classes] array, got shape {array.shape}{hint}")
+    return array
+
+
 def check_arrays(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """`truth` as bool and `scores` as float64, both `[n, classes]` of one shape; `ValueError` otherwise,
-    and for any score that is NaN or infinite."""
-    truth = np.asarray(truth)
-    scores = np.asarray(scores, dtype=np.float64)
-    if truth.ndim != 2 or truth.shape != scores.shape:
-        raise ValueError(f"truth and scores must be [n, classes] arrays of one shape, got {truth.shape} and {scores.shape}")
+    """`truth` as bool and `scores` as float64, both `[n, classes]` of one shape, at least one of each;
+    `ValueError` otherwise, and for any score that is not a finite real number."""
+    truth, scores = _array(truth, "truth"), _array(scores, "scores")
+    if truth.shape != scores.shape:
+        raise ValueError(f"truth and scores must have one shape [n, classes], got {truth.shape} and {scores.shape}")
+    if truth.size == 0:
+        raise ValueError(f"truth and scores are empty (shape {truth.shape}): no figures without clips and classes")
+    # Boolean scores are refused rather than ranked: they are decisions (or truth passed as scores), and
+    # every ranked figure of them would be that of one cut, which no one means to report.
+    if scores.dtype == bool:
+        raise ValueError(
+            "scores are booleans, decisions rather than scores: pass the scores (probabilities or logits), "
+            "as metrics(truth, scores)"
+        )
+    if scores.dtype.kind not in "iuf":
+        raise ValueError(f"scores must be real numbers (a float or integer array), got dtype {scores.dtype}")
+    scores = scores.astype(np.float64)
     if truth.dtype != bool:
-        if not np.isin(truth, (0, 1)).all():
-            raise ValueError("truth must hold only 0/1 or False/True")
+        other = ~np.isin(truth, (0, 1))
+        if other.any():
+            raise ValueError(f"truth must hold only 0/1 or False/True, got {truth[other].flat[0]} among them")
         truth = truth.astype(bool)
     bad = ~np.isfinite(scores)
     if bad.any():
@@ -152,7 +175,10 @@ def _ratio(numerator: float, denominator: float) -> float:
 def threshold_figures(truth: np.ndarray, scores: np.ndarray, thresholds: float | np.ndarray) -> ThresholdFigures:
     """The figures when `score >= threshold` is a positive: one threshold, or one per class (`[classes]`)."""
     truth, scores = check_arrays(truth, scores)
-    predicted = scores >= np.broadcast_to(np.asarray(thresholds, dtype=np.float64), scores.shape[1:])
+    thresholds = np.asarray(thresholds, dtype=np.float64)
+    if not np.isfinite(thresholds).all():
+        raise ValueError(f"a threshold must be a finite number, got {thresholds}")
+    predicted = scores >= np.broadcast_to(thresholds, scores.shape[1:])
     true_positives = (predicted & truth).sum(axis=0)
     false_positives = (predicted & ~truth).sum(axis=0)
     false_negatives = (~predicted & truth).sum(axis=0)
@@ -213,7 +239,8 @@ def _nan_mean(values: np.ndarray) -> float:
 
 def metrics(truth: np.ndarray, scores: np.ndarray, *, threshold: float = 0.5) -> ClipMetrics:
     """All clip-level figures of `scores` against `truth` (see the module docstring): `truth` [clips, classes]
-    of 0/1 or bool, `scores` [clips, classes] of finite numbers; `threshold` for the thresholded figures."""
+    of 0/1 or bool, `scores` [clips, classes] of finite real numbers (float or integer; not bool), arrays or
+    nested lists; `threshold` for the thresholded figures. Anything else is a `ValueError` that says what."""
     truth, scores = check_arrays(truth, scores)
     n_classes = scores.shape[1]
     ap = np.array([average_precision(truth[:, k], scores[:, k]) for k in range(n_classes)])

@@ -89,6 +89,27 @@ def test_ap_and_auc_match_scikit_learn(arrays):
             assert math.isnan(roc_auc(truth[:, k], scores[:, k]))
 
 
+EXTREMES = [-1e308, -1.0, -0.0, 0.0, 5e-324, 1e-300, 0.5, 0.5 + 2**-53, 1.0, np.nextafter(1.0, 2.0), 1e308]
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # (scikit-learn's -1e308 - 1e308 overflows; its figures stand)
+@settings(max_examples=150, deadline=None)
+@given(st.integers(0, 2**32 - 1))
+def test_ap_auc_and_lwlrap_on_extreme_scores(seed):
+    """Scores a bit apart, signed zeros (equal: one tie), subnormals and the largest floats."""
+    rng = np.random.default_rng(seed)
+    truth = rng.random((rng.integers(2, 30), 3)) < 0.4
+    truth[0] = True
+    truth[1, 0] = False
+    scores = rng.choice(EXTREMES, truth.shape)
+    result = metrics(truth, scores)
+    for k in range(3):
+        assert result.ap[k] == pytest.approx(average_precision_score(truth[:, k], scores[:, k]), abs=1e-12)
+        if not truth[:, k].all():
+            assert result.class_auc[k] == pytest.approx(roc_auc_score(truth[:, k], scores[:, k]), abs=1e-12)
+    assert result.lwlrap == pytest.approx(reference_lwlrap(truth, scores), abs=1e-12)
+
+
 @settings(max_examples=150, deadline=None)
 @given(matrices())
 def test_lwlrap_matches_the_dcase_reference(arrays):
@@ -215,11 +236,15 @@ def brute_force_matches(ref, est, collar):
 def event_lists(draw):
     files, labels = ["a.wav", "b.wav"], ["dog", "cat", "bird"]
 
+    # Quarter seconds put onsets and offsets on segment edges; tenths put onset differences a hair either
+    # side of a decimal collar, as times read from files do.
+    grid = draw(st.sampled_from([4, 10]))
+
     def events(n):
         out = []
         for _ in range(n):
-            onset = draw(st.integers(0, 40)) / 4  # (quarter seconds: onsets on segment edges too)
-            length = draw(st.integers(0, 12)) / 4
+            onset = draw(st.integers(0, 40)) / grid
+            length = draw(st.integers(0, 12)) / grid
             out.append(Event(draw(st.sampled_from(files)), draw(st.sampled_from(labels)), onset, onset + length))
         return out
 
@@ -238,7 +263,7 @@ def test_segment_metrics_follow_sed_eval(lists, resolution):
 
 
 @settings(max_examples=150, deadline=None)
-@given(event_lists(), st.sampled_from([0.0, 0.25, 1.0]))
+@given(event_lists(), st.sampled_from([0.0, 0.2, 0.25, 1.0]))
 def test_event_metrics_match_the_most_onsets(lists, collar):
     reference, estimated, files, labels = lists
     figures = event_metrics(reference, estimated, classes=labels, files=files, collar=collar)
@@ -271,3 +296,58 @@ def test_the_package_offers_metrics_over_arrays():
     figures = evaluate.metrics(truth, scores)
     assert isinstance(figures, evaluate.ClipMetrics)
     assert figures.mAP == 1.0 and figures.positives.tolist() == [2, 2]
+
+
+@pytest.mark.parametrize(
+    ("truth", "scores", "message"),
+    [
+        (np.zeros((2, 3)), np.zeros((2, 2)), "one shape"),
+        (np.array([1, 0, 1]), np.array([0.1, 0.2, 0.3]), r"2-D \[n, classes\] array, got shape \(3,\).*reshape\(-1, 1\)"),
+        (np.zeros((2, 2, 2)), np.zeros((2, 2, 2)), "2-D"),
+        (None, None, "2-D"),
+        (np.zeros((0, 3)), np.zeros((0, 3)), "empty"),
+        (np.zeros((3, 0)), np.zeros((3, 0)), "empty"),
+        ([[1, 0], [0]], [[0.9, 0.1], [0.2]], "unequal lengths"),
+        (np.eye(2), np.eye(2, dtype=bool), "booleans"),
+        (np.eye(2), np.array([["a", "b"], ["c", "d"]]), "real numbers"),
+        (np.eye(2), np.eye(2) * 1j, "real numbers"),
+        (np.array([[2, 0], [0, 1]]), np.eye(2), "0/1 .* got 2"),
+        (np.array([[0.5, 0], [0, 1]]), np.eye(2), "0/1"),
+        (np.array([[math.nan, 0], [0, 1]]), np.eye(2), "0/1"),
+        (np.array([["1", "0"], ["0", "1"]]), np.eye(2), "0/1"),
+        (np.array([[0.9, 0.1], [0.2, 0.8]]), np.eye(2, dtype=bool), "booleans"),  # (the arguments swapped)
+    ],
+)
+def test_bad_arrays_are_one_clear_value_error(truth, scores, message):
+    with pytest.raises(ValueError, match=message):
+        metrics(truth, scores)
+
+
+def test_lists_and_integer_scores_are_taken_as_numbers():
+    truth, scores = [[1, 0], [0, 1], [1, 1]], [[3, 1], [0, 2], [2, 2]]
+    expected = metrics(np.array(truth, dtype=bool), np.array(scores, dtype=np.float64))
+    result = metrics(truth, scores)
+    assert (result.mAP, result.auc, result.lwlrap) == (expected.mAP, expected.auc, expected.lwlrap)
+    assert result.mAP == pytest.approx(
+        np.mean([average_precision_score(np.array(truth)[:, k], np.array(scores)[:, k]) for k in range(2)])
+    )
+
+
+@pytest.mark.parametrize("threshold", [math.nan, math.inf])
+def test_a_threshold_that_is_no_number_is_refused(threshold):
+    with pytest.raises(ValueError, match="threshold must be a finite number"):
+        metrics(np.eye(2), np.eye(2), threshold=threshold)
+
+
+def test_the_onset_collar_compares_as_sed_eval_does():
+    """sed_eval's `validate_onset` is `abs(reference - estimated) <= collar` on the floats as they are:
+    2.0 and 2.2 are 0.20000000000000018 apart, outside a 0.2 s collar; 1.0 and 1.2 are 0.19999999999999996
+    apart, inside (both checked with sed_eval 0.2.1)."""
+    for reference_onset, estimated_onset, matched in [(1.0, 1.2, 1), (2.0, 2.2, 0), (0.3, 0.5, 1), (3.0, 3.2, 0)]:
+        figures = event_metrics(
+            [Event("x", "dog", reference_onset, reference_onset + 1)],
+            [Event("x", "dog", estimated_onset, estimated_onset + 1)],
+            classes=["dog"],
+            collar=0.2,
+        )
+        assert figures.true_positives == matched
