@@ -9,7 +9,7 @@ independent implementation:
 - **ROC AUC** as scikit-learn's `roc_auc_score` (ties count one half), for classes with positives and
   negatives, and **d'** = sqrt(2) * Phi^-1(AUC), computed from the mean AUC as the AudioSet papers do;
 - **lwlrap** as the DCASE 2019 task 2 reference computes it (label-weighted label-ranking average
-  precision; ties among a clip's scores in the order `numpy.argsort` gives, as there);
+  precision; tied scores ranked together, as the reference's scikit-learn form does);
 - **precision, recall, F1** at one threshold (`score >= threshold` is a positive), micro-averaged over
   the classes, and at each class's own best-F1 threshold (the score at which its F1 peaks).
 
@@ -124,22 +124,23 @@ def d_prime(auc: float) -> float:
 
 def lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
     """Label-weighted label-ranking average precision, as the DCASE 2019 task 2 reference computes it:
-    for each (clip, positive class), the share of true classes among the classes ranked at or above it in
-    that clip; averaged over all (clip, positive class) pairs, so each class weighs as its positives."""
+    for each (clip, positive class), the share of true classes among the classes scored at or above it
+    in that clip; averaged over all (clip, positive class) pairs, so each class weighs as its positives.
+
+    Tied scores count as ranked together (the reference's scikit-learn form,
+    `label_ranking_average_precision_score` weighted by each clip's positives). The reference's numpy
+    form breaks ties by column order, which here depends on the truth file's layout: the two agree
+    whenever a clip's scores are distinct."""
     truth, scores = check_arrays(truth, scores)
-    n_clips, n_classes = scores.shape
-    total = 0.0
     n_labels = int(truth.sum())
     if n_labels == 0:
         return math.nan
+    total = 0.0
     for clip in np.flatnonzero(truth.any(axis=1)):
-        retrieved = np.argsort(scores[clip])[::-1]  # (the reference's own ordering, ties included)
-        rank_of = np.empty(n_classes, dtype=np.int64)
-        rank_of[retrieved] = np.arange(n_classes)
-        hits = np.zeros(n_classes, dtype=bool)
-        positive_ranks = rank_of[truth[clip]]
-        hits[positive_ranks] = True
-        total += float(np.sum(np.cumsum(hits)[positive_ranks] / (1 + positive_ranks)))
+        positive_scores = scores[clip][truth[clip]]
+        at_or_above = scores.shape[1] - np.searchsorted(np.sort(scores[clip]), positive_scores, side="left")
+        true_at_or_above = positive_scores.size - np.searchsorted(np.sort(positive_scores), positive_scores, side="left")
+        total += float(np.sum(true_at_or_above / at_or_above))
     return total / n_labels
 
 

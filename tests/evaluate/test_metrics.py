@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import norm
-from sklearn.metrics import average_precision_score, f1_score, roc_auc_score
+from sklearn.metrics import average_precision_score, f1_score, label_ranking_average_precision_score, roc_auc_score
 
 from dymn_cli.evaluate.clip_metrics import (
     average_precision,
@@ -27,8 +27,23 @@ from dymn_cli.evaluate.clip_metrics import (
 from dymn_cli.evaluate.event_metrics import Event, event_metrics, segment_metrics
 
 
+def reference_lwlrap_sklearn(truth: np.ndarray, scores: np.ndarray) -> float:
+    """The DCASE 2019 task 2 reference's scikit-learn form (`calculate_overall_lwlrap_sklearn`), as
+    published: tied scores ranked together."""
+    sample_weight = np.sum(truth > 0, axis=1)
+    nonzero_weight_sample_indices = np.flatnonzero(sample_weight > 0)
+    return float(
+        label_ranking_average_precision_score(
+            truth[nonzero_weight_sample_indices, :] > 0,
+            scores[nonzero_weight_sample_indices, :],
+            sample_weight=sample_weight[nonzero_weight_sample_indices],
+        )
+    )
+
+
 def reference_lwlrap(truth: np.ndarray, scores: np.ndarray) -> float:
-    """The DCASE 2019 task 2 reference (Dan Ellis's colab), as published, only its dtypes updated."""
+    """The DCASE 2019 task 2 reference's numpy form (Dan Ellis's colab), as published, only its dtypes
+    updated: ties broken by column order, so it is the reference only where a clip's scores are distinct."""
 
     def one_sample_positive_class_precisions(scores, truth):
         num_classes = scores.shape[0]
@@ -107,7 +122,11 @@ def test_ap_auc_and_lwlrap_on_extreme_scores(seed):
         assert result.ap[k] == pytest.approx(average_precision_score(truth[:, k], scores[:, k]), abs=1e-12)
         if not truth[:, k].all():
             assert result.class_auc[k] == pytest.approx(roc_auc_score(truth[:, k], scores[:, k]), abs=1e-12)
-    assert result.lwlrap == pytest.approx(reference_lwlrap(truth, scores), abs=1e-12)
+    assert result.lwlrap == pytest.approx(reference_lwlrap_sklearn(truth, scores), abs=1e-12)
+
+
+def _distinct_in_each_clip(scores: np.ndarray) -> bool:
+    return all(len(set(row.tolist())) == len(row) for row in scores)
 
 
 @settings(max_examples=150, deadline=None)
@@ -117,7 +136,30 @@ def test_lwlrap_matches_the_dcase_reference(arrays):
     if not truth.any():
         assert math.isnan(lwlrap(truth, scores))
         return
-    assert lwlrap(truth, scores) == pytest.approx(reference_lwlrap(truth, scores), abs=1e-12)
+    assert lwlrap(truth, scores) == pytest.approx(reference_lwlrap_sklearn(truth, scores), abs=1e-12)
+    if _distinct_in_each_clip(scores):  # (the numpy form breaks ties by column order)
+        assert lwlrap(truth, scores) == pytest.approx(reference_lwlrap(truth, scores), abs=1e-12)
+
+
+@settings(max_examples=100, deadline=None)
+@given(matrices(), st.randoms(use_true_random=False))
+def test_lwlrap_does_not_depend_on_the_order_of_the_classes(arrays, random):
+    """The classes' order is the truth file's (folders sorted, CSV rows as they come): tied scores must
+    not make the figure depend on it."""
+    truth, scores = arrays
+    if not truth.any():
+        return
+    order = list(range(scores.shape[1]))
+    random.shuffle(order)
+    assert lwlrap(truth[:, order], scores[:, order]) == pytest.approx(lwlrap(truth, scores), abs=1e-12)
+
+
+def test_lwlrap_with_ties_ranks_them_together():
+    """Two classes tied at the top of a clip, one of them true: precision 1/2 at it, whatever the order."""
+    truth = np.array([[1, 0, 0], [0, 1, 0]], dtype=bool)
+    scores = np.array([[0.9, 0.9, 0.1], [0.9, 0.9, 0.1]])
+    assert lwlrap(truth, scores) == 0.5
+    assert lwlrap(truth[:, ::-1], scores[:, ::-1]) == 0.5
 
 
 @settings(max_examples=150, deadline=None)
@@ -161,7 +203,7 @@ def test_a_single_positive_and_all_ties():
     assert result.ap.tolist() == pytest.approx([average_precision_score(truth[:, k], scores[:, k]) for k in range(2)])
     assert result.class_auc.tolist() == pytest.approx([0.5, 0.5])
     assert result.d_prime == pytest.approx(0.0)
-    assert result.lwlrap == pytest.approx(reference_lwlrap(truth, scores))
+    assert result.lwlrap == 0.5 == pytest.approx(reference_lwlrap_sklearn(truth, scores))  # (each true class tied with the other)
 
 
 @pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf])
