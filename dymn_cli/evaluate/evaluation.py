@@ -11,13 +11,17 @@ score, 0; the figures are then a lower bound, and `warnings` says so (tag with `
 
 from __future__ import annotations
 
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from dymn_cli.audioset.thresholds import load_thresholds
+from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 from dymn_cli.errors import UsageError
-from dymn_cli.evaluate.clip_metrics import ClipMetrics, metrics
+from dymn_cli.evaluate.clip_metrics import ClipMetrics, ThresholdFigures, metrics, threshold_figures
 from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures, event_metrics, segment_metrics
 from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, printable_list, resolve_labels
 from dymn_cli.evaluate.results import InputResult, ResultSet, read_results
@@ -26,6 +30,8 @@ from dymn_cli.evaluate.truth import PATH, Truth, read_truth
 __all__ = ["Evaluation", "evaluate"]
 
 MISSING_SCORE = 0.0
+
+PathsLike = str | os.PathLike[str] | Sequence[str | os.PathLike[str]]
 
 
 @dataclass
@@ -45,17 +51,34 @@ class Evaluation:
     missing_scores: int = 0
     truth_only: list[str] = field(default_factory=list)
     results_only: list[str] = field(default_factory=list)
+    at_thresholds: ThresholdFigures | None = None
+    """The figures at the per-class thresholds of `thresholds_file` (classes it does not list: `threshold`)."""
+    thresholds_file: str | None = None
+    unseparated: list[str] = field(default_factory=list)
+    """The classes (ids) whose best F1 comes only from calling every input positive."""
+
+
+def _paths(given: PathsLike, what: str) -> list[Path]:
+    """One path or several, as `Path`s."""
+    items = [given] if isinstance(given, (str, os.PathLike)) else list(given)
+    if not items or not all(isinstance(item, (str, os.PathLike)) for item in items):
+        raise TypeError(f"{what}: a path, or a list of paths, is needed; got {given!r}")
+    return [Path(item) for item in items]
 
 
 def evaluate(
-    results: list[Path],
-    truth: list[Path],
+    results: PathsLike,
+    truth: PathsLike,
     *,
     threshold: float = 0.5,
+    thresholds: str | os.PathLike[str] | None = None,
     collar: float = 0.2,
     resolution: float = 1.0,
 ) -> Evaluation:
-    """Score RESULTS (files or folders of `dymn-tag` outputs) against TRUTH (see `dymn_cli.evaluate.truth`)."""
+    """Score RESULTS (files or folders of `dymn-tag` outputs; one path or a list) against TRUTH (see
+    `dymn_cli.evaluate.truth`). `thresholds`, a `label,mid,threshold` CSV (what `--save-thresholds`
+    writes), adds the figures at those per-class thresholds, as `dymn-tag --thresholds` would cut."""
+    results, truth = _paths(results, "results"), _paths(truth, "truth")
     found = read_results(results)
     labelled = read_truth(truth)
     truth_name = ", ".join(str(p) for p in truth)
@@ -82,6 +105,11 @@ def evaluate(
             columns, values = zip(*wanted)
             scores[row, list(columns)] = values
     missing = int(np.isnan(scores).sum())
+    if missing == scores.size:
+        raise UsageError(
+            f"{', '.join(map(str, results))}: none of the truth's classes has a score in the results (a --top, "
+            "--threshold or --thresholds cut when tagged, or events only): nothing to rank; tag with --top all"
+        )
     scores[np.isnan(scores)] = MISSING_SCORE
     known = known_classes(found)
     evaluation = Evaluation(
@@ -96,6 +124,12 @@ def evaluate(
         results_only=matching.results_only,
     )
     evaluation.warnings = _warnings(found, matching, missing, scores.size, truth_name)
+    evaluation.unseparated = _unseparated(evaluation)
+    if thresholds is not None:
+        vocabulary = Vocabulary([LabelClass(k, mid, name) for k, (mid, name) in enumerate(zip(ids, evaluation.names))])
+        levels = load_thresholds(thresholds, vocabulary).levels(len(ids), default=threshold)
+        evaluation.at_thresholds = threshold_figures(truth_array, scores, levels)
+        evaluation.thresholds_file = str(thresholds)
     if labelled.timed:
         _event_figures(evaluation, labelled, matching, rows, classes, threshold=threshold, collar=collar, resolution=resolution)
     return evaluation
@@ -124,10 +158,22 @@ def _warnings(found: ResultSet, matching: Matching, missing: int, total: int, tr
         )
     if missing:
         notes.append(
-            f"{missing} of {total} scores are not in the results (a --top or --threshold cut): they count as the lowest score, "
-            f"{MISSING_SCORE:g}, so the figures are a lower bound; tag with --top all for exact figures"
+            f"{missing} of {total} scores are not in the results (a --top, --threshold or --thresholds cut when tagged, "
+            f"or results with events, whose peaks are the only scores): they count as the lowest score, {MISSING_SCORE:g}, "
+            "so the figures are a lower bound; tag with --top all for exact figures"
         )
     return notes
+
+
+def _unseparated(evaluation: Evaluation) -> list[str]:
+    """The classes whose best F1 comes from calling every input positive: their best threshold is their
+    lowest score, and as a `--thresholds` level it would tag every input with them."""
+    clip = evaluation.clip
+    return [
+        mid
+        for k, mid in enumerate(evaluation.ids)
+        if clip.positives[k] and clip.best_thresholds[k] <= evaluation.scores[:, k].min()
+    ]
 
 
 def _window_events(result: InputResult, threshold: float) -> list[tuple[str, float, float]]:

@@ -1,7 +1,8 @@
 """An `Evaluation` as users read it: a JSON object, a table on a terminal, a thresholds CSV, plots.
 
 The JSON object: `mAP`, `auc`, `d_prime`, `lwlrap`, `threshold`, `at_threshold` and
-`at_best_thresholds` (precision, recall, F1 micro-averaged, macro F1, counts), `n_inputs`,
+`at_best_thresholds` (precision, recall, F1 micro-averaged, macro F1, counts), `thresholds_file` and
+`at_thresholds` (the same at a `--thresholds` file's per-class thresholds; null without one), `n_inputs`,
 `n_classes` (with positives / in the truth), `missing_scores`, `segment_based` and `event_based`
 (null without times), `warnings`, and `classes`: `[{label, mid, positives, ap, auc, best_threshold,
 best_f1}]`, sorted by AP. Figures that do not exist (the AP of a class without positives) are null.
@@ -61,6 +62,8 @@ def report_json(evaluation: Evaluation) -> dict[str, Any]:
         "threshold": clip.threshold,
         "at_threshold": figures(clip.at_threshold),
         "at_best_thresholds": figures(clip.at_best_thresholds),
+        "thresholds_file": evaluation.thresholds_file,
+        "at_thresholds": figures(evaluation.at_thresholds) if evaluation.at_thresholds else None,
         "n_inputs": len(evaluation.inputs),
         "n_classes": len(evaluation.ids),
         "n_classes_with_positives": clip.n_classes_with_positives,
@@ -91,8 +94,11 @@ def report_tables(evaluation: Evaluation) -> list[Any]:
     for title, key in (
         (f"at threshold {data['threshold']:g}", "at_threshold"),
         ("at each class's best-F1 threshold", "at_best_thresholds"),
+        (f"at the thresholds of {data['thresholds_file']}", "at_thresholds"),
     ):
         f = data[key]
+        if f is None:
+            continue
         summary.add_row(f"P / R / F1 {title}", f"{_shown(f['precision'])} / {_shown(f['recall'])} / {_shown(f['f1'])}")
     if data["segment_based"]:
         s = data["segment_based"]
@@ -105,16 +111,20 @@ def report_tables(evaluation: Evaluation) -> list[Any]:
         classes.add_column(column, justify=justify)
     classes.add_column("best threshold", justify="right")
     classes.add_column("best F1", justify="right")
+    every_input = set(evaluation.unseparated)
     for row in data["classes"]:
         if row["positives"]:
+            mark = " *" if row["mid"] in every_input else ""
             classes.add_row(
                 row["label"],
                 str(row["positives"]),
                 _shown(row["ap"]),
                 _shown(row["auc"]),
-                _shown(row["best_threshold"], 4),
+                _shown(row["best_threshold"], 4) + mark,
                 _shown(row["best_f1"]),
             )
+    if every_input:
+        classes.caption = "* the best F1 calls every input positive: the scores do not separate this class"
     return [summary, classes]
 
 

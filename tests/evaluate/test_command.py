@@ -134,12 +134,19 @@ def test_top_k_results_warn_and_recommend_top_all(run):
     done = evaluate(run, "parts", "--truth", "clips", "-f", "json")
     assert b"warning" not in done.stderr
     records = [json.loads(line) for line in (run / "r.jsonl").read_text().splitlines()[1:]]
-    cut = run / "top3.jsonl"
-    cut.write_text("".join(json.dumps({**r, "labels": r["labels"][:3]}) + "\n" for r in records))
+    cut = run / "top3.jsonl"  # (the first record whole: the others' top 3 may hold none of the truth's classes)
+    cut.write_text(
+        "".join(json.dumps({**r, "labels": r["labels"][: None if n == 0 else 3]}) + "\n" for n, r in enumerate(records))
+    )
     done = evaluate(run, "top3.jsonl", "--truth", "clips", "-f", "json")
     warning = done.stderr.decode()
     assert "count as the lowest score" in warning and "--top all" in warning
     assert json.loads(done.stdout)["missing_scores"] > 0
+    other = {"/m/09x0r", "/m/04rlf"}  # (Speech, Music: the truth names Cat and Dog)
+    cut.write_text("".join(json.dumps({**r, "labels": [x for x in r["labels"] if x["mid"] in other]}) + "\n" for r in records))
+    done = evaluate(run, "top3.jsonl", "--truth", "clips", "-f", "json", expect=2)
+    assert b"none of the truth's classes has a score in the results" in done.stderr
+    assert done.stderr.count(b"\n") == 1 and done.stdout == b""
 
 
 def test_table_thresholds_and_plots(run, tmp_path):

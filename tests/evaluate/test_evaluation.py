@@ -7,6 +7,7 @@ hold, with a warning that counts the rest."""
 from __future__ import annotations
 
 import json
+import os
 import string
 from pathlib import Path
 
@@ -14,6 +15,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import evaluate
 
 CLASSES = {"/m/09x0r": "Speech", "/m/04rlf": "Music", "/m/0bt9lr": "Dog", "/m/01yrx": "Cat", "/m/015p6": "Bird"}
@@ -144,3 +147,70 @@ def test_the_report_as_json_table_and_plots(tmp_path):
     assert text.index("mAP") < text.index("classes by AP")
     pictures = plot_report(result)
     assert set(pictures) == set(PLOT_FILES) and all(p[:8] == b"\x89PNG\r\n\x1a\n" for p in pictures.values())
+
+
+def test_one_path_or_a_list_of_str_or_paths(tmp_path):
+    ids, truth, scores = clips(12, seed=3)
+    truth_file, results_file = write_truth(tmp_path, ids, truth), write_results(tmp_path, ids, scores)
+    expected = evaluate([results_file], [truth_file]).clip.mAP
+    for results, truth_ in (
+        (str(results_file), str(truth_file)),
+        (results_file, truth_file),
+        ([str(results_file)], (truth_file,)),
+    ):
+        assert evaluate(results, truth_).clip.mAP == expected
+    with pytest.raises(TypeError, match="a path, or a list of paths"):
+        evaluate([], truth_file)
+
+
+def test_per_class_thresholds_give_the_figures_tagging_with_them_would(tmp_path):
+    """--thresholds FILE: `score >= its class's threshold` is a positive; a class the file does not list
+    keeps --threshold."""
+    ids, truth, scores = clips(20, seed=4)
+    truth_file, results_file = write_truth(tmp_path, ids, truth), write_results(tmp_path, ids, scores)
+    levels = {"/m/09x0r": 0.9, "/m/04rlf": 0.2, "/m/0bt9lr": 0.6, "/m/01yrx": 0.05}  # (Bird not listed)
+    thresholds = tmp_path / "thresholds.csv"
+    thresholds.write_text("label,mid,threshold\n" + "".join(f"{CLASSES[m]},{m},{t}\n" for m, t in levels.items()))
+    evaluation = evaluate(results_file, truth_file, threshold=0.3, thresholds=thresholds)
+    order = [MIDS.index(mid) for mid in evaluation.ids]
+    cut = np.array([levels.get(mid, 0.3) for mid in evaluation.ids])
+    predicted, expected_truth = scores[:, order] >= cut, truth[:, order]
+    true_positives = int((predicted & expected_truth).sum())
+    figures = evaluation.at_thresholds
+    assert (figures.true_positives, figures.false_positives) == (true_positives, int((predicted & ~expected_truth).sum()))
+    assert figures.precision == pytest.approx(true_positives / predicted.sum())
+    assert evaluation.thresholds_file == str(thresholds)
+    assert evaluate(results_file, truth_file).at_thresholds is None
+
+
+def test_results_holding_none_of_the_truths_scores_are_an_error(tmp_path):
+    """A --top 1 run, say, whose one class per input is never one the truth names: nothing to rank."""
+    ids, truth, _ = clips(6, seed=5)
+    other = next(c for c in Vocabulary.audioset() if c.id not in CLASSES)
+    records = [
+        {"path": f"clips/Y{ytid}_30.000_40.000.wav", "labels": [{"label": other.name, "mid": other.id, "score": 0.9}]}
+        for ytid in ids
+    ]
+    results_file = tmp_path / "r.jsonl"
+    results_file.write_text("".join(json.dumps(r) + "\n" for r in records))
+    truth_file = write_truth(tmp_path, ids, truth)
+    with pytest.raises(UsageError, match="none of the truth's classes has a score in the results"):
+        evaluate(results_file, truth_file)
+
+
+def test_a_class_whose_best_f1_calls_every_input_positive_is_named(tmp_path):
+    ids, truth, scores = clips(10, seed=6)
+    scores[:, MIDS.index("/m/015p6")] = np.where(truth[:, MIDS.index("/m/015p6")], 0.1, 0.9)  # (Bird: upside down)
+    evaluation = evaluate(write_results(tmp_path, ids, scores), write_truth(tmp_path, ids, truth))
+    assert "/m/015p6" in evaluation.unseparated
+    from rich.console import Console
+
+    from dymn_cli.evaluate.report import report_tables
+
+    console = Console(width=120, record=True, color_system=None, file=open(os.devnull, "w"))  # noqa: SIM115
+    for table in report_tables(evaluation):
+        console.print(table)
+    text = console.export_text()
+    bird = next(line for line in text.splitlines() if "Bird" in line)
+    assert "*" in bird and "the scores do not separate this class" in text
+    console.file.close()
