@@ -16,11 +16,10 @@ from pathlib import Path
 
 import numpy as np
 
-from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.clip_metrics import ClipMetrics, metrics
 from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures, event_metrics, segment_metrics
-from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, printable_list, resolve_labels
-from dymn_cli.evaluate.results import InputResult, ResultSet, read_results
+from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, no_match_error, printable_list, resolve_labels
+from dymn_cli.evaluate.results import InputResult, ResultSet, as_paths, read_results
 from dymn_cli.evaluate.truth import PATH, Truth, read_truth
 
 __all__ = ["Evaluation", "evaluate"]
@@ -56,6 +55,7 @@ def evaluate(
     resolution: float = 1.0,
 ) -> Evaluation:
     """Score RESULTS (files or folders of `dymn-tag` outputs) against TRUTH (see `dymn_cli.evaluate.truth`)."""
+    results, truth = as_paths(results, "results"), as_paths(truth, "truth")
     found = read_results(results)
     labelled = read_truth(truth)
     truth_name = ", ".join(str(p) for p in truth)
@@ -63,11 +63,7 @@ def evaluate(
     classes = resolve_labels(labelled.labels(), found, truth_name=truth_name)
     matching = match_inputs(labelled, found, base=base)
     if not matching.pairs:
-        raise UsageError(
-            f"{truth_name}: the truth matches none of the {len(found.inputs)} input(s) in the results "
-            f"(truth names {labelled.kind}s like {next(iter(labelled.files))!r}, results hold paths like "
-            f"{next(iter(found.inputs))!r})"
-        )
+        raise no_match_error(truth_name, labelled, found, matching)
     ids = list(dict.fromkeys(classes.values()))
     column = {mid: k for k, mid in enumerate(ids)}
     rows = [found.inputs[path] for _, path in matching.pairs]
