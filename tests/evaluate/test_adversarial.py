@@ -1,0 +1,129 @@
+"""`dymn-tag evaluate` on results and truth beyond the ordinary: each case one that once gave a wrong
+figure, a misleading line or a run that took minutes. Real runs of `dymn-tag` in a subprocess, on the
+outputs of the random-weight dymn04 test checkpoint."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dymn_cli.errors import UsageError
+from dymn_cli.evaluate.evaluation import evaluate as evaluate_api
+from tests.audio_factory import tone
+from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
+
+pytestmark = pytest.mark.slow
+
+CLIPS = {"cat": ["a", "b", "c"], "dog": ["d", "e", "f"]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """Six tones in class folders, tagged into every layout (mean and max aggregates), and a truth CSV."""
+    root = tmp_path_factory.mktemp("adversarial")
+    for n, (label, name) in enumerate((label, name) for label, names in CLIPS.items() for name in names):
+        tone(root / "clips" / label / f"{name}.wav", freq=200 + 150 * n, seconds=2.0, noise=0.1 * n, seed=n)
+    common = ["clips", "--weights", str(DYMN04_WEIGHTS), "-q", "--window", "1", "--hop", "1", "-j", "0", "--top", "all"]
+    for extra in (
+        ["-o", "r.jsonl", "-o", "r.csv"],
+        ["--timeline", "-o", "tl.jsonl", "-o", "tl.csv", "-o", "tl.parquet"],
+        ["--timeline", "--aggregate", "max", "-o", "tlmax.jsonl", "-o", "tlmax.csv", "-o", "tlmax.parquet"],
+    ):
+        done = dymn_tag([*common, *extra], cwd=root, timeout=SAFETY_NET)
+        assert done.returncode == 0, done.stderr.decode()
+    rows = [f"clips/{label}/{name}.wav,{label.title()}\n" for label, names in CLIPS.items() for name in names]
+    (root / "truth.csv").write_text("path,label\n" + "".join(rows))
+    return root
+
+
+def evaluate(run: Path, *args: str, expect: int = 0, timeout: float = SAFETY_NET) -> subprocess.CompletedProcess:
+    done = dymn_tag(["evaluate", *args], cwd=run, timeout=timeout)
+    assert done.returncode == expect, done.stderr.decode()
+    return done
+
+
+def one_line(done: subprocess.CompletedProcess, *words: str) -> str:
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and err.startswith("dymn-tag: error: ") and "Traceback" not in err, err
+    assert all(word in err for word in words), err
+    return err
+
+
+def report(run: Path, *args: str) -> dict:
+    return json.loads(evaluate(run, *args, "-f", "json").stdout)
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_many_inputs_of_one_file_name_match_in_seconds(run, tmp_path):
+    # Matching once resolved every same-named result again for every truth entry: 4000 inputs named
+    # `*/clip.wav` took minutes. The limit is far above the seconds it takes now.
+    record = records(run / "r.jsonl")[0]
+    n = 4000
+    with open(tmp_path / "many.jsonl", "w") as out, open(tmp_path / "many.csv", "w") as truth:
+        truth.write("path,label\n")
+        for i in range(n):
+            labels = [{"label": "Cat", "mid": "/m/01yrx", "index": 81, "score": (i % 97) / 97}]
+            out.write(json.dumps({**record, "path": f"set/{i}/clip.wav", "labels": labels}) + "\n")
+            truth.write(f"set/{i}/clip.wav,{'Cat' if i % 3 else 'Dog'}\n")
+    found = json.loads(evaluate(run, str(tmp_path / "many.jsonl"), "--truth", str(tmp_path / "many.csv"), timeout=120).stdout)
+    assert found["n_inputs"] == n
+
+
+def test_truth_that_only_matches_ambiguously_says_so(run, tmp_path):
+    record = records(run / "r.jsonl")[0]
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps({**record, "path": f"{d}/x.wav"}) + "\n" for d in "ab"))
+    (tmp_path / "t.csv").write_text("x.wav,Cat\n")
+    done = evaluate(run, str(tmp_path / "two.jsonl"), "--truth", str(tmp_path / "t.csv"), expect=2)
+    one_line(done, "several", "'x.wav'")
+
+
+def test_scores_outside_0_to_1_are_refused_in_every_layout(run, tmp_path):
+    record = records(run / "r.jsonl")[0]
+    for bad in (-0.5, 7.0):
+        labels = [{**label, "score": bad} for label in record["labels"]]
+        (tmp_path / "bad.jsonl").write_text(json.dumps({**record, "labels": labels}) + "\n")
+        one_line(evaluate(run, str(tmp_path / "bad.jsonl"), "--truth", "truth.csv", expect=2), "bad.jsonl", "from 0 to 1")
+        lines = (run / "r.csv").read_text().splitlines()
+        lines[1] = ",".join([*lines[1].split(",")[:-1], str(bad)])
+        (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+        one_line(evaluate(run, str(tmp_path / "bad.csv"), "--truth", "truth.csv", expect=2), "bad.csv", "row 2", "from 0 to 1")
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads_alike(run, tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (run / "r.csv").read_bytes().replace(b"\n", b"\r\n"))
+    assert report(run, str(tmp_path / "bom.csv"), "--truth", "truth.csv") == report(run, "r.jsonl", "--truth", "truth.csv")
+
+
+def test_a_timeline_table_scores_each_clip_as_its_run_did(run):
+    # A timeline table holds windows only: its clip scores once all counted as missing (0), and the
+    # figures came out wrong with a warning about a --top cut that never happened.
+    for stem in ("tl", "tlmax"):
+        expected = report(run, f"{stem}.jsonl", "--truth", "truth.csv")
+        for suffix in (".csv", ".parquet"):
+            found = report(run, f"{stem}{suffix}", "--truth", "truth.csv")
+            assert found["missing_scores"] == 0 and not found["warnings"]
+            assert found["mAP"] == expected["mAP"] and found["classes"] == expected["classes"], (stem, suffix)
+    assert report(run, "tl.csv", "--truth", "truth.csv")["classes"] != report(run, "tlmax.csv", "--truth", "truth.csv")["classes"]
+
+
+def test_results_of_two_models_are_refused(run, tmp_path):
+    lines = records(run / "r.jsonl")
+    (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines[:3]))
+    (tmp_path / "two.jsonl").write_text(
+        "".join(json.dumps({**r, "model": "dymn10_as@sha256:0123456789ab"}) + "\n" for r in lines[3:])
+    )
+    done = evaluate(run, str(tmp_path / "one.jsonl"), str(tmp_path / "two.jsonl"), "--truth", "truth.csv", expect=2)
+    one_line(done, "two.jsonl", "dymn10_as", "another model")
+
+
+def test_the_api_takes_one_path_as_text(run, monkeypatch):
+    monkeypatch.chdir(run)
+    assert evaluate_api("r.jsonl", "truth.csv").inputs == evaluate_api([Path("r.jsonl")], [Path("truth.csv")]).inputs
+    with pytest.raises(UsageError, match="no results given"):
+        evaluate_api([], "truth.csv")
