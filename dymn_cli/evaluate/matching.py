@@ -163,6 +163,12 @@ def resolve_labels(labels: Iterable[str], results: ResultSet, *, truth_name: str
     """Each truth label's class id: a mid (or `head:NAME`), else a class name (any case); one
     `UsageError` naming the labels that are not classes of these results."""
     names = known_classes(results)
+    if not names:  # (else every truth label would be blamed for results that hold no scores)
+        sources = list(dict.fromkeys(str(r.source) for r in results.inputs.values()))
+        raise UsageError(
+            f"{printable_list(sources)}: no scores in these results (every input's list of labels is empty: a --threshold "
+            "that no score reached?): tag with --top all to evaluate"
+        )
     by_name = {name.lower(): mid for mid, name in names.items()}
     resolved: dict[str, str] = {}
     unknown: list[str] = []

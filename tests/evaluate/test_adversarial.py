@@ -127,3 +127,42 @@ def test_the_api_takes_one_path_as_text(run, monkeypatch):
     assert evaluate_api("r.jsonl", "truth.csv").inputs == evaluate_api([Path("r.jsonl")], [Path("truth.csv")]).inputs
     with pytest.raises(UsageError, match="no results given"):
         evaluate_api([], "truth.csv")
+
+
+@pytest.mark.parametrize(
+    ("truth", "words"),
+    [
+        ("filename,label\nclips/cat/a.wav,Cat\n", ("t.csv:1", "'filename,label'", "path,label")),
+        ("file,labels\nclips/cat/a.wav,Cat\n", ("t.csv:1", "'file,labels'")),
+        ("label,path\nCat,clips/cat/a.wav\n", ("t.csv:1", "'label,path'")),
+        ("path;label\nclips/cat/a.wav;Cat\n", ("t.csv:1", "semicolons", "commas")),
+        ("clips/cat/a.wav\tCat\n", ("t.csv:1", "tabs", "commas")),
+    ],
+)
+def test_a_truth_csv_of_another_layout_is_named_as_such(run, tmp_path, truth, words):
+    # These once read their header as a row, and blamed a label 'label' or 'labels' for not being a class.
+    (tmp_path / "t.csv").write_text(truth)
+    one_line(evaluate(run, "r.jsonl", "--truth", str(tmp_path / "t.csv"), expect=2), *words)
+
+
+def test_segment_rows_without_audiosets_comment_lines_read_alike(run, tmp_path):
+    ids = ["-0DLPzsiXXE", "--4gqARaEJE", "_1woPC5HWSg", "-0RWZT-miFs", "abcdefghijk", "Zz_-9876543"]
+    lines = records(run / "r.jsonl")
+    renamed = [{**r, "path": f"eval/Y{ytid}_30.000_40.000.wav"} for r, ytid in zip(lines, ids)]
+    (tmp_path / "yt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in renamed))
+    mids = ["/m/01yrx"] * 3 + ["/m/0bt9lr"] * 3
+    rows = "".join(f'{ytid}, 30.000, 40.000, "{mid},/m/068hy"\n' for ytid, mid in zip(ids, mids))
+    (tmp_path / "plain.csv").write_text(rows)
+    (tmp_path / "eval_segments.csv").write_text(
+        "# Segments csv created Sun Mar  5 10:54:31 2017\n# YTID, start_seconds, end_seconds, positive_labels\n" + rows
+    )
+    plain = report(run, str(tmp_path / "yt.jsonl"), "--truth", str(tmp_path / "plain.csv"))
+    assert plain == report(run, str(tmp_path / "yt.jsonl"), "--truth", str(tmp_path / "eval_segments.csv"))
+    assert plain["n_inputs"] == 6 and not plain["warnings"]
+
+
+def test_results_without_any_score_are_named_not_the_truth(run, tmp_path):
+    (tmp_path / "none.jsonl").write_text("".join(json.dumps({**r, "labels": []}) + "\n" for r in records(run / "r.jsonl")))
+    one_line(
+        evaluate(run, str(tmp_path / "none.jsonl"), "--truth", "truth.csv", expect=2), "none.jsonl", "no scores", "--top all"
+    )
