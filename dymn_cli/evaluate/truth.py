@@ -17,6 +17,7 @@ Each file is read defensively: one line naming the file (and the line) and the r
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -150,7 +151,8 @@ def _span(label: str, start: float | None, end: float | None, where: str) -> Spa
 
 def _csv_rows(path: Path, text: str, **options: object) -> list[list[str]]:
     try:
-        return list(csv.reader(text.splitlines(), **options))  # type: ignore[arg-type]
+        # (not text.splitlines(): a quoted field may hold a line break, as a file name may)
+        return list(csv.reader(io.StringIO(text, newline=""), **options))  # type: ignore[arg-type]
     except csv.Error as error:
         raise UsageError(f"{path}: not a truth CSV: {error}") from None
 

@@ -4,6 +4,7 @@ outputs of the random-weight dymn04 test checkpoint."""
 
 from __future__ import annotations
 
+import csv
 import json
 import subprocess
 from pathlib import Path
@@ -166,3 +167,15 @@ def test_results_without_any_score_are_named_not_the_truth(run, tmp_path):
     one_line(
         evaluate(run, str(tmp_path / "none.jsonl"), "--truth", "truth.csv", expect=2), "none.jsonl", "no scores", "--top all"
     )
+
+
+def test_truth_paths_with_commas_quotes_and_line_breaks_match(run, tmp_path):
+    names = ["a, b é.wav", "new\nline.wav", 'say "hi".wav', "plain.wav"]
+    lines = records(run / "r.jsonl")
+    (tmp_path / "odd.jsonl").write_text("".join(json.dumps({**r, "path": f"odd/{n}"}) + "\n" for r, n in zip(lines, names)))
+    with open(tmp_path / "odd.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label"])
+        writer.writerows([(f"odd/{name}", label) for name, label in zip(names, ["Cat", "Cat", "Dog", "Dog"])])
+    found = report(run, str(tmp_path / "odd.jsonl"), "--truth", str(tmp_path / "odd.csv"))
+    assert found["n_inputs"] == 4 and not found["warnings"]
