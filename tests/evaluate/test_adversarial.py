@@ -14,7 +14,8 @@ import pytest
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import evaluate as evaluate_api
 from tests.audio_factory import tone
-from tests.support import DYMN04_WEIGHTS, SAFETY_NET, dymn_tag
+from tests.permissions import mode_respecting_prefix
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow
 
@@ -179,3 +180,28 @@ def test_truth_paths_with_commas_quotes_and_line_breaks_match(run, tmp_path):
         writer.writerows([(f"odd/{name}", label) for name, label in zip(names, ["Cat", "Cat", "Dog", "Dog"])])
     found = report(run, str(tmp_path / "odd.jsonl"), "--truth", str(tmp_path / "odd.csv"))
     assert found["n_inputs"] == 4 and not found["warnings"]
+
+
+def test_unreadable_results_and_an_unsearchable_plot_folder_end_in_one_line(run, tmp_path):
+    # An unreadable RESULTS path crashed the usage message (a Typer argument without human_readable_name),
+    # and --plot under a folder that cannot be searched raised PermissionError from Path.exists.
+    prefix = mode_respecting_prefix()
+    if prefix is None:
+        pytest.skip("cannot run a process here for which file modes count")
+    locked, closed = tmp_path / "locked.jsonl", tmp_path / "closed"
+    locked.write_bytes((run / "r.jsonl").read_bytes())
+    closed.mkdir()
+    cases = [
+        ([str(locked), "--truth", "truth.csv"], ("RESULTS", "locked.jsonl", "not readable")),
+        (["r.jsonl", "--truth", "truth.csv", "--plot", str(closed / "plots")], ("--plot", "permission denied")),
+    ]
+    locked.chmod(0)
+    closed.chmod(0)
+    try:
+        for args, words in cases:
+            done = subprocess.run([*prefix, DYMN_TAG, "evaluate", *args], cwd=run, capture_output=True, timeout=SAFETY_NET)
+            assert done.returncode == 2, done.stderr.decode()
+            one_line(done, *words)
+    finally:
+        locked.chmod(0o600)
+        closed.chmod(0o700)
