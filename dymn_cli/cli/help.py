@@ -102,7 +102,8 @@ def usage_message(error: Any) -> str:
 def _longest_name(param: Any) -> str:
     if isinstance(param, TyperOption):
         return max(param.opts, key=len)
-    return (param.human_readable_name or "").upper()
+    # (a TyperArgument of some Typer versions has no human_readable_name: a bad RESULTS path crashed here)
+    return (getattr(param, "human_readable_name", None) or param.name or "").upper()
 
 
 def _plain(error: Any) -> str:

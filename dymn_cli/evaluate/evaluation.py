@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import numpy as np
 
@@ -23,8 +22,8 @@ from dymn_cli.audioset.vocabulary import LabelClass, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.clip_metrics import ClipMetrics, ThresholdFigures, metrics, threshold_figures
 from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures, event_metrics, segment_metrics
-from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, printable_list, resolve_labels
-from dymn_cli.evaluate.results import InputResult, ResultSet, read_results
+from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, no_match_error, printable_list, resolve_labels
+from dymn_cli.evaluate.results import InputResult, ResultSet, as_paths, read_results
 from dymn_cli.evaluate.truth import PATH, Truth, read_truth
 
 __all__ = ["Evaluation", "evaluate"]
@@ -58,14 +57,6 @@ class Evaluation:
     """The classes (ids) whose best F1 comes only from calling every input positive."""
 
 
-def _paths(given: PathsLike, what: str) -> list[Path]:
-    """One path or several, as `Path`s."""
-    items = [given] if isinstance(given, (str, os.PathLike)) else list(given)
-    if not items or not all(isinstance(item, (str, os.PathLike)) for item in items):
-        raise TypeError(f"{what}: a path, or a list of paths, is needed; got {given!r}")
-    return [Path(item) for item in items]
-
-
 def evaluate(
     results: PathsLike,
     truth: PathsLike,
@@ -78,7 +69,7 @@ def evaluate(
     """Score RESULTS (files or folders of `dymn-tag` outputs; one path or a list) against TRUTH (see
     `dymn_cli.evaluate.truth`). `thresholds`, a `label,mid,threshold` CSV (what `--save-thresholds`
     writes), adds the figures at those per-class thresholds, as `dymn-tag --thresholds` would cut."""
-    results, truth = _paths(results, "results"), _paths(truth, "truth")
+    results, truth = as_paths(results, "results"), as_paths(truth, "truth")
     found = read_results(results)
     labelled = read_truth(truth)
     truth_name = ", ".join(str(p) for p in truth)
@@ -86,24 +77,10 @@ def evaluate(
     classes = resolve_labels(labelled.labels(), found, truth_name=truth_name)
     matching = match_inputs(labelled, found, base=base)
     if not matching.pairs:
-        raise UsageError(
-            f"{truth_name}: the truth matches none of the {len(found.inputs)} input(s) in the results "
-            f"(truth names {labelled.kind}s like {next(iter(labelled.files))!r}, results hold paths like "
-            f"{next(iter(found.inputs))!r})"
-        )
+        raise no_match_error(truth_name, labelled, found, matching)
     ids = list(dict.fromkeys(classes.values()))
-    column = {mid: k for k, mid in enumerate(ids)}
     rows = [found.inputs[path] for _, path in matching.pairs]
-    truth_array = np.zeros((len(rows), len(ids)), dtype=bool)
-    for row, (key, _) in enumerate(matching.pairs):
-        for span in labelled.files[key]:
-            truth_array[row, column[classes[span.label]]] = True
-    scores = np.full((len(rows), len(ids)), np.nan)
-    for row, result in enumerate(rows):
-        wanted = [(column[mid], value) for mid, value in result.scores.items() if mid in column]
-        if wanted:
-            columns, values = zip(*wanted)
-            scores[row, list(columns)] = values
+    truth_array, scores = _arrays(ids, labelled, matching, rows, classes)
     missing = int(np.isnan(scores).sum())
     if missing == scores.size:
         raise UsageError(
@@ -133,6 +110,25 @@ def evaluate(
     if labelled.timed:
         _event_figures(evaluation, labelled, matching, rows, classes, threshold=threshold, collar=collar, resolution=resolution)
     return evaluation
+
+
+def _arrays(
+    ids: list[str], labelled: Truth, matching: Matching, rows: list[InputResult], classes: dict[str, str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """`truth [inputs, classes]` and `scores [inputs, classes]` of the matched inputs, NaN where a
+    result holds no score for a class."""
+    column = {mid: k for k, mid in enumerate(ids)}
+    truth = np.zeros((len(rows), len(ids)), dtype=bool)
+    for row, (key, _) in enumerate(matching.pairs):
+        for span in labelled.files[key]:
+            truth[row, column[classes[span.label]]] = True
+    scores = np.full((len(rows), len(ids)), np.nan)
+    for row, result in enumerate(rows):
+        wanted = [(column[mid], value) for mid, value in result.scores.items() if mid in column]
+        if wanted:
+            columns, values = zip(*wanted)
+            scores[row, list(columns)] = values
+    return truth, scores
 
 
 def _warnings(found: ResultSet, matching: Matching, missing: int, total: int, truth_name: str) -> list[str]:

@@ -22,7 +22,7 @@ from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.results import ResultSet
 from dymn_cli.evaluate.truth import PATH, STEM, YOUTUBE_ID, Truth
 
-__all__ = ["Matching", "known_classes", "match_inputs", "printable_list", "resolve_labels"]
+__all__ = ["Matching", "known_classes", "match_inputs", "no_match_error", "printable_list", "resolve_labels"]
 
 _YOUTUBE_ID = 11
 
@@ -54,22 +54,41 @@ def _real(name: str, base: Path | None) -> str:
     return os.path.realpath(joined)
 
 
-def _path_candidates(key: str, by_name: dict[str, list[str]], base: Path | None) -> list[str]:
+def _path_candidates(key: str, base: Path | None, index: _PathIndex) -> list[str]:
     """The results that `key` names, best first: the same file, else the longest path-end match."""
     mine = _components(key)
     if not mine:
         return []
-    ranked = []
-    for path in by_name.get(mine[-1], []):
-        theirs = _components(path)
-        tail = _common_tail(mine, theirs)
-        same_file = _real(key, base) == _real(path, None)
-        if same_file or tail == min(len(mine), len(theirs)):
-            ranked.append(((same_file, tail), path))
-    ranked.sort(key=lambda item: item[0], reverse=True)
+    scores: dict[str, tuple[bool, int]] = {}
+    for path in index.by_real.get(_real(key, base), []):
+        scores[path] = (True, _common_tail(mine, index.components[path]))
+    for path in index.by_suffix.get(mine, []):  # (results whose path ends with all of the key's)
+        scores.setdefault(path, (False, len(mine)))
+    for n in range(1, len(mine)):  # (results whose whole path ends the key's)
+        for path in index.by_whole.get(mine[-n:], []):
+            scores.setdefault(path, (False, n))
+    ranked = sorted(((score, path) for path, score in scores.items()), key=lambda item: item[0], reverse=True)
     if len(ranked) > 1 and ranked[0][0] == ranked[1][0]:
         return [path for score, path in ranked if score == ranked[0][0]]
     return [path for _, path in ranked[:1]]
+
+
+class _PathIndex:
+    """The result paths by resolved path, by every ending of their components, and by all of them:
+    many inputs may share a file name (`*/001.wav`), and comparing each truth entry with each of those
+    made matching quadratic (minutes for a few thousand inputs)."""
+
+    def __init__(self, paths: Iterable[str]) -> None:
+        self.components: dict[str, tuple[str, ...]] = {}
+        self.by_real: dict[str, list[str]] = defaultdict(list)
+        self.by_suffix: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        self.by_whole: dict[tuple[str, ...], list[str]] = defaultdict(list)
+        for path in paths:
+            parts = self.components[path] = _components(path)
+            self.by_real[_real(path, None)].append(path)
+            self.by_whole[parts].append(path)
+            for n in range(1, len(parts) + 1):
+                self.by_suffix[parts[-n:]].append(path)
 
 
 def _stem_candidates(key: str, by_name: dict[str, list[str]], by_stem: dict[str, list[str]]) -> list[str]:
@@ -98,9 +117,10 @@ def match_inputs(truth: Truth, results: ResultSet, *, base: Path | None = None) 
             for ytid in _youtube_ids(_components(path)[-1] if _components(path) else path, wanted)[:1]:
                 by_youtube_id[ytid].append(path)
     taken: set[str] = set()
+    index = _PathIndex(results.inputs) if truth.kind == PATH else None
     for key in truth.files:
-        if truth.kind == PATH:
-            candidates = _path_candidates(key, by_name, base)
+        if index is not None:
+            candidates = _path_candidates(key, base, index)
         elif truth.kind == STEM:
             candidates = _stem_candidates(key, by_name, by_stem)
         else:
@@ -116,6 +136,20 @@ def match_inputs(truth: Truth, results: ResultSet, *, base: Path | None = None) 
     return matching
 
 
+def no_match_error(truth_name: str, truth: Truth, results: ResultSet, matching: Matching) -> UsageError:
+    """Why no truth entry found its result: none matched, or each matched several results equally."""
+    if matching.ambiguous:
+        return UsageError(
+            f"{truth_name}: each truth entry that matches the results matches several of them equally "
+            f"({len(matching.ambiguous)}, like {matching.ambiguous[0]!r}): name the files with more of their paths"
+        )
+    return UsageError(
+        f"{truth_name}: the truth matches none of the {len(results.inputs)} input(s) in the results "
+        f"(truth names {truth.kind}s like {next(iter(truth.files))!r}, results hold paths like "
+        f"{next(iter(results.inputs))!r})"
+    )
+
+
 def known_classes(results: ResultSet) -> dict[str, str]:
     """Every class the results can score: those they name, and all of AudioSet's when they hold any."""
     names = results.class_names()
@@ -129,6 +163,12 @@ def resolve_labels(labels: Iterable[str], results: ResultSet, *, truth_name: str
     """Each truth label's class id: a mid (or `head:NAME`), else a class name (any case); one
     `UsageError` naming the labels that are not classes of these results."""
     names = known_classes(results)
+    if not names:  # (else every truth label would be blamed for results that hold no scores)
+        sources = list(dict.fromkeys(str(r.source) for r in results.inputs.values()))
+        raise UsageError(
+            f"{printable_list(sources)}: no scores in these results (every input's list of labels is empty: a --threshold "
+            "that no score reached?): tag with --top all to evaluate"
+        )
     by_name = {name.lower(): mid for mid, name in names.items()}
     resolved: dict[str, str] = {}
     unknown: list[str] = []

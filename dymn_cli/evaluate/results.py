@@ -12,9 +12,8 @@ AudioSet names, else taken as a head's classes.
 
 from __future__ import annotations
 
-import csv
 import json
-import math
+import os
 import stat
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -23,29 +22,13 @@ from typing import Any
 
 import numpy as np
 
-from dymn_cli.audioset.vocabulary import HEAD_ID_PREFIX, Vocabulary
 from dymn_cli.errors import UsageError
-from dymn_cli.writers.names import name_from_csv
+from dymn_cli.evaluate.result_tables import table_records
+from dymn_cli.evaluate.result_values import BadResults, InputResult, number, score, text
 
-__all__ = ["InputResult", "ResultSet", "read_results", "RESULT_EXTENSIONS"]
+__all__ = ["InputResult", "ResultSet", "as_paths", "read_results", "RESULT_EXTENSIONS"]
 
 RESULT_EXTENSIONS = (".jsonl", ".json", ".csv", ".parquet")
-LONG_COLUMNS = ("path", "rank", "label", "mid", "index", "score")
-TIMELINE_COLUMNS = ("path", "start", "end", "label", "mid", "index", "score")
-EVENT_COLUMNS = ("path", "start", "end", "label", "mid", "index", "peak", "mean")
-
-
-@dataclass
-class InputResult:
-    """What the results say about one input: clip scores, and windows or events when written."""
-
-    path: str
-    source: Path
-    scores: dict[str, float] = field(default_factory=dict)
-    duration: float | None = None
-    windows: list[tuple[float, float, dict[str, float]]] | None = None
-    events: list[tuple[str, float, float]] | None = None  # (class id, start, end)
-    names: dict[str, str] = field(default_factory=dict)  # class id -> name, as the file writes them
 
 
 @dataclass
@@ -64,10 +47,6 @@ class ResultSet:
         return names
 
 
-class _Bad(Exception):
-    """A reason why a results file is not one `dymn-tag` wrote (becomes one line naming the file)."""
-
-
 def read_results(paths: list[Path]) -> ResultSet:
     """The inputs of every results file and folder in `paths` (`UsageError` naming a bad one)."""
     results = ResultSet()
@@ -76,7 +55,7 @@ def read_results(paths: list[Path]) -> ResultSet:
             try:
                 for record in _records(file):
                     _add(results, record)
-            except _Bad as bad:
+            except BadResults as bad:
                 raise UsageError(f"{file}: not a dymn-tag output: {bad}") from None
             except OSError as error:
                 raise UsageError(f"{file}: cannot read: {error.strerror or error}") from None
@@ -84,10 +63,32 @@ def read_results(paths: list[Path]) -> ResultSet:
                 raise UsageError(f"{file}: not a dymn-tag output: not UTF-8 text") from None
             except RecursionError:
                 raise UsageError(f"{file}: not a dymn-tag output: nested too deeply") from None
+    _check_one_model(results)
     if not results.inputs:
         named = ", ".join(str(p) for p in paths)
         raise UsageError(f"{named}: no tagged inputs in these results" + (" (every input failed)" if results.failed else ""))
     return results
+
+
+def as_paths(paths: str | os.PathLike[str] | list[str | os.PathLike[str]] | list[Path], what: str) -> list[Path]:
+    """The API takes one path or a list of them, as text or `Path`; `UsageError` for none at all."""
+    found = [Path(paths)] if isinstance(paths, (str, os.PathLike)) else [Path(p) for p in paths]
+    if not found:
+        raise UsageError(f"no {what} given")
+    return found
+
+
+def _check_one_model(results: ResultSet) -> None:
+    """Scores of two models are not one ranking: pooled, they would give a figure of neither."""
+    models: dict[str, Path] = {}
+    for result in results.inputs.values():
+        if result.model is not None and result.model not in models:
+            models[result.model] = result.source
+    if len(models) > 1:
+        (first, one), (second, other) = list(models.items())[:2]
+        raise UsageError(
+            f"{other}: results of another model ({second!r}, and {first!r} in {one}): evaluate one model's results at a time"
+        )
 
 
 def _result_files(path: Path) -> list[Path]:
@@ -126,40 +127,22 @@ def _records(file: Path) -> Iterator[InputResult | tuple[str, str]]:
         yield from _jsonl(file)
     elif suffix == ".json":
         yield from _json(file)
-    elif suffix == ".csv":
-        yield from _table(file, _csv_rows(file))
     else:
-        yield from _table(file, _parquet_rows(file))
-
-
-def _number(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise _Bad(f"{what} is not a number ({value!r:.40})")
-    try:
-        number = float(value)
-    except ValueError:
-        raise _Bad(f"{what} is not a number ({value!r:.40})") from None
-    if not math.isfinite(number):
-        raise _Bad(f"{what} is {value!r:.40}, not a finite number")
-    return number
-
-
-def _text(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value:
-        raise _Bad(f"{what} is not a name ({value!r:.40})")
-    return value
+        yield from table_records(file)
 
 
 def _labels(entries: Any, where: str, names: dict[str, str]) -> dict[str, float]:
     """`{mid: score}` of a record's label list (checked in bulk: a `--top all` record holds 527)."""
     if not isinstance(entries, list):
-        raise _Bad(f"{where}: 'labels' is not a list")
+        raise BadResults(f"{where}: 'labels' is not a list")
     try:
         mids = [entry["mid"] for entry in entries]
         values = np.array([entry["score"] for entry in entries], dtype=np.float64)
     except (TypeError, KeyError, ValueError):
         return _labels_one_by_one(entries, where, names)
-    if values.dtype != np.float64 or not all(type(mid) is str and mid for mid in mids) or not np.isfinite(values).all():
+    if values.dtype != np.float64 or not all(type(mid) is str and mid for mid in mids):
+        return _labels_one_by_one(entries, where, names)
+    if not (np.isfinite(values).all() and (values >= 0).all() and (values <= 1).all()):
         return _labels_one_by_one(entries, where, names)
     if any(type(entry["score"]) is bool for entry in entries):
         return _labels_one_by_one(entries, where, names)
@@ -167,7 +150,7 @@ def _labels(entries: Any, where: str, names: dict[str, str]) -> dict[str, float]
     if new:
         for mid, entry in zip(mids, entries):
             if mid in new and mid not in names:
-                names[mid] = _text(entry.get("label"), f"{where}: a label's name")
+                names[mid] = text(entry.get("label"), f"{where}: a label's name")
     return dict(zip(mids, values.tolist()))
 
 
@@ -176,34 +159,38 @@ def _labels_one_by_one(entries: list[Any], where: str, names: dict[str, str]) ->
     scores: dict[str, float] = {}
     for entry in entries:
         if not isinstance(entry, dict):
-            raise _Bad(f"{where}: a label is not an object")
-        mid = _text(entry.get("mid"), f"{where}: a label's mid")
-        names.setdefault(mid, _text(entry.get("label"), f"{where}: a label's name"))
-        scores[mid] = _number(entry.get("score"), f"{where}: the score of {mid}")
+            raise BadResults(f"{where}: a label is not an object")
+        mid = text(entry.get("mid"), f"{where}: a label's mid")
+        names.setdefault(mid, text(entry.get("label"), f"{where}: a label's name"))
+        scores[mid] = score(entry.get("score"), f"{where}: the score of {mid}")
     return scores
 
 
-def _from_record(record: Any, file: Path, where: str, names: dict[str, str]) -> InputResult | tuple[str, str] | None:
-    """One JSON input record; None for a header record (`{"model", "settings"}`, no `path`)."""
+def _from_record(
+    record: Any, file: Path, where: str, names: dict[str, str], model: str | None = None
+) -> InputResult | tuple[str, str] | None:
+    """One JSON input record (`model`: the file's, when its header says); None for a header record
+    (`{"model", "settings"}`, no `path`)."""
     if not isinstance(record, dict):
-        raise _Bad(f"{where}: a record is not an object")
+        raise BadResults(f"{where}: a record is not an object")
     if "path" not in record:
         if "settings" in record or "model" in record:
             return None
-        raise _Bad(f"{where}: a record without a 'path'")
-    path = _text(record["path"], f"{where}: the path")
+        raise BadResults(f"{where}: a record without a 'path'")
+    path = text(record["path"], f"{where}: the path")
     if "error" in record:
         return path, str(record["error"])
     result = InputResult(path, file, _labels(record.get("labels"), where, names))
+    result.model = record["model"] if isinstance(record.get("model"), str) else model
     if record.get("duration") is not None:
-        result.duration = _number(record["duration"], f"{where}: the duration")
+        result.duration = number(record["duration"], f"{where}: the duration")
     if record.get("windows") is not None:
         if not isinstance(record["windows"], list):
-            raise _Bad(f"{where}: 'windows' is not a list")
+            raise BadResults(f"{where}: 'windows' is not a list")
         result.windows = [_window(w, where, names) for w in record["windows"]]
     if record.get("events") is not None:
         if not isinstance(record["events"], list):
-            raise _Bad(f"{where}: 'events' is not a list")
+            raise BadResults(f"{where}: 'events' is not a list")
         result.events = [_event(e, where, names) for e in record["events"]]
     result.names = names
     return result
@@ -211,19 +198,19 @@ def _from_record(record: Any, file: Path, where: str, names: dict[str, str]) -> 
 
 def _window(window: Any, where: str, names: dict[str, str]) -> tuple[float, float, dict[str, float]]:
     if not isinstance(window, dict):
-        raise _Bad(f"{where}: a window is not an object")
-    start, end = _number(window.get("start"), f"{where}: a window start"), _number(window.get("end"), f"{where}: a window end")
+        raise BadResults(f"{where}: a window is not an object")
+    start, end = number(window.get("start"), f"{where}: a window start"), number(window.get("end"), f"{where}: a window end")
     return start, end, _labels(window.get("labels"), where, names)
 
 
 def _event(event: Any, where: str, names: dict[str, str]) -> tuple[str, float, float]:
     if not isinstance(event, dict):
-        raise _Bad(f"{where}: an event is not an object")
-    mid = _text(event.get("mid"), f"{where}: an event's mid")
-    names.setdefault(mid, _text(event.get("label"), f"{where}: an event's label"))
-    start, end = _number(event.get("start"), f"{where}: an event start"), _number(event.get("end"), f"{where}: an event end")
+        raise BadResults(f"{where}: an event is not an object")
+    mid = text(event.get("mid"), f"{where}: an event's mid")
+    names.setdefault(mid, text(event.get("label"), f"{where}: an event's label"))
+    start, end = number(event.get("start"), f"{where}: an event start"), number(event.get("end"), f"{where}: an event end")
     if not 0 <= start <= end:
-        raise _Bad(f"{where}: an event from {start} to {end}")
+        raise BadResults(f"{where}: an event from {start} to {end}")
     return mid, start, end
 
 
@@ -231,158 +218,36 @@ def _json_value(text: str, where: str) -> Any:
     try:
         return json.loads(text)
     except json.JSONDecodeError as error:
-        raise _Bad(f"{where}: not JSON ({error.msg})") from None
+        raise BadResults(f"{where}: not JSON ({error.msg})") from None
 
 
 def _jsonl(file: Path) -> Iterator[InputResult | tuple[str, str]]:
     names: dict[str, str] = {}  # (one table per file, shared by its records)
-    with open(file, encoding="utf-8") as stream:
-        for number, line in enumerate(stream, start=1):
+    model = None  # (the older header line's, for the records after it)
+    with open(file, encoding="utf-8-sig") as stream:
+        for line_number, line in enumerate(stream, start=1):
             if not line.strip():
                 continue
             try:
-                value = _json_value(line, f"line {number}")
-            except _Bad:
-                if not line.endswith("\n") and number > 1:
+                value = _json_value(line, f"line {line_number}")
+            except BadResults:
+                if not line.endswith("\n") and line_number > 1:
                     continue  # (the half-written last line of a killed run)
                 raise
-            record = _from_record(value, file, f"line {number}", names)
-            if record is not None:
+            record = _from_record(value, file, f"line {line_number}", names, model)
+            if record is None and isinstance(value.get("model"), str):
+                model = value["model"]
+            elif record is not None:
                 yield record
 
 
 def _json(file: Path) -> Iterator[InputResult | tuple[str, str]]:
-    document = _json_value(file.read_text(encoding="utf-8"), "the document")
+    document = _json_value(file.read_text(encoding="utf-8-sig"), "the document")
     if not isinstance(document, dict) or not isinstance(document.get("files"), list):
-        raise _Bad("no 'files' list (a dymn-tag JSON document holds {model, settings, files})")
+        raise BadResults("no 'files' list (a dymn-tag JSON document holds {model, settings, files})")
     names: dict[str, str] = {}
-    for number, record in enumerate(document["files"], start=1):
-        found = _from_record(record, file, f"file record {number}", names)
+    model = document["model"] if isinstance(document.get("model"), str) else None
+    for record_number, record in enumerate(document["files"], start=1):
+        found = _from_record(record, file, f"file record {record_number}", names, model)
         if found is not None:
             yield found
-
-
-def _csv_rows(file: Path) -> tuple[list[str], Iterator[list[str]]]:
-    stream = open(file, encoding="utf-8", newline="")  # noqa: SIM115 - closed by the generator below
-    reader = csv.reader(stream)
-    header = next(reader, None)
-    if not header:
-        stream.close()
-        raise _Bad("empty")
-
-    def rows() -> Iterator[list[str]]:
-        with stream:
-            yield from reader
-
-    return header, rows()
-
-
-def _parquet_rows(file: Path) -> tuple[list[str], Iterator[list[Any]]]:
-    try:
-        import pyarrow.parquet as parquet
-    except ImportError:
-        raise UsageError(f"{file}: reading Parquet needs pyarrow: pip install 'dymn-cli[ray]'") from None
-    try:
-        table = parquet.ParquetFile(file)
-        names = list(table.schema_arrow.names)
-    except Exception as error:  # (pyarrow raises its own kinds for every sort of damage)
-        raise _Bad(f"not a Parquet table ({str(error).splitlines()[0][:80] if str(error) else type(error).__name__})") from None
-
-    def rows() -> Iterator[list[Any]]:
-        try:
-            for batch in table.iter_batches(batch_size=8192):
-                yield from (list(row) for row in zip(*batch.to_pydict().values()))
-        except Exception as error:
-            raise _Bad(
-                f"damaged Parquet data ({str(error).splitlines()[0][:80] if str(error) else type(error).__name__})"
-            ) from None
-
-    return names, rows()
-
-
-def _table(file: Path, header_rows: tuple[list[str], Iterator[list[Any]]]) -> Iterator[InputResult]:
-    """Rows of a long or wide table (CSV or Parquet), grouped by input (they come grouped)."""
-    header, rows = header_rows
-    columns = tuple(header)
-    if columns[:2] == ("path", "duration"):
-        yield from _wide(file, columns, rows)
-        return
-    if columns not in (LONG_COLUMNS, TIMELINE_COLUMNS, EVENT_COLUMNS):
-        raise _Bad(f"unexpected columns {','.join(columns)[:120]!r} (a dymn-tag table starts path,rank,... or path,duration,...)")
-    current: InputResult | None = None
-    names: dict[str, str] = {}
-    for number, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        where = f"row {number}"
-        if len(row) != len(columns):
-            raise _Bad(f"{where}: {len(row)} fields, expected {len(columns)}")
-        values = dict(zip(columns, row))
-        path = name_from_csv(_text(values["path"], f"{where}: the path"))
-        if current is None or current.path != path:
-            if current is not None:
-                yield current
-            current = InputResult(path, file, names=names)
-            if columns != LONG_COLUMNS:
-                current.windows, current.events = ([], None) if columns == TIMELINE_COLUMNS else (None, [])
-        mid = _text(values["mid"], f"{where}: the mid")
-        current.names.setdefault(mid, _text(values["label"], f"{where}: the label"))
-        if columns == LONG_COLUMNS:
-            current.scores[mid] = _number(values["score"], f"{where}: the score")
-        elif columns == TIMELINE_COLUMNS:
-            _add_window_row(current, values, mid, where)
-        else:
-            start, end = _number(values["start"], f"{where}: the start"), _number(values["end"], f"{where}: the end")
-            current.events.append((mid, start, end))  # type: ignore[union-attr]
-            current.scores[mid] = max(current.scores.get(mid, 0.0), _number(values["peak"], f"{where}: the peak"))
-    if current is not None:
-        yield current
-
-
-def _add_window_row(current: InputResult, values: dict[str, Any], mid: str, where: str) -> None:
-    start, end = _number(values["start"], f"{where}: the start"), _number(values["end"], f"{where}: the end")
-    score = _number(values["score"], f"{where}: the score")
-    windows = current.windows
-    assert windows is not None
-    current.duration = max(current.duration or 0.0, end)  # (the last window's end is the file's end)
-    if not windows or windows[-1][:2] != (start, end):
-        windows.append((start, end, {}))
-    windows[-1][2][mid] = score
-
-
-def _wide(file: Path, columns: tuple[str, ...], rows: Iterator[list[Any]]) -> Iterator[InputResult]:
-    ids = [_wide_column_id(name) for name in columns[2:]]
-    names = {mid: name.removeprefix(HEAD_ID_PREFIX) for mid, name in zip(ids, columns[2:])}
-    for number, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        where = f"row {number}"
-        if len(row) != len(columns):
-            raise _Bad(f"{where}: {len(row)} fields, expected {len(columns)}")
-        path = name_from_csv(_text(row[0], f"{where}: the path"))
-        result = InputResult(path, file, duration=_number(row[1], f"{where}: the duration"))
-        # An empty cell is a score under its class's threshold (--threshold, --thresholds): absent, as in a top list.
-        result.scores = {
-            mid: _number(value, f"{where}: the score of {mid}") for mid, value in zip(ids, row[2:]) if value not in ("", None)
-        }
-        result.names = names
-        yield result
-
-
-def _wide_column_id(name: str) -> str:
-    """A wide table's column is an AudioSet class's name, or a head's class's id (`head:NAME`; older
-    tables: its bare name)."""
-    if name.startswith(HEAD_ID_PREFIX):
-        return name  # (a head's class: its column is its id)
-    by_name = _audioset_ids()
-    if name.lower() in by_name:
-        return by_name[name.lower()]
-    if name.endswith(")") and " (" in name:
-        inner = name[name.rindex(" (") + 2 : -1]
-        if inner.startswith(("/m/", "/t/", HEAD_ID_PREFIX)):
-            return inner
-    return HEAD_ID_PREFIX + name
-
-
-def _audioset_ids() -> dict[str, str]:
-    return {c.name.lower(): c.id for c in Vocabulary.audioset()}

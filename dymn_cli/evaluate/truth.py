@@ -17,6 +17,7 @@ Each file is read defensively: one line naming the file (and the line) and the r
 from __future__ import annotations
 
 import csv
+import io
 import math
 import os
 import re
@@ -33,6 +34,11 @@ __all__ = ["PATH", "STEM", "YOUTUBE_ID", "Span", "Truth", "read_truth"]
 PATH, STEM, YOUTUBE_ID = "path", "stem", "youtube id"
 RAVEN_LABEL_COLUMNS = ("annotation", "label", "species", "class", "category", "sound type")
 MAX_BYTES = 512 * 1024 * 1024  # (an annotation file larger than this is not one)
+# Words of a header row other than path,label: such a row, read as data, made a label 'label' or 'labels'.
+HEADER_WORDS = {"file", "filename", "file_name", "filepath", "fname", "name", "audio", "labels", "class", "classes", "tag"}
+HEADER_WORDS |= {"tags", "category", "onset", "offset", "start_time", "end_time", "begin", "path", "label", "start", "end"}
+SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
+SEGMENT_ROW = re.compile(r"[A-Za-z0-9_-]{11}\s*,\s*[0-9.]+\s*,\s*[0-9.]+\s*,")
 
 
 @dataclass(frozen=True)
@@ -105,6 +111,8 @@ def _read_one(path: Path) -> Truth:
     if first.startswith("#") or first.replace(" ", "").lower().startswith("ytid,"):
         if "ytid" in text[:2000].lower() or re.match(r"#\s*segments", first, re.IGNORECASE):
             return _from_segments(path, text)
+    if SEGMENT_ROW.match(first):  # (segment rows without AudioSet's comment lines)
+        return _from_segments(path, text)
     if "\t" in first and path.suffix.lower() == ".txt":
         return _from_audacity(path, text)
     if path.suffix.lower() == ".txt" and not text.strip():
@@ -143,7 +151,8 @@ def _span(label: str, start: float | None, end: float | None, where: str) -> Spa
 
 def _csv_rows(path: Path, text: str, **options: object) -> list[list[str]]:
     try:
-        return list(csv.reader(text.splitlines(), **options))  # type: ignore[arg-type]
+        # (not text.splitlines(): a quoted field may hold a line break, as a file name may)
+        return list(csv.reader(io.StringIO(text, newline=""), **options))  # type: ignore[arg-type]
     except csv.Error as error:
         raise UsageError(f"{path}: not a truth CSV: {error}") from None
 
@@ -157,11 +166,20 @@ def _from_csv(path: Path, text: str) -> Truth:
         if unknown:
             raise UsageError(f"{path}: unknown column {unknown[0][:40]!r}: a truth CSV has path,label and optionally start,end")
         rows, first = rows[1:], 2
+    elif rows and {c.strip().lower() for c in rows[0]} & HEADER_WORDS:
+        raise UsageError(
+            f"{path}:1: the header {','.join(rows[0])[:80]!r} is not path,label[,start,end] "
+            "(the layout dymn-tag train reads): name the columns so, or leave the header out"
+        )
     truth = Truth(kind=PATH, sources=[path])
     for number, row in enumerate(rows, start=first):
         if not row or not any(cell.strip() for cell in row) or row[0].lstrip().startswith("#"):
             continue
         where = f"{path}:{number}"
+        if len(row) == 1 and (separator := next((name for c, name in SEPARATORS.items() if c in row[0]), None)):
+            raise UsageError(
+                f"{where}: fields separated by {separator}: a truth CSV separates path,label[,start,end] with commas"
+            )
         if len(row) > len(columns) or len(row) < 2:
             raise UsageError(f"{where}: {len(row)} field(s), expected path,label[,start,end] (is this a truth CSV?)")
         record = dict(zip(columns, (cell.strip() for cell in row)))

@@ -206,7 +206,8 @@ def is_terminal(target: Target) -> bool:
 
 def check_folder(path: Path, *, option: str) -> None:
     """A folder target (`--output-dir`, `--plot DIR`): an existing folder, or one that can be made."""
-    if path.exists():
+    # os.path.exists: Path.exists raises PermissionError under a folder that cannot be searched (Python 3.11).
+    if os.path.exists(path):
         if not path.is_dir():
             raise UsageError(f"{option} {path}: not a folder")
         if not os.access(path, os.W_OK | os.X_OK):
@@ -214,7 +215,7 @@ def check_folder(path: Path, *, option: str) -> None:
             raise UsageError(f"{option} {path}: cannot write in this folder ({reason})")
         return
     above = Path(os.path.abspath(path)).parent
-    while not above.exists():
+    while not os.path.exists(above):
         above = above.parent
     if not above.is_dir():
         raise UsageError(f"{option} {path}: cannot make this folder: a part of its path is a file")

@@ -159,7 +159,7 @@ def test_one_path_or_a_list_of_str_or_paths(tmp_path):
         ([str(results_file)], (truth_file,)),
     ):
         assert evaluate(results, truth_).clip.mAP == expected
-    with pytest.raises(TypeError, match="a path, or a list of paths"):
+    with pytest.raises(UsageError, match="no results given"):
         evaluate([], truth_file)
 
 

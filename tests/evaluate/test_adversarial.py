@@ -1,0 +1,207 @@
+"""`dymn-tag evaluate` on results and truth beyond the ordinary: each case one that once gave a wrong
+figure, a misleading line or a run that took minutes. Real runs of `dymn-tag` in a subprocess, on the
+outputs of the random-weight dymn04 test checkpoint."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from dymn_cli.errors import UsageError
+from dymn_cli.evaluate.evaluation import evaluate as evaluate_api
+from tests.audio_factory import tone
+from tests.permissions import mode_respecting_prefix
+from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
+
+pytestmark = pytest.mark.slow
+
+CLIPS = {"cat": ["a", "b", "c"], "dog": ["d", "e", "f"]}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """Six tones in class folders, tagged into every layout (mean and max aggregates), and a truth CSV."""
+    root = tmp_path_factory.mktemp("adversarial")
+    for n, (label, name) in enumerate((label, name) for label, names in CLIPS.items() for name in names):
+        tone(root / "clips" / label / f"{name}.wav", freq=200 + 150 * n, seconds=2.0, noise=0.1 * n, seed=n)
+    common = ["clips", "--weights", str(DYMN04_WEIGHTS), "-q", "--window", "1", "--hop", "1", "-j", "0", "--top", "all"]
+    for extra in (
+        ["-o", "r.jsonl", "-o", "r.csv"],
+        ["--timeline", "-o", "tl.jsonl", "-o", "tl.csv", "-o", "tl.parquet"],
+        ["--timeline", "--aggregate", "max", "-o", "tlmax.jsonl", "-o", "tlmax.csv", "-o", "tlmax.parquet"],
+    ):
+        done = dymn_tag([*common, *extra], cwd=root, timeout=SAFETY_NET)
+        assert done.returncode == 0, done.stderr.decode()
+    rows = [f"clips/{label}/{name}.wav,{label.title()}\n" for label, names in CLIPS.items() for name in names]
+    (root / "truth.csv").write_text("path,label\n" + "".join(rows))
+    return root
+
+
+def evaluate(run: Path, *args: str, expect: int = 0, timeout: float = SAFETY_NET) -> subprocess.CompletedProcess:
+    done = dymn_tag(["evaluate", *args], cwd=run, timeout=timeout)
+    assert done.returncode == expect, done.stderr.decode()
+    return done
+
+
+def one_line(done: subprocess.CompletedProcess, *words: str) -> str:
+    err = done.stderr.decode()
+    assert err.count("\n") == 1 and err.startswith("dymn-tag: error: ") and "Traceback" not in err, err
+    assert all(word in err for word in words), err
+    return err
+
+
+def report(run: Path, *args: str) -> dict:
+    return json.loads(evaluate(run, *args, "-f", "json").stdout)
+
+
+def records(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def test_many_inputs_of_one_file_name_match_in_seconds(run, tmp_path):
+    # Matching once resolved every same-named result again for every truth entry: 4000 inputs named
+    # `*/clip.wav` took minutes. The limit is far above the seconds it takes now.
+    record = records(run / "r.jsonl")[0]
+    n = 4000
+    with open(tmp_path / "many.jsonl", "w") as out, open(tmp_path / "many.csv", "w") as truth:
+        truth.write("path,label\n")
+        for i in range(n):
+            labels = [{"label": "Cat", "mid": "/m/01yrx", "index": 81, "score": (i % 97) / 97}]
+            out.write(json.dumps({**record, "path": f"set/{i}/clip.wav", "labels": labels}) + "\n")
+            truth.write(f"set/{i}/clip.wav,{'Cat' if i % 3 else 'Dog'}\n")
+    found = json.loads(evaluate(run, str(tmp_path / "many.jsonl"), "--truth", str(tmp_path / "many.csv"), timeout=120).stdout)
+    assert found["n_inputs"] == n
+
+
+def test_truth_that_only_matches_ambiguously_says_so(run, tmp_path):
+    record = records(run / "r.jsonl")[0]
+    (tmp_path / "two.jsonl").write_text("".join(json.dumps({**record, "path": f"{d}/x.wav"}) + "\n" for d in "ab"))
+    (tmp_path / "t.csv").write_text("x.wav,Cat\n")
+    done = evaluate(run, str(tmp_path / "two.jsonl"), "--truth", str(tmp_path / "t.csv"), expect=2)
+    one_line(done, "several", "'x.wav'")
+
+
+def test_scores_outside_0_to_1_are_refused_in_every_layout(run, tmp_path):
+    record = records(run / "r.jsonl")[0]
+    for bad in (-0.5, 7.0):
+        labels = [{**label, "score": bad} for label in record["labels"]]
+        (tmp_path / "bad.jsonl").write_text(json.dumps({**record, "labels": labels}) + "\n")
+        one_line(evaluate(run, str(tmp_path / "bad.jsonl"), "--truth", "truth.csv", expect=2), "bad.jsonl", "from 0 to 1")
+        lines = (run / "r.csv").read_text().splitlines()
+        lines[1] = ",".join([*lines[1].split(",")[:-1], str(bad)])
+        (tmp_path / "bad.csv").write_text("\n".join(lines) + "\n")
+        one_line(evaluate(run, str(tmp_path / "bad.csv"), "--truth", "truth.csv", expect=2), "bad.csv", "row 2", "from 0 to 1")
+
+
+def test_a_table_saved_with_a_byte_order_mark_reads_alike(run, tmp_path):
+    (tmp_path / "bom.csv").write_bytes(b"\xef\xbb\xbf" + (run / "r.csv").read_bytes().replace(b"\n", b"\r\n"))
+    assert report(run, str(tmp_path / "bom.csv"), "--truth", "truth.csv") == report(run, "r.jsonl", "--truth", "truth.csv")
+
+
+def test_a_timeline_table_scores_each_clip_as_its_run_did(run):
+    # A timeline table holds windows only: its clip scores once all counted as missing (0), and the
+    # figures came out wrong with a warning about a --top cut that never happened.
+    for stem in ("tl", "tlmax"):
+        expected = report(run, f"{stem}.jsonl", "--truth", "truth.csv")
+        for suffix in (".csv", ".parquet"):
+            found = report(run, f"{stem}{suffix}", "--truth", "truth.csv")
+            assert found["missing_scores"] == 0 and not found["warnings"]
+            assert found["mAP"] == expected["mAP"] and found["classes"] == expected["classes"], (stem, suffix)
+    assert report(run, "tl.csv", "--truth", "truth.csv")["classes"] != report(run, "tlmax.csv", "--truth", "truth.csv")["classes"]
+
+
+def test_results_of_two_models_are_refused(run, tmp_path):
+    lines = records(run / "r.jsonl")
+    (tmp_path / "one.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines[:3]))
+    (tmp_path / "two.jsonl").write_text(
+        "".join(json.dumps({**r, "model": "dymn10_as@sha256:0123456789ab"}) + "\n" for r in lines[3:])
+    )
+    done = evaluate(run, str(tmp_path / "one.jsonl"), str(tmp_path / "two.jsonl"), "--truth", "truth.csv", expect=2)
+    one_line(done, "two.jsonl", "dymn10_as", "another model")
+
+
+def test_the_api_takes_one_path_as_text(run, monkeypatch):
+    monkeypatch.chdir(run)
+    assert evaluate_api("r.jsonl", "truth.csv").inputs == evaluate_api([Path("r.jsonl")], [Path("truth.csv")]).inputs
+    with pytest.raises(UsageError, match="no results given"):
+        evaluate_api([], "truth.csv")
+
+
+@pytest.mark.parametrize(
+    ("truth", "words"),
+    [
+        ("filename,label\nclips/cat/a.wav,Cat\n", ("t.csv:1", "'filename,label'", "path,label")),
+        ("file,labels\nclips/cat/a.wav,Cat\n", ("t.csv:1", "'file,labels'")),
+        ("label,path\nCat,clips/cat/a.wav\n", ("t.csv:1", "'label,path'")),
+        ("path;label\nclips/cat/a.wav;Cat\n", ("t.csv:1", "semicolons", "commas")),
+        ("clips/cat/a.wav\tCat\n", ("t.csv:1", "tabs", "commas")),
+    ],
+)
+def test_a_truth_csv_of_another_layout_is_named_as_such(run, tmp_path, truth, words):
+    # These once read their header as a row, and blamed a label 'label' or 'labels' for not being a class.
+    (tmp_path / "t.csv").write_text(truth)
+    one_line(evaluate(run, "r.jsonl", "--truth", str(tmp_path / "t.csv"), expect=2), *words)
+
+
+def test_segment_rows_without_audiosets_comment_lines_read_alike(run, tmp_path):
+    ids = ["-0DLPzsiXXE", "--4gqARaEJE", "_1woPC5HWSg", "-0RWZT-miFs", "abcdefghijk", "Zz_-9876543"]
+    lines = records(run / "r.jsonl")
+    renamed = [{**r, "path": f"eval/Y{ytid}_30.000_40.000.wav"} for r, ytid in zip(lines, ids)]
+    (tmp_path / "yt.jsonl").write_text("".join(json.dumps(r) + "\n" for r in renamed))
+    mids = ["/m/01yrx"] * 3 + ["/m/0bt9lr"] * 3
+    rows = "".join(f'{ytid}, 30.000, 40.000, "{mid},/m/068hy"\n' for ytid, mid in zip(ids, mids))
+    (tmp_path / "plain.csv").write_text(rows)
+    (tmp_path / "eval_segments.csv").write_text(
+        "# Segments csv created Sun Mar  5 10:54:31 2017\n# YTID, start_seconds, end_seconds, positive_labels\n" + rows
+    )
+    plain = report(run, str(tmp_path / "yt.jsonl"), "--truth", str(tmp_path / "plain.csv"))
+    assert plain == report(run, str(tmp_path / "yt.jsonl"), "--truth", str(tmp_path / "eval_segments.csv"))
+    assert plain["n_inputs"] == 6 and not plain["warnings"]
+
+
+def test_results_without_any_score_are_named_not_the_truth(run, tmp_path):
+    (tmp_path / "none.jsonl").write_text("".join(json.dumps({**r, "labels": []}) + "\n" for r in records(run / "r.jsonl")))
+    one_line(
+        evaluate(run, str(tmp_path / "none.jsonl"), "--truth", "truth.csv", expect=2), "none.jsonl", "no scores", "--top all"
+    )
+
+
+def test_truth_paths_with_commas_quotes_and_line_breaks_match(run, tmp_path):
+    names = ["a, b é.wav", "new\nline.wav", 'say "hi".wav', "plain.wav"]
+    lines = records(run / "r.jsonl")
+    (tmp_path / "odd.jsonl").write_text("".join(json.dumps({**r, "path": f"odd/{n}"}) + "\n" for r, n in zip(lines, names)))
+    with open(tmp_path / "odd.csv", "w", newline="") as stream:
+        writer = csv.writer(stream)
+        writer.writerow(["path", "label"])
+        writer.writerows([(f"odd/{name}", label) for name, label in zip(names, ["Cat", "Cat", "Dog", "Dog"])])
+    found = report(run, str(tmp_path / "odd.jsonl"), "--truth", str(tmp_path / "odd.csv"))
+    assert found["n_inputs"] == 4 and not found["warnings"]
+
+
+def test_unreadable_results_and_an_unsearchable_plot_folder_end_in_one_line(run, tmp_path):
+    # An unreadable RESULTS path crashed the usage message (a Typer argument without human_readable_name),
+    # and --plot under a folder that cannot be searched raised PermissionError from Path.exists.
+    prefix = mode_respecting_prefix()
+    if prefix is None:
+        pytest.skip("cannot run a process here for which file modes count")
+    locked, closed = tmp_path / "locked.jsonl", tmp_path / "closed"
+    locked.write_bytes((run / "r.jsonl").read_bytes())
+    closed.mkdir()
+    cases = [
+        ([str(locked), "--truth", "truth.csv"], ("RESULTS", "locked.jsonl", "not readable")),
+        (["r.jsonl", "--truth", "truth.csv", "--plot", str(closed / "plots")], ("--plot", "permission denied")),
+    ]
+    locked.chmod(0)
+    closed.chmod(0)
+    try:
+        for args, words in cases:
+            done = subprocess.run([*prefix, DYMN_TAG, "evaluate", *args], cwd=run, capture_output=True, timeout=SAFETY_NET)
+            assert done.returncode == 2, done.stderr.decode()
+            one_line(done, *words)
+    finally:
+        locked.chmod(0o600)
+        closed.chmod(0o700)
