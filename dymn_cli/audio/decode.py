@@ -59,6 +59,7 @@ from dymn_cli.audio.sources import (
     resolve_source,
 )
 from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.wording import counted
 
 __all__ = [
     "MAX_STREAM_BUFFER",
@@ -284,7 +285,7 @@ def _checked_blocks(
         raise AudioError(f"{inp.name}: contains no audio samples")
     if decoder.skipped:
         warnings.warn(
-            f"{inp.name}: {decoder.skipped} damaged packet(s) could not be decoded and were skipped ({decoder.skip_reason})",
+            f"{inp.name}: skipped {counted(decoder.skipped, 'damaged packet')} that could not be decoded ({decoder.skip_reason})",
             AudioDecodeWarning,
             stacklevel=3,
         )

@@ -37,6 +37,7 @@ from dymn_cli.audio.pcm import PcmFormat
 from dymn_cli.audio.pyav_backend import ffmpeg_message, frame_to_array, import_av
 from dymn_cli.audio.samples import StreamResampler, mix_to_mono
 from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.wording import counted
 
 __all__ = ["NETWORK_SCHEMES", "Arrival", "LiveSource", "SourceGap", "is_network_url"]
 
@@ -141,7 +142,7 @@ class LiveSource:
                 if len(out):
                     yield Arrival(out, time.monotonic(), time.time())
         if rest:
-            log.warning("%s: the stream ended inside a frame: its last %d byte(s) were dropped", self.name, len(rest))
+            log.warning("%s: the stream ended inside a frame: its last %s dropped", self.name, counted(len(rest), "byte"))
         tail = resampler.finish()
         if len(tail):
             yield Arrival(tail, time.monotonic(), time.time())

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dymn_cli.cli import command_options, metavars
+from dymn_cli.wording import counted
 
 log = logging.getLogger("dymn_cli")
 
@@ -17,7 +18,7 @@ def evaluate_command(
     results: Annotated[
         list[Path],
         typer.Argument(
-            metavar=metavars.PATHS,
+            metavar=metavars.RESULTS,
             help="What dymn-tag wrote: .jsonl, .json, .csv (long or --wide), .parquet, or folders of part files.",
             show_default=False,
         ),
@@ -36,6 +37,16 @@ def evaluate_command(
         float,
         typer.Option("--threshold", "-t", metavar=metavars.SCORE, min=0.0, max=1.0, help="Score that counts as a detection."),
     ] = 0.5,
+    thresholds: Annotated[
+        Path | None,
+        typer.Option(
+            "--thresholds",
+            metavar=metavars.FILE,
+            help="Also score at each class's own threshold: a CSV label,mid,threshold (what --save-thresholds writes, "
+            "as dymn-tag --thresholds applies it); other classes keep --threshold.",
+            show_default=False,
+        ),
+    ] = None,
     collar: Annotated[
         float, typer.Option("--collar", metavar=metavars.SECONDS, min=0.0, help="Event-based figures: the onset collar.")
     ] = 0.2,
@@ -48,7 +59,8 @@ def evaluate_command(
             "--format",
             "-f",
             metavar=metavars.FORMAT,
-            help="table or json (default: a table on a terminal, JSON in a pipe).",
+            help="table, json, or csv (the classes' rows); default: from -o's extension (.json, .csv, .txt), "
+            "else a table on a terminal and JSON in a pipe.",
             show_default=False,
         ),
     ] = None,
@@ -59,7 +71,7 @@ def evaluate_command(
         Path | None,
         typer.Option(
             "--plot",
-            metavar=metavars.FILE_OR_DIR,
+            metavar=metavars.FILE_OR_DIR,  # (--plot's one name in every command; evaluate's is a folder)
             help="A folder (made if missing) for pr_curves.png and class_ap.png (needs matplotlib).",
             show_default=False,
         ),
@@ -85,9 +97,19 @@ def evaluate_command(
     outputs = EvaluationOutputs(
         format=format.lower() if format else None, output=output, thresholds=save_thresholds, plot=plot, no_overwrite=no_overwrite
     )
-    check_outputs(outputs, inputs=[*results, *truth])
-    evaluation = evaluate(results, truth, threshold=threshold, collar=collar, resolution=resolution)
+    check_outputs(outputs, inputs=[*results, *truth, *([thresholds] if thresholds else [])])
+    evaluation = evaluate(results, truth, threshold=threshold, thresholds=thresholds, collar=collar, resolution=resolution)
     if not quiet:
         for warning in evaluation.warnings:
             log.warning("warning: %s", warning)
     write_outputs(evaluation, outputs)
+    if save_thresholds is not None and not quiet:
+        log.info("%s: the best-F1 thresholds of %s", save_thresholds, counted(evaluation.clip.n_classes_with_positives, "class"))
+        if evaluation.unseparated:
+            log.warning(
+                "warning: %s reach their best F1 only by calling every input positive: their threshold in %s tags "
+                "every input with them (%s)",
+                counted(len(evaluation.unseparated), "class"),
+                save_thresholds,
+                ", ".join(evaluation.names[evaluation.ids.index(mid)] for mid in evaluation.unseparated[:3]),
+            )

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 PATHS = "PATHS"
 """Audio files or folders (walked), or - for standard input."""
+RESULTS = "RESULTS"
+"""What dymn-tag wrote (files, or folders of part files), read back by `evaluate`."""
 FILE = "FILE"
 DIR = "DIR"
 FILE_OR_DIR = "FILE|DIR"
@@ -33,6 +35,7 @@ INT8 = "static|weights"
 ALL = frozenset(
     {
         PATHS,
+        RESULTS,
         FILE,
         DIR,
         FILE_OR_DIR,
@@ -56,5 +59,5 @@ ALL = frozenset(
 )
 """Every placeholder a command may use (a test holds every command to it)."""
 
-PATH_LIKE = frozenset({PATHS, FILE, FILE_OR_DIR})
+PATH_LIKE = frozenset({PATHS, RESULTS, FILE, FILE_OR_DIR})
 """Values that name files (or folders): completed with the shell's own file names."""

@@ -77,7 +77,7 @@ def check_arrays(truth: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.
     if bad.any():
         row, column = np.argwhere(bad)[0]
         raise ValueError(
-            f"{int(bad.sum())} score(s) are not finite numbers (e.g. row {row}, class {column}: {scores[row, column]})"
+            f"scores that are not finite numbers: {int(bad.sum())} (e.g. row {row}, class {column}: {scores[row, column]})"
         )
     return truth, scores
 

@@ -25,6 +25,7 @@ from dymn_cli.evaluate.event_metrics import Event, EventFigures, SegmentFigures,
 from dymn_cli.evaluate.matching import Matching, known_classes, match_inputs, no_match_error, printable_list, resolve_labels
 from dymn_cli.evaluate.results import InputResult, ResultSet, as_paths, read_results
 from dymn_cli.evaluate.truth import PATH, Truth, read_truth
+from dymn_cli.wording import counted
 
 __all__ = ["Evaluation", "evaluate"]
 
@@ -135,22 +136,24 @@ def _warnings(found: ResultSet, matching: Matching, missing: int, total: int, tr
     notes = []
     if matching.results_only:
         notes.append(
-            f"{len(matching.results_only)} input(s) in the results have no truth, left out: {printable_list(matching.results_only)}"
+            f"no truth for {counted(len(matching.results_only), 'input')} of the results, left out: "
+            f"{printable_list(matching.results_only)}"
         )
     if matching.truth_only:
         notes.append(
-            f"{len(matching.truth_only)} file(s) in the truth have no results, left out: {printable_list(matching.truth_only)}"
+            f"no results for {counted(len(matching.truth_only), 'file')} of the truth, left out: {printable_list(matching.truth_only)}"
         )
     if matching.ambiguous:
         notes.append(
-            f"{len(matching.ambiguous)} truth entr(ies) match several results, or one another's, left out: "
+            f"{counted(len(matching.ambiguous), 'truth entry')} matching several results, or one another's, left out: "
             f"{printable_list(matching.ambiguous)}"
         )
     if found.failed:
-        notes.append(f"{len(found.failed)} input(s) failed when tagged (no scores): {printable_list(found.failed)}")
+        notes.append(f"{counted(len(found.failed), 'input')} failed when tagged (no scores): {printable_list(found.failed)}")
     if found.duplicates:
         notes.append(
-            f"{len(found.duplicates)} input(s) appear more than once in the results, the first kept: {printable_list(found.duplicates)}"
+            f"{counted(len(found.duplicates), 'input')} more than once in the results, the first kept: "
+            f"{printable_list(found.duplicates)}"
         )
     if missing:
         notes.append(
@@ -220,7 +223,7 @@ def _event_figures(
         return
     if untimed:
         evaluation.warnings.append(
-            f"{untimed} truth span(s) without an end, in results without durations: left out of the event figures"
+            f"{counted(untimed, 'truth span')} without an end, in results without durations: left out of the event figures"
         )
     ids = evaluation.ids
     evaluation.segments = segment_metrics(reference, estimated, classes=ids, files=files, resolution=resolution)

@@ -21,6 +21,7 @@ from dymn_cli.audioset.vocabulary import HEAD_ID_PREFIX, Vocabulary
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.results import ResultSet
 from dymn_cli.evaluate.truth import PATH, STEM, YOUTUBE_ID, Truth
+from dymn_cli.wording import counted
 
 __all__ = ["Matching", "known_classes", "match_inputs", "no_match_error", "printable_list", "resolve_labels"]
 
@@ -144,7 +145,7 @@ def no_match_error(truth_name: str, truth: Truth, results: ResultSet, matching: 
             f"({len(matching.ambiguous)}, like {matching.ambiguous[0]!r}): name the files with more of their paths"
         )
     return UsageError(
-        f"{truth_name}: the truth matches none of the {len(results.inputs)} input(s) in the results "
+        f"{truth_name}: the truth matches none of the {counted(len(results.inputs), 'input')} in the results "
         f"(truth names {truth.kind}s like {next(iter(truth.files))!r}, results hold paths like "
         f"{next(iter(results.inputs))!r})"
     )
@@ -183,7 +184,7 @@ def resolve_labels(labels: Iterable[str], results: ResultSet, *, truth_name: str
             resolved[label] = mid
     if unknown:
         first = unknown[0]
-        close = difflib.get_close_matches(first.lower(), list(by_name), n=1, cutoff=0.75)
+        close = difflib.get_close_matches(first.lower(), list(by_name), n=1, cutoff=0.6)  # ('dgo' -> 'dog')
         hint = f"; did you mean {names[by_name[close[0]]]!r}?" if close else ""
         more = f" (and {len(unknown) - 1} more: {', '.join(repr(u) for u in unknown[1:4])}{'...' if len(unknown) > 4 else ''})"
         raise UsageError(

@@ -13,21 +13,25 @@ from pathlib import Path
 
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import Evaluation
-from dymn_cli.evaluate.report import PLOT_FILES, plot_report, report_json, report_tables, thresholds_csv
+from dymn_cli.evaluate.report import PLOT_FILES, classes_csv, plot_report, report_json, report_tables, thresholds_csv
 from dymn_cli.writers.destination import claim_outputs, input_files
 from dymn_cli.writers.output_file import written
 from dymn_cli.writers.targets import check_folder, resolve_target
 
 __all__ = ["EvaluationOutputs", "check_outputs", "write_outputs"]
 
-JSON, TABLE = "json", "table"
+JSON, TABLE, CSV = "json", "table", "csv"
+FORMATS = (TABLE, JSON, CSV)
+BY_SUFFIX = {".json": JSON, ".csv": CSV, ".txt": TABLE}
+"""The report's format from -o's extension, as tagging takes its outputs' formats."""
+PICTURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")
 
 
 @dataclass(frozen=True)
 class EvaluationOutputs:
     """Where the report goes (`output` None: standard output) and in which format, and the optional files."""
 
-    format: str | None = None  # None: a table on a terminal, else JSON
+    format: str | None = None  # None: from -o's extension, else a table on a terminal and JSON elsewhere
     output: Path | None = None
     thresholds: Path | None = None
     plot: Path | None = None
@@ -36,6 +40,8 @@ class EvaluationOutputs:
     def report_format(self) -> str:
         if self.format is not None:
             return self.format
+        if self.output is not None and self.output.suffix.lower() in BY_SUFFIX:
+            return BY_SUFFIX[self.output.suffix.lower()]
         target = resolve_target(self.output)
         terminal = target.descriptor is not None and os.isatty(target.descriptor)
         return TABLE if terminal else JSON
@@ -43,10 +49,14 @@ class EvaluationOutputs:
 
 def check_outputs(outputs: EvaluationOutputs, *, inputs: Sequence[Path]) -> None:
     """Every output checked before any work: `UsageError` naming the first that cannot be written."""
-    if outputs.format not in (None, JSON, TABLE):
-        raise UsageError(f"--format: {outputs.format!r} is not one of 'table', 'json'")
+    if outputs.format not in (None, *FORMATS):
+        raise UsageError(f"--format: {outputs.format!r} is not one of {', '.join(map(repr, FORMATS))}")
     named: list[tuple[str, Path | None]] = [("-o", outputs.output), ("--save-thresholds", outputs.thresholds)]
     if outputs.plot is not None:
+        if outputs.plot.suffix.lower() in PICTURE_SUFFIXES:
+            raise UsageError(
+                f"--plot {outputs.plot}: name a folder; evaluate draws two pictures in it ({' and '.join(PLOT_FILES)})"
+            )
         check_folder(outputs.plot, option="--plot")
         if outputs.plot.is_dir():  # (a folder still to be made holds nothing to check)
             named += [("--plot", outputs.plot / name) for name in PLOT_FILES]
@@ -66,8 +76,11 @@ def write_outputs(evaluation: Evaluation, outputs: EvaluationOutputs) -> None:
         for name, picture in plot_report(evaluation).items():
             with written(outputs.plot / name, make_folders=True) as out:
                 out.write(picture)
-    if outputs.report_format() == JSON:
+    report_format = outputs.report_format()
+    if report_format == JSON:
         text = json.dumps(report_json(evaluation), ensure_ascii=False, indent=2) + "\n"
+    elif report_format == CSV:
+        text = classes_csv(evaluation)
     else:
         text = _tables_text(evaluation, terminal=outputs.output is None)
     with written(outputs.output) as out:

@@ -21,8 +21,9 @@ from typing import Any
 import numpy as np
 
 from dymn_cli.evaluate.evaluation import Evaluation
+from dymn_cli.wording import counted
 
-__all__ = ["PLOT_FILES", "class_rows", "report_json", "report_tables", "thresholds_csv", "plot_report"]
+__all__ = ["PLOT_FILES", "class_rows", "classes_csv", "report_json", "report_tables", "thresholds_csv", "plot_report"]
 
 
 def _value(number: float | np.floating) -> float | None:
@@ -85,7 +86,8 @@ def report_tables(evaluation: Evaluation) -> list[Any]:
 
     data = report_json(evaluation)
     summary = Table(
-        title=f"{data['n_inputs']} inputs, {data['n_classes_with_positives']} classes with positives", show_header=False
+        title=f"{counted(data['n_inputs'], 'input')}, {counted(data['n_classes_with_positives'], 'class')} with positives",
+        show_header=False,
     )
     summary.add_column("figure")
     summary.add_column("value", justify="right")
@@ -126,6 +128,19 @@ def report_tables(evaluation: Evaluation) -> list[Any]:
     if every_input:
         classes.caption = "* the best F1 calls every input positive: the scores do not separate this class"
     return [summary, classes]
+
+
+CLASS_COLUMNS = ("label", "mid", "positives", "ap", "auc", "best_threshold", "best_f1")
+
+
+def classes_csv(evaluation: Evaluation) -> str:
+    """The JSON report's `classes` as CSV rows (`-f csv`), an empty cell where a figure does not exist."""
+    out = io.StringIO(newline="")
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(CLASS_COLUMNS)
+    for row in class_rows(evaluation):
+        writer.writerow(["" if row[column] is None else row[column] for column in CLASS_COLUMNS])
+    return out.getvalue()
 
 
 def thresholds_csv(evaluation: Evaluation) -> str:

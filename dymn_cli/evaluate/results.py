@@ -47,6 +47,10 @@ class ResultSet:
         return names
 
 
+LIVE_RECORDS = ("window", "event", "gap", "end")
+"""The `type`s of the JSON Lines records a live run writes (`dymn_cli.writers.live`)."""
+
+
 def read_results(paths: list[Path]) -> ResultSet:
     """The inputs of every results file and folder in `paths` (`UsageError` naming a bad one)."""
     results = ResultSet()
@@ -176,6 +180,11 @@ def _from_record(
     if "path" not in record:
         if "settings" in record or "model" in record:
             return None
+        if record.get("type") in LIVE_RECORDS and "source" in record:
+            raise UsageError(
+                f"{file}: the records of a live stream ({record['type']}s of {str(record['source'])[:80]!r}), not results "
+                "per input: to evaluate, tag the recordings as files (with --timeline or --events for timed truth)"
+            )
         raise BadResults(f"{where}: a record without a 'path'")
     path = text(record["path"], f"{where}: the path")
     if "error" in record:

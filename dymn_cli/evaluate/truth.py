@@ -2,6 +2,7 @@
 
 - a CSV of `path,label` rows, optionally `start,end` (seconds; empty: from the file's start / to its
   end), a header row optional, several rows per path for several labels: the layout `dymn-tag train` reads;
+  a row with no label (`path,`) is a file with none of the classes (a negative, which counts false positives);
 - class folders: `TRUTH/<label>/**/<audio files>`;
 - AudioSet's segment CSVs (`eval_segments.csv`: `# ...` comment lines, then `YTID, start_seconds,
   end_seconds, "mid,mid,..."`), the files matched by the YouTube ID in their name;
@@ -9,6 +10,7 @@
   `Annotation`, `Label`, `Species`, `Class` or `Category`), for the file named in `Begin Path`/`Begin File`,
   else the one named like the table (`NAME.Table.1.selections.txt`);
 - Audacity label files (`start<TAB>end<TAB>label` lines), for the file named like them (`NAME.labels.txt`, `NAME.txt`);
+  an empty one is a file with none of the classes;
 - a folder of Raven or Audacity files.
 
 Each file is read defensively: one line naming the file (and the line) and the reason, never a traceback.
@@ -28,6 +30,7 @@ from pathlib import Path
 from dymn_cli.errors import UsageError
 from dymn_cli.run.inputs import walk_audio_files
 from dymn_cli.text_lists import read_bounded
+from dymn_cli.wording import counted
 
 __all__ = ["PATH", "STEM", "YOUTUBE_ID", "Span", "Truth", "read_truth"]
 
@@ -38,6 +41,7 @@ MAX_BYTES = 512 * 1024 * 1024  # (an annotation file larger than this is not one
 HEADER_WORDS = {"file", "filename", "file_name", "filepath", "fname", "name", "audio", "labels", "class", "classes", "tag"}
 HEADER_WORDS |= {"tags", "category", "onset", "offset", "start_time", "end_time", "begin", "path", "label", "start", "end"}
 SEPARATORS = {";": "semicolons", "\t": "tabs", "|": "bars"}
+RESULTS_HINT = "if it is what dymn-tag wrote, give it as RESULTS (before --truth), and the ground truth with --truth"
 SEGMENT_ROW = re.compile(r"[A-Za-z0-9_-]{11}\s*,\s*[0-9.]+\s*,\s*[0-9.]+\s*,")
 
 
@@ -63,10 +67,20 @@ class Truth:
     kind: str = PATH
     sources: list[Path] = field(default_factory=list)
 
-    def add(self, key: str, span: Span) -> None:
+    def add(self, key: str, span: Span | None) -> None:
+        """A label of the file `key`; None only marks the file (a negative: none of the classes, unless
+        another row labels it)."""
         self.files.setdefault(key, [])
-        if span not in self.files[key]:
+        if span is not None and span not in self.files[key]:
             self.files[key].append(span)
+
+    def update(self, other: Truth) -> None:
+        """Add `other`'s files and sources: each file with its labels, a file without any a negative."""
+        self.sources += other.sources
+        for key, spans in other.files.items():
+            self.add(key, None)
+            for span in spans:
+                self.add(key, span)
 
     @property
     def timed(self) -> bool:
@@ -84,15 +98,12 @@ def read_truth(paths: list[Path]) -> Truth:
         part = _read_one(path)
         kinds.add(part.kind)
         truth.kind = part.kind
-        truth.sources += part.sources
-        for key, spans in part.files.items():
-            for span in spans:
-                truth.add(key, span)
+        truth.update(part)
     if len(kinds) > 1:
         raise UsageError(
             f"{', '.join(map(str, paths))}: truth of different kinds (paths, file names, YouTube IDs): give one kind"
         )
-    if not truth.files:
+    if not truth.labels():
         raise UsageError(f"{', '.join(map(str, paths))}: no labelled files in this truth")
     return truth
 
@@ -115,8 +126,12 @@ def _read_one(path: Path) -> Truth:
         return _from_segments(path, text)
     if "\t" in first and path.suffix.lower() == ".txt":
         return _from_audacity(path, text)
-    if path.suffix.lower() == ".txt" and not text.strip():
-        return Truth(kind=STEM, sources=[path])  # (an empty label track: a file with no events)
+    if path.suffix.lower() == ".txt" and not text.strip():  # (an empty label track: a file with no events)
+        negative = Truth(kind=STEM, sources=[path])
+        negative.add(_table_stem(path), None)
+        return negative
+    if first.lstrip().startswith(("{", "[")):
+        raise UsageError(f"{path}: JSON, not ground truth: {RESULTS_HINT}")
     return _from_csv(path, text)
 
 
@@ -124,6 +139,8 @@ def _read_text(path: Path) -> str:
     """The file's text, read up to `MAX_BYTES` (a device such as /dev/zero never ends)."""
     data = read_bounded(os.fspath(path), what="truth file", max_total=MAX_BYTES, wait=10.0)  # (a FIFO: 10 s at most)
     if b"\0" in data:
+        if data.startswith(b"PAR1"):
+            raise UsageError(f"{path}: Parquet, not ground truth: {RESULTS_HINT}")
         raise UsageError(f"{path}: not a truth file: binary data")
     try:
         return data.decode("utf-8-sig")
@@ -166,6 +183,8 @@ def _from_csv(path: Path, text: str) -> Truth:
         if unknown:
             raise UsageError(f"{path}: unknown column {unknown[0][:40]!r}: a truth CSV has path,label and optionally start,end")
         rows, first = rows[1:], 2
+    elif rows and rows[0][0].strip().lower() == "path" and len(rows[0]) > 4:
+        raise UsageError(f"{path}:1: a table of {len(rows[0])} columns, not ground truth: {RESULTS_HINT}")
     elif rows and {c.strip().lower() for c in rows[0]} & HEADER_WORDS:
         raise UsageError(
             f"{path}:1: the header {','.join(rows[0])[:80]!r} is not path,label[,start,end] "
@@ -181,12 +200,13 @@ def _from_csv(path: Path, text: str) -> Truth:
                 f"{where}: fields separated by {separator}: a truth CSV separates path,label[,start,end] with commas"
             )
         if len(row) > len(columns) or len(row) < 2:
-            raise UsageError(f"{where}: {len(row)} field(s), expected path,label[,start,end] (is this a truth CSV?)")
+            raise UsageError(f"{where}: {counted(len(row), 'field')}, expected path,label[,start,end] (is this a truth CSV?)")
         record = dict(zip(columns, (cell.strip() for cell in row)))
-        if not record.get("path") or not record.get("label"):
-            raise UsageError(f"{where}: a row needs a path and a label")
+        if not record.get("path"):
+            raise UsageError(f"{where}: a row needs a path")
         start, end = _seconds(record.get("start"), where, "start"), _seconds(record.get("end"), where, "end")
-        truth.add(record["path"], _span(record["label"], start, end, where))
+        # (an empty label: a file with none of the classes, which counts its false positives)
+        truth.add(record["path"], _span(record["label"], start, end, where) if record.get("label") else None)
     return truth
 
 
@@ -203,10 +223,7 @@ def _from_folder(root: Path) -> Truth:
             part = _read_one(table)
             if part.kind != STEM:
                 raise UsageError(f"{table}: not a Raven selection table or Audacity label file (in a folder of them)")
-            truth.sources += part.sources
-            for key, spans in part.files.items():
-                for span in spans:
-                    truth.add(key, span)
+            truth.update(part)
         return truth
     truth = Truth(kind=PATH, sources=[root])
     for entry in folders:

@@ -30,6 +30,7 @@ from dymn_cli.audio.paths import AUDIO_EXTENSIONS
 from dymn_cli.errors import UsageError
 from dymn_cli.models.head import same_but_for_case
 from dymn_cli.run.inputs import walk_audio_files
+from dymn_cli.wording import counted
 
 __all__ = ["LabelledFile", "Segment", "TrainingData", "read_training_data", "window_labels"]
 
@@ -104,7 +105,7 @@ def _from_folders(root: Path) -> TrainingData:
         raise UsageError(f"{root}: cannot list this folder: {error.strerror or error}") from None
     loose = [e.name for e in entries if not e.is_dir() and os.path.splitext(e.name)[1].lower() in AUDIO_EXTENSIONS]
     if loose:
-        warnings.append(f"{root}: {len(loose)} audio file(s) outside the class subfolders left out (e.g. {loose[0]})")
+        warnings.append(f"{root}: {counted(len(loose), 'audio file')} outside the class subfolders left out (e.g. {loose[0]})")
     for entry in entries:
         if not entry.is_dir() or entry.name.startswith("."):
             continue

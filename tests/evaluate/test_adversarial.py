@@ -205,3 +205,76 @@ def test_unreadable_results_and_an_unsearchable_plot_folder_end_in_one_line(run,
     finally:
         locked.chmod(0o600)
         closed.chmod(0o700)
+
+
+def test_a_live_streams_records_are_named_as_such(run, tmp_path):
+    clip = (run / "clips" / "cat" / "a.wav").read_bytes()
+    live = subprocess.run(
+        [DYMN_TAG, "--live", "-", "--weights", str(DYMN04_WEIGHTS), "--window", "1", "--hop", "1", "-f", "jsonl"],
+        input=clip,
+        capture_output=True,
+        timeout=SAFETY_NET,
+    )
+    assert live.returncode == 0, live.stderr.decode()
+    (tmp_path / "live.jsonl").write_bytes(live.stdout)
+    one_line(evaluate(run, str(tmp_path / "live.jsonl"), "--truth", "truth.csv", expect=2), "live.jsonl", "a live stream")
+
+
+@pytest.mark.parametrize("given", ["r.jsonl", "r.csv", "tl.parquet"])
+def test_results_given_as_truth_are_named_as_results(run, given):
+    one_line(evaluate(run, "r.jsonl", "--truth", given, expect=2), given, "give it as RESULTS")
+
+
+def test_files_with_no_label_are_negatives_that_count_false_positives(run, tmp_path):
+    """`path,` (no label) and an empty Audacity track: a file with none of the classes."""
+    truth = (run / "truth.csv").read_text().replace("clips/dog/f.wav,Dog", "clips/dog/f.wav,")
+    (tmp_path / "negative.csv").write_text(truth)
+    without = report(run, "r.jsonl", "--truth", "truth.csv", "--threshold", "0")
+    negative = report(run, "r.jsonl", "--truth", str(tmp_path / "negative.csv"), "--threshold", "0")
+    assert negative["n_inputs"] == without["n_inputs"] == 6  # (the negative file is scored, not left out)
+    counts = without["at_threshold"], negative["at_threshold"]
+    assert counts[1]["false_negatives"] == counts[0]["false_negatives"] == 0  # (threshold 0: everything positive)
+    assert counts[1]["false_positives"] == counts[0]["false_positives"] + 1  # (f.wav was a true Dog, now a false one)
+    tracks = tmp_path / "tracks"
+    tracks.mkdir()
+    (tracks / "a.txt").write_text("0.0\t1.0\tCat\n")
+    (tracks / "f.txt").write_text("")
+    found = report(run, "r.jsonl", "--truth", str(tracks))
+    assert found["n_inputs"] == 2 and [c["positives"] for c in found["classes"]] == [1]
+
+
+@pytest.mark.parametrize("name, first", [("report.csv", "label,mid,positives,ap,auc,best_threshold,best_f1"), ("report.txt", "")])
+def test_the_reports_format_follows_its_extension(run, tmp_path, name, first):
+    evaluate(run, "r.jsonl", "--truth", "truth.csv", "-o", str(tmp_path / name))
+    text = (tmp_path / name).read_text()
+    if name.endswith(".csv"):
+        rows = list(csv.DictReader(text.splitlines()))
+        assert text.splitlines()[0] == first and {row["label"] for row in rows} == {"Cat", "Dog"}
+        assert json.loads(evaluate(run, "r.jsonl", "--truth", "truth.csv", "-o", str(tmp_path / "r.json")).stdout or "{}") == {}
+        assert {c["label"] for c in json.loads((tmp_path / "r.json").read_text())["classes"]} == {"Cat", "Dog"}
+    else:
+        assert "classes by AP" in text and not text.lstrip().startswith("{")
+
+
+def test_a_picture_name_for_plot_is_refused_before_any_work(run, tmp_path):
+    one_line(evaluate(run, "r.jsonl", "--truth", "truth.csv", "--plot", str(tmp_path / "pr.png"), expect=2), "name a folder")
+    assert not (tmp_path / "pr.png").exists()
+
+
+def test_saved_thresholds_are_scored_again_with_thresholds(run, tmp_path):
+    saved = tmp_path / "best.csv"
+    done = evaluate(run, "r.jsonl", "--truth", "truth.csv", "--save-thresholds", str(saved), "-f", "json")
+    assert f"{saved}: the best-F1 thresholds of 2 classes" in done.stderr.decode()
+    first = json.loads(done.stdout)
+    again = report(run, "r.jsonl", "--truth", "truth.csv", "--thresholds", str(saved))
+    assert again["thresholds_file"] == str(saved) and again["at_thresholds"] == first["at_best_thresholds"]
+    assert first["at_thresholds"] is None
+    one_line(evaluate(run, "r.jsonl", "--truth", "truth.csv", "--thresholds", str(saved), "-o", str(saved), expect=2), "best.csv")
+
+
+def test_a_misspelt_class_folder_gets_a_suggestion(run, tmp_path):
+    for label in ("Dgo", "Cat"):
+        (tmp_path / "folders" / label).mkdir(parents=True)
+    (tmp_path / "folders" / "Dgo" / "d.wav").symlink_to(run / "clips" / "dog" / "d.wav")
+    (tmp_path / "folders" / "Cat" / "a.wav").symlink_to(run / "clips" / "cat" / "a.wav")
+    one_line(evaluate(run, "r.jsonl", "--truth", str(tmp_path / "folders"), expect=2), "'Dgo'", "did you mean 'Dog'?")
