@@ -38,11 +38,18 @@ class EvaluationOutputs:
     no_overwrite: bool = False
 
     def report_format(self) -> str:
+        """`--format`, else -o's extension; a file of another extension is a `UsageError`, as when tagging."""
         if self.format is not None:
             return self.format
-        if self.output is not None and self.output.suffix.lower() in BY_SUFFIX:
-            return BY_SUFFIX[self.output.suffix.lower()]
+        suffix = self.output.suffix.lower() if self.output is not None else ""
+        if suffix in BY_SUFFIX:
+            return BY_SUFFIX[suffix]
         target = resolve_target(self.output)
+        if target.is_file:  # (a report.parquet or report.jsonl of indented JSON would be neither)
+            raise UsageError(
+                f"{self.output}: cannot tell the report's format from the extension {suffix or '(none)'}: "
+                "name a .json, .csv or .txt file, or add --format (table, json or csv)"
+            )
         terminal = target.descriptor is not None and os.isatty(target.descriptor)
         return TABLE if terminal else JSON
 
@@ -65,17 +72,12 @@ def check_outputs(outputs: EvaluationOutputs, *, inputs: Sequence[Path]) -> None
         except ImportError:
             raise UsageError("--plot needs matplotlib: pip install 'dymn-cli[plot]'") from None
     claim_outputs(named, inputs=input_files(inputs), no_overwrite=outputs.no_overwrite)
+    outputs.report_format()  # (-o's extension checked too, before any work)
 
 
 def write_outputs(evaluation: Evaluation, outputs: EvaluationOutputs) -> None:
-    """The report (table or JSON), then the thresholds CSV and the pictures, each written whole."""
-    if outputs.thresholds is not None:
-        with written(outputs.thresholds) as out:
-            out.write(thresholds_csv(evaluation).encode("utf-8"))
-    if outputs.plot is not None:
-        for name, picture in plot_report(evaluation).items():
-            with written(outputs.plot / name, make_folders=True) as out:
-                out.write(picture)
+    """The report, then the thresholds CSV and the pictures, each written whole. All are made before the
+    first is written: a signal while the pictures are drawn (seconds) leaves none of them, not some."""
     report_format = outputs.report_format()
     if report_format == JSON:
         text = json.dumps(report_json(evaluation), ensure_ascii=False, indent=2) + "\n"
@@ -83,8 +85,16 @@ def write_outputs(evaluation: Evaluation, outputs: EvaluationOutputs) -> None:
         text = classes_csv(evaluation)
     else:
         text = _tables_text(evaluation, terminal=outputs.output is None)
+    files: list[tuple[Path, bytes, bool]] = []  # (path, content, whether its folder may be made)
+    if outputs.thresholds is not None:
+        files.append((outputs.thresholds, thresholds_csv(evaluation).encode("utf-8"), False))
+    if outputs.plot is not None:
+        files += [(outputs.plot / name, picture, True) for name, picture in plot_report(evaluation).items()]
     with written(outputs.output) as out:
         out.write(text.encode("utf-8"))
+    for path, data, make_folders in files:
+        with written(path, make_folders=make_folders) as out:
+            out.write(data)
 
 
 def _tables_text(evaluation: Evaluation, *, terminal: bool) -> str:
