@@ -92,6 +92,7 @@ def evaluate_command(
 
     A class missing from a result (a --top K list) counts as the lowest score: tag with --top all."""
     from dymn_cli.evaluate.evaluation import evaluate
+    from dymn_cli.evaluate.matching import printable_list
     from dymn_cli.evaluate.outputs import EvaluationOutputs, check_outputs, write_outputs
 
     outputs = EvaluationOutputs(
@@ -106,10 +107,13 @@ def evaluate_command(
     if save_thresholds is not None and not quiet:
         log.info("%s: the best-F1 thresholds of %s", save_thresholds, counted(evaluation.clip.n_classes_with_positives, "class"))
         if evaluation.unseparated:
+            one = len(evaluation.unseparated) == 1
             log.warning(
-                "warning: %s reach their best F1 only by calling every input positive: their threshold in %s tags "
-                "every input with them (%s)",
+                "warning: %s %s best F1 only by calling every input positive: %s threshold in %s tags every input with %s (%s)",
                 counted(len(evaluation.unseparated), "class"),
+                "reaches its" if one else "reach their",
+                "its" if one else "their",
                 save_thresholds,
-                ", ".join(evaluation.names[evaluation.ids.index(mid)] for mid in evaluation.unseparated[:3]),
+                "it" if one else "them",
+                printable_list([evaluation.names[evaluation.ids.index(mid)] for mid in evaluation.unseparated]),
             )

@@ -104,10 +104,7 @@ def evaluate(
     evaluation.warnings = _warnings(found, matching, missing, scores.size, truth_name)
     evaluation.unseparated = _unseparated(evaluation)
     if thresholds is not None:
-        vocabulary = Vocabulary([LabelClass(k, mid, name) for k, (mid, name) in enumerate(zip(ids, evaluation.names))])
-        levels = load_thresholds(thresholds, vocabulary).levels(len(ids), default=threshold)
-        evaluation.at_thresholds = threshold_figures(truth_array, scores, levels)
-        evaluation.thresholds_file = str(thresholds)
+        _score_thresholds(evaluation, thresholds, known, default=threshold)
     if labelled.timed:
         _event_figures(evaluation, labelled, matching, rows, classes, threshold=threshold, collar=collar, resolution=resolution)
     return evaluation
@@ -166,13 +163,30 @@ def _warnings(found: ResultSet, matching: Matching, missing: int, total: int, tr
 
 def _unseparated(evaluation: Evaluation) -> list[str]:
     """The classes whose best F1 comes from calling every input positive: their best threshold is their
-    lowest score, and as a `--thresholds` level it would tag every input with them."""
-    clip = evaluation.clip
+    lowest score, and as a `--thresholds` level it would tag every input with them. (A class that every
+    input has is not one: with no negative, there is nothing for its scores to separate.)"""
+    clip, n = evaluation.clip, len(evaluation.inputs)
     return [
         mid
         for k, mid in enumerate(evaluation.ids)
-        if clip.positives[k] and clip.best_thresholds[k] <= evaluation.scores[:, k].min()
+        if 0 < clip.positives[k] < n and clip.best_thresholds[k] <= evaluation.scores[:, k].min()
     ]
+
+
+def _score_thresholds(evaluation: Evaluation, path: str | os.PathLike[str], known: dict[str, str], *, default: float) -> None:
+    """The figures at a thresholds file's per-class thresholds. Its rows may name any class of the results
+    (a file saved on other truth, or for tagging, lists classes this truth does not name: they are not
+    scored); a class the results do not know is an error, as when tagging."""
+    ids = evaluation.ids
+    every = [*ids, *(mid for mid in known if mid not in set(ids))]  # (the truth's classes first: levels[:len(ids)])
+    vocabulary = Vocabulary([LabelClass(k, mid, known.get(mid, mid)) for k, mid in enumerate(every)])
+    loaded = load_thresholds(path, vocabulary)
+    evaluation.at_thresholds = threshold_figures(evaluation.truth, evaluation.scores, loaded.levels(len(ids), default=default))
+    evaluation.thresholds_file = str(path)
+    if not any(index < len(ids) for index, _ in loaded.pairs):
+        evaluation.warnings.append(
+            f"{path} names none of the truth's classes: the figures at its thresholds are those at --threshold {default:g}"
+        )
 
 
 def _window_events(result: InputResult, threshold: float) -> list[tuple[str, float, float]]:

@@ -104,7 +104,13 @@ def read_truth(paths: list[Path]) -> Truth:
             f"{', '.join(map(str, paths))}: truth of different kinds (paths, file names, YouTube IDs): give one kind"
         )
     if not truth.labels():
-        raise UsageError(f"{', '.join(map(str, paths))}: no labelled files in this truth")
+        named = ", ".join(map(str, paths))
+        if truth.files:  # (rows `path,`: negatives count the false positives of classes other files have)
+            raise UsageError(
+                f"{named}: only files with no label ({counted(len(truth.files), 'negative')}): no class to score; "
+                "label the files that have a class"
+            )
+        raise UsageError(f"{named}: no labelled files in this truth")
     return truth
 
 
