@@ -17,8 +17,16 @@ if TYPE_CHECKING:
 def __getattr__(name: str) -> Any:
     # Lazy: `import dymn_cli` stays light (decode workers and `--help` never import torch).
     if name == "Tagger":
-        from .tagger import Tagger
-
+        try:
+            from .tagger import Tagger
+        except ModuleNotFoundError as error:
+            if error.name != "torch":
+                raise
+            raise ModuleNotFoundError(
+                "dymn_cli.Tagger needs torch: pip install 'dymn-cli[torch]'; without torch, "
+                "dymn_cli.OnnxTagger('MODEL.onnx') tags with a graph that `dymn-tag export` wrote",
+                name="torch",
+            ) from None
         return Tagger
     if name == "OnnxTagger":  # (an exported graph in onnxruntime: never imports torch)
         from .onnx_tagger import OnnxTagger

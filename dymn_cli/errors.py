@@ -76,6 +76,10 @@ EXTRAS = {"torch": "torch", "onnxruntime": "onnx", "onnx": "onnx", "ray": "ray",
 """The optional dependencies, by top-level module, and the extra of `dymn-cli` that installs each."""
 
 
+WITHOUT = {"torch": "; or tag without torch with a graph that `dymn-tag export` wrote elsewhere: --weights MODEL.onnx"}
+"""What can be done without a missing dependency, where something can."""
+
+
 class MissingExtra(DymnError):
     """What the command asked for needs an optional dependency that is not installed."""
 
@@ -86,4 +90,4 @@ class MissingExtra(DymnError):
         if not isinstance(error, ModuleNotFoundError) or module not in EXTRAS:
             return None
         extra = EXTRAS[module]
-        return cls(f"this needs {module}, which is not installed: pip install 'dymn-cli[{extra}]'")
+        return cls(f"this needs {module}, which is not installed: pip install 'dymn-cli[{extra}]'{WITHOUT.get(module, '')}")

@@ -148,7 +148,10 @@ def tag(
         )
         if output and len(output) > 1:
             raise UsageError("--live writes one output: give a single -o")
-        chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop if hop is not None or head else 1.0)
+        from dymn_cli.run.options import for_live
+
+        chosen, graph_tagger = choose_classes(choice, head=head, window=window, hop=hop)
+        chosen = for_live(chosen, hop)
         format_name = format.value if format is not None else None
         _tag_live(
             paths or [],

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from dymn_cli.errors import UsageError
 from dymn_cli.onnx_tagger import OnnxTagger, is_graph
-from dymn_cli.run.options import HeadChoice, choose_head
+from dymn_cli.run.options import HeadChoice, choose_head, window_and_hop
 
 __all__ = ["graph_weights", "open_graph"]
 
@@ -59,5 +59,5 @@ def open_graph(
     if chosen is not None:
         return HeadChoice(chosen.head, tagger.classes, chosen.window, chosen.hop), tagger
     return HeadChoice(
-        None, tagger.classes, tagger.default_window if window is None else window, tagger.default_hop if hop is None else hop
+        None, tagger.classes, *window_and_hop(window, hop, default_window=tagger.default_window, default_hop=tagger.default_hop)
     ), tagger

@@ -6,6 +6,7 @@ Each function maps command-line values onto the Python API (`OutputOptions`, res
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Sequence
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from dymn_cli.audioset.thresholds import load_thresholds
 from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.engine_tagger import LIVE_HOP
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
 from dymn_cli.models.head import ClassifierHead, load_head
@@ -22,7 +24,16 @@ from dymn_cli.run.outputs import ResultSink
 from dymn_cli.writers.base import OutputOptions
 from dymn_cli.writers.registry import WRITERS
 
-__all__ = ["HeadChoice", "build_output_options", "build_sinks", "choose_head", "per_input_format", "writer_target"]
+__all__ = [
+    "HeadChoice",
+    "build_output_options",
+    "build_sinks",
+    "choose_head",
+    "per_input_format",
+    "for_live",
+    "window_and_hop",
+    "writer_target",
+]
 
 log = logging.getLogger("dymn_cli")
 DEFAULT_WINDOW = 10.0
@@ -38,6 +49,31 @@ class HeadChoice:
     hop: float
 
 
+def window_and_hop(window: float | None, hop: float | None, *, default_window: float, default_hop: float) -> tuple[float, float]:
+    """The window and hop given, else the defaults, the hop never longer than the window unless given:
+    `--window 5` alone hops by 5 s, not by the default 10 s, which would leave half the audio unheard.
+    A hop given longer than its window is allowed (sampling a long recording), with a warning."""
+    window_ = default_window if window is None else window
+    if hop is None:
+        return window_, min(default_hop, window_)
+    if hop > window_ + 1e-9:
+        log.warning(
+            "warning: --hop %g s is longer than the %g s window: %g s of audio after each window is not tagged",
+            hop,
+            window_,
+            hop - window_,
+        )
+    return window_, hop
+
+
+def for_live(chosen: HeadChoice, hop: float | None) -> HeadChoice:
+    """A live run's windows: the hop given, else the head's (a --head, or a graph that holds one), else
+    `LIVE_HOP`, a window a second: the file's default hop (10 s) would answer a stream every 10 s."""
+    if hop is not None or chosen.head is not None or chosen.vocabulary != Vocabulary.audioset():
+        return chosen
+    return dataclasses.replace(chosen, hop=min(LIVE_HOP, chosen.window))
+
+
 def choose_head(
     head: str | os.PathLike[str] | None, *, with_audioset: bool = False, window: float | None = None, hop: float | None = None
 ) -> HeadChoice:
@@ -47,7 +83,7 @@ def choose_head(
         if with_audioset:
             raise UsageError("--with-audioset goes with --head: without a head the AudioSet classes are all there is")
         return HeadChoice(
-            None, Vocabulary.audioset(), DEFAULT_WINDOW if window is None else window, DEFAULT_WINDOW if hop is None else hop
+            None, Vocabulary.audioset(), *window_and_hop(window, hop, default_window=DEFAULT_WINDOW, default_hop=DEFAULT_WINDOW)
         )
     loaded = load_head(head)
     if window is not None and abs(window - loaded.window) > 1e-9:
@@ -57,8 +93,7 @@ def choose_head(
     return HeadChoice(
         loaded,
         Vocabulary.with_head(loaded.classes, audioset=with_audioset),
-        loaded.window if window is None else window,
-        loaded.hop if hop is None else hop,
+        *window_and_hop(window, hop, default_window=loaded.window, default_hop=loaded.hop),
     )
 
 

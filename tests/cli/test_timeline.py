@@ -300,6 +300,8 @@ def test_labels_command():
     [
         (["--labels", "Animal,dgo"], "did you mean 'Dog'"),
         (["--embeddings", "e.npz", "--resume", "-o", "x.jsonl"], "--resume"),
+        (["--timeline", "--events", "-o", "x.csv"], "a CSV file holds one table"),
+        (["--timeline", "--events", "-o", "x.parquet"], "a Parquet file holds one table"),
     ],
 )
 def test_usage_errors(corpus, weights, args, needle, tmp_path):
@@ -307,3 +309,17 @@ def test_usage_errors(corpus, weights, args, needle, tmp_path):
     assert done.returncode == 2, done.stderr
     assert needle in done.stderr.decode() and "Traceback" not in done.stderr.decode()
     assert not list(tmp_path.iterdir())
+
+
+def test_a_window_given_alone_hops_by_itself_and_a_longer_hop_warns(weights, tmp_path):
+    """`--window 2` alone: windows every 2 s (the default hop, 10 s, would leave 8 s of every 10 unheard);
+    a hop longer than the window is taken, with a warning."""
+    clip = tmp_path / "clip.wav"
+    soundfile.write(clip, 0.1 * np.random.default_rng(2).standard_normal(7 * 16_000).astype(np.float32), 16_000)
+    done = dymn_tag([str(clip), "--weights", weights, "--window", "2", "--timeline", "-f", "csv"])
+    assert done.returncode == 0, done.stderr.decode()
+    rows = list(csv.DictReader(io.StringIO(done.stdout.decode())))
+    assert sorted({float(r["start"]) for r in rows}) == [0.0, 2.0, 4.0, 6.0]
+    done = dymn_tag([str(clip), "--weights", weights, "--window", "2", "--hop", "3", "--timeline", "-f", "csv"])
+    assert done.returncode == 0 and b"--hop 3 s is longer than the 2 s window" in done.stderr
+    assert sorted({float(r["start"]) for r in csv.DictReader(io.StringIO(done.stdout.decode()))}) == [0.0, 3.0, 6.0]

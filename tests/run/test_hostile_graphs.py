@@ -18,7 +18,7 @@ from onnx import helper, numpy_helper
 from dymn_cli.errors import GraphError
 from dymn_cli.onnx_tagger import OnnxTagger
 from tests.onnx_graphs import tiny_metadata, write_tiny_graph
-from tests.support import dymn_tag
+from tests.support import SAFETY_NET, dymn_tag
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +105,7 @@ def clip(tmp_path_factory):
 def test_a_hostile_graph_is_one_line_naming_the_file_and_its_reason(tiny, clip, tmp_path, case):
     make, reason = HOSTILE[case]
     graph = make(tiny, tmp_path)
-    done = dymn_tag([str(clip), "--weights", str(graph), "-o", str(tmp_path / "out.jsonl")], timeout=60)
+    done = dymn_tag([str(clip), "--weights", str(graph), "-o", str(tmp_path / "out.jsonl")], timeout=SAFETY_NET)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1, done.stderr
     assert str(graph) in lines[0] and reason in lines[0] and ".cc:" not in lines[0], lines[0]
@@ -125,7 +125,9 @@ def test_a_stream_whose_graph_fails_on_loud_windows_goes_on_with_gaps(tiny, tmp_
     )
     quiet = np.full(32_000, 0.1, np.float32)
     pcm = np.concatenate([quiet, np.ones(32_000, np.float32), quiet]).astype("<f4").tobytes()
-    done = dymn_tag(["--live", "-", "--pcm", "f32le:32000:1", "--weights", str(graph)], stdin=pcm, timeout=60)
+    done = dymn_tag(
+        ["--live", "-", "--pcm", "f32le:32000:1", "--weights", str(graph), "--hop", "1"], stdin=pcm, timeout=SAFETY_NET
+    )
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.decode().splitlines()]
     assert [r["type"] for r in records] == ["window", "gap", "window", "end"], records
@@ -144,7 +146,7 @@ def test_a_label_that_would_split_rows_or_hide_is_refused(tmp_path, label):
 def test_a_graph_named_like_a_checkpoint_is_told_apart(tiny, clip, tmp_path):
     renamed = tmp_path / "model.pt"
     renamed.write_bytes(tiny.read_bytes())
-    done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=60)
+    done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=SAFETY_NET)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1 and f"{renamed} looks like an ONNX graph" in lines[0], done.stderr
 
@@ -154,7 +156,7 @@ def test_a_graph_whose_strings_are_not_utf8_leaves_stdout_alone(tiny, clip, tmp_
     (here: an operator whose name is not UTF-8), then tries the file again."""
     graph = tmp_path / "latin1.onnx"
     graph.write_bytes(tiny.read_bytes().replace(b"\x22\x0aReduceMean", b"\x22\x0aRe\xe9\xffceMean", 1))
-    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl"], timeout=60)
+    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl"], timeout=SAFETY_NET)
     assert done.returncode == 2 and done.stdout == b"", done.stdout
     lines = done.stderr.decode().strip().splitlines()
     assert len(lines) == 1 and str(graph) in lines[0] and "not UTF-8 text" in lines[0], done.stderr
@@ -167,7 +169,7 @@ def test_an_output_named_like_the_model_file_is_refused_and_the_model_kept(tiny,
     graph.write_bytes(tiny.read_bytes())
     (tmp_path / "link.npz").symlink_to(graph)
     target = graph if option == "-o" else tmp_path / "link.npz"
-    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl", option, str(target)], timeout=60)
+    done = dymn_tag([str(clip), "--weights", str(graph), "-f", "jsonl", option, str(target)], timeout=SAFETY_NET)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 2 and len(lines) == 1 and "a file the run reads" in lines[0], done.stderr
     assert graph.read_bytes() == tiny.read_bytes()

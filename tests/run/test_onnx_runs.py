@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import subprocess
 import sys
 
 import numpy as np
@@ -14,8 +15,8 @@ import soundfile as sf
 
 from dymn_cli.onnx_tagger import OnnxTagger
 from tests.no_torch import no_torch_env
-from tests.onnx_graphs import write_tiny_graph
-from tests.support import DYMN04_WEIGHTS, EXAMPLES, dymn_tag
+from tests.onnx_graphs import tiny_metadata, write_tiny_graph
+from tests.support import DYMN04_WEIGHTS, EXAMPLES, SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow  # each test starts dymn-tag runs
 
@@ -100,14 +101,44 @@ def test_live_stream_with_events_without_torch(tiny, no_torch):
     assert done.returncode == 0, done.stderr
     records = [json.loads(line) for line in done.stdout.decode().splitlines()]
     kinds = [r["type"] for r in records]
-    assert kinds.count("window") == 3 and "event" in kinds and kinds[-1] == "end"
+    assert "event" in kinds and kinds[-1] == "end"
+    # the graph scores its own classes (as a head does): its window and hop, 1 s every 0.5 s
+    starts = [r["start"] for r in records if r["type"] == "window"]
+    assert starts[:5] == [0.0, 0.5, 1.0, 1.5, 2.0] and all(r["end"] - r["start"] == 1.0 for r in records if r["type"] == "window")
+
+
+def test_live_on_an_audioset_graph_answers_every_second(tmp_path, no_torch):
+    """A graph of the AudioSet classes (hop 10 s, as exported) answers a stream every second, as the
+    torch engine does; --hop still says otherwise."""
+    from dymn_cli.audioset.vocabulary import Vocabulary
+
+    classes = Vocabulary.audioset()
+    graph = write_tiny_graph(
+        tmp_path / "audioset.onnx",
+        tiny_metadata(
+            len(classes), labels=tuple(c.name for c in classes), mids=tuple(c.mid for c in classes), window=2.0, hop=10.0
+        ),
+    )
+    pcm = (np.random.default_rng(1).normal(0, 3000, 5 * 32_000)).astype("<i2").tobytes()
+    for extra, step in (([], 1.0), (["--hop", "0.5"], 0.5)):
+        done = dymn_tag(["--live", "-", "--pcm", "s16le:32000:1", "--weights", str(graph), *extra], stdin=pcm, env=no_torch)
+        assert done.returncode == 0, done.stderr
+        starts = [r["start"] for r in map(json.loads, done.stdout.decode().splitlines()) if r["type"] == "window"]
+        assert starts[:3] == [0.0, step, 2 * step], extra
 
 
 def test_torch_missing_for_a_checkpoint_is_one_line(tmp_path, audio, no_torch):
     done = dymn_tag([str(audio / "noise.wav"), "--weights", str(DYMN04_WEIGHTS), "-o", str(tmp_path / "x.csv")], env=no_torch)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode == 1 and len(lines) == 1, done.stderr
-    assert "pip install 'dymn-cli[torch]'" in lines[0]
+    assert "pip install 'dymn-cli[torch]'" in lines[0] and "--weights MODEL.onnx" in lines[0]
+
+
+def test_the_python_api_without_torch_points_to_the_onnx_tagger(no_torch):
+    script = "from dymn_cli import Tagger"
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=no_torch, timeout=SAFETY_NET)
+    last = done.stderr.strip().splitlines()[-1]
+    assert done.returncode == 1 and last.startswith("ModuleNotFoundError: dymn_cli.Tagger needs torch") and "OnnxTagger" in last
 
 
 def test_onnxruntime_missing_for_a_graph_is_one_line(tiny, audio, tmp_path):

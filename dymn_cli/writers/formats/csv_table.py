@@ -25,6 +25,7 @@ class CsvWriter(Writer):
     """
 
     name = "csv"
+    kind = "CSV"  # (as messages name it)
     extension = ".csv"
     CLIP_COLUMNS = ["path", "rank", "label", "mid", "index", "score"]
     TIMELINE_COLUMNS = ["path", "start", "end", "label", "mid", "index", "score"]
@@ -64,7 +65,7 @@ class CsvWriter(Writer):
     @classmethod
     def validate(cls, *, options: OutputOptions, target: Path | None, inputs: Sequence[Any]) -> None:
         if options.timeline and options.events is not None:
-            raise UsageError("a CSV holds one table: ask for --timeline or --events, or write JSON/JSONL for both")
+            raise UsageError(f"a {cls.kind} file holds one table: ask for --timeline or --events, or write JSON/JSONL for both")
         if options.wide and (options.timeline or options.events is not None):
             raise UsageError("--wide is one row per input: not with --timeline or --events")
 

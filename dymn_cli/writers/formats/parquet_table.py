@@ -21,6 +21,7 @@ class ParquetWriter(CsvWriter):
     the run's model and settings go in the file's metadata (key `dymn`)."""
 
     name = "parquet"
+    kind = "Parquet"
     extension = ".parquet"
     STRINGS, INTEGERS = ("path", "label", "mid"), ("rank", "index")
     ROW_GROUP = 65_536
