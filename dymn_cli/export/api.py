@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dymn_cli.errors import DymnError, UsageError
+from dymn_cli.errors import DymnError, GraphNotCheckpoint, UsageError
 from dymn_cli.export.quantize import INT8_MODES, Agreement
 from dymn_cli.graph_metadata import GraphMetadata
 
@@ -155,7 +155,12 @@ def _float_graph(
     from dymn_cli.models.head import Backbone
     from dymn_cli.models.weights import sha256_file
 
-    members = load_members(model=model, weights=[str(w) for w in weights] if weights else None, sha256=sha256, progress=progress)
+    try:
+        members = load_members(
+            model=model, weights=[str(w) for w in weights] if weights else None, sha256=sha256, progress=progress
+        )
+    except GraphNotCheckpoint as error:
+        raise error.instead(_graph_as_it_is(Path(str(error.path)))) from None
     hashes = tuple(sha256_file(p) for p in members.paths)
     names = [r.name if r is not None else p.stem for r, p in zip(members.records, members.paths)]
     if head is not None:
@@ -178,6 +183,13 @@ def _float_graph(
     tagger = WaveformTagger(export_network(members.network), members.frontend, head)
     graph = export_graph(tagger, metadata)
     return graph, tagger, GraphMetadata.from_props({p.key: p.value for p in graph.metadata_props}, "the exported graph")
+
+
+def _graph_as_it_is(path: Path) -> str:
+    """What to do with a graph given to export, which makes graphs from checkpoints: tag with it."""
+    graph = path.with_suffix(".onnx")
+    renamed = "" if graph == path else f"rename it {graph.name} and "
+    return f"export needs a PyTorch checkpoint; {renamed}tag with the graph as it is: dymn-tag FILES --weights {graph}"
 
 
 def _int8_graph(

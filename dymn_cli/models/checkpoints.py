@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from dymn_cli.errors import UsageError, WeightsError
+from dymn_cli.errors import GraphNotCheckpoint, UsageError, WeightsError
 from dymn_cli.models.download import download
 from dymn_cli.models.weights import WeightsRecord, check_sha256, get_record, sha256_file
 
@@ -69,7 +69,7 @@ def _sniff(path: Path) -> None:
     if head[0] == 0x80:  # a pickle (protocol >= 2): torch.save's legacy format
         return
     if len(head) >= 3 and head[0] == 0x08 and head[2] in (0x12, 0x1A, 0x22, 0x3A, 0x42):  # ONNX: ir_version, then a field
-        raise WeightsError(f"{path} looks like an ONNX graph, not a PyTorch checkpoint: give it the .onnx extension")
+        raise GraphNotCheckpoint(path)
     if len(head) >= 10 and head[8:10] == b'{"':
         raise WeightsError(f"{path} looks like a safetensors file, not a PyTorch checkpoint")
     text = head.decode("utf-8", errors="replace")  # one bad character allowed: the sample may cut one in two

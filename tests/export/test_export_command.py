@@ -15,6 +15,7 @@ from dymn_cli.export.api import AgreementTooLow, check_agreement
 from dymn_cli.export.quantize import Agreement
 from dymn_cli.graph_metadata import INPUT, LOGITS, GraphMetadata
 from tests.calibrated import calibration_waveforms
+from tests.onnx_graphs import write_tiny_graph
 from tests.support import dymn_tag
 
 
@@ -54,6 +55,8 @@ def test_export_writes_a_graph_that_runs(calibrated_weights, tmp_path):
         ("empty calibration", ["no audio files"], 2),
         ("calibrate a file", ["not a folder"], 2),
         ("pickled head", ["not a head file"], 2),
+        ("graph as weights", ["export needs a PyTorch checkpoint", "tag with the graph as it is: dymn-tag FILES --weights /"], 1),
+        ("renamed graph", ["rename it graph.onnx and tag with the graph as it is"], 1),
         ("unknown model", ["unknown model"], 2),
     ],
 )
@@ -80,6 +83,8 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
         "empty calibration": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty)],
         "calibrate a file": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(text)],
         "pickled head": ["-o", str(output), "-w", str(weights), "--head", str(weights)],
+        "graph as weights": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.onnx"))],
+        "renamed graph": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.pt"))],
         "unknown model": ["-o", str(output), "-m", "dymn99_as"],
     }[case]
     weights_bytes = weights.read_bytes()

@@ -147,6 +147,17 @@ def test_a_graph_named_like_a_checkpoint_is_told_apart(tiny, clip, tmp_path):
     done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=60)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1 and f"{renamed} looks like an ONNX graph" in lines[0], done.stderr
+    assert lines[0].endswith("rename it model.onnx to tag with it"), done.stderr
+
+
+def test_a_graph_given_to_the_python_tagger_points_to_onnx_tagger(tiny):
+    """`Tagger` runs checkpoints; its advice is the API's (the CLI's, rename it, would not help)."""
+    from dymn_cli import Tagger
+    from dymn_cli.errors import WeightsError
+
+    with pytest.raises(WeightsError) as raised:
+        Tagger(weights=str(tiny), device="cpu")
+    assert str(raised.value).endswith(f"a graph runs in dymn_cli.OnnxTagger({str(tiny)!r})"), raised.value
 
 
 def test_a_graph_whose_strings_are_not_utf8_leaves_stdout_alone(tiny, clip, tmp_path):
