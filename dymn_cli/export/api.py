@@ -11,6 +11,7 @@ folder, not one of the inputs, `no_overwrite`), written whole or not at all.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -62,9 +63,9 @@ def export_onnx(
     sha256: str | None = None,
     head: Path | None = None,
     int8: bool = False,
-    int8_mode: str = "static",
+    int8_mode: str | None = None,
     calibrate: Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_agreement: float | None = None,
     no_overwrite: bool = False,
     progress: bool = False,
 ) -> ExportReport:
@@ -72,13 +73,8 @@ def export_onnx(
     from dymn_cli.export.calibration import audio_files
     from dymn_cli.models.head import load_head
 
+    int8_mode, min_agreement = _int8_settings(int8, calibrate, int8_mode, min_agreement)
     _check_installed()
-    if int8 != (calibrate is not None):
-        raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
-    if int8_mode not in INT8_MODES:
-        raise UsageError(f"--int8-mode must be one of {', '.join(INT8_MODES)}, got {int8_mode!r}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement:g}")
     inputs = [Path(p) for p in weights or []] + ([head] if head is not None else [])
     calibration_files = audio_files(calibrate) if calibrate is not None else []
     target = _checked_target(output, [*inputs, *calibration_files], no_overwrite=no_overwrite)
@@ -98,6 +94,29 @@ def export_onnx(
     with written(target) as out:
         out.write(data)
     return ExportReport(output=str(output), metadata=metadata, size=len(data), agreement=agreement)
+
+
+def _int8_settings(int8: bool, calibrate: Path | None, mode: str | None, min_agreement: float | None) -> tuple[str, float]:
+    """The int8 mode and agreement floor, checked before any work; UsageError for settings that would
+    otherwise be ignored (int8's options without --int8)."""
+    if not int8:
+        given = [option for option, value in (("--int8-mode", mode), ("--min-agreement", min_agreement)) if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} needs --int8")
+    if int8 != (calibrate is not None):
+        raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
+    mode = "static" if mode is None else mode
+    if mode not in INT8_MODES:
+        raise UsageError(f"--int8-mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
+    return mode, agreement_floor(DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
+
+
+def agreement_floor(value: float) -> float:
+    """--min-agreement as a fraction: given as one (0.95) or as a percentage (95), as the printout says
+    '95.0%'. A value up to 1 is a fraction (1: every window must agree), above it a percentage."""
+    if not 0.0 <= value <= 100.0 or math.isnan(value):
+        raise UsageError(f"--min-agreement: a fraction or a percentage (0.95 or 95 for 95 %), got {value:g}")
+    return value if value <= 1.0 else value / 100.0
 
 
 def _check_installed() -> None:

@@ -11,7 +11,7 @@ import onnxruntime as ort
 import pytest
 import soundfile
 
-from dymn_cli.export.api import AgreementTooLow, check_agreement
+from dymn_cli.export.api import AgreementTooLow, agreement_floor, check_agreement
 from dymn_cli.export.quantize import Agreement
 from dymn_cli.graph_metadata import INPUT, LOGITS, GraphMetadata
 from tests.calibrated import calibration_waveforms
@@ -51,6 +51,9 @@ def test_export_writes_a_graph_that_runs(calibrated_weights, tmp_path):
         ("no overwrite", ["already exists (--no-overwrite)"], 2),
         ("no folder", ["no such folder"], 2),
         ("int8 alone", ["--int8 needs --calibrate"], 2),
+        ("int8 mode alone", ["--int8-mode needs --int8"], 2),
+        ("floor alone", ["--min-agreement needs --int8"], 2),
+        ("floor above 100", ["--min-agreement: a fraction or a percentage (0.95 or 95 for 95 %), got 150"], 2),
         ("calibrate alone", ["--calibrate goes with --int8"], 2),
         ("empty calibration", ["no audio files"], 2),
         ("calibrate a file", ["not a folder"], 2),
@@ -79,6 +82,9 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
         "no overwrite": ["-o", str(existing), "-w", str(weights), "--no-overwrite"],
         "no folder": ["-o", str(tmp_path / "missing" / "out.onnx"), "-w", str(weights)],
         "int8 alone": ["-o", str(output), "-w", str(weights), "--int8"],
+        "int8 mode alone": ["-o", str(output), "-w", str(weights), "--int8-mode", "weights"],
+        "floor alone": ["-o", str(output), "-w", str(weights), "--min-agreement", "0.5"],
+        "floor above 100": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty), "--min-agreement", "150"],
         "calibrate alone": ["-o", str(output), "-w", str(weights), "--calibrate", str(empty)],
         "empty calibration": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty)],
         "calibrate a file": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(text)],
@@ -110,6 +116,10 @@ def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, c
     assert all(w.shape == (64_000,) for w in windows.calibrate + windows.held_out)
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and str(broken) in warnings[0] and "skipped for calibration" in warnings[0]
+
+
+def test_the_floor_is_a_fraction_or_a_percentage():
+    assert [agreement_floor(v) for v in (0.95, 95, 1, 100, 0)] == [0.95, 0.95, 1.0, 1.0, 0.0]
 
 
 def test_int8_below_the_floor_is_refused():
