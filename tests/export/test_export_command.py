@@ -3,6 +3,7 @@ for every bad input."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +16,9 @@ from dymn_cli.export.api import AgreementTooLow, agreement_floor, check_agreemen
 from dymn_cli.export.quantize import Agreement
 from dymn_cli.graph_metadata import INPUT, LOGITS, GraphMetadata
 from tests.calibrated import calibration_waveforms
+from tests.export.graphs import make_head
 from tests.onnx_graphs import write_tiny_graph
-from tests.support import dymn_tag
+from tests.support import DYMN04_WEIGHTS, dymn_tag
 
 
 def one_line_error(done, *words: str, code: int) -> None:
@@ -58,6 +60,7 @@ def test_export_writes_a_graph_that_runs(calibrated_weights, tmp_path):
         ("empty calibration", ["no audio files"], 2),
         ("calibrate a file", ["not a folder"], 2),
         ("pickled head", ["not a head file"], 2),
+        ("head as weights", ["is a head (from dymn-tag train), not a PyTorch checkpoint: give it with --head, beside"], 1),
         ("graph as weights", ["export needs a PyTorch checkpoint", "tag with the graph as it is: dymn-tag FILES --weights /"], 1),
         ("renamed graph", ["rename it graph.onnx and tag with the graph as it is"], 1),
         ("unknown model", ["unknown model"], 2),
@@ -89,6 +92,7 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
         "empty calibration": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty)],
         "calibrate a file": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(text)],
         "pickled head": ["-o", str(output), "-w", str(weights), "--head", str(weights)],
+        "head as weights": ["-o", str(output), "-w", str(shutil.copy(make_head(weights, 64), tmp_path / "tones.head"))],
         "graph as weights": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.onnx"))],
         "renamed graph": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.pt"))],
         "unknown model": ["-o", str(output), "-m", "dymn99_as"],
@@ -98,6 +102,16 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
     assert not output.exists()
     assert existing.read_bytes() == b"keep me" and weights.read_bytes() == weights_bytes
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_too_little_calibration_audio_is_counted_in_words(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    soundfile.write(folder / "clip.wav", calibration_waveforms(2.0)[0], 32_000)
+    output = tmp_path / "out.onnx"
+    done = dymn_tag(["export", "-o", str(output), "-w", str(DYMN04_WEIGHTS), "--int8", "--calibrate", str(folder)])
+    one_line_error(done, f"--calibrate {folder}: 1 window of audio in 1 readable file; int8 calibration needs", code=2)
+    assert not output.exists()
 
 
 def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, caplog):

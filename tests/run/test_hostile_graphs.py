@@ -112,6 +112,17 @@ def test_a_hostile_graph_is_one_line_naming_the_file_and_its_reason(tiny, clip, 
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize(("name", "reason"), [("nonexist.onnx", "no such file"), ("gone.onnx", "a link to nothing")])
+def test_a_missing_graph_is_said_plainly(clip, tmp_path, name, reason):
+    """Missing is the whole story: nothing was read that could be 'not an ONNX graph'."""
+    graph = tmp_path / name
+    if name == "gone.onnx":
+        os.symlink(tmp_path / "absent", graph)
+    done = dymn_tag([str(clip), "--weights", str(graph)], timeout=60)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and lines == [f"dymn-tag: error: {graph}: {reason}"], done.stderr
+
+
 def test_a_stream_whose_graph_fails_on_loud_windows_goes_on_with_gaps(tiny, tmp_path):
     """logits + 0 * log(0.95 - peak): finite on the load-time probe, NaN on a window that peaks above 0.95."""
     graph = _edited(
