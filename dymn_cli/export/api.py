@@ -168,6 +168,7 @@ def _float_graph(
 ) -> tuple[onnx.ModelProto, WaveformTagger, GraphMetadata]:
     """The float32 graph, the module it was exported from, and its metadata as a runner reads it."""
     from dymn_cli.audioset.labels import audioset_classes
+    from dymn_cli.audioset.vocabulary import Vocabulary
     from dymn_cli.export.graph import WaveformTagger, export_graph
     from dymn_cli.export.networks import export_network
     from dymn_cli.models.ensemble import load_members
@@ -184,7 +185,7 @@ def _float_graph(
     names = [r.name if r is not None else p.stem for r, p in zip(members.records, members.paths)]
     if head is not None:
         head.check_backbone(Backbone(members.name, hashes, int(members.network.embedding_dim)))
-        labels, mids = tuple(head.classes), ("",) * len(head.classes)
+        labels, mids = tuple(head.classes), tuple(c.id for c in Vocabulary.with_head(head.classes))
         window, hop, activation = head.window, head.hop, head.activation
     else:
         classes = audioset_classes()
