@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 from dymn_cli.errors import DymnError, GraphNotCheckpoint, UsageError
 from dymn_cli.export.quantize import INT8_MODES, Agreement
 from dymn_cli.graph_metadata import GraphMetadata
+from dymn_cli.wording import counted
 
 if TYPE_CHECKING:
     import onnx
@@ -131,9 +132,10 @@ def _check_installed() -> None:
 
 def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mode: str = "static") -> None:
     """`AgreementTooLow` when the int8 graph's top-1 agreement is below `min_agreement`."""
+    share = f"{round(agreement.top1 * agreement.windows)} of {counted(agreement.windows, 'window')}"
     if agreement.top1 < min_agreement:
         raise AgreementTooLow(
-            f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels, below "
+            f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels ({share}), below "
             f"--min-agreement {min_agreement:.1%}: {output} not written ("
             + ("try --int8-mode weights, which keeps the arithmetic in float32; " if mode == "static" else "")
             + "export float32 without --int8, calibrate on more of your audio, or lower --min-agreement to accept it)",
@@ -141,9 +143,10 @@ def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mo
         )
     if agreement.top1 < DEFAULT_MIN_AGREEMENT:
         log.warning(
-            "warning: int8 agrees with float32 on only %.1f%% of the held-out windows' top labels (accepted with "
+            "warning: int8 agrees with float32 on only %.1f%% of the held-out windows' top labels (%s; accepted with "
             "--min-agreement %.1f%%): check its scores on your audio before you rely on them",
             100 * agreement.top1,
+            share,
             100 * min_agreement,
         )
 
@@ -222,7 +225,10 @@ def _int8_graph(
     rate = metadata.sample_rate
     windows = calibration_set(calibrate, window=round(metadata.window * rate), sample_rate=rate)
     log.info(
-        "int8: calibrating on %d windows of %d files, %d held out", len(windows.calibrate), windows.files, len(windows.held_out)
+        "int8: calibrating on %s of %s, %d held out",
+        counted(len(windows.calibrate), "window"),
+        counted(windows.files, "file"),
+        len(windows.held_out),
     )
     quantized = quantize_int8(graph, windows.calibrate, kernel_rows(tagger), mode=mode)
     data = quantized.SerializeToString()

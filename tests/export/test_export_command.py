@@ -132,6 +132,21 @@ def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, c
     assert len(warnings) == 1 and str(broken) in warnings[0] and "skipped for calibration" in warnings[0]
 
 
+def test_the_agreement_says_how_many_windows_it_is_over():
+    """100 % on 3 windows is 3 of 3: the printout says so, beside the figure."""
+    agreement = Agreement(
+        windows=3, top1=1.0, top10=0.867, mean_difference=0.004, max_difference=0.03, size_ratio=0.29, speed_ratio=1.0
+    )
+    first, top1, *_ = agreement.lines()
+    assert first == "int8 against float32 on 3 held-out calibration windows:"
+    assert top1 == "  top-1 agreement 100.0% (3 of 3 windows), mean top-10 overlap 86.7%"
+    one = Agreement(windows=1, top1=0.0, top10=0.5, mean_difference=0, max_difference=0, size_ratio=0.3, speed_ratio=1.0)
+    assert one.lines()[:2] == [
+        "int8 against float32 on 1 held-out calibration window:",
+        "  top-1 agreement 0.0% (0 of 1 window), mean top-10 overlap 50.0%",
+    ]
+
+
 def test_the_floor_is_a_fraction_or_a_percentage():
     assert [agreement_floor(v) for v in (0.95, 95, 1, 100, 0)] == [0.95, 0.95, 1.0, 1.0, 0.0]
 
@@ -140,6 +155,6 @@ def test_int8_below_the_floor_is_refused():
     agreement = Agreement(
         windows=10, top1=0.9, top10=0.8, mean_difference=0.01, max_difference=0.1, size_ratio=0.3, speed_ratio=1.0
     )
-    with pytest.raises(AgreementTooLow, match=r"90.0% .* below --min-agreement 98.0%: out.onnx not written"):
+    with pytest.raises(AgreementTooLow, match=r"90.0% .* \(9 of 10 windows\), below --min-agreement 98.0%: out.onnx not written"):
         check_agreement(agreement, 0.98, Path("out.onnx"))
     check_agreement(agreement, 0.9, Path("out.onnx"))  # accepted at a lower floor (with a warning)
