@@ -19,6 +19,19 @@ class WeightsError(DymnError):
     """A checkpoint that cannot be found, downloaded, verified or loaded."""
 
 
+class GraphNotCheckpoint(WeightsError):
+    """An ONNX graph (from `dymn-tag export`) given where a PyTorch checkpoint is read. What to do
+    instead depends on who asked (the CLI, the Python API, export): each says it in `hint`."""
+
+    def __init__(self, path: object, hint: str | None = None) -> None:
+        super().__init__(f"{path} looks like an ONNX graph, not a PyTorch checkpoint" + (f": {hint}" if hint else ""))
+        self.path = path
+
+    def instead(self, hint: str) -> GraphNotCheckpoint:
+        """The same error, saying what this caller's user can do with the graph."""
+        return GraphNotCheckpoint(self.path, hint)
+
+
 class DownloadError(WeightsError):
     """A download that failed or whose content does not match the expected hash."""
 

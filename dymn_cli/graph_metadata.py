@@ -33,7 +33,8 @@ class GraphMetadataError(GraphError):
 class GraphMetadata:
     labels: tuple[str, ...]
     mids: tuple[str, ...]
-    """The AudioSet MID of each class, `""` for a head's own classes."""
+    """The AudioSet MID of each class; for a head's own classes the id the outputs give them,
+    `head:<label>` (`audioset.vocabulary`). Readers go by the labels for classes other than AudioSet's."""
     model: str
     """The model's name (`dymn10_as`, `dymn04_as+mn04_as` for an ensemble), or a checkpoint's file name."""
     checkpoint_sha256: str

@@ -15,7 +15,7 @@ from typing import Any
 
 from dymn_cli.audio.uris import is_uri
 from dymn_cli.audioset.vocabulary import Vocabulary
-from dymn_cli.errors import UsageError
+from dymn_cli.errors import GraphNotCheckpoint, UsageError
 from dymn_cli.inference.distributed import RAY_BATCH_SIZE, RayOptions, RayPipeline
 from dymn_cli.inference.pipeline import Failure, PipelineStats
 from dymn_cli.inference.worker_pool import Decoding
@@ -50,7 +50,14 @@ class RayTagger(AudioTagger):
         if head is not None and not isinstance(head, ClassifierHead):
             head = load_head(head)  # (before the model: a bad head file fails fast)
         batch_size = RAY_BATCH_SIZE if batch_size is None else batch_size
-        members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
+        try:
+            members = load_members(
+                model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress
+            )
+        except GraphNotCheckpoint as error:
+            raise error.instead(
+                f"RayTagger runs PyTorch checkpoints; a graph runs in dymn_cli.OnnxTagger({str(error.path)!r})"
+            ) from None
         self.name = members.name
         self.records = members.records
         self.weight_files = members.paths

@@ -12,6 +12,7 @@ import torch
 
 from dymn_cli.audioset.vocabulary import Vocabulary
 from dymn_cli.engine_tagger import LIVE_HOP, EngineTagger
+from dymn_cli.errors import GraphNotCheckpoint
 from dymn_cli.inference.engine import InferenceEngine
 from dymn_cli.inference.script_rerun import exit_if_script_rerun
 from dymn_cli.models.ensemble import load_members
@@ -53,7 +54,12 @@ class Tagger(EngineTagger):
         exit_if_script_rerun()  # (a script without `if __name__ == "__main__":`, run again in a decode worker)
         if head is not None and not isinstance(head, ClassifierHead):
             head = load_head(head)  # (before the model: a bad head file fails fast)
-        members = load_members(model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress)
+        try:
+            members = load_members(
+                model=None if weights is not None else model, weights=weights, sha256=sha256, progress=progress
+            )
+        except GraphNotCheckpoint as error:
+            raise error.instead(f"a graph runs in dymn_cli.OnnxTagger({str(error.path)!r})") from None
         self.name = members.name
         self.weight_files = members.paths
         self.embedding_dim = int(members.network.embedding_dim)

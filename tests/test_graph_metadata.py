@@ -1,10 +1,21 @@
 """The graph contract: what export writes, the engine reads back, and a graph of another tool is refused."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from dymn_cli.graph_metadata import GraphMetadata, GraphMetadataError
 from tests.onnx_graphs import tiny_metadata, tiny_reference, write_tiny_graph
+
+
+def test_the_readme_lists_every_metadata_key():
+    """The README is where users of the graph (another runtime, the browser) learn its contract."""
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    described = readme[readme.index("describes itself in its `metadata_props`") :][:800]
+    props = tiny_metadata().to_props()
+    assert [key for key in props if f"`{key}`" not in described] == []
+    assert f"`{props['format']}`" in described
 
 
 def test_metadata_round_trips_through_props():

@@ -29,6 +29,11 @@ class Precision(str, Enum):
     bfloat16 = "bfloat16"
 
 
+class Int8Mode(str, Enum):
+    static = "static"
+    weights = "weights"
+
+
 class Aggregate(str, Enum):
     mean = "mean"
     max = "max"

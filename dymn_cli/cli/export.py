@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from dymn_cli.cli import command_options, metavars
+from dymn_cli.cli.choices import Int8Mode
 
 log = logging.getLogger("dymn_cli")
 
@@ -52,13 +53,16 @@ def export_command(
         bool, typer.Option("--int8", help="Quantise to int8 (static, calibrated on --calibrate), about 30 % of the size.")
     ] = False,
     int8_mode: Annotated[
-        str,
+        Int8Mode | None,
         typer.Option(
             "--int8-mode",
+            case_sensitive=False,
             metavar=metavars.INT8,
-            help="static: int8 products, calibrated; weights: int8 weights, float32 arithmetic (closer to float32).",
+            help="--int8: static (the default): int8 products, calibrated; weights: int8 weights, float32 arithmetic "
+            "(closer to float32).",
+            show_default=False,
         ),
-    ] = "static",
+    ] = None,
     calibrate: Annotated[
         Path | None,
         typer.Option(
@@ -69,15 +73,15 @@ def export_command(
         ),
     ] = None,
     min_agreement: Annotated[
-        float,
+        float | None,
         typer.Option(
             "--min-agreement",
             metavar=metavars.SCORE,
-            min=0.0,
-            max=1.0,
-            help="--int8: refuse to write below this top-1 agreement with float32 on the held-out windows.",
+            help="--int8: refuse to write below this top-1 agreement with float32 on the held-out windows, "
+            "a fraction or a percentage (0.95 or 95; default 0.98).",
+            show_default=False,
         ),
-    ] = 0.98,
+    ] = None,
     no_overwrite: command_options.NoOverwrite = False,
 ) -> None:
     """Export the tagger as one ONNX graph from waveform to scores (float32, or int8).
@@ -96,7 +100,7 @@ def export_command(
         sha256=sha256,
         head=head,
         int8=int8,
-        int8_mode=int8_mode,
+        int8_mode=int8_mode.value if int8_mode is not None else None,
         calibrate=calibrate,
         min_agreement=min_agreement,
         no_overwrite=no_overwrite,

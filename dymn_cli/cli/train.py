@@ -26,9 +26,11 @@ def local_tagger(model: str | None, weights: list[Path] | None, **options: Any) 
 
         options.pop("progress", None)  # (a graph loads at once: no loading progress to show)
         return OnnxTagger(graph, **options)
+    from dymn_cli.run.taggers import graph_renamed
     from dymn_cli.tagger import Tagger
 
-    return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None, **options)
+    with graph_renamed(len(weights or ())):
+        return Tagger(None if weights else model, weights=[str(w) for w in weights] if weights else None, **options)
 
 
 def train_command(

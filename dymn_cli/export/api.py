@@ -11,14 +11,16 @@ folder, not one of the inputs, `no_overwrite`), written whole or not at all.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from dymn_cli.errors import DymnError, UsageError
+from dymn_cli.errors import DymnError, GraphNotCheckpoint, UsageError
 from dymn_cli.export.quantize import INT8_MODES, Agreement
 from dymn_cli.graph_metadata import GraphMetadata
+from dymn_cli.wording import counted
 
 if TYPE_CHECKING:
     import onnx
@@ -62,9 +64,9 @@ def export_onnx(
     sha256: str | None = None,
     head: Path | None = None,
     int8: bool = False,
-    int8_mode: str = "static",
+    int8_mode: str | None = None,
     calibrate: Path | None = None,
-    min_agreement: float = DEFAULT_MIN_AGREEMENT,
+    min_agreement: float | None = None,
     no_overwrite: bool = False,
     progress: bool = False,
 ) -> ExportReport:
@@ -72,13 +74,8 @@ def export_onnx(
     from dymn_cli.export.calibration import audio_files
     from dymn_cli.models.head import load_head
 
+    int8_mode, min_agreement = _int8_settings(int8, calibrate, int8_mode, min_agreement)
     _check_installed()
-    if int8 != (calibrate is not None):
-        raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
-    if int8_mode not in INT8_MODES:
-        raise UsageError(f"--int8-mode must be one of {', '.join(INT8_MODES)}, got {int8_mode!r}")
-    if not 0.0 <= min_agreement <= 1.0:
-        raise UsageError(f"--min-agreement must be between 0 and 1, got {min_agreement:g}")
     inputs = [Path(p) for p in weights or []] + ([head] if head is not None else [])
     calibration_files = audio_files(calibrate) if calibrate is not None else []
     target = _checked_target(output, [*inputs, *calibration_files], no_overwrite=no_overwrite)
@@ -100,6 +97,29 @@ def export_onnx(
     return ExportReport(output=str(output), metadata=metadata, size=len(data), agreement=agreement)
 
 
+def _int8_settings(int8: bool, calibrate: Path | None, mode: str | None, min_agreement: float | None) -> tuple[str, float]:
+    """The int8 mode and agreement floor, checked before any work; UsageError for settings that would
+    otherwise be ignored (int8's options without --int8)."""
+    if not int8:
+        given = [option for option, value in (("--int8-mode", mode), ("--min-agreement", min_agreement)) if value is not None]
+        if given:
+            raise UsageError(f"{given[0]} needs --int8")
+    if int8 != (calibrate is not None):
+        raise UsageError("--int8 needs --calibrate FOLDER (your own audio)" if int8 else "--calibrate goes with --int8")
+    mode = "static" if mode is None else mode
+    if mode not in INT8_MODES:
+        raise UsageError(f"--int8-mode must be one of {', '.join(INT8_MODES)}, got {mode!r}")
+    return mode, agreement_floor(DEFAULT_MIN_AGREEMENT if min_agreement is None else min_agreement)
+
+
+def agreement_floor(value: float) -> float:
+    """--min-agreement as a fraction: given as one (0.95) or as a percentage (95), as the printout says
+    '95.0%'. A value up to 1 is a fraction (1: every window must agree), above it a percentage."""
+    if not 0.0 <= value <= 100.0 or math.isnan(value):
+        raise UsageError(f"--min-agreement: a fraction or a percentage (0.95 or 95 for 95 %), got {value:g}")
+    return value if value <= 1.0 else value / 100.0
+
+
 def _check_installed() -> None:
     try:
         import onnx  # noqa: F401
@@ -112,9 +132,10 @@ def _check_installed() -> None:
 
 def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mode: str = "static") -> None:
     """`AgreementTooLow` when the int8 graph's top-1 agreement is below `min_agreement`."""
+    share = f"{round(agreement.top1 * agreement.windows)} of {counted(agreement.windows, 'window')}"
     if agreement.top1 < min_agreement:
         raise AgreementTooLow(
-            f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels, below "
+            f"int8 agrees with float32 on {agreement.top1:.1%} of the held-out windows' top labels ({share}), below "
             f"--min-agreement {min_agreement:.1%}: {output} not written ("
             + ("try --int8-mode weights, which keeps the arithmetic in float32; " if mode == "static" else "")
             + "export float32 without --int8, calibrate on more of your audio, or lower --min-agreement to accept it)",
@@ -122,9 +143,10 @@ def check_agreement(agreement: Agreement, min_agreement: float, output: Path, mo
         )
     if agreement.top1 < DEFAULT_MIN_AGREEMENT:
         log.warning(
-            "warning: int8 agrees with float32 on only %.1f%% of the held-out windows' top labels (accepted with "
+            "warning: int8 agrees with float32 on only %.1f%% of the held-out windows' top labels (%s; accepted with "
             "--min-agreement %.1f%%): check its scores on your audio before you rely on them",
             100 * agreement.top1,
+            share,
             100 * min_agreement,
         )
 
@@ -149,18 +171,24 @@ def _float_graph(
 ) -> tuple[onnx.ModelProto, WaveformTagger, GraphMetadata]:
     """The float32 graph, the module it was exported from, and its metadata as a runner reads it."""
     from dymn_cli.audioset.labels import audioset_classes
+    from dymn_cli.audioset.vocabulary import Vocabulary
     from dymn_cli.export.graph import WaveformTagger, export_graph
     from dymn_cli.export.networks import export_network
     from dymn_cli.models.ensemble import load_members
     from dymn_cli.models.head import Backbone
     from dymn_cli.models.weights import sha256_file
 
-    members = load_members(model=model, weights=[str(w) for w in weights] if weights else None, sha256=sha256, progress=progress)
+    try:
+        members = load_members(
+            model=model, weights=[str(w) for w in weights] if weights else None, sha256=sha256, progress=progress
+        )
+    except GraphNotCheckpoint as error:
+        raise error.instead(_graph_as_it_is(Path(str(error.path)))) from None
     hashes = tuple(sha256_file(p) for p in members.paths)
     names = [r.name if r is not None else p.stem for r, p in zip(members.records, members.paths)]
     if head is not None:
         head.check_backbone(Backbone(members.name, hashes, int(members.network.embedding_dim)))
-        labels, mids = tuple(head.classes), ("",) * len(head.classes)
+        labels, mids = tuple(head.classes), tuple(c.id for c in Vocabulary.with_head(head.classes))
         window, hop, activation = head.window, head.hop, head.activation
     else:
         classes = audioset_classes()
@@ -180,6 +208,13 @@ def _float_graph(
     return graph, tagger, GraphMetadata.from_props({p.key: p.value for p in graph.metadata_props}, "the exported graph")
 
 
+def _graph_as_it_is(path: Path) -> str:
+    """What to do with a graph given to export, which makes graphs from checkpoints: tag with it."""
+    graph = path.with_suffix(".onnx")
+    renamed = "" if graph == path else f"rename it {graph.name} and "
+    return f"export needs a PyTorch checkpoint; {renamed}tag with the graph as it is: dymn-tag FILES --weights {graph}"
+
+
 def _int8_graph(
     graph: onnx.ModelProto, tagger: WaveformTagger, calibrate: Path, metadata: GraphMetadata, mode: str
 ) -> tuple[bytes, Agreement]:
@@ -190,7 +225,10 @@ def _int8_graph(
     rate = metadata.sample_rate
     windows = calibration_set(calibrate, window=round(metadata.window * rate), sample_rate=rate)
     log.info(
-        "int8: calibrating on %d windows of %d files, %d held out", len(windows.calibrate), windows.files, len(windows.held_out)
+        "int8: calibrating on %s of %s, %d held out",
+        counted(len(windows.calibrate), "window"),
+        counted(windows.files, "file"),
+        len(windows.held_out),
     )
     quantized = quantize_int8(graph, windows.calibrate, kernel_rows(tagger), mode=mode)
     data = quantized.SerializeToString()

@@ -15,6 +15,7 @@ import numpy as np
 from dymn_cli.audio.decode import load_audio
 from dymn_cli.audio.paths import is_audio_path, walk_order_key
 from dymn_cli.errors import AudioError, UsageError
+from dymn_cli.wording import counted
 
 log = logging.getLogger("dymn_cli")
 
@@ -85,7 +86,7 @@ def calibration_set(folder: Path, *, window: int, sample_rate: int) -> Calibrati
         used += 1
     if len(windows) < MIN_WINDOWS:
         raise UsageError(
-            f"--calibrate {folder}: {len(windows)} windows of audio in {used} readable files; int8 calibration "
+            f"--calibrate {folder}: {counted(len(windows), 'window')} of audio in {counted(used, 'readable file')}; int8 calibration "
             f"needs at least {MIN_WINDOWS} (about {MIN_WINDOWS * window / sample_rate / 2:g} s of audio)"
         )
     if len(windows) > MAX_WINDOWS:

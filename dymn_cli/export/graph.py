@@ -21,6 +21,7 @@ from dymn_cli.export.frontend import DFT_BASIS, ExportLogMel, window_taps
 from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
 from dymn_cli.models.frontend_config import FrontEndConfig
 from dymn_cli.models.head import ClassifierHead
+from dymn_cli.version import __version__
 
 OPSET = 17
 """The opset the graphs are written in (17: LayerNormalization, DFT; ORT >= 1.13 runs it)."""
@@ -86,6 +87,7 @@ def export_graph(tagger: WaveformTagger, metadata: GraphMetadata, *, example_sec
     model = onnx.load_from_string(buffer.getvalue())
     compute_dft_basis(model, config)
     model.producer_name = "dymn-cli"
+    model.producer_version = __version__  # (torch.onnx.export writes its own version: not what made the graph)
     stated = GraphMetadata(**{**metadata.__dict__, "opset": OPSET})
     helper.set_model_props(model, stated.to_props())
     onnx.checker.check_model(model, full_check=True)

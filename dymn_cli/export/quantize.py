@@ -28,6 +28,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from dymn_cli.graph_metadata import INPUT, LOGITS
+from dymn_cli.wording import counted
 
 FLOAT_SCOPES = ("/frontend/", "conv/MatMul_1", "depth_conv/", "/head/", "/in_c/", "/features.0/")
 QUANTIZED_OPS = ["Conv", "MatMul", "Gemm"]
@@ -52,8 +53,10 @@ class Agreement:
 
     def lines(self) -> list[str]:
         return [
-            f"int8 against float32 on {self.windows} held-out calibration windows:",
-            f"  top-1 agreement {self.top1:.1%}, mean top-10 overlap {self.top10:.1%}",
+            f"int8 against float32 on {counted(self.windows, 'held-out calibration window')}:",
+            # (the count beside the figure: 100 % on 3 windows says much less than on 300)
+            f"  top-1 agreement {self.top1:.1%} ({round(self.top1 * self.windows)} of {counted(self.windows, 'window')}), "
+            f"mean top-10 overlap {self.top10:.1%}",
             f"  score difference mean {self.mean_difference:.4f}, largest {self.max_difference:.4f}",
             f"  size {self.size_ratio:.1%} of float32, speed {self.speed_ratio:.2f}x float32 (one thread, batch 1)",
         ]

@@ -147,7 +147,7 @@ class OnnxEngine:
 
     def _open(self, ort: Any, providers: list[tuple[str, dict[str, str]]]) -> Any:
         if not self.path.is_file():
-            raise GraphError(f"{self.source}: {_not_a_file(self.path)}, not an ONNX graph")
+            raise GraphError(f"{self.source}: {_not_a_file(self.path)}")
         options = ort.SessionOptions()
         options.log_severity_level = 3  # (errors only: its warnings are about the graph, not for users)
         options.intra_op_num_threads = 1  # (each lane runs on one thread: `lanes` threads in all)
@@ -198,9 +198,9 @@ class OnnxEngine:
 
 def _not_a_file(path: Path) -> str:
     if path.is_dir():
-        return "is a folder"
+        return "is a folder, not an ONNX graph"
     if path.exists():  # (a FIFO, a device such as /dev/zero, a socket: it could be read forever)
-        return "not a regular file"
+        return "not a regular file, not an ONNX graph"
     return "a link to nothing" if path.is_symlink() else "no such file"
 
 

@@ -10,8 +10,9 @@ from pathlib import Path
 
 import torch
 
-from dymn_cli.errors import UsageError, WeightsError
+from dymn_cli.errors import GraphNotCheckpoint, UsageError, WeightsError
 from dymn_cli.models.download import download
+from dymn_cli.models.head import is_head_file
 from dymn_cli.models.weights import WeightsRecord, check_sha256, get_record, sha256_file
 
 _WRAPPER_KEYS = ("state_dict", "model_state_dict", "model", "net", "weights")
@@ -69,8 +70,13 @@ def _sniff(path: Path) -> None:
     if head[0] == 0x80:  # a pickle (protocol >= 2): torch.save's legacy format
         return
     if len(head) >= 3 and head[0] == 0x08 and head[2] in (0x12, 0x1A, 0x22, 0x3A, 0x42):  # ONNX: ir_version, then a field
-        raise WeightsError(f"{path} looks like an ONNX graph, not a PyTorch checkpoint: give it the .onnx extension")
+        raise GraphNotCheckpoint(path)
     if len(head) >= 10 and head[8:10] == b'{"':
+        if is_head_file(path):
+            raise WeightsError(
+                f"{path} is a head (from dymn-tag train), not a PyTorch checkpoint: give it with --head, "
+                "beside the network's --weights"
+            )
         raise WeightsError(f"{path} looks like a safetensors file, not a PyTorch checkpoint")
     text = head.decode("utf-8", errors="replace")  # one bad character allowed: the sample may cut one in two
     if text.count("\ufffd") <= 1 and all(c.isprintable() or c in "\r\n\t\ufffd" for c in text):

@@ -49,6 +49,7 @@ __all__ = [
     "Backbone",
     "ClassifierHead",
     "head_bytes",
+    "is_head_file",
     "load_head",
     "save_head",
 ]
@@ -223,6 +224,19 @@ def load_head(path: str | os.PathLike[str]) -> ClassifierHead:
         raise HeadError(f"{source}: {error}") from None
     except (KeyError, TypeError, ValueError) as error:
         raise HeadError(f"{source}: damaged head file ({type(error).__name__}: {error})") from None
+
+
+def is_head_file(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is a head file by its header's metadata (only the header is read): for the advice
+    given where a head is passed as a checkpoint."""
+    try:
+        with open(path, "rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(min(length, _MAX_HEADER)))
+        meta = json.loads(header["__metadata__"][_METADATA_KEY])
+    except (OSError, struct.error, ValueError, KeyError, TypeError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == HEAD_FORMAT
 
 
 def _read_header(data: bytes, source: Path) -> Mapping[str, Any]:

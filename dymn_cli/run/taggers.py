@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import contextlib
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-__all__ = ["TaggerChoice", "build_tagger"]
+__all__ = ["TaggerChoice", "build_tagger", "graph_renamed"]
 
 Status = Callable[[str], AbstractContextManager[Any]]
 """Shows a message while a slow step runs (`cli.progress.RunProgress.status`)."""
@@ -37,6 +38,20 @@ class TaggerChoice:
     actors: int | None = None
 
 
+@contextlib.contextmanager
+def graph_renamed(count: int) -> Iterator[None]:
+    """Where a checkpoint given to `--weights` is an ONNX graph: `--weights` tells graphs by their
+    .onnx extension, so the CLI's advice is to rename it (the Python API's, to open it with OnnxTagger)."""
+    from dymn_cli.errors import GraphNotCheckpoint
+
+    try:
+        yield
+    except GraphNotCheckpoint as error:
+        name = Path(str(error.path)).with_suffix(".onnx").name
+        alone = "" if count <= 1 else ", alone (a graph is not an ensemble member)"
+        raise error.instead(f"rename it {name} to tag with it{alone}") from None
+
+
 def build_tagger(choice: TaggerChoice, *, head: Any = None, progress: bool = False, status: Status = _no_status) -> Any:
     """The `Tagger` (or `RayTagger`) of `choice`, with a spinner (`status`) while torch is imported and
     while a cached or local model loads (a download shows a bar of its own)."""
@@ -54,7 +69,7 @@ def build_tagger(choice: TaggerChoice, *, head: Any = None, progress: bool = Fal
         from dymn_cli.models.weights import is_cached
 
         cached = bool(choice.weights) or is_cached(choice.model)
-    with status("loading the model") if cached else contextlib.nullcontext():
+    with status("loading the model") if cached else contextlib.nullcontext(), graph_renamed(len(choice.weights)):
         return tagger_class(
             None if choice.weights else choice.model,
             weights=list(choice.weights) or None,

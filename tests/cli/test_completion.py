@@ -66,6 +66,8 @@ CASES = [
     ("dymn-tag a.wav -o no", {"notes.txt"}),
     ("dymn-tag --output-dir ", {"audio", "models"}),  # folders only
     ("dymn-tag train -d ", {"auto", "cpu", "cuda"}),
+    ("dymn-tag export --int8-mode ", {"static", "weights"}),
+    ("dymn-tag export --int8-mode w", {"weights"}),
     ("dymn-tag train --hid", {"--hidden"}),
     ("dymn-tag download mn4", {"mn40_as", "mn40_as_ext"}),
     ("dymn-tag --show-completion ", {"bash", "zsh", "fish"}),

@@ -12,10 +12,11 @@ from pathlib import Path
 import pytest
 
 from dymn_cli.cli import metavars, panels
-from dymn_cli.cli.choices import OutputFormat
+from dymn_cli.cli.choices import Int8Mode, OutputFormat
 from dymn_cli.cli.commands import COMMANDS
 from dymn_cli.cli.main import command_for
 from dymn_cli.cli.tag import EXAMPLES
+from dymn_cli.export.quantize import INT8_MODES
 from dymn_cli.writers.registry import WRITERS
 from tests.audio_factory import sine, write_audio
 from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET
@@ -79,6 +80,10 @@ def test_dash_h_works_on_every_command(command):
 
 def test_format_choices_are_the_writers():
     assert {f.value for f in OutputFormat} == set(WRITERS)
+
+
+def test_int8_mode_choices_are_the_quantiser_modes():
+    assert [m.value for m in Int8Mode] == list(INT8_MODES)
 
 
 BAD = [

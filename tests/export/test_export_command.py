@@ -3,6 +3,7 @@ for every bad input."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -11,11 +12,13 @@ import onnxruntime as ort
 import pytest
 import soundfile
 
-from dymn_cli.export.api import AgreementTooLow, check_agreement
+from dymn_cli.export.api import AgreementTooLow, agreement_floor, check_agreement
 from dymn_cli.export.quantize import Agreement
 from dymn_cli.graph_metadata import INPUT, LOGITS, GraphMetadata
 from tests.calibrated import calibration_waveforms
-from tests.support import dymn_tag
+from tests.export.graphs import make_head
+from tests.onnx_graphs import write_tiny_graph
+from tests.support import DYMN04_WEIGHTS, dymn_tag
 
 
 def one_line_error(done, *words: str, code: int) -> None:
@@ -50,10 +53,16 @@ def test_export_writes_a_graph_that_runs(calibrated_weights, tmp_path):
         ("no overwrite", ["already exists (--no-overwrite)"], 2),
         ("no folder", ["no such folder"], 2),
         ("int8 alone", ["--int8 needs --calibrate"], 2),
+        ("int8 mode alone", ["--int8-mode needs --int8"], 2),
+        ("floor alone", ["--min-agreement needs --int8"], 2),
+        ("floor above 100", ["--min-agreement: a fraction or a percentage (0.95 or 95 for 95 %), got 150"], 2),
         ("calibrate alone", ["--calibrate goes with --int8"], 2),
         ("empty calibration", ["no audio files"], 2),
         ("calibrate a file", ["not a folder"], 2),
         ("pickled head", ["not a head file"], 2),
+        ("head as weights", ["is a head (from dymn-tag train), not a PyTorch checkpoint: give it with --head, beside"], 1),
+        ("graph as weights", ["export needs a PyTorch checkpoint", "tag with the graph as it is: dymn-tag FILES --weights /"], 1),
+        ("renamed graph", ["rename it graph.onnx and tag with the graph as it is"], 1),
         ("unknown model", ["unknown model"], 2),
     ],
 )
@@ -76,10 +85,16 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
         "no overwrite": ["-o", str(existing), "-w", str(weights), "--no-overwrite"],
         "no folder": ["-o", str(tmp_path / "missing" / "out.onnx"), "-w", str(weights)],
         "int8 alone": ["-o", str(output), "-w", str(weights), "--int8"],
+        "int8 mode alone": ["-o", str(output), "-w", str(weights), "--int8-mode", "weights"],
+        "floor alone": ["-o", str(output), "-w", str(weights), "--min-agreement", "0.5"],
+        "floor above 100": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty), "--min-agreement", "150"],
         "calibrate alone": ["-o", str(output), "-w", str(weights), "--calibrate", str(empty)],
         "empty calibration": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(empty)],
         "calibrate a file": ["-o", str(output), "-w", str(weights), "--int8", "--calibrate", str(text)],
         "pickled head": ["-o", str(output), "-w", str(weights), "--head", str(weights)],
+        "head as weights": ["-o", str(output), "-w", str(shutil.copy(make_head(weights, 64), tmp_path / "tones.head"))],
+        "graph as weights": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.onnx"))],
+        "renamed graph": ["-o", str(output), "-w", str(write_tiny_graph(tmp_path / "graph.pt"))],
         "unknown model": ["-o", str(output), "-m", "dymn99_as"],
     }[case]
     weights_bytes = weights.read_bytes()
@@ -87,6 +102,16 @@ def test_bad_inputs_end_in_one_line_and_write_nothing(case, words, code, calibra
     assert not output.exists()
     assert existing.read_bytes() == b"keep me" and weights.read_bytes() == weights_bytes
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_too_little_calibration_audio_is_counted_in_words(tmp_path):
+    folder = tmp_path / "small"
+    folder.mkdir()
+    soundfile.write(folder / "clip.wav", calibration_waveforms(2.0)[0], 32_000)
+    output = tmp_path / "out.onnx"
+    done = dymn_tag(["export", "-o", str(output), "-w", str(DYMN04_WEIGHTS), "--int8", "--calibrate", str(folder)])
+    one_line_error(done, f"--calibrate {folder}: 1 window of audio in 1 readable file; int8 calibration needs", code=2)
+    assert not output.exists()
 
 
 def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, caplog):
@@ -107,10 +132,29 @@ def test_calibration_audio_that_does_not_decode_is_named_and_skipped(tmp_path, c
     assert len(warnings) == 1 and str(broken) in warnings[0] and "skipped for calibration" in warnings[0]
 
 
+def test_the_agreement_says_how_many_windows_it_is_over():
+    """100 % on 3 windows is 3 of 3: the printout says so, beside the figure."""
+    agreement = Agreement(
+        windows=3, top1=1.0, top10=0.867, mean_difference=0.004, max_difference=0.03, size_ratio=0.29, speed_ratio=1.0
+    )
+    first, top1, *_ = agreement.lines()
+    assert first == "int8 against float32 on 3 held-out calibration windows:"
+    assert top1 == "  top-1 agreement 100.0% (3 of 3 windows), mean top-10 overlap 86.7%"
+    one = Agreement(windows=1, top1=0.0, top10=0.5, mean_difference=0, max_difference=0, size_ratio=0.3, speed_ratio=1.0)
+    assert one.lines()[:2] == [
+        "int8 against float32 on 1 held-out calibration window:",
+        "  top-1 agreement 0.0% (0 of 1 window), mean top-10 overlap 50.0%",
+    ]
+
+
+def test_the_floor_is_a_fraction_or_a_percentage():
+    assert [agreement_floor(v) for v in (0.95, 95, 1, 100, 0)] == [0.95, 0.95, 1.0, 1.0, 0.0]
+
+
 def test_int8_below_the_floor_is_refused():
     agreement = Agreement(
         windows=10, top1=0.9, top10=0.8, mean_difference=0.01, max_difference=0.1, size_ratio=0.3, speed_ratio=1.0
     )
-    with pytest.raises(AgreementTooLow, match=r"90.0% .* below --min-agreement 98.0%: out.onnx not written"):
+    with pytest.raises(AgreementTooLow, match=r"90.0% .* \(9 of 10 windows\), below --min-agreement 98.0%: out.onnx not written"):
         check_agreement(agreement, 0.98, Path("out.onnx"))
     check_agreement(agreement, 0.9, Path("out.onnx"))  # accepted at a lower floor (with a warning)

@@ -15,6 +15,8 @@ import pytest
 from dymn_cli.audioset.labels import audioset_classes
 from dymn_cli.export.graph import OPSET
 from dymn_cli.graph_metadata import EMBEDDING, INPUT, LOGITS, GraphMetadata
+from dymn_cli.onnx_tagger import OnnxTagger
+from dymn_cli.version import __version__
 from tests.calibrated import calibration_waveforms
 from tests.export.graphs import HEAD_CLASSES, exported, scores_of
 
@@ -86,8 +88,12 @@ def test_graph_is_valid_and_describes_itself(case: str) -> None:
 
     assert metadata.checkpoint_sha256 == "+".join(sha256_file(w) for w in graph.weights)
     assert metadata.sample_rate == 32_000
+    assert (model.producer_name, model.producer_version) == ("dymn-cli", __version__)
+    # (the ids a run over the graph writes in its `mid` column are the graph's own mids)
+    assert tuple(c.id for c in OnnxTagger(graph.path, device="cpu").classes) == metadata.mids
     if case == "head":
         assert metadata.labels == HEAD_CLASSES and metadata.activation == "softmax"
+        assert metadata.mids == tuple(f"head:{name}" for name in HEAD_CLASSES)
         assert (metadata.window, metadata.hop) == (3.0, 1.5)
     else:
         classes = audioset_classes()

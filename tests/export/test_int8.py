@@ -55,7 +55,8 @@ def test_static_int8_reports_its_agreement_and_is_small(calibrated_weights, cali
     stderr = done.stderr.decode()
     assert done.returncode == 0, stderr
     assert re.search(r"int8 against float32 on \d+ held-out calibration windows", stderr)
-    assert re.search(r"top-1 agreement [\d.]+%, mean top-10 overlap [\d.]+%", stderr)
+    assert re.search(r"int8: calibrating on \d+ windows of \d+ files, \d+ held out", stderr)
+    assert re.search(r"top-1 agreement [\d.]+% \(\d+ of \d+ windows\), mean top-10 overlap [\d.]+%", stderr)
     assert re.search(r"score difference mean [\d.]+, largest [\d.]+", stderr)
     size = float(re.search(r"size ([\d.]+)% of float32, speed [\d.]+x float32", stderr).group(1)) / 100
     assert size <= MAX_SIZE_RATIO

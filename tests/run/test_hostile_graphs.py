@@ -112,6 +112,17 @@ def test_a_hostile_graph_is_one_line_naming_the_file_and_its_reason(tiny, clip, 
     assert not (tmp_path / "out.jsonl").exists()
 
 
+@pytest.mark.parametrize(("name", "reason"), [("nonexist.onnx", "no such file"), ("gone.onnx", "a link to nothing")])
+def test_a_missing_graph_is_said_plainly(clip, tmp_path, name, reason):
+    """Missing is the whole story: nothing was read that could be 'not an ONNX graph'."""
+    graph = tmp_path / name
+    if name == "gone.onnx":
+        os.symlink(tmp_path / "absent", graph)
+    done = dymn_tag([str(clip), "--weights", str(graph)], timeout=60)
+    lines = done.stderr.decode().strip().splitlines()
+    assert done.returncode == 2 and lines == [f"dymn-tag: error: {graph}: {reason}"], done.stderr
+
+
 def test_a_stream_whose_graph_fails_on_loud_windows_goes_on_with_gaps(tiny, tmp_path):
     """logits + 0 * log(0.95 - peak): finite on the load-time probe, NaN on a window that peaks above 0.95."""
     graph = _edited(
@@ -149,6 +160,17 @@ def test_a_graph_named_like_a_checkpoint_is_told_apart(tiny, clip, tmp_path):
     done = dymn_tag([str(clip), "--weights", str(renamed), "-o", str(tmp_path / "out.jsonl")], timeout=SAFETY_NET)
     lines = done.stderr.decode().strip().splitlines()
     assert done.returncode != 0 and len(lines) == 1 and f"{renamed} looks like an ONNX graph" in lines[0], done.stderr
+    assert lines[0].endswith("rename it model.onnx to tag with it"), done.stderr
+
+
+def test_a_graph_given_to_the_python_tagger_points_to_onnx_tagger(tiny):
+    """`Tagger` runs checkpoints; its advice is the API's (the CLI's, rename it, would not help)."""
+    from dymn_cli import Tagger
+    from dymn_cli.errors import WeightsError
+
+    with pytest.raises(WeightsError) as raised:
+        Tagger(weights=str(tiny), device="cpu")
+    assert str(raised.value).endswith(f"a graph runs in dymn_cli.OnnxTagger({str(tiny)!r})"), raised.value
 
 
 def test_a_graph_whose_strings_are_not_utf8_leaves_stdout_alone(tiny, clip, tmp_path):
