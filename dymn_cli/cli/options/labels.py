@@ -114,8 +114,7 @@ Hop = Annotated[
     typer.Option(
         "--hop",
         metavar=metavars.SECONDS,
-        help="Time between window starts (default: the window, at most 10; or the --head's, or the .onnx graph's; "
-        "--live: 1).",
+        help="Time between window starts (default: the window, at most 10; or the --head's, or the .onnx graph's; --live: 1).",
         callback=positive_seconds,
         show_default=False,
         rich_help_panel=panels.WINDOWS,
