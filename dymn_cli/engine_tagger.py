@@ -121,7 +121,7 @@ class EngineTagger(AudioTagger):
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
         window = self.default_window if window is None else window
-        hop = self.default_hop if hop is None else hop
+        hop = min(self.default_hop, window) if hop is None else hop  # (a shorter window alone: no audio skipped)
         grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 

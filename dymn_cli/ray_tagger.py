@@ -87,7 +87,7 @@ class RayTagger(AudioTagger):
         *,
         sample_rate: int | None = None,
         window: float = 10.0,
-        hop: float = 10.0,
+        hop: float | None = None,
         aggregate: str = "mean",
         workers: int = 0,
         stats: PipelineStats | None = None,
@@ -105,6 +105,7 @@ class RayTagger(AudioTagger):
             decoding.close()
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
+        hop = min(10.0, window) if hop is None else hop  # (as Tagger: a shorter window alone skips no audio)
         grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
         items: list[dict[str, Any]] = []

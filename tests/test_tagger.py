@@ -126,3 +126,16 @@ def test_default_batch_gives_every_cpu_lane_eight_windows(golden_dir):
     assert default.engine.lanes in (1, 3)  # (1 where torch's threads are not OpenMP's)
     assert default.batch_size == 8 * default.engine.lanes
     assert explicit.batch_size == 5
+
+
+def test_a_window_given_alone_hops_by_itself(golden_dir):
+    """`tag(window=2)` windows every 2 s: the default hop (10 s) would leave 8 s of every 10 untagged."""
+    tagger = Tagger(weights=golden_dir / "dymn04_seed0.pt", device="cpu")
+    wave = np.random.default_rng(3).normal(0, 0.1, 7 * 32_000).astype(np.float32)
+    result = tagger.tag(wave, sample_rate=32_000, window=2.0)
+    assert [round(float(s), 6) for s in result.starts] == [0.0, 2.0, 4.0, 6.0]
+    assert [round(float(s), 6) for s in tagger.tag(wave, sample_rate=32_000, window=2.0, hop=3.0).starts] == [
+        0.0,
+        3.0,
+        6.0,
+    ]
