@@ -106,12 +106,7 @@ def _table(file: Path, header_rows: tuple[list[str], Iterator[list[Any]]], *, ag
         )
     current: InputResult | None = None
     names: dict[str, str] = {}
-    for number_, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        where = f"row {number_}"
-        if len(row) != len(columns):
-            raise BadResults(f"{where}: {len(row)} fields, expected {len(columns)}")
+    for where, row in _full_rows(rows, columns):
         values = dict(zip(columns, row))
         path = name_from_csv(text(values["path"], f"{where}: the path"))
         if current is None or current.path != path:
@@ -132,6 +127,17 @@ def _table(file: Path, header_rows: tuple[list[str], Iterator[list[Any]]], *, ag
             current.scores[mid] = max(current.scores.get(mid, 0.0), score(values["peak"], f"{where}: the peak"))
     if current is not None:
         yield _finished(current, aggregate)
+
+
+def _full_rows(rows: Iterator[list[Any]], columns: tuple[str, ...]) -> Iterator[tuple[str, list[Any]]]:
+    """`(where, row)` for each row after the header, empty ones skipped; a row of another width is bad."""
+    for number_, row in enumerate(rows, start=2):
+        if not row:
+            continue
+        where = f"row {number_}"
+        if len(row) != len(columns):
+            raise BadResults(f"{where}: {len(row)} fields, expected {len(columns)}")
+        yield where, row
 
 
 def _finished(result: InputResult, aggregate: str) -> InputResult:
@@ -159,12 +165,7 @@ def _add_window_row(current: InputResult, values: dict[str, Any], mid: str, wher
 def _wide(file: Path, columns: tuple[str, ...], rows: Iterator[list[Any]]) -> Iterator[InputResult]:
     ids = [_wide_column_id(name) for name in columns[2:]]
     names = {mid: name.removeprefix(HEAD_ID_PREFIX) for mid, name in zip(ids, columns[2:])}
-    for number_, row in enumerate(rows, start=2):
-        if not row:
-            continue
-        where = f"row {number_}"
-        if len(row) != len(columns):
-            raise BadResults(f"{where}: {len(row)} fields, expected {len(columns)}")
+    for where, row in _full_rows(rows, columns):
         path = name_from_csv(text(row[0], f"{where}: the path"))
         result = InputResult(path, file, duration=number(row[1], f"{where}: the duration"))
         # An empty cell is a score under its class's threshold (--threshold, --thresholds): absent, as in a top list.

@@ -189,7 +189,7 @@ def _from_csv(path: Path, text: str) -> Truth:
         if unknown:
             raise UsageError(f"{path}: unknown column {unknown[0][:40]!r}: a truth CSV has path,label and optionally start,end")
         rows, first = rows[1:], 2
-    elif rows and rows[0][0].strip().lower() == "path" and len(rows[0]) > 4:
+    elif rows and len(rows[0]) > 4 and rows[0][0].strip().lower() == "path":
         raise UsageError(f"{path}:1: a table of {len(rows[0])} columns, not ground truth: {RESULTS_HINT}")
     elif rows and {c.strip().lower() for c in rows[0]} & HEADER_WORDS:
         raise UsageError(

@@ -204,3 +204,12 @@ def test_a_wide_table_written_with_thresholds_reads_its_empty_cells_as_absent_sc
         evaluation = evaluate([tmp_path / results], [tmp_path / "t.csv"])
         assert evaluation.clip.ap.tolist() == [1.0, 1.0]
         assert evaluation.missing_scores == 2
+
+
+@pytest.mark.parametrize("data", [b"\n", b"\r\n\r\n", b",\n", b"path\n", b"\n\npath,a,b,c,d\n"])
+def test_blank_and_bare_truth_files_are_one_line(data, tmp_path):
+    target = tmp_path / "truth.csv"
+    target.write_bytes(data)
+    with pytest.raises(UsageError) as caught:
+        read_truth([target])
+    assert "\n" not in str(caught.value) and str(target) in str(caught.value)
