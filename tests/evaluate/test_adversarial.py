@@ -14,6 +14,7 @@ import pytest
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import evaluate as evaluate_api
 from tests.audio_factory import tone
+from tests.evaluate.runs import evaluate, one_line
 from tests.permissions import mode_respecting_prefix
 from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
 
@@ -39,19 +40,6 @@ def run(tmp_path_factory) -> Path:
     rows = [f"clips/{label}/{name}.wav,{label.title()}\n" for label, names in CLIPS.items() for name in names]
     (root / "truth.csv").write_text("path,label\n" + "".join(rows))
     return root
-
-
-def evaluate(run: Path, *args: str, expect: int = 0, timeout: float = SAFETY_NET) -> subprocess.CompletedProcess:
-    done = dymn_tag(["evaluate", *args], cwd=run, timeout=timeout)
-    assert done.returncode == expect, done.stderr.decode()
-    return done
-
-
-def one_line(done: subprocess.CompletedProcess, *words: str) -> str:
-    err = done.stderr.decode()
-    assert err.count("\n") == 1 and err.startswith("dymn-tag: error: ") and "Traceback" not in err, err
-    assert all(word in err for word in words), err
-    return err
 
 
 def report(run: Path, *args: str) -> dict:

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio_factory import tone
+from tests.evaluate.runs import evaluate
 from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow
@@ -75,12 +76,6 @@ def run(tmp_path_factory) -> Path:
         else:
             (tables / f"{stem}.labels.txt").write_text(f"0.500000\t2.000000\t{label.title()}\n\\\t100.0\t2000.0\n")
     return root
-
-
-def evaluate(run: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    done = dymn_tag(["evaluate", *args], cwd=run, timeout=SAFETY_NET)
-    assert done.returncode == expect, done.stderr.decode()
-    return done
 
 
 def figures(done: subprocess.CompletedProcess) -> dict:

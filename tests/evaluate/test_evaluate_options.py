@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.audio_factory import tone
+from tests.evaluate.runs import evaluate, one_line
 from tests.support import DYMN04_WEIGHTS, DYMN_TAG, SAFETY_NET, dymn_tag
 
 pytestmark = pytest.mark.slow
@@ -48,19 +49,6 @@ def run(tmp_path_factory) -> Path:
     with open(root / "head_truth.csv", "w", newline="") as out:
         csv.writer(out).writerows([["path", "label"], *([f"h{i}.wav", ODD_NAMES[i % 3]] for i in range(6))])
     return root
-
-
-def evaluate(run: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
-    done = dymn_tag(["evaluate", *args], cwd=run, timeout=SAFETY_NET)
-    assert done.returncode == expect, done.stderr.decode()
-    return done
-
-
-def one_line(done: subprocess.CompletedProcess, *words: str) -> str:
-    err = done.stderr.decode()
-    assert err.count("\n") == 1 and err.startswith("dymn-tag: error: ") and "Traceback" not in err, err
-    assert all(word in err for word in words), err
-    return err
 
 
 def test_thresholds_saved_on_more_classes_score_on_truth_that_names_fewer(run, tmp_path):
