@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 
 from dymn_cli.cli import command_options, metavars
-from dymn_cli.wording import counted
 
 log = logging.getLogger("dymn_cli")
 
@@ -92,8 +91,7 @@ def evaluate_command(
 
     A class missing from a result (a --top K list) counts as the lowest score: tag with --top all."""
     from dymn_cli.evaluate.evaluation import evaluate
-    from dymn_cli.evaluate.matching import printable_list
-    from dymn_cli.evaluate.outputs import EvaluationOutputs, check_outputs, write_outputs
+    from dymn_cli.evaluate.outputs import EvaluationOutputs, check_outputs, saved_thresholds_lines, write_outputs
 
     outputs = EvaluationOutputs(
         format=format.lower() if format else None, output=output, thresholds=save_thresholds, plot=plot, no_overwrite=no_overwrite
@@ -105,15 +103,7 @@ def evaluate_command(
             log.warning("warning: %s", warning)
     write_outputs(evaluation, outputs)
     if save_thresholds is not None and not quiet:
-        log.info("%s: the best-F1 thresholds of %s", save_thresholds, counted(evaluation.clip.n_classes_with_positives, "class"))
-        if evaluation.unseparated:
-            one = len(evaluation.unseparated) == 1
-            log.warning(
-                "warning: %s %s best F1 only by calling every input positive: %s threshold in %s tags every input with %s (%s)",
-                counted(len(evaluation.unseparated), "class"),
-                "reaches its" if one else "reach their",
-                "its" if one else "their",
-                save_thresholds,
-                "it" if one else "them",
-                printable_list([evaluation.names[evaluation.ids.index(mid)] for mid in evaluation.unseparated]),
-            )
+        saved, warning = saved_thresholds_lines(evaluation, save_thresholds)
+        log.info("%s", saved)
+        if warning is not None:
+            log.warning("warning: %s", warning)

@@ -13,12 +13,14 @@ from pathlib import Path
 
 from dymn_cli.errors import UsageError
 from dymn_cli.evaluate.evaluation import Evaluation
+from dymn_cli.evaluate.matching import printable_list
 from dymn_cli.evaluate.report import PLOT_FILES, classes_csv, plot_report, report_json, report_tables, thresholds_csv
+from dymn_cli.wording import counted
 from dymn_cli.writers.destination import claim_outputs, input_files
 from dymn_cli.writers.output_file import written
 from dymn_cli.writers.targets import check_folder, resolve_target
 
-__all__ = ["EvaluationOutputs", "check_outputs", "write_outputs"]
+__all__ = ["EvaluationOutputs", "check_outputs", "saved_thresholds_lines", "write_outputs"]
 
 JSON, TABLE, CSV = "json", "table", "csv"
 FORMATS = (TABLE, JSON, CSV)
@@ -108,3 +110,18 @@ def _tables_text(evaluation: Evaluation, *, terminal: bool) -> str:
         return console.export_text()
     finally:
         console.file.close()
+
+
+def saved_thresholds_lines(evaluation: Evaluation, path: Path) -> tuple[str, str | None]:
+    """What to say once `--save-thresholds` wrote `path`: how many classes it holds, and a warning
+    naming those whose threshold would tag every input (None when there are none)."""
+    saved = f"{path}: the best-F1 thresholds of {counted(evaluation.clip.n_classes_with_positives, 'class')}"
+    if not evaluation.unseparated:
+        return saved, None
+    one = len(evaluation.unseparated) == 1
+    names = [evaluation.names[evaluation.ids.index(mid)] for mid in evaluation.unseparated]
+    return saved, (
+        f"{counted(len(names), 'class')} {'reaches its' if one else 'reach their'} best F1 only by calling every "
+        f"input positive: {'its' if one else 'their'} threshold in {path} tags every input with {'it' if one else 'them'} "
+        f"({printable_list(names)})"
+    )
