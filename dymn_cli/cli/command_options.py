@@ -1,10 +1,25 @@
-"""Options that the commands beside tagging share (train, merge, evaluate, export), declared once."""
+"""Options that the commands beside tagging share (train, merge, evaluate, export), declared once, and
+what every command's -o does with `-`."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, TypeVar
 
 import typer
 
 NoOverwrite = Annotated[bool, typer.Option("--no-overwrite", "-n", help="Refuse to replace an existing file.")]
 """--no-overwrite of a command that writes one file."""
+
+
+STANDARD_OUTPUT = Path("/dev/stdout")
+
+OutputValue = TypeVar("OutputValue", Path, list[Path], None)
+
+
+def dash_is_standard_output(value: OutputValue) -> OutputValue:
+    """`-o -` is standard output, as `-` among the inputs is standard input (and as for curl, tar and
+    ffmpeg): without this, a file named `-` was written. /dev/stdout is a stream every writer takes."""
+    if isinstance(value, list):
+        return [STANDARD_OUTPUT if str(item) == "-" else item for item in value]
+    return STANDARD_OUTPUT if value is not None and str(value) == "-" else value

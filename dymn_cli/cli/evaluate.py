@@ -64,7 +64,15 @@ def evaluate_command(
         ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", metavar=metavars.FILE, help="Write the report to FILE.", show_default=False)
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            callback=command_options.dash_is_standard_output,
+            metavar=metavars.FILE,
+            help="Write the report to FILE (-: standard output).",
+            show_default=False,
+        ),
     ] = None,
     plot: Annotated[
         Path | None,

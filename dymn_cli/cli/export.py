@@ -20,6 +20,7 @@ def export_command(
         typer.Option(
             "-o",
             "--output",
+            callback=command_options.dash_is_standard_output,
             metavar=metavars.FILE,
             help="The ONNX graph to write (tag with it: --weights FILE.onnx).",
             show_default=False,

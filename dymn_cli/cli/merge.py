@@ -27,6 +27,7 @@ def merge_command(
         typer.Option(
             "-o",
             "--output",
+            callback=command_options.dash_is_standard_output,
             metavar=metavars.FILE,
             help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
         ),

@@ -43,7 +43,14 @@ def train_command(
         ),
     ],
     output: Annotated[
-        Path, typer.Option("-o", "--output", metavar=metavars.FILE, help="The head file to write (safetensors), for --head.")
+        Path,
+        typer.Option(
+            "-o",
+            "--output",
+            callback=command_options.dash_is_standard_output,
+            metavar=metavars.FILE,
+            help="The head file to write (safetensors), for --head.",
+        ),
     ],
     model: Annotated[
         str, typer.Option("--model", "-m", metavar=metavars.MODEL, help="The network whose embeddings the head learns from.")

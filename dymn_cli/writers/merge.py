@@ -14,6 +14,7 @@ from typing import Any
 
 from dymn_cli.audio.paths import walk_order_key
 from dymn_cli.errors import UsageError
+from dymn_cli.wording import counted
 from dymn_cli.writers.destination import claim_output
 from dymn_cli.writers.parts import part_files
 from dymn_cli.writers.registry import MERGEABLE_FORMATS, writer_class
@@ -30,7 +31,7 @@ class MergeSummary:
 
     def line(self, target: Path) -> str:
         again = f", {len(self.duplicates)} recorded more than once (the last result kept)" if self.duplicates else ""
-        return f"merged {self.inputs} inputs from {self.files} files into {target}{again}"
+        return f"merged {counted(self.inputs, 'input')} from {counted(self.files, 'file')} into {target}{again}"
 
 
 def merge_outputs(sources: Sequence[str | Path], target: Path, *, no_overwrite: bool = False) -> MergeSummary:

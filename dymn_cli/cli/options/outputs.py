@@ -11,12 +11,14 @@ import typer
 
 from dymn_cli.cli import metavars, panels
 from dymn_cli.cli.choices import OutputFormat
+from dymn_cli.cli.command_options import dash_is_standard_output
 
 Output = Annotated[
     list[Path] | None,
     typer.Option(
         "-o",
         "--output",
+        callback=dash_is_standard_output,
         metavar=metavars.FILE,
         help="Write results to this file, its format from its extension (.csv, .json, .jsonl, .parquet); repeat for several.",
         show_default=False,
