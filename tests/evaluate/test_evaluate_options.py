@@ -71,7 +71,7 @@ def test_thresholds_saved_on_more_classes_score_on_truth_that_names_fewer(run, t
     one_line(evaluate(run, "r.jsonl", "--truth", "truth.csv", "--thresholds", str(tmp_path / "other.csv"), expect=2), "head:Foo")
 
 
-@pytest.mark.parametrize("name", ["report.parquet", "report.jsonl", "report", "-"])
+@pytest.mark.parametrize("name", ["report.parquet", "report.jsonl", "report"])  # (`-o -`: tests/cli/test_dash_output.py)
 def test_a_report_named_for_another_format_is_refused_before_any_work(run, tmp_path, name):
     # It was written as indented JSON: a report.parquet that no Parquet reader opens, a report.jsonl of many lines.
     done = dymn_tag(["evaluate", str(run / "r.jsonl"), "--truth", str(run / "truth.csv"), "-o", name], cwd=tmp_path)
