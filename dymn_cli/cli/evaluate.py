@@ -63,17 +63,7 @@ def evaluate_command(
             show_default=False,
         ),
     ] = None,
-    output: Annotated[
-        Path | None,
-        typer.Option(
-            "--output",
-            "-o",
-            callback=command_options.dash_is_standard_output,
-            metavar=metavars.FILE,
-            help="Write the report to FILE (-: standard output).",
-            show_default=False,
-        ),
-    ] = None,
+    output: Annotated[Path | None, command_options.output_option("Write the report to FILE (-: standard output).")] = None,
     plot: Annotated[
         Path | None,
         typer.Option(

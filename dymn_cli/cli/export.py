@@ -15,17 +15,7 @@ log = logging.getLogger("dymn_cli")
 
 
 def export_command(
-    output: Annotated[
-        Path,
-        typer.Option(
-            "-o",
-            "--output",
-            callback=command_options.dash_is_standard_output,
-            metavar=metavars.FILE,
-            help="The ONNX graph to write (tag with it: --weights FILE.onnx).",
-            show_default=False,
-        ),
-    ],
+    output: Annotated[Path, command_options.output_option("The ONNX graph to write (tag with it: --weights FILE.onnx).")],
     model: Annotated[
         list[str],
         typer.Option(

@@ -24,12 +24,8 @@ def merge_command(
     ],
     output: Annotated[
         Path,
-        typer.Option(
-            "-o",
-            "--output",
-            callback=command_options.dash_is_standard_output,
-            metavar=metavars.FILE,
-            help="The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives.",
+        command_options.output_option(
+            "The merged file; its extension names the format: .csv, .json, .jsonl, .parquet, or .npz for --embeddings archives."
         ),
     ],
     no_overwrite: command_options.NoOverwrite = False,

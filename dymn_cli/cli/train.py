@@ -42,16 +42,7 @@ def train_command(
             show_default=False,
         ),
     ],
-    output: Annotated[
-        Path,
-        typer.Option(
-            "-o",
-            "--output",
-            callback=command_options.dash_is_standard_output,
-            metavar=metavars.FILE,
-            help="The head file to write (safetensors), for --head.",
-        ),
-    ],
+    output: Annotated[Path, command_options.output_option("The head file to write (safetensors), for --head.")],
     model: Annotated[
         str, typer.Option("--model", "-m", metavar=metavars.MODEL, help="The network whose embeddings the head learns from.")
     ] = "dymn10_as",
