@@ -8,9 +8,9 @@ from pathlib import Path
 from tests.support import SAFETY_NET, dymn_tag
 
 
-def evaluate(run: Path, *args: str, expect: int = 0, timeout: float = SAFETY_NET) -> subprocess.CompletedProcess:
+def evaluate(run: Path, *args: str, expect: int = 0) -> subprocess.CompletedProcess:
     """`dymn-tag evaluate ARGS` in the folder `run`; its exit status must be `expect`."""
-    done = dymn_tag(["evaluate", *args], cwd=run, timeout=timeout)
+    done = dymn_tag(["evaluate", *args], cwd=run, timeout=SAFETY_NET)
     assert done.returncode == expect, done.stderr.decode()
     return done
 
