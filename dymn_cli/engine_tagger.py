@@ -39,6 +39,13 @@ log = logging.getLogger(__name__)
 LIVE_HOP = 1.0
 """Default hop of a live stream: a record every second (and events on a 1 s grid)."""
 
+
+def hop_for(window: float, hop: float | None, *, default_hop: float) -> float:
+    """`hop`, else `default_hop` but never longer than `window`: a shorter window given alone would
+    otherwise leave the audio between windows untagged."""
+    return min(default_hop, window) if hop is None else hop
+
+
 TagSource = str | Path | bytes | BinaryIO | np.ndarray | Any
 """What a tagger tags: a path, the bytes of a file, a binary file object, or a waveform (a numpy
 array or a torch tensor) with its rate."""
@@ -121,7 +128,7 @@ class EngineTagger(AudioTagger):
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
         window = self.default_window if window is None else window
-        hop = min(self.default_hop, window) if hop is None else hop  # (a shorter window alone: no audio skipped)
+        hop = hop_for(window, hop, default_hop=self.default_hop)
         grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from dymn_cli.audio.uris import is_uri
 from dymn_cli.audioset.vocabulary import Vocabulary
+from dymn_cli.engine_tagger import hop_for
 from dymn_cli.errors import GraphNotCheckpoint, UsageError
 from dymn_cli.inference.distributed import RAY_BATCH_SIZE, RayOptions, RayPipeline
 from dymn_cli.inference.pipeline import Failure, PipelineStats
@@ -105,7 +106,7 @@ class RayTagger(AudioTagger):
             decoding.close()
         if aggregate not in AGGREGATES:
             raise UsageError(f"unknown aggregate {aggregate!r}: use {' or '.join(AGGREGATES)}")
-        hop = min(10.0, window) if hop is None else hop  # (as Tagger: a shorter window alone skips no audio)
+        hop = hop_for(window, hop, default_hop=10.0)  # (the default window's)
         grid = self.frontend_config.window_grid(window=window, hop=hop)
         names: list[str] = []
         items: list[dict[str, Any]] = []

@@ -185,12 +185,8 @@ def load_head(path: str | os.PathLike[str]) -> ClassifierHead:
         raise HeadError(f"{source}: cannot read the head file: {error.strerror or error}") from None
     if len(data) > MAX_HEAD_BYTES:
         raise HeadError(f"{source}: larger than {MAX_HEAD_BYTES >> 20} MiB: not a head file")
-    header = _read_header(data, source)
-    try:
-        meta = json.loads(header.get("__metadata__", {}).get(_METADATA_KEY, "null"))
-    except (AttributeError, json.JSONDecodeError):
-        meta = None
-    if not isinstance(meta, dict) or meta.get("format") != HEAD_FORMAT:
+    meta = _head_metadata(_read_header(data, source))
+    if meta is None:
         raise HeadError(f"{source}: a safetensors file, but not a dymn-cli head (no {_METADATA_KEY!r} metadata)")
     if meta.get("version") != HEAD_VERSION:
         raise HeadError(f"{source}: head format version {meta.get('version')!r}; this dymn-cli reads version {HEAD_VERSION}")
@@ -231,12 +227,21 @@ def is_head_file(path: str | os.PathLike[str]) -> bool:
     given where a head is passed as a checkpoint."""
     try:
         with open(path, "rb") as stream:
-            (length,) = struct.unpack("<Q", stream.read(8))
-            header = json.loads(stream.read(min(length, _MAX_HEADER)))
-        meta = json.loads(header["__metadata__"][_METADATA_KEY])
-    except (OSError, struct.error, ValueError, KeyError, TypeError):
+            prefix = stream.read(8)
+            length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else 0
+            header = _read_header(prefix + stream.read(min(length, _MAX_HEADER)), Path(path))
+    except (OSError, HeadError):
         return False
-    return isinstance(meta, dict) and meta.get("format") == HEAD_FORMAT
+    return _head_metadata(header) is not None
+
+
+def _head_metadata(header: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The dymn-cli metadata of a safetensors header, or None where it holds none (another safetensors file)."""
+    try:
+        meta = json.loads(header.get("__metadata__", {}).get(_METADATA_KEY, "null"))
+    except (AttributeError, TypeError, json.JSONDecodeError):
+        return None
+    return meta if isinstance(meta, dict) and meta.get("format") == HEAD_FORMAT else None
 
 
 def _read_header(data: bytes, source: Path) -> Mapping[str, Any]:

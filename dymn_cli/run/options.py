@@ -15,7 +15,7 @@ from pathlib import Path
 
 from dymn_cli.audioset.thresholds import load_thresholds
 from dymn_cli.audioset.vocabulary import Vocabulary
-from dymn_cli.engine_tagger import LIVE_HOP
+from dymn_cli.engine_tagger import LIVE_HOP, hop_for
 from dymn_cli.errors import UsageError
 from dymn_cli.events import DEFAULT_THRESHOLD, EventSettings
 from dymn_cli.models.head import ClassifierHead, load_head
@@ -54,16 +54,14 @@ def window_and_hop(window: float | None, hop: float | None, *, default_window: f
     `--window 5` alone hops by 5 s, not by the default 10 s, which would leave half the audio unheard.
     A hop given longer than its window is allowed (sampling a long recording), with a warning."""
     window_ = default_window if window is None else window
-    if hop is None:
-        return window_, min(default_hop, window_)
-    if hop > window_ + 1e-9:
+    if hop is not None and hop > window_ + 1e-9:
         log.warning(
             "warning: --hop %g s is longer than the %g s window: %g s of audio after each window is not tagged",
             hop,
             window_,
             hop - window_,
         )
-    return window_, hop
+    return window_, hop_for(window_, hop, default_hop=default_hop)
 
 
 def for_live(chosen: HeadChoice, hop: float | None) -> HeadChoice:
